@@ -1,0 +1,39 @@
+# The front door. Each target is a line or two; .ci/run calls `make test`, nothing else.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint docs docs-serve bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: setup ## install, start the embedded backend, run every step
+	$(BIN)/lab up
+	$(BIN)/lab run
+
+test: setup ## every test, the offline kind checks and the strict docs build
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check lab tests bench
+	$(BIN)/mypy lab
+
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m lab.docsite build
+
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m lab.docsite serve
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	-$(BIN)/lab down
+	rm -rf .lab site

@@ -1,0 +1,213 @@
+"""Settings shared by every part of the lab.
+
+All values come from environment variables named ``LAB_*`` with safe defaults: loopback only,
+state under ``./.lab``. A bad value raises :class:`SettingsError` naming the variable and the
+value, so the fix is obvious from the message (the way starlette's ``config.py`` reports).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REALM = "idjag"
+API_DOMAIN = "api"
+ADMIN_PRINCIPAL = "user.athenz_admin"
+MCP_PRINCIPAL = "api.api-mcp"
+AGENT_PRINCIPAL = "ai.agent"
+LEARNER_USERNAME = "idjag-learner"
+LEARNER_PRINCIPAL = "human.idjag-learner"
+
+#: name -> (environment variable, default port). Steps, docs and tests rely on these defaults.
+PORTS: dict[str, tuple[str, int]] = {
+    "idp": ("LAB_IDP_PORT", 9090),
+    "zms": ("LAB_ZMS_PORT", 4443),
+    "zts": ("LAB_ZTS_PORT", 8443),
+    "docapi_protected": ("LAB_DOCAPI_PORT", 14443),
+    "docapi_unprotected": ("LAB_DOCAPI_OPEN_PORT", 14442),
+    "mcp": ("LAB_MCP_PORT", 8101),
+}
+
+
+class SettingsError(ValueError):
+    """A ``LAB_*`` setting has a value the lab cannot use."""
+
+    def __init__(self, variable: str, value: str, expected: str) -> None:
+        super().__init__(f"{variable}={value!r} is not valid: expected {expected}")
+        self.variable = variable
+        self.value = value
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where each part answers. Steps only ever see these URLs, never ports."""
+
+    idp_issuer: str
+    zms: str
+    zts: str
+    docapi_protected: str
+    docapi_unprotected: str
+    mcp: str
+
+    @property
+    def idp_base(self) -> str:
+        """The IdP's server URL without the realm path (what Keycloak clients call server_url)."""
+        return self.idp_issuer.rsplit("/realms/", 1)[0]
+
+    @property
+    def zts_token(self) -> str:
+        return f"{self.zts}/oauth2/token"
+
+    @property
+    def zts_jwks(self) -> str:
+        return f"{self.zts}/oauth2/keys"
+
+    @property
+    def idp_token(self) -> str:
+        return f"{self.idp_issuer}/protocol/openid-connect/token"
+
+    @property
+    def idp_jwks(self) -> str:
+        return f"{self.idp_issuer}/protocol/openid-connect/certs"
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "idp_issuer": self.idp_issuer,
+            "idp_base": self.idp_base,
+            "idp_token": self.idp_token,
+            "idp_jwks": self.idp_jwks,
+            "zms": self.zms,
+            "zts": self.zts,
+            "zts_token": self.zts_token,
+            "zts_jwks": self.zts_jwks,
+            "docapi_protected": self.docapi_protected,
+            "docapi_unprotected": self.docapi_unprotected,
+            "mcp": self.mcp,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, str]) -> Endpoints:
+        return cls(
+            idp_issuer=data["idp_issuer"],
+            zms=data["zms"],
+            zts=data["zts"],
+            docapi_protected=data["docapi_protected"],
+            docapi_unprotected=data["docapi_unprotected"],
+            mcp=data["mcp"],
+        )
+
+    @classmethod
+    def for_ports(cls, host: str, ports: Mapping[str, int]) -> Endpoints:
+        def url(name: str) -> str:
+            return f"http://{host}:{ports[name]}"
+
+        return cls(
+            idp_issuer=f"{url('idp')}/realms/{REALM}",
+            zms=f"{url('zms')}/zms/v1",
+            zts=f"{url('zts')}/zts/v1",
+            docapi_protected=url("docapi_protected"),
+            docapi_unprotected=url("docapi_unprotected"),
+            mcp=f"{url('mcp')}/mcp",
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a part needs to start. Build with :meth:`from_env`; tests use :func:`replace`."""
+
+    home: Path = Path(".lab")
+    host: str = "127.0.0.1"
+    ports: Mapping[str, int] = field(default_factory=lambda: {k: v[1] for k, v in PORTS.items()})
+    backend: str = "embedded"
+    #: Seconds the document API and MCP server may serve cached signed policy data (step 13
+    #: needs a revoked grant to stop working within a second).
+    policy_refresh_s: float = 0.5
+    #: Optional OpenAI-compatible chat-completions URL for the agent's LLM planner (off by default).
+    llm_url: str | None = None
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        ports = {name: _port(env, var, default) for name, (var, default) in PORTS.items()}
+        backend = env.get("LAB_BACKEND", "embedded")
+        if backend not in ("embedded", "kind"):
+            raise SettingsError("LAB_BACKEND", backend, "'embedded' or 'kind'")
+        return cls(
+            home=Path(env.get("LAB_HOME", ".lab")),
+            host=env.get("LAB_HOST", "127.0.0.1"),
+            ports=ports,
+            backend=backend,
+            policy_refresh_s=_float(env, "LAB_POLICY_REFRESH_S", 0.5),
+            llm_url=env.get("LAB_LLM_URL") or None,
+            log_level=env.get("LAB_LOG_LEVEL", "info"),
+        )
+
+    def with_home(self, home: Path) -> Settings:
+        return replace(self, home=home)
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints.for_ports(self.host, self.ports)
+
+    # Paths inside $LAB_HOME. Parts create what they need; keys are always written 0600.
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.home / "checkpoints"
+
+    @property
+    def pdp_db(self) -> Path:
+        return self.home / "pdp.sqlite3"
+
+    @property
+    def docapi_db(self) -> Path:
+        return self.home / "docapi.sqlite3"
+
+    @property
+    def providers_file(self) -> Path:
+        return self.home / "providers.json"
+
+    @property
+    def runtime_file(self) -> Path:
+        """The running backend's endpoints and pid, written by ``lab up``."""
+        return self.home / "runtime.json"
+
+    def key_file(self, principal: str) -> Path:
+        """Private key of a lab principal, e.g. ``user.athenz_admin`` (PEM, 0600)."""
+        return self.keys_dir / f"{principal}.pem"
+
+    def port_variable(self, name: str) -> str:
+        return PORTS[name][0]
+
+
+def _port(env: Mapping[str, str], variable: str, default: int) -> int:
+    raw = env.get(variable)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(variable, raw, "a port number between 0 and 65535") from None
+    if not 0 <= value <= 65535:
+        raise SettingsError(variable, raw, "a port number between 0 and 65535")
+    return value
+
+
+def _float(env: Mapping[str, str], variable: str, default: float) -> float:
+    raw = env.get(variable)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(variable, raw, "a number of seconds") from None

@@ -1,0 +1,1 @@
+"""What the parts share: OAuth errors, JOSE helpers, token-type constants, response mapping."""

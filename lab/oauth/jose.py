@@ -1,0 +1,411 @@
+"""Keys, signing and verification for every JWT in the lab (pyjwt + cryptography).
+
+Nothing here parses JWTs by hand: pyjwt does the JOSE work, this module fixes the policy around
+it (RFC 8725): an explicit algorithm allow-list per key, the header ``typ`` checked for each
+kind of token, ``kid`` looked up in a JWKS that refreshes on an unknown kid, no ``jku``/``x5u``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+#: Algorithms the lab accepts anywhere. ``none`` and every HMAC are excluded by construction
+#: (RFC 8725 §3.1: the verifier fixes the set; HS256-with-the-RSA-public-key fails here).
+ALLOWED_ALGORITHMS = ("RS256", "ES256")
+
+#: Clock skew tolerated on exp/nbf/iat, in seconds (RFC 9068 §4: "a few minutes at most").
+LEEWAY = 30
+
+
+class JwtValidationError(Exception):
+    """A token failed verification; ``reason`` is safe to show to the client."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------------------------
+# Keys
+
+
+def generate_private_key(alg: str = "ES256") -> PrivateKey:
+    if alg == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if alg == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    raise ValueError(f"unsupported algorithm {alg!r}; use one of {ALLOWED_ALGORITHMS}")
+
+
+def algorithm_for(key: PrivateKey | PublicKey) -> str:
+    return "ES256" if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) else "RS256"
+
+
+def private_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def public_pem(key: PrivateKey | PublicKey) -> bytes:
+    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else key
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def load_private_key(path: Path) -> PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{path}: only RSA and P-256 EC keys are supported")
+    return key
+
+
+def load_public_key(pem: bytes | str) -> PublicKey:
+    data = pem.encode() if isinstance(pem, str) else pem
+    key = serialization.load_pem_public_key(data)
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise ValueError("only RSA and P-256 EC public keys are supported")
+    return key
+
+
+def write_private_key(path: Path, key: PrivateKey) -> None:
+    """Write a PEM private key readable by its owner only (0600), atomically, never wider."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, private_pem(key))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    path.with_suffix(".pub.pem").write_bytes(public_pem(key))
+
+
+def ensure_private_key(path: Path, alg: str = "ES256") -> PrivateKey:
+    """Load the key at ``path``, creating it (0600, plus ``.pub.pem`` beside it) if absent."""
+    if path.exists():
+        return load_private_key(path)
+    key = generate_private_key(alg)
+    write_private_key(path, key)
+    return key
+
+
+def key_id(key: PrivateKey | PublicKey) -> str:
+    """A stable key id: the first 16 characters of the RFC 7638 thumbprint."""
+    return jwk_thumbprint(public_jwk(key))[:16]
+
+
+def public_jwk(key: PrivateKey | PublicKey, kid: str | None = None) -> dict[str, Any]:
+    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else key
+    alg = algorithm_for(public)
+    codec = ECAlgorithm if alg == "ES256" else RSAAlgorithm
+    jwk: dict[str, Any] = json.loads(codec.to_jwk(public))
+    jwk["alg"] = alg
+    jwk["use"] = "sig"
+    if kid is not None:
+        jwk["kid"] = kid
+    return jwk
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint, base64url without padding."""
+    members = ("crv", "kty", "x", "y") if jwk["kty"] == "EC" else ("e", "kty", "n")
+    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    return b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+def jwks(keys: Iterable[tuple[PrivateKey | PublicKey, str]]) -> dict[str, Any]:
+    return {"keys": [public_jwk(key, kid) for key, kid in keys]}
+
+
+def public_key_from_jwk(jwk: Mapping[str, Any]) -> PublicKey:
+    codec = ECAlgorithm if jwk.get("kty") == "EC" else RSAAlgorithm
+    key = codec.from_jwk(dict(jwk))
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise JwtValidationError("the JWKS entry is not a public key")
+    return key
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A private key with the ``kid`` it is published under."""
+
+    key: PrivateKey
+    kid: str
+
+    @property
+    def alg(self) -> str:
+        return algorithm_for(self.key)
+
+    @classmethod
+    def load_or_create(cls, path: Path, alg: str = "ES256") -> SigningKey:
+        key = ensure_private_key(path, alg)
+        return cls(key=key, kid=key_id(key))
+
+    def jwk(self) -> dict[str, Any]:
+        return public_jwk(self.key, self.kid)
+
+    def sign(self, claims: Mapping[str, Any], typ: str | None = None) -> str:
+        headers: dict[str, Any] = {"kid": self.kid}
+        if typ is not None:
+            headers["typ"] = typ
+        return jwt.encode(dict(claims), self.key, algorithm=self.alg, headers=headers)
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding helpers
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def ybase64_encode(data: bytes) -> str:
+    """Athenz's YBase64: standard base64 with ``+/=`` mapped to ``._-``."""
+    return base64.b64encode(data).decode().translate(str.maketrans("+/=", "._-"))
+
+
+def ybase64_decode(text: str) -> bytes:
+    return base64.b64decode(text.translate(str.maketrans("._-", "+/=")), validate=True)
+
+
+def token_fingerprint(token: str) -> str:
+    """What logs carry instead of a token: the first 12 hex chars of its SHA-256."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def new_jti() -> str:
+    return uuid.uuid4().hex
+
+
+def new_secret(nbytes: int = 24) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+def now() -> int:
+    return int(time.time())
+
+
+# --------------------------------------------------------------------------------------------
+# Reading tokens
+
+
+def unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header, for routing only (which key, which kind). Never trusted for access."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise JwtValidationError(f"malformed token: {exc}") from None
+    if not isinstance(header, dict):
+        raise JwtValidationError("malformed token header")
+    return header
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """Claims without checking anything: for display and for picking the issuer to check against."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise JwtValidationError(f"malformed token: {exc}") from None
+    if not isinstance(claims, dict):
+        raise JwtValidationError("malformed token claims")
+    return claims
+
+
+KeyResolver = Callable[[str | None], PublicKey]
+
+
+def verify_jwt(
+    token: str,
+    resolve_key: KeyResolver,
+    *,
+    typ: str | Iterable[str | None] | None = None,
+    issuer: str | Iterable[str] | None = None,
+    audience: str | Iterable[str] | None = None,
+    required: Iterable[str] = ("exp", "iat"),
+    leeway: int = LEEWAY,
+) -> dict[str, Any]:
+    """Verify signature, alg, ``typ``, ``iss``, ``aud``, ``exp``/``nbf``/``iat``; return claims.
+
+    ``typ`` compares case-insensitively and ignores an ``application/`` prefix (RFC 9068 §4).
+    ``resolve_key(kid)`` returns the public key or raises :class:`JwtValidationError`.
+    Every failure is a :class:`JwtValidationError` whose reason can be shown to the client.
+    """
+    if not isinstance(token, str) or not token or len(token) > 16_384:
+        raise JwtValidationError("token is empty or too large")
+    header = unverified_header(token)
+    alg = header.get("alg")
+    if alg not in ALLOWED_ALGORITHMS:
+        raise JwtValidationError(f"algorithm {alg!r} is not allowed")
+    if typ is not None:
+        expected = {typ} if isinstance(typ, str) else set(typ)
+        if _normal_typ(header.get("typ")) not in {_normal_typ(t) for t in expected}:
+            raise JwtValidationError(
+                f"token type {header.get('typ')!r} is not accepted here "
+                f"(expected {' or '.join(repr(t) for t in sorted(expected, key=str))})"
+            )
+    key = resolve_key(header.get("kid"))
+    if algorithm_for(key) != alg:
+        # RFC 8725 §3.1: each key is used with exactly one algorithm.
+        raise JwtValidationError(f"algorithm {alg!r} does not match the signing key")
+    options = {"require": list(required), "verify_aud": audience is not None}
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[alg],
+            audience=list(audience) if audience is not None and not isinstance(audience, str) else audience,
+            issuer=list(issuer) if issuer is not None and not isinstance(issuer, str) else issuer,
+            leeway=leeway,
+            options=options,  # type: ignore[arg-type]
+        )
+    except jwt.ExpiredSignatureError:
+        raise JwtValidationError("token has expired") from None
+    except jwt.ImmatureSignatureError:
+        raise JwtValidationError("token is not yet valid (nbf or iat in the future)") from None
+    except jwt.InvalidAudienceError:
+        raise JwtValidationError("token audience is not accepted here") from None
+    except jwt.InvalidIssuerError:
+        raise JwtValidationError("token issuer is not accepted here") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise JwtValidationError(f"token is missing the {exc.claim!r} claim") from None
+    except jwt.InvalidSignatureError:
+        raise JwtValidationError("token signature is invalid") from None
+    except jwt.PyJWTError as exc:
+        raise JwtValidationError(f"token is invalid: {exc}") from None
+    return claims
+
+
+def _normal_typ(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).lower()
+    return text.removeprefix("application/")
+
+
+def static_key_resolver(keys: Mapping[str, PublicKey]) -> KeyResolver:
+    def resolve(kid: str | None) -> PublicKey:
+        if kid is None and len(keys) == 1:
+            return next(iter(keys.values()))
+        if kid is None or kid not in keys:
+            raise JwtValidationError(f"unknown signing key id {kid!r}")
+        return keys[kid]
+
+    return resolve
+
+
+class JwksCache:
+    """A JWKS fetched over HTTP, cached, refetched when a token names an unknown ``kid``.
+
+    Refetches are rate-limited (``min_refresh_s``) so a flood of random kids cannot turn the
+    verifier into a request amplifier. Thread-safe; used by resource servers and the PDP.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: httpx.Client | None = None,
+        max_age_s: float = 300.0,
+        min_refresh_s: float = 1.0,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.url = url
+        self._client = client
+        self._timeout = timeout_s
+        self._max_age = max_age_s
+        self._min_refresh = min_refresh_s
+        self._keys: dict[str, PublicKey] = {}
+        self._fetched_at = 0.0
+        self._lock = threading.Lock()
+
+    def resolve(self, kid: str | None) -> PublicKey:
+        with self._lock:
+            stale = time.monotonic() - self._fetched_at > self._max_age
+            if stale or (kid not in self._keys and self._may_refresh()):
+                self._refresh()
+            if kid is None and len(self._keys) == 1:
+                return next(iter(self._keys.values()))
+            if kid is None or kid not in self._keys:
+                raise JwtValidationError(f"unknown signing key id {kid!r}")
+            return self._keys[kid]
+
+    __call__ = resolve
+
+    def _may_refresh(self) -> bool:
+        return time.monotonic() - self._fetched_at >= self._min_refresh
+
+    def _refresh(self) -> None:
+        try:
+            if self._client is not None:
+                response = self._client.get(self.url, timeout=self._timeout)
+            else:
+                response = httpx.get(self.url, timeout=self._timeout)
+            response.raise_for_status()
+            document = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            self._fetched_at = time.monotonic()
+            if self._keys:
+                return  # keep serving the keys we have; the next refresh may succeed
+            raise JwtValidationError(f"signing keys could not be fetched from {self.url}: {exc}") from None
+        keys: dict[str, PublicKey] = {}
+        for entry in document.get("keys", []) if isinstance(document, dict) else []:
+            if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+                continue
+            try:
+                keys[str(entry.get("kid"))] = public_key_from_jwk(entry)
+            except Exception:  # noqa: BLE001 - a malformed entry is skipped, never fatal
+                continue
+        self._keys = keys
+        self._fetched_at = time.monotonic()
+
+
+def make_client_assertion(
+    client_id: str,
+    signing_key: SigningKey,
+    audience: str,
+    *,
+    lifetime_s: int = 60,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """RFC 7523 §2.2 ``private_key_jwt``: iss = sub = client_id, aud = the AS, single-use jti."""
+    issued = now()
+    claims: dict[str, Any] = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "jti": new_jti(),
+        "iat": issued,
+        "exp": issued + lifetime_s,
+    }
+    if extra:
+        claims.update(extra)
+    return signing_key.sign(claims, typ=TYP_JWT_HEADER)
+
+
+TYP_JWT_HEADER = "JWT"

@@ -1,0 +1,60 @@
+"""Shared fixtures: real servers on loopback, a fresh $LAB_HOME per test, real keys.
+
+Fixtures over mocks: a part under test is served by uvicorn on a pre-bound port-0 socket, so
+it knows its own URL before it starts (issuers and resource URLs contain the port).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from lab.config import PORTS, Settings
+from lab.serving import bind_socket, serve_in_thread
+
+
+@pytest.fixture
+def lab_home(tmp_path: Path) -> Path:
+    home = tmp_path / "lab-home"
+    home.mkdir()
+    return home
+
+
+@pytest.fixture
+def reserved_sockets() -> Iterator[dict[str, socket.socket]]:
+    """One bound loopback socket per part, on free ports; closed after the test."""
+    socks = {name: bind_socket("127.0.0.1", 0) for name in PORTS}
+    try:
+        yield socks
+    finally:
+        for sock in socks.values():
+            sock.close()
+
+
+@pytest.fixture
+def lab_settings(lab_home: Path, reserved_sockets: dict[str, socket.socket]) -> Settings:
+    """Settings whose ports are the reserved sockets' ports, state under a temp $LAB_HOME."""
+    ports = {name: sock.getsockname()[1] for name, sock in reserved_sockets.items()}
+    return replace(Settings(), home=lab_home, ports=ports, policy_refresh_s=0.0)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., str]]:
+    """``serve(app, sock)`` runs the app on that socket for the rest of the test; returns its URL."""
+    stack: list = []
+
+    def start(app: object, sock: socket.socket) -> str:
+        cm = serve_in_thread(app, sock)
+        url = cm.__enter__()
+        stack.append(cm)
+        return url
+
+    try:
+        yield start
+    finally:
+        for cm in reversed(stack):
+            cm.__exit__(None, None, None)
