@@ -1,0 +1,1 @@
+"""The documentation site: pages generated from steps/ and the CLI, built with mkdocs-material."""

@@ -1,0 +1,276 @@
+"""Docs pages generated from the step files (never a second copy of their text).
+
+Each ``steps/NN-slug.md`` becomes one page: the narrative, the exact requests, the expected
+outcomes as a box, and — when a real run was captured with ``python -m lab.docsite capture`` —
+the decoded tokens it issued and a picture of what the terminal showed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.config import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STEPS_DIR = REPO_ROOT / "steps"
+#: Where ``capture`` writes a real run: verify.json and one terminal SVG per step.
+DATA_DIR = REPO_ROOT / "build" / "docs-data"
+
+_VALUE = re.compile(r"\$\{\s*([A-Za-z0-9_.\-]+)\s*\}|\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
+_KIND_KEYS = ("request", "keygen", "agent", "mcp", "setting", "providers", "wait", "audit")
+
+
+class StepFileError(ValueError):
+    """A step file cannot be turned into a page; names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class StepPage:
+    number: int
+    slug: str
+    title: str
+    teaches: str
+    actions: list[dict[str, Any]]
+    body: str
+    source: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def page_path(self) -> str:
+        return f"steps/{self.number:02d}-{self.slug}.md"
+
+
+def read_step_file(path: Path) -> StepPage:
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith("---"):
+        raise StepFileError(f"{path}: a step file starts with YAML front matter ('---')")
+    try:
+        _, front, body = text.split("---", 2)
+        meta = yaml.safe_load(front) or {}
+    except (ValueError, yaml.YAMLError) as exc:
+        raise StepFileError(f"{path}: front matter is not valid YAML: {exc}") from None
+    for required in ("step", "slug", "title"):
+        if required not in meta:
+            raise StepFileError(f"{path}: front matter lacks '{required}'")
+    return StepPage(
+        number=int(meta["step"]),
+        slug=str(meta["slug"]),
+        title=str(meta["title"]),
+        teaches=str(meta.get("teaches", "")),
+        actions=list(meta.get("actions") or []),
+        body=body.strip(),
+        source=path,
+        extra={k: v for k, v in meta.items() if k not in ("step", "slug", "title", "teaches", "actions")},
+    )
+
+
+def read_steps(directory: Path = STEPS_DIR) -> list[StepPage]:
+    return sorted((read_step_file(p) for p in directory.glob("[0-9][0-9]-*.md")), key=lambda s: s.number)
+
+
+def load_run(data_dir: Path = DATA_DIR) -> dict[int, dict[str, Any]]:
+    """Records of a captured ``lab verify --json`` run, by step number (empty when none)."""
+    path = data_dir / "verify.json"
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    records = data.get("steps", data) if isinstance(data, dict) else data
+    return {int(r["number"]): r for r in records if isinstance(r, dict) and "number" in r}
+
+
+def default_values() -> dict[str, str]:
+    endpoints = Settings().endpoints.as_dict()
+    return {f"endpoints.{k}": v for k, v in endpoints.items()}
+
+
+def fill(text: str, values: dict[str, str]) -> str:
+    """Replace known ``${name}`` values; leave unknown ones visible as they are."""
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        return values.get(name, match.group(0))
+
+    return _VALUE.sub(sub, text)
+
+
+def action_kind(action: dict[str, Any]) -> str:
+    for key in _KIND_KEYS:
+        if key in action:
+            return key
+    return "unknown"
+
+
+def render_action(action: dict[str, Any], values: dict[str, str]) -> str:
+    kind = action_kind(action)
+    lines = [f"#### `{action.get('id', '?')}`", ""]
+    if action.get("say"):
+        lines += [fill(str(action["say"]), values), ""]
+    spec = action.get(kind)
+    if kind == "request" and isinstance(spec, dict):
+        lines += ["```http", _request_text(spec, values), "```", ""]
+    else:
+        dumped = yaml.safe_dump({kind: spec}, sort_keys=False, allow_unicode=True).strip()
+        lines += ["```yaml", fill(dumped, values), "```", ""]
+    expects = action.get("expect") or []
+    if expects:
+        lines += ['!!! success "Expected"', ""]
+        for item in expects:
+            lines.append(f"    - {_expect_text(item, values)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _request_text(spec: dict[str, Any], values: dict[str, str]) -> str:
+    method = str(spec.get("method", "GET")).upper()
+    lines = [f"{method} {fill(str(spec.get('url', '')), values)}"]
+    for name, value in (spec.get("headers") or {}).items():
+        lines.append(f"{name}: {fill(str(value), values)}")
+    auth = spec.get("auth")
+    if auth == "admin":
+        lines.append("Authorization: Bearer <assertion signed by user.athenz_admin>")
+    elif isinstance(auth, dict) and "bearer" in auth:
+        lines.append(f"Authorization: Bearer {fill(str(auth['bearer']), values)}")
+    elif isinstance(auth, dict) and "basic" in auth:
+        lines.append("Authorization: Basic <client id and secret>")
+    if "json" in spec:
+        lines += ["", fill(json.dumps(spec["json"], indent=2), values)]
+    elif "form" in spec:
+        form = dict(spec["form"] or {})
+        if isinstance(auth, dict) and "client_assertion" in auth:
+            form["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+            form["client_assertion"] = f"<assertion signed by {auth['client_assertion']}>"
+        lines += [""] + [f"{k}={fill(str(v), values)}" for k, v in form.items()]
+    elif "body" in spec:
+        lines += ["", fill(str(spec["body"]), values)]
+    return "\n".join(lines)
+
+
+def _expect_text(item: dict[str, Any], values: dict[str, str]) -> str:
+    why = item.get("why")
+    parts = [f"`{k}: {_short(v)}`" for k, v in item.items() if k != "why"]
+    text = " ".join(parts)
+    return fill(f"{text} — {why}" if why else text, values)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def render_step_page(
+    step: StepPage,
+    steps: list[StepPage],
+    run: dict[str, Any] | None,
+    svg_name: str | None,
+) -> str:
+    values = default_values()
+    if run:
+        values.update({k: str(v) for k, v in (run.get("captures") or {}).items()})
+    out = [f"# Step {step.number}: {step.title}", ""]
+    if step.teaches:
+        out += [f"*Teaches: {step.teaches}*", ""]
+    out += [fill(step.body, values), "", "## What the lab does", ""]
+    out += [render_action(a, values) for a in step.actions]
+    if run:
+        out += _run_section(run, svg_name)
+    elif svg_name:
+        out += ["## What you will see", "", f"![terminal output of step {step.number}]({svg_name})", ""]
+    out += [f"*Source: `steps/{step.source.name}`. Run it with `lab step {step.number}`; "
+            f"type it yourself with `lab step {step.number} --manual`.*", ""]
+    following = [s for s in steps if s.number > step.number]
+    if following:
+        nxt = following[0]
+        out += [f"Next: [Step {nxt.number}: {nxt.title}]({nxt.number:02d}-{nxt.slug}.md)", ""]
+    return "\n".join(out)
+
+
+def _run_section(run: dict[str, Any], svg_name: str | None) -> list[str]:
+    out = ["## From a real run", ""]
+    status = run.get("status", "?")
+    out += [f"Status in the captured `lab verify` run: **{status}** "
+            f"({run.get('duration_ms', '?')} ms).", ""]
+    if svg_name:
+        out += [f"![terminal output]({svg_name})", ""]
+    tokens = run.get("tokens") or []
+    for token in tokens[:6]:
+        decoded = _decode(token.get("token") if isinstance(token, dict) else token)
+        if decoded is None:
+            continue
+        label = token.get("label", "token") if isinstance(token, dict) else "token"
+        out += [f'??? note "Decoded {label}"', "", "    ```json"]
+        out += ["    " + line for line in json.dumps(decoded, indent=2).splitlines()]
+        out += ["    ```", ""]
+    return out
+
+
+def _decode(token: Any) -> dict[str, Any] | None:
+    if not isinstance(token, str) or token.count(".") != 2:
+        return None
+    import jwt
+
+    try:
+        return {
+            "header": jwt.get_unverified_header(token),
+            "claims": jwt.decode(token, options={"verify_signature": False}),
+        }
+    except jwt.PyJWTError:
+        return None
+
+
+def render_steps_index(steps: list[StepPage], runs: dict[int, dict[str, Any]]) -> str:
+    out = [
+        "# Steps",
+        "",
+        "Seventeen steps, each building on the state the previous one left. Three deliberate "
+        "failures are the heart of the lab: **F1** (no token, 401), **F2** (role configured, "
+        "membership missing), **F3** (delegation not granted, the chain breaks).",
+        "",
+        "| # | step | teaches |" + (" last captured run |" if runs else ""),
+        "|---|---|---|" + ("---|" if runs else ""),
+    ]
+    for step in steps:
+        row = f"| {step.number} | [{step.title}]({step.number:02d}-{step.slug}.md) | {step.teaches} |"
+        if runs:
+            row += f" {runs.get(step.number, {}).get('status', '—')} |"
+        out.append(row)
+    out.append("")
+    return "\n".join(out)
+
+
+def render_cli_reference() -> str:
+    """``lab --help`` and each command's help, straight from the typer app."""
+    out = ["# CLI reference", "", "Generated from the `lab` command's own help text.", ""]
+    try:
+        import click
+        import typer
+
+        from lab.cli.main import app
+    except Exception as exc:  # noqa: BLE001 - the page says why it is short instead of failing
+        return "\n".join(out + [f"The CLI could not be loaded while building the docs: `{exc}`.", ""])
+    command = typer.main.get_command(app)
+    out += _command_help(command, ["lab"], click)
+    return "\n".join(out)
+
+
+def _command_help(command: Any, path: list[str], click: Any) -> list[str]:
+    ctx = click.Context(command, info_name=" ".join(path), terminal_width=90)
+    with ctx:
+        text = command.get_help(ctx)
+    heading = "#" * min(2 + len(path) - 1, 4)
+    out = [f"{heading} `{' '.join(path)}`", "", "```text", _plain(text), "```", ""]
+    if isinstance(command, click.Group):
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            if sub is not None and not getattr(sub, "hidden", False):
+                out += _command_help(sub, [*path, name], click)
+    return out
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
