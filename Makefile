@@ -4,11 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint docs docs-serve bench clean
+.PHONY: setup run down test lint docs docs-serve bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "the lab needs Python 3.11 or newer (found: $$($(PYTHON) --version)); set PYTHON=python3.11" >&2; exit 3; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
@@ -17,6 +19,9 @@ $(STAMP): pyproject.toml
 run: setup ## install, start the embedded backend, run every step
 	$(BIN)/lab up
 	$(BIN)/lab run
+
+down: ## stop the backend
+	-$(BIN)/lab down
 
 test: setup ## every test, the offline kind checks and the strict docs build
 	$(BIN)/python -m pytest -q

@@ -72,6 +72,19 @@ class Endpoints:
     def idp_jwks(self) -> str:
         return f"{self.idp_issuer}/protocol/openid-connect/certs"
 
+    @property
+    def mcp_origin(self) -> str:
+        """Scheme and authority of the MCP server (where its ``/lab/settings`` lives)."""
+        scheme, _, rest = self.mcp.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}"
+
+    @property
+    def mcp_metadata(self) -> str:
+        """The MCP server's protected-resource metadata URL (RFC 9728 §3.1: the well-known
+        segment goes between the authority and the resource's path)."""
+        path = self.mcp[len(self.mcp_origin):]
+        return f"{self.mcp_origin}/.well-known/oauth-protected-resource{path}"
+
     def as_dict(self) -> dict[str, str]:
         return {
             "idp_issuer": self.idp_issuer,
@@ -85,6 +98,8 @@ class Endpoints:
             "docapi_protected": self.docapi_protected,
             "docapi_unprotected": self.docapi_unprotected,
             "mcp": self.mcp,
+            "mcp_origin": self.mcp_origin,
+            "mcp_metadata": self.mcp_metadata,
         }
 
     @classmethod

@@ -99,6 +99,15 @@ def fill(text: str, values: dict[str, str]) -> str:
     return _VALUE.sub(sub, text)
 
 
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+def shown_value(value: Any) -> str:
+    """A captured value as the page shows it: a token is abbreviated, never printed whole."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return _JWT.sub(lambda m: m.group(0)[:16] + "…" + m.group(0)[-6:], text)
+
+
 def action_kind(action: dict[str, Any]) -> str:
     for key in _KIND_KEYS:
         if key in action:
@@ -111,7 +120,7 @@ def render_action(action: dict[str, Any], values: dict[str, str]) -> str:
     lines = [f"#### `{action.get('id', '?')}`", ""]
     if action.get("say"):
         lines += [fill(str(action["say"]), values), ""]
-    spec = action.get(kind)
+    spec = hide_secrets(action.get(kind))
     if kind == "request" and isinstance(spec, dict):
         lines += ["```http", _request_text(spec, values), "```", ""]
     else:
@@ -124,6 +133,25 @@ def render_action(action: dict[str, Any], values: dict[str, str]) -> str:
             lines.append(f"    - {_expect_text(item, values)}")
         lines.append("")
     return "\n".join(lines)
+
+
+def hide_secrets(value: Any) -> Any:
+    """Literal secrets (a password, a client secret) as the engine prints them: ``***``.
+
+    References such as ``${id_jag}`` stay: they teach where a value comes from.
+    """
+    from lab.steps.redact import REDACTED, SECRET_FIELDS
+
+    if isinstance(value, dict):
+        return {
+            k: REDACTED
+            if str(k).lower() in SECRET_FIELDS and isinstance(v, str) and not _VALUE.search(v)
+            else hide_secrets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [hide_secrets(v) for v in value]
+    return value
 
 
 def _request_text(spec: dict[str, Any], values: dict[str, str]) -> str:
@@ -171,7 +199,7 @@ def render_step_page(
 ) -> str:
     values = default_values()
     if run:
-        values.update({k: str(v) for k, v in (run.get("captures") or {}).items()})
+        values.update({k: shown_value(v) for k, v in (run.get("captures") or {}).items()})
     out = [f"# Step {step.number}: {step.title}", ""]
     if step.teaches:
         out += [f"*Teaches: {step.teaches}*", ""]
@@ -193,20 +221,47 @@ def render_step_page(
 def _run_section(run: dict[str, Any], svg_name: str | None) -> list[str]:
     out = ["## From a real run", ""]
     status = run.get("status", "?")
-    out += [f"Status in the captured `lab verify` run: **{status}** "
-            f"({run.get('duration_ms', '?')} ms).", ""]
+    duration = run.get("duration_ms")
+    took = f"{duration:.0f} ms" if isinstance(duration, (int, float)) else "? ms"
+    out += [f"Status in the captured `lab verify` run: **{status}** ({took}).", ""]
     if svg_name:
-        out += [f"![terminal output]({svg_name})", ""]
-    tokens = run.get("tokens") or []
-    for token in tokens[:6]:
-        decoded = _decode(token.get("token") if isinstance(token, dict) else token)
-        if decoded is None:
-            continue
-        label = token.get("label", "token") if isinstance(token, dict) else "token"
-        out += [f'??? note "Decoded {label}"', "", "    ```json"]
+        out += [
+            "What `lab step` printed (the run used the default ports shown here):",
+            "",
+            f"![terminal output]({svg_name})",
+            "",
+        ]
+    tokens = [t for t in (_token_parts(t) for t in run.get("tokens") or []) if t]
+    if tokens:
+        out += ["### Tokens issued in this step", ""]
+    for label, action, decoded in tokens[:MAX_TOKENS]:
+        where = f" (action `{action}`)" if action else ""
+        out += [f'??? note "Decoded {label}{where}"', "", "    ```json"]
         out += ["    " + line for line in json.dumps(decoded, indent=2).splitlines()]
         out += ["    ```", ""]
     return out
+
+
+#: A step page shows at most this many decoded tokens (step 13 issues six).
+MAX_TOKENS = 8
+
+
+def _token_parts(token: Any) -> tuple[str, str, dict[str, Any]] | None:
+    """(label, action, {header, claims}) from a ``lab verify --json`` token record.
+
+    The record already carries the decoded header and claims (``TokenSeen.as_dict``); they are
+    used as they are, so the raw token itself never reaches the page. A bare JWT string (older
+    captures) is decoded without verification.
+    """
+    if isinstance(token, dict) and isinstance(token.get("claims"), dict):
+        decoded = {"header": token.get("header") or {}, "claims": token["claims"]}
+        return str(token.get("label", "token")), str(token.get("action", "")), decoded
+    raw = token.get("token") if isinstance(token, dict) else token
+    decoded_raw = _decode(raw)
+    if decoded_raw is None:
+        return None
+    label = str(token.get("label", "token")) if isinstance(token, dict) else "token"
+    return label, "", decoded_raw
 
 
 def _decode(token: Any) -> dict[str, Any] | None:

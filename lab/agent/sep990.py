@@ -1,0 +1,127 @@
+"""Interop: the official MCP SDK's SEP-990 client, unmodified, against the lab's PDP and MCP server.
+
+``IdentityAssertionOAuthProvider`` does leg 2 itself (RFC 7523 jwt-bearer at the configured
+issuer, ``client_secret_post``) whenever the MCP server answers 401. Leg 1, getting the ID-JAG,
+is ours: its ``assertion_provider`` asks the PDP for an ID-JAG exactly as the lab's own agent
+does (RFC 8693, ``private_key_jwt``). The SDK supports only client-secret authentication, so
+the agent's secret comes from the PDP's lab extension
+``POST /zms/v1/domain/ai/service/agent/secret`` (contracts §3).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+import httpx2
+from mcp import Client
+from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuthProvider
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+
+from lab.agent.chain import DEFAULT_SCOPE
+from lab.agent.mcp_client import ToolCall, ToolResult, tool_result_of
+from lab.agent.pdp_client import PdpClient
+from lab.agent.recorder import Recorder
+from lab.config import ADMIN_PRINCIPAL, AGENT_PRINCIPAL, Endpoints, Settings
+from lab.oauth.admin import make_admin_assertion
+from lab.oauth.jose import SigningKey
+
+
+class MemoryTokenStorage:
+    """The SDK's ``TokenStorage`` protocol, in memory: a fresh flow per process."""
+
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client_info: OAuthClientInformationFull | None = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client_info
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client_info = client_info
+
+
+class ClientSecretError(RuntimeError):
+    """ZMS would not issue the agent's client secret."""
+
+
+def obtain_client_secret(
+    settings: Settings, endpoints: Endpoints, http: httpx.Client, principal: str = AGENT_PRINCIPAL
+) -> str:
+    """Ask ZMS (as the system admin) for a new client secret for ``principal`` (shown once)."""
+    domain, _, service = principal.rpartition(".")
+    admin_key = SigningKey.load_or_create(settings.key_file(ADMIN_PRINCIPAL))
+    assertion = make_admin_assertion(ADMIN_PRINCIPAL, admin_key, endpoints.zms)
+    response = http.post(
+        f"{endpoints.zms}/domain/{domain}/service/{service}/secret",
+        headers={"Authorization": f"Bearer {assertion}"},
+    )
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    secret = body.get("clientSecret") if isinstance(body, dict) else None
+    if response.status_code not in (200, 201) or not isinstance(secret, str):
+        raise ClientSecretError(
+            f"ZMS answered {response.status_code} for {principal}'s client secret: {body}"
+        )
+    return secret
+
+
+def build_provider(
+    settings: Settings,
+    endpoints: Endpoints,
+    id_token: str,
+    client_secret: str,
+    *,
+    pdp: PdpClient,
+    id_jag_scope: str = DEFAULT_SCOPE,
+    scope: str | None = None,
+) -> IdentityAssertionOAuthProvider:
+    """The SDK's SEP-990 provider pinned to the lab's ZTS, fetching a fresh ID-JAG per exchange."""
+
+    async def fetch_id_jag(audience: str, resource: str) -> str:
+        # The SDK passes the configured issuer as the ID-JAG audience and the MCP resource.
+        answer = await anyio.to_thread.run_sync(
+            lambda: pdp.request_id_jag(id_token, id_jag_scope, resource, audience)
+        )
+        if not answer.ok or answer.token is None:
+            raise RuntimeError(
+                f"the PDP refused the ID-JAG ({answer.status} {answer.error}): {answer.message}"
+            )
+        return answer.token
+
+    return IdentityAssertionOAuthProvider(
+        server_url=endpoints.mcp,
+        storage=MemoryTokenStorage(),
+        client_id=AGENT_PRINCIPAL,
+        client_secret=client_secret,
+        issuer=endpoints.zts,
+        assertion_provider=fetch_id_jag,
+        scope=scope,
+    )
+
+
+async def call_tool_with_provider(
+    url: str,
+    provider: IdentityAssertionOAuthProvider,
+    name: str,
+    arguments: dict[str, Any] | None = None,
+    recorder: Recorder | None = None,
+) -> ToolResult:
+    """One MCP tool call with the SDK doing the token work: no bearer token is set by us."""
+    hooks = recorder.async_hooks() if recorder is not None else None
+    async with (
+        httpx2.AsyncClient(auth=provider, event_hooks=hooks, timeout=30.0) as http,
+        Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
+    ):
+        result = await client.call_tool(name, arguments or {})
+    return tool_result_of(ToolCall(name, dict(arguments or {})), result)

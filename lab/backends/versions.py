@@ -1,0 +1,38 @@
+"""Every pinned version the kind backend uses, in one place (``lab doctor`` prints them).
+
+Bump a pin here and nowhere else: the plan, the manifests, the workflow and the docs page read
+these names. The Kubernetes version is the one the manifests are validated against offline
+(tests/backends/test_manifests.py) and the one the kind node image runs.
+"""
+
+from __future__ import annotations
+
+#: Keycloak for the real IdP (dev mode, realm imported at start); 26.x as the realm file expects.
+KEYCLOAK_IMAGE = "quay.io/keycloak/keycloak:26.3.0"
+
+#: kind release the workflow installs and the docs page names; its node images include v1.33.x.
+KIND_VERSION = "v0.29.0"
+
+#: Kubernetes version of the cluster kind creates (node image built by the kind release above).
+KUBERNETES_VERSION = "1.33.1"
+KIND_NODE_IMAGE = f"kindest/node:v{KUBERNETES_VERSION}"
+
+#: Schemas the manifests are validated against (kubernetes-validate, bundled, offline).
+KUBERNETES_SCHEMA_VERSION = "1.33.0"
+
+#: kubectl the workflow installs (one minor of skew with the cluster is supported upstream).
+KUBECTL_VERSION = f"v{KUBERNETES_VERSION}"
+
+#: Base image of the lab image (Dockerfile ``ARG PYTHON_IMAGE`` default must match).
+PYTHON_IMAGE = "python:3.11-slim"
+
+
+def pinned() -> dict[str, str]:
+    """The pins as shown by ``lab doctor`` and the dry-run plan."""
+    return {
+        "keycloak image": KEYCLOAK_IMAGE,
+        "kind": KIND_VERSION,
+        "kind node image": KIND_NODE_IMAGE,
+        "kubectl": KUBECTL_VERSION,
+        "python base image": PYTHON_IMAGE,
+    }

@@ -1,0 +1,169 @@
+"""``lab agent``: act as the AI agent ``ai.agent``.
+
+``lab agent "get docs"`` runs the whole chain (sign in → ID-JAG → access token → MCP tools) and
+says which link broke. The links one at a time, as ``lab step N --manual`` prints them:
+``lab agent sign-in``, ``lab agent id-jag``, ``lab agent redeem``, ``lab agent prompt --token``.
+Each link prints the token endpoint's JSON on stdout, so ``| jq -r .access_token`` works.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from lab.cli import common
+
+DEFAULT_SCOPE = "api:role.docs-getter api:role.mcp-accessor"
+
+
+class PromptFirstGroup(TyperGroup):
+    """``lab agent "get docs"`` means ``lab agent run "get docs"``: a prompt is not a subcommand."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(cls=PromptFirstGroup, no_args_is_help=True)
+
+
+def _agent() -> Any:
+    try:
+        from lab.agent.chain import Agent
+    except ImportError as exc:
+        common.fail(f"the agent cannot be loaded ({exc})", "reinstall with `make setup`")
+    settings = common.settings()
+    return Agent(common.backend(settings).endpoints(), settings)
+
+
+@app.command("run")
+def run_chain(
+    prompt: str = typer.Argument(..., help='What to ask, e.g. "get docs".'),
+    username: str = typer.Option("idjag-learner", "--user", "--username", help="Who signs in."),
+    password: str = typer.Option("password", "--password", help="Their password (lab users only)."),
+    method: str = typer.Option("code", "--method", help="code (auth code + PKCE) or password."),
+    json_output: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+) -> None:
+    """The whole chain for a signed-in user; exits 1 when a link breaks or a tool refuses."""
+    try:
+        from lab.agent.chain import run_prompt
+    except ImportError as exc:
+        common.fail(f"the agent cannot be loaded ({exc})", "reinstall with `make setup`")
+    settings = common.settings()
+    endpoints = common.backend(settings).endpoints()
+    result = run_prompt(settings, endpoints, prompt, username, password, method=method)
+    summary = summarize(result)
+    if json_output:
+        common.print_json(summary)
+    else:
+        print_summary(summary)
+    if not summary["ok"]:
+        raise typer.Exit(common.ExitCode.FAILED)
+
+
+@app.command("sign-in")
+def sign_in(
+    username: str = typer.Option("idjag-learner", "--username", "--user", help="Who signs in."),
+    password: str = typer.Option("password", "--password", help="Their password."),
+    method: str = typer.Option("code", "--method", help="code (auth code + PKCE) or password."),
+) -> None:
+    """Sign the user in at the IdP; prints the tokens as JSON (exit 1 if refused)."""
+    with _agent() as agent:
+        result = agent.sign_in(username, password, method=method)
+    common.print_json(
+        {
+            "status": result.status,
+            "id_token": result.id_token,
+            "access_token": result.access_token,
+            "refresh_token": result.refresh_token,
+            "error": result.error,
+            "error_description": result.error_description,
+        }
+    )
+    if not result.ok:
+        raise typer.Exit(common.ExitCode.FAILED)
+
+
+@app.command("id-jag")
+def id_jag(
+    id_token: str = typer.Option(..., "--id-token", help="The user's ID token from sign-in."),
+    scope: str = typer.Option(DEFAULT_SCOPE, "--scope", help="Roles to ask for (space-separated)."),
+    resource: str | None = typer.Option(None, "--resource", help="RFC 8707 resource (MCP URL)."),
+) -> None:
+    """Ask the PDP for an ID-JAG (RFC 8693 token exchange); prints the token response."""
+    with _agent() as agent:
+        response = agent.request_id_jag(id_token, scope, resource or agent.endpoints.mcp)
+    _print_token_response(response)
+
+
+@app.command("redeem")
+def redeem(
+    id_jag_token: str = typer.Option(..., "--id-jag", help="The ID-JAG to trade."),
+    scope: str | None = typer.Option(None, "--scope", help="A subset of the ID-JAG's scope."),
+) -> None:
+    """Trade an ID-JAG for an access token (RFC 7523 jwt-bearer); prints the token response."""
+    with _agent() as agent:
+        response = agent.redeem_id_jag(id_jag_token, scope)
+    _print_token_response(response)
+
+
+@app.command("prompt")
+def prompt_command(
+    text: str = typer.Argument(..., help='What to ask, e.g. "get docs".'),
+    token: str | None = typer.Option(None, "--token", help="The agent's access token for MCP."),
+) -> None:
+    """Plan tool calls for a prompt and make them with an access token you already hold."""
+    with _agent() as agent:
+        result = agent.prompt(text, token)
+    summary = summarize(result)
+    common.print_json(summary)
+    if not summary["ok"]:
+        raise typer.Exit(common.ExitCode.FAILED)
+
+
+def _print_token_response(response: Any) -> None:
+    common.print_json({"status": response.status, **dict(response.body)})
+    if not response.ok:
+        raise typer.Exit(common.ExitCode.FAILED)
+
+
+def summarize(result: Any) -> dict[str, Any]:
+    tools = [
+        {
+            "tool": r.name,
+            "arguments": r.arguments,
+            "is_error": r.is_error,
+            "text": r.text,
+            "data": r.data,
+        }
+        for r in result.tool_results
+    ]
+    return {
+        "ok": bool(result.ok),
+        "stopped_at": result.stopped_at,
+        "message": str(result.message or ""),
+        "tool_results": tools,
+    }
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    import json
+
+    console = common.out()
+    for tool in summary["tool_results"]:
+        mark = "[red]✗[/]" if tool["is_error"] else "[green]✓[/]"
+        console.print(f"{mark} {tool['tool']}", end=" ")
+        console.print(json.dumps(tool["arguments"]), markup=False, soft_wrap=True)
+        shown = tool["data"] if tool["data"] is not None else tool["text"]
+        console.print(
+            shown if isinstance(shown, str) else json.dumps(shown, indent=2),
+            markup=False,
+            soft_wrap=True,
+        )
+    if summary["message"]:
+        console.print(summary["message"], markup=False, soft_wrap=True)
+    if summary["stopped_at"]:
+        console.print(f"[red]✗[/] the chain stopped at: {summary['stopped_at']}")

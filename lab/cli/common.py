@@ -1,0 +1,212 @@
+"""What every command shares: settings, the chosen backend, consoles, exit codes, error handling.
+
+Results go to standard output; progress and diagnostics to standard error (so ``--json`` output
+stays pure JSON). Rich drops colour by itself when the stream is not a terminal or ``NO_COLOR`` is
+set. An expected failure is one sentence plus a suggested fix and a documented exit code, never a
+traceback (``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from lab.backends.base import Backend
+    from lab.config import Endpoints, Settings
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1  # a check failed (a step's expectation, a broken audit chain, an unhealthy part)
+    USAGE = 2  # bad command line (click's own code for usage errors)
+    ENVIRONMENT = 3  # busy port, backend not up, missing engine or key, bad LAB_* setting
+
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 passed, 1 a check failed, 2 usage error, "
+    "3 environment (busy port, backend not up, missing engine)."
+)
+
+
+class LabCliError(Exception):
+    """An expected failure: shown as one sentence and a fix, ending with ``code``."""
+
+    def __init__(
+        self, message: str, fix: str | None = None, code: int = ExitCode.ENVIRONMENT
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+        self.code = code
+
+
+@dataclass
+class CliState:
+    """Options given before the command (``lab --backend kind --debug up``)."""
+
+    backend: str | None = None
+    debug: bool = False
+
+
+STATE = CliState()
+
+
+# ---------------------------------------------------------------------- consoles
+
+
+def out() -> Console:
+    """Standard output: results. Width is the terminal's, or 80 when piped."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def err() -> Console:
+    """Standard error: progress, warnings, errors."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, nothing else."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def write_output(path: str, text: str) -> None:
+    """Write ``text`` to ``path``, or to stdout when ``path`` is ``-``."""
+    if path == "-":
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+
+
+# ---------------------------------------------------------------------- settings and backend
+
+
+def settings() -> Settings:
+    from lab.config import Settings, SettingsError
+
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise LabCliError(str(exc), f"fix or unset {exc.variable}") from None
+
+
+def backend_name(current: Settings) -> str:
+    """``--backend``, else ``LAB_BACKEND``, else the backend that wrote the runtime file."""
+    if STATE.backend:
+        return STATE.backend
+    if os.environ.get("LAB_BACKEND"):
+        return current.backend
+    try:
+        recorded = json.loads(current.runtime_file.read_text()).get("backend")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    return recorded if recorded in ("embedded", "kind") else current.backend
+
+
+def backend(current: Settings | None = None) -> Backend:
+    from lab.backends import get_backend
+
+    current = current or settings()
+    return get_backend(backend_name(current), current)
+
+
+def running_endpoints(chosen: Backend) -> Endpoints:
+    """The endpoints of the running backend, or an environment error saying how to start it."""
+    return chosen.endpoints()
+
+
+# ---------------------------------------------------------------------- error handling
+
+
+@contextmanager
+def handled_errors() -> Iterator[None]:
+    """Turn the lab's expected failures into one clear sentence, a fix and an exit code."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort, typer.TyperException, SystemExit, KeyboardInterrupt):
+        raise  # exits and usage errors (exit 2) are typer's to report
+    except Exception as exc:  # noqa: BLE001 - every failure leaves as a sentence, never a traceback
+        if STATE.debug:
+            raise
+        message, fix, code = describe_error(exc)
+        report_error(message, fix)
+        raise typer.Exit(code) from None
+
+
+def describe_error(exc: BaseException) -> tuple[str, str | None, int]:
+    """Map an exception to (sentence, fix, exit code)."""
+    from lab.backends.base import BackendError
+    from lab.serving import PortInUse
+    from lab.state import StateError
+
+    if isinstance(exc, LabCliError):
+        return exc.message, exc.fix, exc.code
+    if isinstance(exc, BackendError | StateError):
+        return exc.message, exc.fix, ExitCode.ENVIRONMENT
+    if isinstance(exc, PortInUse):
+        fix = f"set {exc.variable} to another port" if exc.variable else None
+        return f"port {exc.port} on {exc.host} is already in use", fix, ExitCode.ENVIRONMENT
+    http_error = _describe_http_error(exc)
+    if http_error is not None:
+        return http_error
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}", "check file permissions and LAB_HOME", ExitCode.ENVIRONMENT
+    return (
+        f"unexpected error: {type(exc).__name__}: {exc}",
+        "run again with `lab --debug ...` for the traceback, and report it",
+        ExitCode.FAILED,
+    )
+
+
+def _describe_http_error(exc: BaseException) -> tuple[str, str | None, int] | None:
+    if "httpx" not in sys.modules:
+        return None
+    import httpx
+
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        url = exc.request.url if exc.request is not None else "the lab"
+        return (
+            f"nothing answers at {url}",
+            "start the lab with `lab up` (and check `lab status`)",
+            ExitCode.ENVIRONMENT,
+        )
+    if isinstance(exc, httpx.HTTPError):
+        return f"HTTP failure: {exc}", "check `lab status`", ExitCode.ENVIRONMENT
+    return None
+
+
+def report_error(message: str, fix: str | None) -> None:
+    console = err()
+    # soft_wrap: the terminal wraps, so a suggested command stays one copy-pasteable line.
+    console.print(f"[bold red]error:[/] {_escape(message)}", soft_wrap=True)
+    if fix:
+        console.print(f"[bold]fix:[/] {_escape(fix)}", soft_wrap=True)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def fail(message: str, fix: str | None = None, code: int = ExitCode.ENVIRONMENT) -> NoReturn:
+    raise LabCliError(message, fix, code)

@@ -1,0 +1,132 @@
+"""The CLI's one doorway to the step engine (lab.steps) and its renderers (lab.render).
+
+Commands that run steps go through :class:`StepSession`: it loads the steps, builds the engine's
+``RunContext`` against the running backend, keeps captures in ``$LAB_HOME/captures.json``, records
+each outcome for ``lab steps`` and takes a checkpoint after each passed step (for ``lab reset``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lab.cli import common
+
+if TYPE_CHECKING:
+    from lab.backends.base import Backend
+    from lab.config import Endpoints, Settings
+    from lab.state import StateClient
+    from lab.steps.model import Step, StepResult
+
+
+def load_all_steps() -> list[Step]:
+    """Every step file under ``steps/``, in order; exit 3 if the engine is missing."""
+    try:
+        from lab.steps import load_steps
+    except ImportError as exc:
+        common.fail(
+            f"the step engine cannot be loaded ({exc})",
+            "reinstall with `make setup`",
+        )
+    steps = load_steps()
+    if not steps:
+        common.fail("there are no step files under steps/", "run lab from the project checkout")
+    return list(steps)
+
+
+def find_step(steps: Sequence[Step], number: int) -> Step:
+    for step in steps:
+        if step.number == number:
+            return step
+    numbers = ", ".join(str(s.number) for s in steps)
+    common.fail(f"there is no step {number}", f"choose one of: {numbers}", common.ExitCode.USAGE)
+
+
+@dataclass
+class StepSession:
+    """One CLI run of one or more steps against the running backend."""
+
+    settings: Settings
+    backend: Backend
+    endpoints: Endpoints
+    checkpoints: bool = True
+    results: list[StepResult] = field(default_factory=list)
+    _state: StateClient | None = None
+
+    @classmethod
+    def open(cls, checkpoints: bool = True) -> StepSession:
+        settings = common.settings()
+        chosen = common.backend(settings)
+        return cls(settings, chosen, chosen.endpoints(), checkpoints)
+
+    @property
+    def state(self) -> StateClient:
+        if self._state is None:
+            from lab.state import StateClient
+
+            self._state = StateClient(self.settings, self.endpoints, self.backend)
+        return self._state
+
+    def context(self) -> Any:
+        """A fresh engine context; it loads and saves ``$LAB_HOME/captures.json`` itself."""
+        from lab.steps.engine import RunContext
+
+        return RunContext(self.settings, self.endpoints, self.backend)
+
+    def _finish(self, step: Step, result: StepResult, record: bool = True) -> StepResult:
+        from lab.state import record_result, save_checkpoint
+
+        if record:
+            record_result(self.settings, step.number, step.slug, result.status, result.duration_ms)
+            if result.passed and self.checkpoints:
+                save_checkpoint(self.state, step.number)
+        self.results.append(result)
+        return result
+
+    def run(self, step: Step, solutions: bool = True) -> StepResult:
+        """Run ``step``; ``solutions=False`` (a plain ``lab step N``) leaves a challenge to do."""
+        from lab.steps.engine import run_step
+
+        context = self.context()
+        return self._finish(step, run_step(step, context, solutions=solutions))
+
+    def check(self, step: Step) -> StepResult:
+        from lab.steps.engine import check_step
+
+        context = self.context()
+        return self._finish(step, check_step(step, context), record=False)
+
+    def solution(self, step: Step) -> StepResult:
+        from lab.steps.engine import apply_solution, has_solution_actions
+
+        context = self.context()
+        # A step with `solution: true` actions runs whole: its outcome is the step's outcome.
+        whole = has_solution_actions(step)
+        return self._finish(step, apply_solution(step, context), record=whole)
+
+    def manual(self, step: Step) -> str:
+        from lab.steps.manual import manual_commands
+
+        return "\n\n".join(manual_commands(step, self.context()))
+
+
+def print_result(result: StepResult) -> None:
+    from lab.render.terminal import print_step_result
+
+    print_step_result(common.out(), result)
+
+
+def report_json(results: Sequence[StepResult]) -> str:
+    import json
+
+    from lab.render.report import to_json
+
+    data = to_json(list(results))
+    return data if isinstance(data, str) else json.dumps(data, indent=2, default=str)
+
+
+def report_junit(results: Sequence[StepResult]) -> str:
+    from lab.render.report import to_junit
+
+    return to_junit(list(results))

@@ -1,0 +1,299 @@
+"""``lab up``, ``lab down``, ``lab status``, ``lab logs``: start, stop and inspect the backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from lab.cli import common
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from lab.backends.base import Backend, BackendStatus, Progress
+    from lab.config import Endpoints, Settings
+
+app = typer.Typer()
+
+#: Shown beside each part in tables: what a learner knows it as.
+PART_LABELS: dict[str, str] = {
+    "idp": "IdP (OIDC, realm idjag)",
+    "zms": "PDP management (ZMS)",
+    "zts": "PDP token service (ZTS)",
+    "docapi_protected": "document API (protected)",
+    "docapi_unprotected": "document API (unprotected)",
+    "mcp": "MCP server",
+}
+
+
+DRY_RUN_HELP = "Print what would be done and exit; start or stop nothing."
+CONTEXT_HELP = "kind backend: deploy onto this existing kubeconfig context (no new cluster)."
+NAMESPACE_HELP = "kind backend: the Kubernetes namespace to use (default idjag-lab)."
+
+
+@app.command()
+def up(
+    json_output: bool = typer.Option(False, "--json", help="Print the endpoints as JSON."),
+    dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
+    context: str | None = typer.Option(None, "--context", help=CONTEXT_HELP),
+    namespace: str | None = typer.Option(None, "--namespace", help=NAMESPACE_HELP),
+) -> None:
+    """Start every part (IdP, PDP, document APIs, MCP server) and wait until each is healthy.
+
+    Running it again is fine: a lab that is already up is left as it is.
+    """
+    settings = common.settings()
+    name = lifecycle_backend_name(settings, context, namespace)
+    if dry_run and name == "embedded":
+        print_plan("embedded", embedded_up_plan(settings), json_output)
+        return
+    chosen = lifecycle_backend(name, settings, context, namespace, dry_run)
+    if dry_run:
+        chosen.up()  # the kind backend only describes its plan (last_plan); no daemon is touched
+        print_plan(chosen.name, getattr(chosen, "last_plan", ""), json_output)
+        return
+    with part_progress(enabled=not json_output) as progress:
+        endpoints = chosen.up(progress=progress)
+    if json_output:
+        common.print_json({"backend": chosen.name, "endpoints": endpoints.as_dict()})
+        return
+    console = common.out()
+    console.print(endpoints_table(endpoints, chosen.name))
+    console.print("Next: [bold]lab step 1[/]  (or [bold]lab run[/] for every step)")
+
+
+@app.command()
+def down(
+    dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
+    context: str | None = typer.Option(None, "--context", help=CONTEXT_HELP),
+    namespace: str | None = typer.Option(None, "--namespace", help=NAMESPACE_HELP),
+) -> None:
+    """Stop everything `lab up` started. Safe to run when nothing is running."""
+    settings = common.settings()
+    name = lifecycle_backend_name(settings, context, namespace)
+    if dry_run and name == "embedded":
+        print_plan("embedded", embedded_down_plan(settings), json_output=False)
+        return
+    chosen = lifecycle_backend(name, settings, context, namespace, dry_run)
+    chosen.down()
+    if dry_run:
+        print_plan(chosen.name, getattr(chosen, "last_plan", ""), json_output=False)
+        return
+    common.err().print(f"The {chosen.name} backend is stopped.")
+
+
+def lifecycle_backend_name(settings: Settings, context: str | None, namespace: str | None) -> str:
+    """The chosen backend; ``--context``/``--namespace`` without kind is a usage error."""
+    name = common.backend_name(settings)
+    if name != "kind" and (context or namespace):
+        given = [o for o, v in (("--context", context), ("--namespace", namespace)) if v]
+        verb = "applies" if len(given) == 1 else "apply"
+        common.fail(
+            f"{' and '.join(given)} {verb} only to the kind backend (a Kubernetes cluster), "
+            f"and the backend here is {name}",
+            "choose kind first: `lab --backend kind up --context CTX --namespace NS`",
+            common.ExitCode.USAGE,
+        )
+    return name
+
+
+def lifecycle_backend(
+    name: str, settings: Settings, context: str | None, namespace: str | None, dry_run: bool
+) -> Backend:
+    from lab.backends import get_backend
+
+    if name == "kind":
+        return get_backend(name, settings, context=context, namespace=namespace, dry_run=dry_run)
+    return get_backend(name, settings)
+
+
+def print_plan(backend_name: str, plan: str, json_output: bool) -> None:
+    """A dry run's plan: plain text on stdout (no markup: it is shell commands and YAML)."""
+    if json_output:
+        common.print_json({"backend": backend_name, "dry_run": True, "plan": plan})
+        return
+    typer.echo(plan.rstrip("\n"))
+
+
+def embedded_up_plan(settings: Settings) -> str:
+    """What ``lab up`` would start on the embedded backend: one process, every part, its ports."""
+    from lab.backends.embedded import part_urls
+    from lab.config import PORTS
+
+    home = settings.home.resolve()
+    lines = [
+        "# embedded backend plan (dry run: nothing is started)",
+        f"LAB_HOME: {home}",
+        f"keys: {settings.keys_dir.resolve()} (made by the runtime if missing, mode 0600)",
+        "process: python -m lab.backends.embedded (one background process, every part; "
+        f"log {settings.logs_dir.resolve()})",
+        f"bind {settings.host}, one port per part:",
+    ]
+    urls = part_urls(settings.endpoints)
+    for part, (variable, _default) in PORTS.items():
+        port = settings.ports[part]
+        shown = "any free port" if port == 0 else str(port)
+        label = PART_LABELS.get(part, part)
+        lines.append(f"  {label:<28} {shown:>5}  {urls[part]}  ({variable})")
+    return "\n".join(lines) + "\n"
+
+
+def embedded_down_plan(settings: Settings) -> str:
+    from lab.backends.embedded import read_runtime
+
+    runtime = read_runtime(settings)
+    if runtime is None:
+        return f"# embedded backend: nothing runs ({settings.runtime_file} is absent)\n"
+    return (
+        f"# embedded backend (dry run: nothing is stopped)\n"
+        f"stop process {runtime.get('pid')} (SIGTERM), then remove {settings.runtime_file}\n"
+    )
+
+
+@app.command()
+def status(
+    json_output: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+) -> None:
+    """Show whether the lab runs and whether each part answers its health check.
+
+    Exits 0 when every part is healthy, 3 when the lab is down or a part is not.
+    """
+    chosen = common.backend()
+    current = chosen.status()
+    if json_output:
+        common.print_json(current.as_dict())
+    else:
+        print_status(common.out(), current)
+    if not current.healthy:
+        raise typer.Exit(common.ExitCode.ENVIRONMENT)
+
+
+@app.command()
+def logs(
+    part: str = typer.Argument(..., help="idp, pdp (zms, zts), docapi, mcp or embedded."),
+    lines: int = typer.Option(
+        50, "--lines", "-n", min=1, help="How many of the last lines to show."
+    ),
+) -> None:
+    """Show the last lines of a part's log."""
+    chosen = common.backend()
+    path = log_path(chosen, part)
+    if path is None or not path.exists():
+        common.fail(f"no log for {part!r} yet", "start the lab with `lab up`")
+    text = path.read_text(errors="replace").splitlines()[-lines:]
+    typer.echo("\n".join(text))
+
+
+def log_path(chosen: Backend, part: str) -> Path | None:
+    """The embedded backend knows its log files; other backends copy theirs to a folder first."""
+    log_file = getattr(chosen, "log_file", None)
+    if callable(log_file):
+        return Path(log_file(part))
+    settings = common.settings()
+    collected = chosen.collect_logs(settings.logs_dir / chosen.name)
+    matches = [p for p in collected if part in p.name]
+    return matches[0] if matches else None
+
+
+# ---------------------------------------------------------------------- rendering
+
+
+def endpoints_table(endpoints: Endpoints, backend_name: str) -> RenderableType:
+    from rich.table import Table
+
+    from lab.backends.embedded import part_urls
+
+    table = Table(title=f"The lab is up ({backend_name})", title_justify="left", expand=False)
+    table.add_column("part")
+    table.add_column("URL", overflow="fold")
+    for name, url in part_urls(endpoints).items():
+        table.add_row(PART_LABELS.get(name, name), url)
+    return table
+
+
+def print_status(console: Console, current: BackendStatus) -> None:
+    from rich.table import Table
+
+    if not current.running and not current.parts:
+        console.print(f"The {current.backend} backend is not running ({current.detail}).")
+        console.print("Start it with [bold]lab up[/].")
+        return
+    state = "healthy" if current.healthy else "running, with problems"
+    if not current.running:
+        state = "stopped unexpectedly"
+    pid = f", pid {current.pid}" if current.pid else ""
+    console.print(f"Backend [bold]{current.backend}[/]: {state}{pid}")
+    if current.detail:
+        console.print(current.detail)
+    table = Table(expand=False)
+    table.add_column("part")
+    table.add_column("URL", overflow="fold")
+    table.add_column("health", overflow="fold")
+    for part in current.parts:
+        mark = "[green]✓ ok[/]" if part.healthy else f"[red]✗[/] {_escape(part.detail)}"
+        table.add_row(part.name, part.url, mark)
+    console.print(table)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+class PartProgress:
+    """Per-part status while ``up`` waits: a live table on a terminal, plain lines otherwise.
+
+    Rich is imported on the first report, which comes after the backend has started its process:
+    the runtime's start-up then overlaps this process's own imports (``lab up`` ≤ 1 s).
+    """
+
+    def __init__(self) -> None:
+        self.states: dict[str, tuple[str, str]] = {}
+        self.console: Console | None = None
+        self.live: Any = None
+
+    def __call__(self, part: str, state: str, detail: str) -> None:
+        if self.console is None:
+            self.console = common.err()
+            if self.console.is_terminal:
+                from rich.live import Live
+
+                self.live = Live(console=self.console, transient=True, refresh_per_second=20)
+                self.live.start()
+        self.states[part] = (state, detail)
+        if self.live is not None:
+            self.live.update(self.render())
+        elif state != "starting":
+            suffix = f" ({detail})" if state == "failed" and detail else ""
+            self.console.print(f"{part}: {state}{suffix}", markup=False)
+
+    def render(self) -> RenderableType:
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 1))
+        for name, (state, detail) in self.states.items():
+            mark = {"healthy": "[green]✓[/]", "failed": "[red]✗[/]"}.get(state, "[yellow]…[/]")
+            shown = detail if state == "failed" else state
+            table.add_row(mark, PART_LABELS.get(name, name), _escape(shown))
+        return table
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+@contextmanager
+def part_progress(enabled: bool = True) -> Iterator[Progress | None]:
+    if not enabled:
+        yield None
+        return
+    progress = PartProgress()
+    try:
+        yield progress
+    finally:
+        progress.stop()

@@ -1,0 +1,82 @@
+"""``lab mcp call TOOL``: one MCP tool call through the official SDK client."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from lab.cli import common
+
+app = typer.Typer()
+
+
+@app.command("call")
+def call(
+    tool: str = typer.Argument(..., help="list_docs, get_doc, create_doc or delete_doc."),
+    arg: Annotated[
+        list[str] | None, typer.Option("--arg", help="A tool argument as key=value (repeatable).")
+    ] = None,
+    arguments_json: str | None = typer.Option(
+        None, "--arguments", help="All arguments as a JSON object, e.g. '{\"id\": 1}'."
+    ),
+    token: str | None = typer.Option(None, "--token", help="Access token (omit to see the 401)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Call one tool on the MCP server. Exits 1 when the tool (or the server) refuses."""
+    from lab.agent.mcp_client import ToolCall, call_tools
+
+    arguments = parse_json_arguments(arguments_json) if arguments_json else {}
+    arguments.update(parse_arguments(arg or []))
+    endpoints = common.backend().endpoints()
+    result = call_tools(endpoints.mcp, token, [ToolCall(tool, arguments)])[0]
+    data = {
+        "tool": tool,
+        "arguments": arguments,
+        "is_error": result.is_error,
+        "http_status": result.http_status,
+        "text": result.text,
+        "data": result.data,
+    }
+    if json_output:
+        common.print_json(data)
+    else:
+        console = common.out()
+        mark = "[red]✗[/]" if result.is_error else "[green]✓[/]"
+        status = f" (HTTP {result.http_status})" if result.http_status else ""
+        console.print(f"{mark} {tool}{status}")
+        body = result.data if result.data is not None else result.text
+        console.print(
+            body if isinstance(body, str) else json.dumps(body, indent=2),
+            markup=False,
+            soft_wrap=True,
+        )
+    if result.is_error:
+        raise typer.Exit(common.ExitCode.FAILED)
+
+
+def parse_arguments(pairs: list[str]) -> dict[str, Any]:
+    """``id=1`` → ``{"id": 1}``: values are JSON when they parse as JSON, else strings."""
+    arguments: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            common.fail(
+                f"--arg {pair!r} is not key=value", "write e.g. --arg id=1", common.ExitCode.USAGE
+            )
+        try:
+            arguments[key] = json.loads(value)
+        except ValueError:
+            arguments[key] = value
+    return arguments
+
+
+def parse_json_arguments(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        common.fail(f"--arguments is not JSON ({exc})", "e.g. --arguments '{\"id\": 1}'", 2)
+    if not isinstance(data, dict):
+        common.fail("--arguments must be a JSON object", "e.g. --arguments '{\"id\": 1}'", 2)
+    return data

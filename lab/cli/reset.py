@@ -1,0 +1,62 @@
+"""``lab reset [--to N]``: back to the baseline, or to the state just before step N."""
+
+from __future__ import annotations
+
+import typer
+
+from lab.cli import common
+
+app = typer.Typer()
+
+
+@app.command()
+def reset(
+    to: int | None = typer.Option(
+        None, "--to", min=1, help="Leave the lab ready for step N (default: the baseline)."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+) -> None:
+    """Put the lab back: PDP data, documents, MCP settings, trusted IdPs and captured values.
+
+    With --to N it restores the checkpoint taken after step N-1, or replays the steps before N
+    when there is none.
+    """
+    from lab.cli.engine import StepSession, find_step, load_all_steps
+    from lab.state import reset_to_step
+
+    session = StepSession.open()
+    runner = None
+    if to is not None and to > 1:
+        steps = load_all_steps()
+        find_step(steps, to)  # a clear usage error for a step that does not exist
+
+        def runner(number: int) -> bool:
+            return session.run(find_step(steps, number)).passed
+
+    outcome = reset_to_step(session.state, to or 1, run_step=runner)
+    if json_output:
+        common.print_json(
+            {
+                "ready_for_step": outcome.target,
+                "restored_from": outcome.restored_from,
+                "replayed": list(outcome.replayed),
+                "duration_ms": round(outcome.duration_ms, 1),
+            }
+        )
+        return
+    console = common.err()
+    if outcome.target == 1:
+        console.print(f"Back to the baseline in {outcome.duration_ms:.0f} ms.")
+    else:
+        source = (
+            "the baseline"
+            if outcome.restored_from == 0
+            else f"the checkpoint after step {outcome.restored_from}"
+        )
+        replayed = (
+            f", then replayed step(s) {', '.join(map(str, outcome.replayed))}"
+            if outcome.replayed
+            else ""
+        )
+        console.print(f"Restored {source}{replayed} in {outcome.duration_ms:.0f} ms.")
+    console.print(f"Next: [bold]lab step {outcome.target}[/]")

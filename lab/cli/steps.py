@@ -1,0 +1,218 @@
+"""``lab steps``, ``lab step N``, ``lab run``, ``lab verify``: the numbered steps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import typer
+
+from lab.cli import common
+from lab.cli.engine import StepSession, find_step, load_all_steps, print_result
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from lab.steps.model import Step, StepResult
+
+app = typer.Typer()
+
+STATUS_MARKS = {
+    "passed": "[green]✓ passed[/]",
+    "failed": "[red]✗ failed[/]",
+    "error": "[red]✗ error[/]",
+    "skipped": "[yellow]– skipped[/]",
+    "challenge": "[yellow]◆ your turn[/] (challenge)",
+}
+
+
+@app.command("steps")
+def list_steps(
+    json_output: bool = typer.Option(False, "--json", help="Print the list as JSON."),
+) -> None:
+    """List the steps with the outcome of each one's last run."""
+    from lab.state import load_results
+
+    settings = common.settings()
+    steps = load_all_steps()
+    results = load_results(settings)
+    rows = [
+        {
+            "number": s.number,
+            "slug": s.slug,
+            "title": s.title,
+            "teaches": s.teaches,
+            "status": results.get(s.number, {}).get("status", "not run"),
+        }
+        for s in steps
+    ]
+    if json_output:
+        common.print_json({"steps": rows})
+        return
+    from rich.table import Table
+
+    table = Table(expand=False)
+    table.add_column("#", justify="right")
+    table.add_column("step", overflow="fold")
+    table.add_column("last run", no_wrap=True)
+    for row in rows:
+        mark = STATUS_MARKS.get(str(row["status"]), "[dim]not run[/]")
+        table.add_row(str(row["number"]), f"{row['title']}\n[dim]{row['slug']}[/]", mark)
+    common.out().print(table)
+
+
+@app.command("step")
+def step_command(
+    number: int = typer.Argument(..., help="The step number (see `lab steps`)."),
+    manual: bool = typer.Option(
+        False, "--manual", help="Print the exact commands instead of running them."
+    ),
+    check: bool = typer.Option(False, "--check", help="Verify the state you produced by hand."),
+    hint: bool = typer.Option(False, "--hint", help="Show the challenge's hint."),
+    solution: bool = typer.Option(False, "--solution", help="Apply the challenge's solution."),
+) -> None:
+    """Run one step: each action, the tokens it issued, and ✓/✗ for each expectation."""
+    if sum([manual, check, hint, solution]) > 1:
+        common.fail(
+            "choose only one of --manual, --check, --hint, --solution",
+            "run `lab step N --help`",
+            common.ExitCode.USAGE,
+        )
+    step = find_step(load_all_steps(), number)
+    if hint:
+        show_hint(step)
+        return
+    session = StepSession.open()
+    if manual:
+        typer.echo(session.manual(step))
+        return
+    if check:
+        result = session.check(step)
+    elif solution:
+        if not step.solution:
+            common.fail(f"step {number} has no solution to apply", f"run `lab step {number}`", 2)
+        result = session.solution(step)
+    else:
+        result = session.run(step, solutions=False)  # a challenge stops before its answer
+    print_result(result)
+    # "skipped" (a --check with nothing to verify) and "challenge" (the learner's turn) are not
+    # failures; failed and error are.
+    if result.status in ("failed", "error"):
+        raise typer.Exit(common.ExitCode.FAILED)
+
+
+def show_hint(step: Step) -> None:
+    if not step.hint:
+        common.fail(
+            f"step {step.number} has no hint", f"read it with `lab step {step.number} --manual`", 2
+        )
+    common.out().print(f"[bold]Hint for step {step.number}[/] — {step.title}")
+    common.out().print(step.hint.strip(), markup=False, soft_wrap=True)
+
+
+@app.command("run")
+def run_steps(
+    start: int = typer.Option(1, "--from", min=1, help="First step to run."),
+    end: int | None = typer.Option(
+        None, "--to", min=1, help="Last step to run (default: the last)."
+    ),
+) -> None:
+    """Reset to the state just before --from, then run the steps in order; stop at a failure.
+
+    Every action runs, a challenge's answer (``solution: true``) included.
+    """
+    from lab.state import reset_to_step
+
+    all_steps = load_all_steps()
+    steps = select(all_steps, start, end)
+    session = StepSession.open()
+    if start > 1:
+        common.err().print(f"Getting the lab ready for step {start}…")
+    reset_to_step(
+        session.state, start, run_step=lambda n: session.run(find_step(all_steps, n)).passed
+    )
+    session.results.clear()
+    for step in steps:
+        with step_progress(common.err()) as started:
+            started(step)
+            result = session.run(step)
+        print_result(result)
+        if not result.passed:
+            common.err().print(
+                f"Step {step.number} did not pass. Read it again with [bold]lab step "
+                f"{step.number}[/] or ask for [bold]lab step {step.number} --hint[/]."
+            )
+            raise typer.Exit(common.ExitCode.FAILED)
+    common.err().print(f"[green]✓[/] {len(steps)} step(s) passed.")
+
+
+def select(steps: Sequence[Step], start: int, end: int | None) -> list[Step]:
+    last = end if end is not None else max(s.number for s in steps)
+    chosen = [s for s in steps if start <= s.number <= last]
+    if not chosen:
+        common.fail(
+            f"no steps between {start} and {last}", "see `lab steps`", common.ExitCode.USAGE
+        )
+    return chosen
+
+
+@app.command("verify")
+def verify(
+    json_path: str | None = typer.Option(
+        None, "--json", help="Write the JSON report here (- for stdout)."
+    ),
+    junit_path: str | None = typer.Option(None, "--junit", help="Write a JUnit XML report here."),
+) -> None:
+    """Run every step from a fresh baseline and exit 1 if any expectation differs."""
+    from lab.cli.engine import report_json, report_junit
+    from lab.state import reset_to_baseline
+
+    steps = load_all_steps()
+    session = StepSession.open()
+    reset_to_baseline(session.state)
+    quiet = json_path == "-"
+    console = common.err() if quiet else common.out()
+    with step_progress(common.err()) as started:
+        for step in steps:
+            started(step)
+            result = session.run(step)
+            print_verify_line(console, result)
+            if not result.passed and not quiet:
+                print_result(result)
+    results = session.results
+    if json_path:
+        common.write_output(json_path, report_json(results))
+    if junit_path:
+        common.write_output(junit_path, report_junit(results))
+    failed = [r for r in results if not r.passed]
+    summary = f"{len(results) - len(failed)}/{len(results)} steps passed"
+    if failed:
+        common.err().print(
+            f"[red]✗[/] {summary}; failed: {', '.join(str(r.number) for r in failed)}"
+        )
+        raise typer.Exit(common.ExitCode.FAILED)
+    common.err().print(f"[green]✓[/] {summary}")
+
+
+def print_verify_line(console: Console, result: StepResult) -> None:
+    mark = "[green]✓[/]" if result.passed else "[red]✗[/]"
+    extra = f" — {result.message}" if result.message and not result.passed else ""
+    console.print(
+        f"{mark} {result.number:2d} {result.slug} ({result.duration_ms:.0f} ms){extra}",
+        highlight=False,
+    )
+
+
+@contextmanager
+def step_progress(console: Console) -> Iterator[Callable[[Step], None]]:
+    """A spinner naming the running step (terminal only; CI logs get the result lines)."""
+    if not console.is_terminal:
+        yield lambda step: None
+        return
+    with console.status("starting") as status:
+
+        def started(step: Step) -> None:
+            status.update(f"step {step.number}: {step.title}")
+
+        yield started

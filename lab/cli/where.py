@@ -1,0 +1,54 @@
+"""``lab`` with no command: where the learner is and the one command to run next."""
+
+from __future__ import annotations
+
+from lab.cli import common
+
+
+def next_command(
+    running: bool, healthy: bool, results: dict[int, dict], numbers: list[int]
+) -> tuple[str, str]:
+    """(situation, command) for the learner's position."""
+    from lab.state import last_passed_step
+
+    if not running:
+        return "The lab is not running.", "lab up"
+    if not healthy:
+        return "The lab is running, but some parts are not healthy.", "lab status"
+    if not numbers:
+        return "The lab is up, but no step files were found.", "lab doctor"
+    done = last_passed_step(results)
+    upcoming = [n for n in numbers if n > done]
+    if not upcoming:
+        return f"The lab is up and all {len(numbers)} steps passed.", "lab verify"
+    nxt = upcoming[0]
+    if results.get(nxt, {}).get("status") in ("failed", "error"):
+        situation = f"The lab is up; step {nxt} did not pass last time. Start it again clean:"
+        return situation, f"lab reset --to {nxt}"
+    if results.get(nxt, {}).get("status") == "challenge":
+        situation = f"The lab is up; step {nxt} is a challenge: your turn. Fix it, then check:"
+        return situation, f"lab step {nxt} --check"
+    if done == 0:
+        return "The lab is up and no step has passed yet.", "lab step 1"
+    return f"The lab is up; steps 1–{done} passed.", f"lab step {nxt}"
+
+
+def show_where() -> None:
+    from lab.state import load_results
+
+    settings = common.settings()
+    chosen = common.backend(settings)
+    status = chosen.status()
+    try:
+        from lab.steps import load_steps
+
+        numbers = [s.number for s in load_steps()]
+    except Exception:  # noqa: BLE001 - an overview must not fail because a step file is broken
+        numbers = []
+    situation, command = next_command(
+        status.running, status.healthy, load_results(settings), numbers
+    )
+    console = common.out()
+    console.print(f"{situation} (backend: {chosen.name})")
+    console.print(f"Next: [bold]{command}[/]")
+    console.print("All commands: lab --help", style="dim")

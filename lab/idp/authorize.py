@@ -1,0 +1,219 @@
+"""The authorization endpoint and the login form behind it (RFC 6749 §4.1, OIDC Core §3.1.2).
+
+Until the client and its redirect URI are known to be good, problems are shown on an HTML
+error page (RFC 6749 §4.1.2.1: never redirect to an unverified URI). After that, problems go
+back to the client on the redirect as ``error`` / ``error_description`` / ``state``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from lab.idp import login, pkce
+from lab.idp.clients import default_redirect_uri, redirect_uri_allowed
+from lab.idp.grants import check_password
+from lab.idp.realm import Realm
+from lab.idp.store import AuthRequest, IdpStore, PendingLogin
+from lab.idp.tokens import resolve_scopes
+from lab.oauth.errors import OAuthError
+from lab.oauth.starlette import NO_STORE, read_form
+
+log = logging.getLogger("lab.idp")
+
+#: Keycloak binds a login form to the browser with this cookie.
+AUTH_SESSION_COOKIE = "AUTH_SESSION_ID"
+_RESPONSE_MODES = ("query", "fragment")
+
+
+class ClientRedirectError(Exception):
+    """An authorization error that is sent to the (verified) redirect URI."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+class Authorizer:
+    def __init__(self, realm: Realm, store: IdpStore, issuer: str) -> None:
+        self.realm = realm
+        self.store = store
+        self.issuer = issuer
+        self.cookie_path = "/realms/" + realm.name + "/"
+
+    # -- GET/POST /protocol/openid-connect/auth -----------------------------------------------
+
+    async def authorize(self, request: Request) -> Response:
+        names = [name for name, _ in request.query_params.multi_items()]
+        if len(names) != len(set(names)):
+            # RFC 6749 §3.1: request parameters MUST NOT be included more than once.
+            return _error_page("Invalid Request")
+        params = dict(request.query_params)
+        if request.method == "POST":  # OIDC Core §3.1.2.1: the endpoint also takes form posts
+            params.update(await read_form(request))
+        client = self.realm.client(params.get("client_id", ""))
+        if client is None or not client.enabled:
+            return _error_page("Client not found.")
+        redirect_uri = params.get("redirect_uri") or default_redirect_uri(client)
+        if not redirect_uri or not redirect_uri_allowed(client, redirect_uri):
+            return _error_page("Invalid parameter: redirect_uri")
+        state = params.get("state") or None
+        mode = params.get("response_mode") or "query"
+        if mode not in _RESPONSE_MODES:
+            return _redirect(
+                redirect_uri,
+                "query",
+                {
+                    "error": "invalid_request",
+                    "error_description": "Invalid parameter: response_mode",
+                    "state": state,
+                },
+            )
+        try:
+            auth_request = self._validate(client.client_id, redirect_uri, state, mode, params)
+        except ClientRedirectError as exc:
+            return _redirect(
+                redirect_uri,
+                mode,
+                {
+                    "error": exc.error,
+                    "error_description": exc.description,
+                    "state": state,
+                    "iss": self.issuer,
+                },
+            )
+        browser_key = request.cookies.get(AUTH_SESSION_COOKIE) or secrets.token_urlsafe(24)
+        pending = self.store.start_login(auth_request, browser_key)
+        response = self._login_form(pending)
+        self._set_browser_cookie(response, browser_key)
+        return response
+
+    def _validate(
+        self,
+        client_id: str,
+        redirect_uri: str,
+        state: str | None,
+        mode: str,
+        params: dict[str, str],
+    ) -> AuthRequest:
+        client = self.realm.client(client_id)
+        assert client is not None
+        if params.get("response_type") != "code":
+            raise ClientRedirectError(
+                "unsupported_response_type",
+                "Client is not allowed to initiate browser login with given response_type.",
+            )
+        if not client.standard_flow:
+            raise ClientRedirectError(
+                "unauthorized_client",
+                "Client is not allowed to initiate browser login "
+                "with given response_type. Standard flow is disabled for the client.",
+            )
+        try:
+            resolve_scopes(client, params.get("scope"))
+            method = pkce.check_challenge(
+                params.get("code_challenge") or None,
+                params.get("code_challenge_method") or None,
+                client.pkce_method,
+            )
+        except OAuthError as exc:
+            raise ClientRedirectError(exc.error, exc.description) from None
+        if params.get("prompt") == "none":
+            # No SSO cookie session in the embedded IdP: a silent login can never succeed.
+            raise ClientRedirectError("login_required", "No active session")
+        return AuthRequest(
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            scope=params.get("scope") or "",
+            state=state,
+            nonce=params.get("nonce") or None,
+            response_mode=mode,
+            code_challenge=params.get("code_challenge") if method else None,
+            code_challenge_method=method,
+        )
+
+    # -- POST /login-actions/authenticate ------------------------------------------------------
+
+    async def authenticate(self, request: Request) -> Response:
+        tab_id = request.query_params.get("tab_id", "")
+        pending = self.store.pending_login(tab_id) if tab_id else None
+        if pending is None:
+            return _error_page("Your login attempt timed out. Login will start from the beginning.")
+        cookie = request.cookies.get(AUTH_SESSION_COOKIE, "")
+        if not hmac.compare_digest(cookie.encode(), pending.browser_key.encode()):
+            # Login CSRF defence: the form only works in the browser that loaded it.
+            return _error_page(
+                "Cookie not found. Please make sure cookies are enabled in your browser."
+            )
+        form = await read_form(request)
+        username = form.get("username", "")
+        user = check_password(self.realm.user_by_username(username), form.get("password"))
+        if user is None:
+            log.info("login form: invalid credentials for client %s", pending.request.client_id)
+            # Keycloak re-shows the form with status 200 and keeps the username.
+            return self._login_form(pending, username=username, error=login.INVALID_CREDENTIALS)
+        if not user.enabled:
+            return self._login_form(
+                pending, username=username, error="Account is disabled, contact your administrator."
+            )
+        self.store.finish_login(pending.tab_id)
+        session = self.store.start_session(user.id, pending.request.client_id)
+        code = self.store.issue_code(pending.request, session)
+        log.info(
+            "login: %s signed in for client %s (sid %s)",
+            user.username,
+            pending.request.client_id,
+            session.sid[:8],
+        )
+        auth = pending.request
+        # RFC 9207: iss in the authorization response (Keycloak 26 sends it).
+        return _redirect(
+            auth.redirect_uri,
+            auth.response_mode,
+            {
+                "state": auth.state,
+                "session_state": session.sid,
+                "iss": self.issuer,
+                "code": code.code,
+            },
+        )
+
+    # -- pieces ---------------------------------------------------------------------------------
+
+    def _login_form(
+        self, pending: PendingLogin, username: str = "", error: str | None = None
+    ) -> Response:
+        query = urlencode({"client_id": pending.request.client_id, "tab_id": pending.tab_id})
+        # Relative, so the form posts back to whichever host name the browser used (and its cookie).
+        action = f"/realms/{self.realm.name}/login-actions/authenticate?{query}"
+        html = login.login_page(self.realm.display_name, action, username=username, error=error)
+        headers = {
+            **NO_STORE,
+            "X-Frame-Options": "SAMEORIGIN",
+            "Content-Security-Policy": "frame-ancestors 'self'; object-src 'none'",
+        }
+        return HTMLResponse(html, status_code=200, headers=headers)
+
+    def _set_browser_cookie(self, response: Response, value: str) -> None:
+        response.set_cookie(
+            AUTH_SESSION_COOKIE, value, path=self.cookie_path, httponly=True, samesite="lax"
+        )
+
+
+def _redirect(redirect_uri: str, mode: str, params: dict[str, str | None]) -> Response:
+    encoded = urlencode({k: v for k, v in params.items() if v is not None})
+    if mode == "fragment":
+        target = f"{redirect_uri}#{encoded}"
+    else:
+        target = f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{encoded}"
+    return RedirectResponse(target, status_code=302, headers=NO_STORE)
+
+
+def _error_page(message: str) -> Response:
+    return HTMLResponse(login.error_page(message), status_code=400, headers=NO_STORE)

@@ -1,0 +1,388 @@
+"""The MCP server: an MCP resource server (official ``mcp`` SDK, Streamable HTTP at ``/mcp``).
+
+It accepts PDP access tokens (audience ``api``, or its own URL per RFC 8707 for tokens the
+agent got through the ID-JAG flow), optionally requires ``access`` on ``api:mcp`` (step 8), and
+for every tool call exchanges the caller's token at the PDP (RFC 8693) for a token scoped to the
+one role that tool needs, authenticated as ``api.api-mcp``. Only that exchanged token reaches
+the document API — the token the MCP server received is never forwarded (MCP authorization spec,
+"Token Passthrough").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from mcp.server import MCPServer
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import ToolAnnotations
+from pydantic import AnyHttpUrl
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from lab.config import ADMIN_PRINCIPAL, API_DOMAIN, MCP_PRINCIPAL, Settings
+from lab.mcpserver.exchange import Exchanger, ExchangeRefused
+from lab.oauth.errors import InsufficientScope, InvalidRequest, OAuthError
+from lab.oauth.jose import JwksCache, SigningKey, token_fingerprint, unverified_claims
+from lab.oauth.resource_server import (
+    PolicyCache,
+    decide_locally,
+    verify_access_token,
+    verify_admin_request,
+)
+from lab.oauth.starlette import exception_handlers, json_response, read_json
+
+log = logging.getLogger("lab.mcpserver")
+
+ACCESS_RESOURCE = f"{API_DOMAIN}:mcp"
+ACCESS_ACTION = "access"
+MCP_PATH = "/mcp"
+
+#: Tool → the one role its exchanged token is scoped to (contracts §7).
+ROLE_GET = f"{API_DOMAIN}:role.docs-getter"
+ROLE_POST = f"{API_DOMAIN}:role.docs-poster"
+ROLE_DELETE = f"{API_DOMAIN}:role.docs-deleter"
+READ_ONLY = ToolAnnotations(read_only_hint=True)
+
+
+class ServerSettings:
+    """``require_access`` and friends, persisted in ``$LAB_HOME`` so a restart keeps them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.require_access = False
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(data, dict) and isinstance(data.get("require_access"), bool):
+            self.require_access = data["require_access"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"require_access": self.require_access}
+
+    def update(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or not body:
+            raise InvalidRequest('expected a JSON object such as {"require_access": true}')
+        unknown = sorted(set(body) - {"require_access"})
+        if unknown:
+            raise InvalidRequest(f"unknown setting(s): {', '.join(unknown)[:200]}")
+        if not isinstance(body["require_access"], bool):
+            raise InvalidRequest("'require_access' must be true or false")
+        self.require_access = body["require_access"]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.as_dict()))
+        os.replace(tmp, self.path)
+        log.info("settings changed: %s", self.as_dict())
+        return self.as_dict()
+
+
+class PdpTokenVerifier:
+    """The SDK's ``TokenVerifier``: PDP access tokens for ``api`` or for this server's URL.
+
+    ``validate_token_resource`` is off in the SDK because two audiences are accepted; the
+    audience is checked here instead (RFC 9068 §4, RFC 8707 §2).
+    """
+
+    def __init__(self, jwks: JwksCache, issuer: str, resource: str) -> None:
+        self.jwks = jwks
+        self.issuer = issuer
+        self.audiences = [API_DOMAIN, resource]
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        try:
+            claims = await run_in_threadpool(
+                verify_access_token, token, self.jwks, issuer=self.issuer, audience=self.audiences
+            )
+        except OAuthError:
+            return None  # the SDK answers 401 with resource_metadata
+        scopes = claims.get("scp")
+        if not isinstance(scopes, list):
+            scope = claims.get("scope")
+            scopes = scope.split() if isinstance(scope, str) else []
+        aud = claims.get("aud")
+        return AccessToken(
+            token=token,
+            client_id=str(claims.get("client_id") or claims["sub"]),
+            scopes=[str(s) for s in scopes],
+            expires_at=int(claims["exp"]),
+            resource=aud if isinstance(aud, str) else None,
+            subject=str(claims["sub"]),
+            claims=claims,
+        )
+
+
+class AccessGate:
+    """Between the SDK's bearer check and the transport: ``access`` on ``api:mcp`` (step 8).
+
+    Evaluated locally from the signed policy data with the token's roles; a refusal is RFC 6750
+    §3.1 ``insufficient_scope`` with the RFC 9728 ``resource_metadata`` pointer.
+    """
+
+    def __init__(
+        self, app: ASGIApp, settings: ServerSettings, policy: PolicyCache, metadata_url: str
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.policy = policy
+        self.metadata_url = metadata_url
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        user = scope.get("user")
+        if self.settings.require_access and isinstance(user, AuthenticatedUser):
+            refusal = await self._refusal(user.access_token)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _refusal(self, token: AccessToken) -> Response | None:
+        claims = token.claims or {}
+        try:
+            policy = await run_in_threadpool(self.policy.current)
+        except OAuthError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
+        decision = decide_locally(
+            policy, claims, domain=API_DOMAIN, action=ACCESS_ACTION, resource=ACCESS_RESOURCE
+        )
+        if decision.allowed:
+            return None
+        log.info(
+            "access on %s denied for sub=%s jti=%s: %s",
+            ACCESS_RESOURCE,
+            claims.get("sub"),
+            claims.get("jti"),
+            decision.reason,
+        )
+        error = InsufficientScope(
+            f"Token does not have '{ACCESS_ACTION}' action on '{ACCESS_RESOURCE}' "
+            f"({decision.reason})",
+            resource_metadata=self.metadata_url,
+        )
+        return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers())
+
+
+def create_app(settings: Settings) -> Starlette:
+    endpoints = settings.endpoints
+    resource_url = endpoints.mcp
+    metadata_url = _metadata_url(resource_url)
+    admin_audience = _origin(resource_url)
+    admin_pub = settings.key_file(ADMIN_PRINCIPAL).with_suffix(".pub.pem")
+
+    jwks = JwksCache(endpoints.zts_jwks)
+    policy = PolicyCache(endpoints.zts, API_DOMAIN, jwks, refresh_s=settings.policy_refresh_s)
+    server_settings = ServerSettings(settings.home / "mcpserver-settings.json")
+    # Contracts §1: the MCP server creates its key if the backend has not, so that step 5 can
+    # register the public half (keys/api.api-mcp.pub.pem) with the PDP.
+    SigningKey.load_or_create(settings.key_file(MCP_PRINCIPAL))
+    exchanger = Exchanger(
+        token_endpoint=endpoints.zts_token,
+        issuer=endpoints.zts,
+        client_id=MCP_PRINCIPAL,
+        key_path=settings.key_file(MCP_PRINCIPAL),
+        audience=API_DOMAIN,
+    )
+    docapi = DocApiClient(endpoints.docapi_protected)
+
+    mcp = MCPServer(
+        "idjag-lab-docs",
+        instructions="The ID-JAG lab's documents, reached with a down-scoped token.",
+        token_verifier=PdpTokenVerifier(jwks, endpoints.zts, resource_url),
+        auth=AuthSettings(
+            issuer_url=AnyHttpUrl(endpoints.zts),  # RFC 9728 authorization_servers
+            resource_server_url=AnyHttpUrl(resource_url),
+            # Two audiences are valid (api, this URL); PdpTokenVerifier checks aud itself.
+            validate_token_resource=False,
+        ),
+    )
+
+    async def call_docapi(
+        role: str, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        received = get_access_token()
+        if received is None:
+            raise ToolError(
+                "no access token reached this tool (the MCP server needs Authorization: Bearer)"
+            )
+        try:
+            exchanged = await exchanger.exchange(received.token, role)
+        except ExchangeRefused as refusal:
+            log.info(
+                "exchange for %s refused (status %s) for received jti=%s",
+                role,
+                refusal.status,
+                (received.claims or {}).get("jti"),
+            )
+            raise ToolError(refusal.explain()) from None
+        result = await docapi.call(method, path, exchanged, body)
+        exchanged_claims = unverified_claims(exchanged)
+        result["exchanged_token"] = {
+            key: exchanged_claims.get(key)
+            for key in ("sub", "client_id", "act", "aud", "scope", "jti")
+        }
+        received_claims = received.claims or {}
+        result["received_token"] = {
+            key: received_claims.get(key) for key in ("jti", "aud", "client_id")
+        }
+        log.info(
+            "%s %s as %s: received jti=%s, sent exchanged jti=%s",
+            method,
+            path,
+            role,
+            received_claims.get("jti"),
+            exchanged_claims.get("jti"),
+        )
+        return result
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def list_docs() -> dict[str, Any]:
+        """List every document (needs api:role.docs-getter)."""
+        return await call_docapi(ROLE_GET, "GET", "/api/docs")
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def get_doc(id: int) -> dict[str, Any]:  # noqa: A002 - the tool's public parameter name
+        """Read one document by id (needs api:role.docs-getter)."""
+        return await call_docapi(ROLE_GET, "GET", f"/api/docs/{_positive(id)}")
+
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False))
+    async def create_doc(name: str, content: str) -> dict[str, Any]:
+        """Create a document (needs api:role.docs-poster)."""
+        return await call_docapi(ROLE_POST, "POST", "/api/docs", {"name": name, "content": content})
+
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True))
+    async def delete_doc(id: int) -> dict[str, Any]:  # noqa: A002
+        """Delete a document by id (needs api:role.docs-deleter)."""
+        return await call_docapi(ROLE_DELETE, "DELETE", f"/api/docs/{_positive(id)}")
+
+    async def healthz(request: Request) -> Response:
+        return json_response({"status": "ok", "part": "mcpserver"})
+
+    async def lab_settings(request: Request) -> Response:
+        await run_in_threadpool(verify_admin_request, request.headers, admin_pub, admin_audience)
+        if request.method == "PUT":
+            return json_response(server_settings.update(await read_json(request)))
+        return json_response(server_settings.as_dict())
+
+    mcp.custom_route("/healthz", methods=["GET"])(healthz)
+    mcp.custom_route("/lab/settings", methods=["GET", "PUT"])(lab_settings)
+
+    app = mcp.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        # Stateless JSON: every request stands alone with its own bearer token, so a restart or a
+        # new token never strands a session, and captured traffic is plain JSON.
+        stateless_http=True,
+        json_response=True,
+        transport_security=_transport_security(resource_url),
+        host=settings.host,
+    )
+    app.exception_handlers.update(exception_handlers())
+    _insert_access_gate(app, AccessGate, server_settings, policy, metadata_url)
+    app.state.server_settings = server_settings
+    app.state.mcp = mcp
+    return app
+
+
+class DocApiClient:
+    """Calls the protected document API with the exchanged token only."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    async def call(
+        self, method: str, path: str, token: str, body: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        url = f"{self.base_url}{path}"
+        try:
+            async with httpx.AsyncClient(timeout=10.0) as client:
+                response = await client.request(
+                    method, url, json=body, headers={"Authorization": f"Bearer {token}"}
+                )
+        except httpx.HTTPError as exc:
+            raise ToolError(
+                f"the document API at {self.base_url} could not be reached: {exc}"
+            ) from None
+        data = _json_or_none(response)
+        if response.status_code >= 400:
+            error = data.get("error") if isinstance(data, dict) else None
+            reason = data.get("error_description") if isinstance(data, dict) else None
+            raise ToolError(
+                f"the document API refused {method} {path}: HTTP {response.status_code}"
+                f"{' ' + str(error) if error else ''}"
+                f"{' - ' + str(reason) if reason else ' - ' + response.text[:300]}"
+            )
+        if not isinstance(data, dict):
+            raise ToolError(f"the document API answered {method} {path} with a non-JSON body")
+        log.debug(
+            "docapi %s %s -> %s (token %s)",
+            method,
+            path,
+            response.status_code,
+            token_fingerprint(token),
+        )
+        return data
+
+
+def _insert_access_gate(app: Starlette, gate: type[AccessGate], *args: Any) -> None:
+    """Wrap the transport behind the SDK's RequireAuthMiddleware on ``/mcp`` with the gate.
+
+    The SDK has no hook for a policy check after authentication; its bearer middleware keeps
+    the wrapped transport in ``.app``, so the gate goes in between (401s stay the SDK's own).
+    """
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.path == MCP_PATH and hasattr(route.endpoint, "app"):
+            route.endpoint.app = gate(route.endpoint.app, *args)
+            return
+    raise RuntimeError("the MCP SDK app has no authenticated /mcp route to protect")
+
+
+def _transport_security(resource_url: str) -> TransportSecuritySettings:
+    """Keep the SDK's DNS-rebinding guard, allowing loopback and the configured MCP host."""
+    netloc = urlsplit(resource_url).netloc
+    scheme = urlsplit(resource_url).scheme
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", netloc]
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", f"{scheme}://{netloc}"]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+
+
+def _metadata_url(resource_url: str) -> str:
+    """RFC 9728 §3.1: the well-known segment goes between the host and the resource's path."""
+    parts = urlsplit(resource_url)
+    return f"{parts.scheme}://{parts.netloc}/.well-known/oauth-protected-resource{parts.path}"
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _positive(doc_id: int) -> int:
+    if isinstance(doc_id, bool) or not 0 < doc_id <= 2**53:
+        raise ToolError(f"document id must be a positive integer (got {doc_id})")
+    return doc_id
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None

@@ -1,0 +1,38 @@
+"""The PDP: Athenz-style ZMS (``/zms/v1``) and ZTS (``/zts/v1``) in one Starlette app.
+
+The embedded backend serves this same app object on the ZMS and the ZTS socket; the kind
+backend runs it in a container. Nothing here depends on which.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from lab.config import Settings
+from lab.oauth.starlette import exception_handlers
+from lab.pdp.core import Pdp
+from lab.pdp.zms.routes import build_routes as zms_routes
+from lab.pdp.zts.routes import build_routes as zts_routes
+
+log = logging.getLogger("lab.pdp")
+
+
+def create_app(settings: Settings, baseline: Path | None = None) -> Starlette:
+    """Open (or create and seed) the store, load keys and providers once, build the routes."""
+    pdp = Pdp.open(settings, baseline)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "part": "pdp"})
+
+    app = Starlette(
+        routes=[Route("/healthz", healthz, methods=["GET"]), *zms_routes(pdp), *zts_routes(pdp)],
+        exception_handlers=exception_handlers(),
+    )
+    app.state.pdp = pdp
+    return app

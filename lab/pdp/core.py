@@ -1,0 +1,187 @@
+"""The PDP's shared state: store, signing key, trusted providers, audit log, policy checks.
+
+Built once by :func:`lab.pdp.app.create_app`; ZMS routes, ZTS grants and client
+authentication all take this object. The signing key is loaded once (no per-request key I/O).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.config import ADMIN_PRINCIPAL, Settings
+from lab.oauth.errors import InvalidScope, InvalidToken
+from lab.oauth.jose import (
+    JwtValidationError,
+    KeyResolver,
+    PublicKey,
+    SigningKey,
+    ensure_private_key,
+    key_id,
+    load_public_key,
+    ybase64_decode,
+)
+from lab.pdp.audit import AuditLog
+from lab.pdp.names import split_principal
+from lab.pdp.providers import Providers
+from lab.pdp.store import DomainView, Store
+from lab.policy.engine import Decision, decide
+
+log = logging.getLogger("lab.pdp")
+
+BASELINE_FILE = Path(__file__).resolve().parents[2] / "athenz" / "baseline.json"
+
+
+@dataclass
+class Pdp:
+    settings: Settings
+    store: Store
+    signing_key: SigningKey
+    providers: Providers
+    audit: AuditLog
+    admin_public: PublicKey
+    _key_cache: dict[str, tuple[int, dict[str, PublicKey]]] = field(default_factory=dict)
+
+    @property
+    def issuer(self) -> str:
+        return self.settings.endpoints.zts
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.issuer}/oauth2/token"
+
+    @classmethod
+    def open(cls, settings: Settings, baseline: Path | None = None) -> Pdp:
+        settings.keys_dir.mkdir(parents=True, exist_ok=True)
+        signing_key = SigningKey.load_or_create(settings.key_file("pdp-signing"))
+        admin_key = ensure_private_key(settings.key_file(ADMIN_PRINCIPAL))
+        store = Store(settings.pdp_db)
+        pdp = cls(
+            settings=settings,
+            store=store,
+            signing_key=signing_key,
+            providers=Providers(settings.providers_file),
+            audit=AuditLog(store),
+            admin_public=admin_key.public_key(),
+        )
+        pdp.seed(baseline or BASELINE_FILE)
+        return pdp
+
+    def seed(self, baseline: Path) -> None:
+        """Load the baseline once, on the very first start (state then survives restarts)."""
+        if self.store.get_meta("seeded"):
+            return
+        if baseline.exists():
+            self.store.import_state(json.loads(baseline.read_text(encoding="utf-8")))
+        self.store.set_meta("seeded", baseline.name)
+
+    # ------------------------------------------------------------------ principals' keys
+    def key_resolver(self, principal: str) -> KeyResolver:
+        """Public keys a principal may sign with: the admin's file, or its ZMS service keys."""
+        if principal == ADMIN_PRINCIPAL:
+            keys = {key_id(self.admin_public): self.admin_public}
+        else:
+            keys = self.service_keys(principal)
+
+        def resolve(kid: str | None) -> PublicKey:
+            if not keys:
+                raise JwtValidationError(f"principal {principal} has no registered public key")
+            if kid is None and len(keys) == 1:
+                return next(iter(keys.values()))
+            if kid not in keys:
+                raise JwtValidationError(f"unknown key id {kid!r} for principal {principal}")
+            return keys[kid]
+
+        return resolve
+
+    def key_resolver_self(self) -> KeyResolver:
+        """The PDP's own verification key, for tokens it issued (subject tokens, ID-JAGs)."""
+        public = self.signing_key.key.public_key()
+        kid = self.signing_key.kid
+
+        def resolve(requested: str | None) -> PublicKey:
+            if requested != kid:
+                raise JwtValidationError(f"unknown signing key id {requested!r}")
+            return public
+
+        return resolve
+
+    def service_keys(self, principal: str) -> dict[str, PublicKey]:
+        """A service's registered public keys, parsed once per store generation (hot path)."""
+        generation = self.store.generation
+        cached = self._key_cache.get(principal)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        keys = self._load_service_keys(principal)
+        self._key_cache[principal] = (generation, keys)
+        return keys
+
+    def _load_service_keys(self, principal: str) -> dict[str, PublicKey]:
+        domain, service = split_principal(principal)
+        if not domain or not service:
+            return {}
+        data = self.store.get_object("services", domain, service)
+        keys: dict[str, PublicKey] = {}
+        for entry in (data or {}).get("publicKeys") or []:
+            try:
+                keys[str(entry["id"])] = load_public_key(ybase64_decode(entry["key"]))
+            except (KeyError, TypeError, ValueError):
+                continue  # a key that does not parse was refused at write time; never fatal here
+        return keys
+
+    def check_secret(self, principal: str, secret: str) -> bool:
+        stored = self.store.secret_hash(principal)
+        if stored is None:
+            return False
+        return hmac.compare_digest(stored, hash_secret(secret))
+
+    # ------------------------------------------------------------------ policy
+    def view(self, domain: str) -> DomainView:
+        view = self.store.domain_view(domain)
+        if view is None:
+            # Contracts §3.2: at the token endpoint an unknown domain is a 404 invalid_scope.
+            raise InvalidScope(
+                f"No such domain: {domain}", status=404, athenz_message=f"No such domain: {domain}"
+            )
+        return view
+
+    def roles_of(self, domain: str, principal: str) -> list[str]:
+        return self.view(domain).roles_of(principal)
+
+    def check_access(self, principal: str, action: str, resource: str) -> Decision:
+        """Athenz access check: the resource's domain (text before ':') holds the policies."""
+        domain = resource.split(":", 1)[0].lower()
+        view = self.store.domain_view(domain)
+        if view is None:
+            return Decision(False, "NO_MATCH", f"Domain not found: {domain}", None)
+        return decide(view.assertions, view.roles_of(principal), action.lower(), resource.lower())
+
+    def is_domain_admin(self, principal: str, domain: str) -> bool:
+        """The system admin administers everything; otherwise membership of ``<d>:role.admin``
+        in the domain or one of its parents (Athenz: parent admins manage subdomains)."""
+        if principal == ADMIN_PRINCIPAL:
+            return True
+        labels = domain.split(".")
+        for index in range(len(labels), 0, -1):
+            candidate = ".".join(labels[:index])
+            view = self.store.domain_view(candidate)
+            if view is not None and f"{candidate}:role.admin" in view.roles_of(principal):
+                return True
+        return False
+
+    def require_known_principal(self, claims: dict[str, Any]) -> str:
+        principal = claims.get("sub")
+        if not isinstance(principal, str):
+            raise InvalidToken("assertion has no principal")
+        return principal
+
+
+def hash_secret(secret: str) -> str:
+    # Client secrets are 192-bit random values minted by the PDP, so a plain SHA-256 is enough:
+    # there is nothing to brute-force (unlike passwords, which would need a slow KDF).
+    return hashlib.sha256(secret.encode()).hexdigest()

@@ -1,0 +1,78 @@
+"""Athenz name rules (reference/athenz.md §1), checked on every write; names are lower-cased."""
+
+from __future__ import annotations
+
+import re
+
+from lab.oauth.errors import InvalidRequest
+
+_SIMPLE = r"[a-z0-9_][a-z0-9_-]*"
+DOMAIN_RE = re.compile(rf"{_SIMPLE}(\.{_SIMPLE})*")
+SIMPLE_RE = re.compile(_SIMPLE)
+#: A role member: ``domain.service``, ``user.name``, or a wildcard ``*`` / ``prefix*``.
+MEMBER_RE = re.compile(rf"(\*|{_SIMPLE}(\.{_SIMPLE})+(\.\*|\*)?|{_SIMPLE}\.\*)")
+PRINCIPAL_RE = re.compile(rf"{_SIMPLE}(\.{_SIMPLE})+")
+#: Resources and actions are globs; keep them printable, no whitespace.
+RESOURCE_RE = re.compile(r"[a-z0-9_.*?-]+:[\x21-\x7e]*")
+ACTION_RE = re.compile(r"[a-z0-9_.*?:-]+")
+ROLE_REF_RE = re.compile(r"[a-z0-9_.*?-]+:role\.[a-z0-9_*?.-]+")
+
+MAX_NAME = 256
+
+
+def _check(pattern: re.Pattern[str], value: object, what: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME:
+        raise InvalidRequest(
+            f"Invalid {what}: must be a non-empty string of at most {MAX_NAME} characters"
+        )
+    lowered = value.strip().lower()
+    if not pattern.fullmatch(lowered):
+        raise InvalidRequest(f"Invalid {what}: {value!r} does not match {pattern.pattern}")
+    return lowered
+
+
+def domain_name(value: object) -> str:
+    return _check(DOMAIN_RE, value, "domain name")
+
+
+def simple_name(value: object, what: str) -> str:
+    return _check(SIMPLE_RE, value, f"{what} name")
+
+
+def member_name(value: object) -> str:
+    return _check(MEMBER_RE, value, "member name")
+
+
+def principal_name(value: object) -> str:
+    return _check(PRINCIPAL_RE, value, "principal name")
+
+
+def resource_name(value: object) -> str:
+    return _check(RESOURCE_RE, value, "resource")
+
+
+def action_name(value: object) -> str:
+    return _check(ACTION_RE, value, "action")
+
+
+def role_reference(value: object) -> str:
+    return _check(ROLE_REF_RE, value, "role")
+
+
+def short_entity(domain: str, value: object, kind: str) -> str:
+    """Accept ``docs-getter`` or ``api:role.docs-getter`` (must be this domain) → short name."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"Invalid {kind} name: must be a string")
+    text = value.strip().lower()
+    prefix = f"{domain}:{kind}."
+    if text.startswith(prefix):
+        text = text[len(prefix) :]
+    elif ":" in text:
+        raise InvalidRequest(f"Invalid {kind} name: {value!r} does not belong to domain {domain}")
+    return simple_name(text, kind)
+
+
+def split_principal(principal: str) -> tuple[str, str]:
+    """``api.api-mcp`` → (``api``, ``api-mcp``): the service is the last label."""
+    domain, _, service = principal.rpartition(".")
+    return domain, service

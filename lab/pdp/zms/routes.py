@@ -1,0 +1,642 @@
+"""ZMS HTTP routes under ``/zms/v1``: domains, roles, members, policies, services (Athenz JSON).
+
+Every request carries a principal assertion (contracts §2) verified against the principal's
+registered key; writes need an admin of the domain, top-level domains the system admin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from lab.config import ADMIN_PRINCIPAL
+from lab.oauth.admin import bearer_token, verify_principal_assertion
+from lab.oauth.errors import AccessDenied, Conflict, InvalidRequest, InvalidToken, NotFound
+from lab.oauth.jose import (
+    JwtValidationError,
+    load_public_key,
+    new_secret,
+    unverified_claims,
+    ybase64_decode,
+)
+from lab.oauth.starlette import NO_STORE, read_json
+from lab.pdp.audit import verify_chain
+from lab.pdp.core import Pdp, hash_secret
+from lab.pdp.names import (
+    PRINCIPAL_RE,
+    action_name,
+    domain_name,
+    member_name,
+    principal_name,
+    resource_name,
+    role_reference,
+    short_entity,
+    simple_name,
+)
+from lab.pdp.store import parse_timestamp, timestamp
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+#: Longest accepted principal assertion (the lab mints 120 s ones; allow some slack).
+MAX_ASSERTION_LIFETIME_S = 300
+
+
+def _numbers(*values: Any) -> bool:
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+
+def _obj(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return body
+
+
+def _strings(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidRequest(f"{what} must be a list of strings")
+    return value
+
+
+class Zms:
+    def __init__(self, pdp: Pdp) -> None:
+        self.pdp = pdp
+        self.store = pdp.store
+
+    # ------------------------------------------------------------------ authentication
+    def principal(self, request: Request) -> str:
+        token = bearer_token(request.headers)
+        claimed = ""
+        if token is not None:
+            try:
+                claimed = str(unverified_claims(token).get("iss", "")).lower()
+            except JwtValidationError as exc:
+                raise InvalidToken(exc.reason) from None
+            if not PRINCIPAL_RE.fullmatch(claimed):
+                raise InvalidToken("assertion iss must name a principal")
+        claims = verify_principal_assertion(
+            token, self.pdp.key_resolver(claimed), self.pdp.settings.endpoints.zms
+        )
+        # Contracts §2: a request credential is short-lived, never a long-term API key.
+        lifetime = claims["exp"] - claims["iat"] if _numbers(claims["exp"], claims["iat"]) else None
+        if lifetime is None or lifetime > MAX_ASSERTION_LIFETIME_S:
+            raise InvalidToken(
+                f"assertion lifetime must be at most {MAX_ASSERTION_LIFETIME_S} seconds"
+            )
+        return str(claims["sub"]).lower()
+
+    def require_admin(self, principal: str, domain: str) -> None:
+        if not self.pdp.is_domain_admin(principal, domain):
+            raise AccessDenied(
+                f"principal {principal} is not an admin of domain {domain}",
+                athenz_message=(
+                    f"Forbidden: principal {principal} is not authorized to update domain {domain}"
+                ),
+            )
+
+    def require_domain(self, domain: str) -> dict[str, Any]:
+        data = self.store.get_domain(domain)
+        if data is None:
+            raise NotFound(f"No such domain: {domain}", athenz_message=f"No such domain: {domain}")
+        return data
+
+    # ------------------------------------------------------------------ domains
+    def create_domain(self, principal: str, body: Any, parent: str | None = None) -> dict[str, Any]:
+        body = _obj(body)
+        name = domain_name(body.get("name"))
+        if parent is not None:
+            parent = domain_name(parent)
+            self.require_domain(parent)
+            self.require_admin(principal, parent)
+            name = f"{parent}.{name}"
+        elif "." in name:
+            raise InvalidRequest(
+                "a top-level domain name has no dots; use POST /subdomain/{parent}"
+            )
+        elif principal != ADMIN_PRINCIPAL:
+            raise AccessDenied(
+                "only the system admin creates top-level domains",
+                athenz_message=f"Forbidden: principal {principal} is not a system administrator",
+            )
+        if self.store.get_domain(name) is not None:
+            raise Conflict(
+                f"domain {name} already exists", athenz_message=f"Domain already exists: {name}"
+            )
+        admins = [principal_name(a) for a in _strings(body.get("adminUsers"), "adminUsers")] or [
+            principal
+        ]
+        stamp = timestamp()
+        data = {
+            "name": name,
+            "description": str(body.get("description", "")),
+            "org": str(body.get("org", "")),
+            "enabled": bool(body.get("enabled", True)),
+            "auditEnabled": bool(body.get("auditEnabled", False)),
+            "modified": stamp,
+        }
+        if parent:
+            data["parent"] = parent
+        admin_role = {
+            "name": f"{name}:role.admin",
+            "modified": stamp,
+            "roleMembers": [{"memberName": a} for a in admins],
+        }
+        admin_policy = {
+            "name": f"{name}:policy.admin",
+            "modified": stamp,
+            "assertions": [
+                {
+                    "role": f"{name}:role.admin",
+                    "resource": f"{name}:*",
+                    "action": "*",
+                    "effect": "ALLOW",
+                    "id": self.store.next_assertion_id(),
+                }
+            ],
+        }
+        # Athenz: a new domain comes with role admin (adminUsers) and policy admin (all on d:*).
+        self.store.put_domain(data, roles=[admin_role], policies=[admin_policy])
+        return self.store.get_domain(name) or data
+
+    def get_domain(self, principal: str, domain: str) -> dict[str, Any]:
+        return self.require_domain(domain_name(domain))
+
+    def delete_domain(self, principal: str, domain: str) -> None:
+        domain = domain_name(domain)
+        self.require_domain(domain)
+        if "." not in domain and principal != ADMIN_PRINCIPAL:
+            raise AccessDenied("only the system admin deletes top-level domains")
+        self.require_admin(principal, domain.rsplit(".", 1)[0] if "." in domain else domain)
+        if any(d.startswith(domain + ".") for d in self.store.list_domains()):
+            raise Conflict(
+                f"domain {domain} has subdomains", athenz_message=f"Domain has subdomains: {domain}"
+            )
+        self.store.delete_domain(domain)
+
+    def list_domains(self, principal: str) -> dict[str, Any]:
+        return {"names": self.store.list_domains()}
+
+    # ------------------------------------------------------------------ roles
+    def _members(self, value: Any) -> list[dict[str, Any]]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise InvalidRequest("roleMembers must be a list")
+        members: list[dict[str, Any]] = []
+        for item in value:
+            member = _obj(item)
+            entry: dict[str, Any] = {"memberName": member_name(member.get("memberName"))}
+            if member.get("expiration"):
+                entry["expiration"] = self._expiration(member["expiration"])
+            members.append(entry)
+        return members
+
+    def _expiration(self, value: Any) -> str:
+        try:
+            return timestamp(parse_timestamp(str(value)))
+        except ValueError:
+            raise InvalidRequest(
+                f"expiration {value!r} is not a timestamp with a time zone"
+            ) from None
+
+    def put_role(self, principal: str, domain: str, role: str, body: Any) -> dict[str, Any]:
+        domain = domain_name(domain)
+        self.require_domain(domain)
+        self.require_admin(principal, domain)
+        role = short_entity(domain, role, "role")
+        body = _obj(body)
+        if body.get("name") is not None and short_entity(domain, body["name"], "role") != role:
+            raise InvalidRequest("role name in the body does not match the path")
+        data: dict[str, Any] = {
+            "name": f"{domain}:role.{role}",
+            "modified": timestamp(),
+            "roleMembers": self._members(body.get("roleMembers")),
+        }
+        for key in ("trust", "description"):
+            if isinstance(body.get(key), str):
+                data[key] = body[key]
+        self.store.put_object("roles", domain, role, data)
+        return data
+
+    def get_role(self, principal: str, domain: str, role: str) -> dict[str, Any]:
+        domain = domain_name(domain)
+        self.require_domain(domain)
+        role = short_entity(domain, role, "role")
+        data = self.store.get_object("roles", domain, role)
+        if data is None:
+            raise NotFound(
+                f"role {domain}:role.{role} not found",
+                athenz_message=f"getRole: Role not found: '{domain}:role.{role}'",
+            )
+        return data
+
+    def list_roles(self, principal: str, domain: str) -> dict[str, Any]:
+        domain = domain_name(domain)
+        self.require_domain(domain)
+        roles = self.store.list_objects("roles", domain)
+        return {"names": [r["name"].split(":role.", 1)[1] for r in roles], "list": roles}
+
+    def delete_role(self, principal: str, domain: str, role: str) -> None:
+        domain = domain_name(domain)
+        self.require_domain(domain)
+        self.require_admin(principal, domain)
+        role = short_entity(domain, role, "role")
+        if role == "admin":
+            raise InvalidRequest(
+                "the admin role cannot be deleted",
+                athenz_message="deleteRole: admin role cannot be deleted",
+            )
+        if not self.store.delete_object("roles", domain, role):
+            raise NotFound(
+                f"role {domain}:role.{role} not found",
+                athenz_message=f"deleteRole: Role not found: '{domain}:role.{role}'",
+            )
+
+    def put_member(
+        self, principal: str, domain: str, role: str, member: str, body: Any
+    ) -> dict[str, Any]:
+        domain = domain_name(domain)
+        self.require_domain(domain)
+        self.require_admin(principal, domain)
+        role = short_entity(domain, role, "role")
+        member = member_name(member)
+        body = _obj(body) if body is not None else {}
+        if body.get("memberName") is not None and member_name(body["memberName"]) != member:
+            raise InvalidRequest("memberName in the body does not match the path")
+        entry: dict[str, Any] = {"memberName": member}
+        if body.get("expiration"):
+            entry["expiration"] = self._expiration(body["expiration"])
+
+        def add(data: dict[str, Any]) -> None:
+            members = [m for m in data.get("roleMembers") or [] if m["memberName"] != member]
+            data["roleMembers"] = [*members, entry]
+
+        if self.store.update_object("roles", domain, role, add) is None:
+            raise NotFound(
+                f"role {domain}:role.{role} not found",
+                athenz_message=f"putMembership: Role not found: '{domain}:role.{role}'",
+            )
+        return {**entry, "roleName": role, "isMember": True}
+
+    def delete_member(self, principal: str, domain: str, role: str, member: str) -> None:
+        domain = domain_name(domain)
+        self.require_domain(domain)
+        self.require_admin(principal, domain)
+        role = short_entity(domain, role, "role")
+        member = member_name(member)
+        found: list[bool] = []
+
+        def remove(data: dict[str, Any]) -> None:
+            members = data.get("roleMembers") or []
+            kept = [m for m in members if m["memberName"] != member]
+            found.append(len(kept) != len(members))
+            data["roleMembers"] = kept
+
+        if self.store.update_object("roles", domain, role, remove) is None or not found[0]:
+            raise NotFound(
+                f"{member} is not a member of {domain}:role.{role}",
+                athenz_message=f"deleteMembership: Member not found: '{member}'",
+            )
+
+    # ------------------------------------------------------------------ policies
+    def _assertion(self, domain: str, body: Any) -> dict[str, Any]:
+        item = _obj(body)
+        role = role_reference(item.get("role"))
+        if not role.startswith(f"{domain}:role."):
+            role = f"{domain}:role.{role}" if ":" not in role else role
+        effect = str(item.get("effect") or "ALLOW").upper()
+        if effect not in ("ALLOW", "DENY"):
+            raise InvalidRequest("effect must be ALLOW or DENY")
+        resource = resource_name(item.get("resource"))
+        return {
+            "role": role,
+            "resource": resource,
+            "action": action_name(item.get("action")),
+            "effect": effect,
+            "id": self.store.next_assertion_id(),
+        }
+
+    def put_policy(self, principal: str, domain: str, policy: str, body: Any) -> dict[str, Any]:
+        domain = domain_name(domain)
+        self.require_domain(domain)
+        self.require_admin(principal, domain)
+        policy = short_entity(domain, policy, "policy")
+        body = _obj(body)
+        if body.get("name") is not None and short_entity(domain, body["name"], "policy") != policy:
+            raise InvalidRequest("policy name in the body does not match the path")
+        assertions = body.get("assertions") or []
+        if not isinstance(assertions, list):
+            raise InvalidRequest("assertions must be a list")
+        data = {
+            "name": f"{domain}:policy.{policy}",
+            "modified": timestamp(),
+            "assertions": [self._assertion(domain, a) for a in assertions],
+        }
+        self.store.put_object("policies", domain, policy, data)
+        return data
+
+    def get_policy(self, principal: str, domain: str, policy: str) -> dict[str, Any]:
+        domain = domain_name(domain)
+        self.require_domain(domain)
+        policy = short_entity(domain, policy, "policy")
+        data = self.store.get_object("policies", domain, policy)
+        if data is None:
+            raise NotFound(
+                f"policy {domain}:policy.{policy} not found",
+                athenz_message=f"getPolicy: Policy not found: '{domain}:policy.{policy}'",
+            )
+        return data
+
+    def list_policies(self, principal: str, domain: str) -> dict[str, Any]:
+        domain = domain_name(domain)
+        self.require_domain(domain)
+        policies = self.store.list_objects("policies", domain)
+        return {"names": [p["name"].split(":policy.", 1)[1] for p in policies], "list": policies}
+
+    def delete_policy(self, principal: str, domain: str, policy: str) -> None:
+        domain = domain_name(domain)
+        self.require_domain(domain)
+        self.require_admin(principal, domain)
+        policy = short_entity(domain, policy, "policy")
+        if policy == "admin":
+            raise InvalidRequest("the admin policy cannot be deleted")
+        if not self.store.delete_object("policies", domain, policy):
+            raise NotFound(
+                f"policy {domain}:policy.{policy} not found",
+                athenz_message=f"deletePolicy: Policy not found: '{domain}:policy.{policy}'",
+            )
+
+    def put_assertion(self, principal: str, domain: str, policy: str, body: Any) -> dict[str, Any]:
+        domain = domain_name(domain)
+        self.require_domain(domain)
+        self.require_admin(principal, domain)
+        policy = short_entity(domain, policy, "policy")
+        assertion = self._assertion(domain, body)
+
+        def add(data: dict[str, Any]) -> dict[str, Any]:
+            data["assertions"] = [*(data.get("assertions") or []), assertion]
+            return assertion
+
+        if self.store.update_object("policies", domain, policy, add) is None:
+            raise NotFound(
+                f"policy {domain}:policy.{policy} not found",
+                athenz_message=f"putAssertion: Policy not found: '{domain}:policy.{policy}'",
+            )
+        return assertion
+
+    # ------------------------------------------------------------------ services
+    def put_service(self, principal: str, domain: str, service: str, body: Any) -> dict[str, Any]:
+        domain = domain_name(domain)
+        self.require_domain(domain)
+        self.require_admin(principal, domain)
+        service = simple_name(service, "service")
+        body = _obj(body)
+        full = f"{domain}.{service}"
+        if body.get("name") is not None and str(body["name"]).lower() not in (full, service):
+            raise InvalidRequest("service name in the body does not match the path")
+        keys = body.get("publicKeys") or []
+        if not isinstance(keys, list):
+            raise InvalidRequest("publicKeys must be a list")
+        public_keys = []
+        for item in keys:
+            entry = _obj(item)
+            kid, encoded = entry.get("id"), entry.get("key")
+            if not isinstance(kid, str) or not kid or not isinstance(encoded, str):
+                raise InvalidRequest("each public key needs an id and a key (YBase64-encoded PEM)")
+            try:
+                load_public_key(ybase64_decode(encoded))
+            except (ValueError, TypeError):
+                raise InvalidRequest(
+                    f"public key {kid} is not a YBase64-encoded PEM RSA or P-256 key"
+                ) from None
+            public_keys.append({"id": kid, "key": encoded})
+        data: dict[str, Any] = {"name": full, "modified": timestamp(), "publicKeys": public_keys}
+        endpoint = body.get("providerEndpoint")
+        if endpoint is not None:
+            if (
+                not isinstance(endpoint, str)
+                or not endpoint.startswith(("http://", "https://"))
+                or len(endpoint) > 2048
+            ):
+                raise InvalidRequest("providerEndpoint must be an http(s) URL")
+            data["providerEndpoint"] = endpoint
+        if isinstance(body.get("description"), str):
+            data["description"] = body["description"]
+        self.store.put_object("services", domain, service, data)
+        return data
+
+    def get_service(self, principal: str, domain: str, service: str) -> dict[str, Any]:
+        domain = domain_name(domain)
+        self.require_domain(domain)
+        service = simple_name(service, "service")
+        data = self.store.get_object("services", domain, service)
+        if data is None:
+            raise NotFound(
+                f"service {domain}.{service} not found",
+                athenz_message=f"getServiceIdentity: Service not found: '{domain}.{service}'",
+            )
+        return data
+
+    def delete_service(self, principal: str, domain: str, service: str) -> None:
+        domain = domain_name(domain)
+        self.require_domain(domain)
+        self.require_admin(principal, domain)
+        service = simple_name(service, "service")
+        if not self.store.delete_object("services", domain, service):
+            raise NotFound(
+                f"service {domain}.{service} not found",
+                athenz_message=f"deleteServiceIdentity: Service not found: '{domain}.{service}'",
+            )
+
+    def new_secret(self, principal: str, domain: str, service: str) -> dict[str, Any]:
+        self.get_service(principal, domain, service)
+        domain, service = domain_name(domain), simple_name(service, "service")
+        self.require_admin(principal, domain)
+        secret = new_secret()
+        self.store.set_secret_hash(f"{domain}.{service}", hash_secret(secret))
+        return {"clientId": f"{domain}.{service}", "clientSecret": secret}
+
+    # ------------------------------------------------------------------ access check
+    def access(self, principal: str, action: str, resource: str, who: str | None) -> dict[str, Any]:
+        target = principal_name(who) if who else principal
+        decision = self.pdp.check_access(target, action_name(action), resource_name(resource))
+        return {"granted": decision.allowed, "effect": decision.effect, "reason": decision.reason}
+
+    # ------------------------------------------------------------------ lab maintenance
+    def require_system_admin(self, principal: str) -> None:
+        if principal != ADMIN_PRINCIPAL:
+            raise AccessDenied(f"only {ADMIN_PRINCIPAL} may call this endpoint")
+
+    def get_state(self, principal: str) -> dict[str, Any]:
+        self.require_system_admin(principal)
+        return self.store.export_state()
+
+    def put_state(self, principal: str, body: Any) -> dict[str, Any]:
+        self.require_system_admin(principal)
+        state = _validate_state(_obj(body))
+        self.store.import_state(state)
+        return {"domains": self.store.list_domains()}
+
+    def get_audit(self, principal: str, since: int) -> dict[str, Any]:
+        self.require_system_admin(principal)
+        records = self.store.audit_records(since)
+        return {"records": records, "problems": verify_chain(records) if since == 0 else []}
+
+
+def _validate_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A state document must be well-formed before it replaces anything (atomic import)."""
+    domains = state.get("domains")
+    if not isinstance(domains, list):
+        raise InvalidRequest("state needs a domains list")
+    for domain in domains:
+        domain = _obj(domain)
+        domain_name(domain.get("name"))
+        for table, marker in (("roles", ":role."), ("policies", ":policy."), ("services", ".")):
+            items = domain.get(table) or []
+            if not isinstance(items, list):
+                raise InvalidRequest(f"{table} must be a list")
+            for item in items:
+                if (
+                    not isinstance(item, dict)
+                    or not isinstance(item.get("name"), str)
+                    or marker not in item["name"]
+                ):
+                    raise InvalidRequest(f"every entry in {table} needs a full name")
+        if not all(
+            isinstance(k, str) and isinstance(v, str)
+            for k, v in (state.get("serviceSecrets") or {}).items()
+        ):
+            raise InvalidRequest("serviceSecrets maps principals to hashes")
+    return state
+
+
+def build_routes(pdp: Pdp) -> list[Route]:
+    zms = Zms(pdp)
+
+    def endpoint(
+        method: Callable[..., Any], *params: str, body: bool = False, status: int = 200
+    ) -> Handler:
+        async def handle(request: Request) -> Response:
+            args = [request.path_params[p] for p in params]
+            empty = (
+                request.headers.get("content-length") in (None, "0")
+                and "transfer-encoding" not in request.headers
+            )
+            payload = (None if empty else await read_json(request)) if body else None
+            principal = await run_in_threadpool(zms.principal, request)
+            call_args = [principal, *args] + ([payload] if body else [])
+            result = await run_in_threadpool(method, *call_args)
+            if result is None or (
+                status == 204 and request.headers.get("athenz-return-object") != "true"
+            ):
+                return Response(status_code=204, headers=NO_STORE)
+            return JSONResponse(result, headers=NO_STORE)
+
+        return handle
+
+    async def access(request: Request) -> Response:
+        principal = await run_in_threadpool(zms.principal, request)
+        result = await run_in_threadpool(
+            zms.access,
+            principal,
+            request.path_params["action"],
+            request.path_params["resource"],
+            request.query_params.get("principal"),
+        )
+        return JSONResponse(result)
+
+    async def audit(request: Request) -> Response:
+        principal = await run_in_threadpool(zms.principal, request)
+        try:
+            since = int(request.query_params.get("since", "0"))
+        except ValueError:
+            raise InvalidRequest("since must be a sequence number") from None
+        return JSONResponse(
+            await run_in_threadpool(zms.get_audit, principal, since), headers=NO_STORE
+        )
+
+    async def openapi(request: Request) -> Response:
+        from lab.pdp.openapi import zms_openapi
+
+        return JSONResponse(zms_openapi(pdp))
+
+    d = "/zms/v1/domain/{domain}"
+    return [
+        Route("/zms/v1/domain", endpoint(zms.create_domain, body=True), methods=["POST"]),
+        Route("/zms/v1/domain", endpoint(zms.list_domains), methods=["GET"]),
+        Route(
+            "/zms/v1/subdomain/{parent}",
+            endpoint(lambda p, parent, b: zms.create_domain(p, b, parent), "parent", body=True),
+            methods=["POST"],
+        ),
+        Route(d, endpoint(zms.get_domain, "domain"), methods=["GET"]),
+        Route(d, endpoint(zms.delete_domain, "domain"), methods=["DELETE"]),
+        Route(d + "/role", endpoint(zms.list_roles, "domain"), methods=["GET"]),
+        Route(
+            d + "/role/{role}",
+            endpoint(zms.put_role, "domain", "role", body=True, status=204),
+            methods=["PUT"],
+        ),
+        Route(d + "/role/{role}", endpoint(zms.get_role, "domain", "role"), methods=["GET"]),
+        Route(d + "/role/{role}", endpoint(zms.delete_role, "domain", "role"), methods=["DELETE"]),
+        Route(
+            d + "/role/{role}/member/{member}",
+            endpoint(zms.put_member, "domain", "role", "member", body=True, status=204),
+            methods=["PUT"],
+        ),
+        Route(
+            d + "/role/{role}/member/{member}",
+            endpoint(zms.delete_member, "domain", "role", "member"),
+            methods=["DELETE"],
+        ),
+        Route(d + "/policy", endpoint(zms.list_policies, "domain"), methods=["GET"]),
+        Route(
+            d + "/policy/{policy}",
+            endpoint(zms.put_policy, "domain", "policy", body=True, status=204),
+            methods=["PUT"],
+        ),
+        Route(
+            d + "/policy/{policy}", endpoint(zms.get_policy, "domain", "policy"), methods=["GET"]
+        ),
+        Route(
+            d + "/policy/{policy}",
+            endpoint(zms.delete_policy, "domain", "policy"),
+            methods=["DELETE"],
+        ),
+        Route(
+            d + "/policy/{policy}/assertion",
+            endpoint(zms.put_assertion, "domain", "policy", body=True),
+            methods=["PUT"],
+        ),
+        Route(
+            d + "/service/{service}",
+            endpoint(zms.put_service, "domain", "service", body=True, status=204),
+            methods=["PUT"],
+        ),
+        Route(
+            d + "/service/{service}",
+            endpoint(zms.get_service, "domain", "service"),
+            methods=["GET"],
+        ),
+        Route(
+            d + "/service/{service}",
+            endpoint(zms.delete_service, "domain", "service"),
+            methods=["DELETE"],
+        ),
+        Route(
+            d + "/service/{service}/secret",
+            endpoint(zms.new_secret, "domain", "service"),
+            methods=["POST"],
+        ),
+        Route("/zms/v1/access/{action}/{resource:path}", access, methods=["GET"]),
+        Route("/zms/v1/lab/state", endpoint(zms.get_state), methods=["GET"]),
+        Route("/zms/v1/lab/state", endpoint(zms.put_state, body=True), methods=["PUT"]),
+        Route("/zms/v1/lab/audit", audit, methods=["GET"]),
+        Route("/zms/v1/openapi.json", openapi, methods=["GET"]),
+    ]

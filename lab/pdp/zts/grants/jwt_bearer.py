@@ -1,0 +1,153 @@
+"""RFC 7523 §2.1 jwt-bearer grant with an ID-JAG as the assertion (ID-JAG draft -03 §4.4).
+
+The ID-JAG is checked against this PDP (it issued it), then roles are granted by membership
+*now*: a user removed from a role since the ID-JAG was issued does not get it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lab.oauth.errors import InvalidGrant, InvalidScope, InvalidTarget
+from lab.oauth.jose import JwtValidationError, unverified_claims, unverified_header, verify_jwt
+from lab.oauth.tokens import GRANT_JWT_BEARER, TYP_ID_JAG
+from lab.pdp.zts.grants.base import (
+    Grant,
+    GrantResult,
+    Scope,
+    TokenRequest,
+    bearer_response,
+    granted_roles,
+    lifetime,
+    mint_access_token,
+    not_included,
+    parse_scope,
+)
+
+REPLAYED_ASSERTION = "assertion has already been used"
+
+
+def invalid_assertion(reason: str) -> InvalidGrant:
+    return InvalidGrant(
+        f"invalid assertion: {reason}", athenz_message=f"Invalid assertion token: {reason}"
+    )
+
+
+@dataclass
+class IdJagRedemption:
+    scope: Scope
+    roles: list[str]
+    claims: dict[str, Any]
+    audience: str
+
+
+class JwtBearerGrant(Grant):
+    grant_type = GRANT_JWT_BEARER
+
+    def validate(self, request: TokenRequest) -> IdJagRedemption:
+        assertion = request.require("assertion", "Invalid request: no assertion provided")
+        try:
+            typ = unverified_header(assertion).get("typ")
+            audience = unverified_claims(assertion).get("aud")
+        except JwtValidationError as exc:
+            raise invalid_assertion(exc.reason) from None
+        # ID-JAG draft -03 §3: the assertion is explicitly typed oauth-id-jag+jwt.
+        if str(typ).lower() != TYP_ID_JAG:
+            raise invalid_assertion(f"token type {typ!r} is not {TYP_ID_JAG}")
+        # ID-JAG draft -03 §4.4.1: aud MUST identify this authorization server.
+        if audience != self.pdp.issuer:
+            raise InvalidGrant(
+                f"ID-JAG audience {audience!r} is not this authorization server",
+                athenz_message="Unknown jag assertion audience",
+            )
+        try:
+            claims = verify_jwt(
+                assertion,
+                self.pdp.key_resolver_self(),
+                typ=TYP_ID_JAG,
+                issuer=self.pdp.issuer,
+                audience=self.pdp.issuer,
+                required=("exp", "iat", "iss", "sub", "aud", "jti", "client_id"),
+            )
+        except JwtValidationError as exc:
+            raise invalid_assertion(exc.reason) from None
+        request.subject = str(claims["sub"])
+        request.jti = str(claims["jti"])
+        # ID-JAG draft -03 §4.4.1: client_id MUST match the authenticated client.
+        if str(claims["client_id"]).lower() != request.client:
+            raise InvalidGrant(
+                f"ID-JAG client_id {claims['client_id']!r} is not the authenticated client",
+                athenz_message="Invalid jag assertion client_id",
+            )
+        jag_scope_text = claims.get("scope")
+        if not isinstance(jag_scope_text, str) or not jag_scope_text.strip():
+            raise InvalidGrant(
+                "ID-JAG has no scope", athenz_message="Invalid jag assertion - missing scope"
+            )
+        jag_scope = parse_scope(jag_scope_text)
+        scope = self._requested_scope(request, jag_scope)
+        request.resource = " ".join(scope.full(r) for r in scope.roles)
+        audience_out = self._token_audience(request, claims, scope)
+        # RFC 7523 §3 item 7 / draft §4.4.1: an ID-JAG is single-use.
+        # Checked here, recorded with the audit record of this request (one transaction).
+        jti_key = f"jag:{claims['jti']}"
+        if self.pdp.store.jti_seen(jti_key):
+            raise invalid_assertion(REPLAYED_ASSERTION)
+        request.single_use.append((jti_key, int(claims["exp"])))
+        roles = granted_roles(self.pdp, request.subject, scope)
+        if not roles:
+            raise not_included(request.subject, scope.domain)
+        return IdJagRedemption(scope=scope, roles=roles, claims=claims, audience=audience_out)
+
+    def _requested_scope(self, request: TokenRequest, jag_scope: Scope) -> Scope:
+        requested_text = request.param("scope")
+        if requested_text is None:
+            return jag_scope
+        requested = parse_scope(requested_text, default_domain=jag_scope.domain)
+        if requested.domain != jag_scope.domain or not set(requested.roles) <= set(jag_scope.roles):
+            raise InvalidScope(
+                "requested scope is not a subset of the ID-JAG scope",
+                athenz_message=(
+                    "Invalid request: requested scope is not a subset of assertion scope"
+                ),
+            )
+        return requested
+
+    def _token_audience(self, request: TokenRequest, claims: dict[str, Any], scope: Scope) -> str:
+        """RFC 8707: with a ``resource`` in the ID-JAG the token is audienced to it (the MCP
+        server), provided a service in the scope's domain registered it as providerEndpoint."""
+        resource = claims.get("resource")
+        sent = request.param("resource")
+        if resource is None:
+            return scope.domain
+        if sent is not None and sent.rstrip("/") != str(resource).rstrip("/"):
+            raise InvalidTarget(
+                "resource differs from the ID-JAG resource",
+                athenz_message=f"Invalid resource: {sent}",
+            )
+        service = self.pdp.store.service_by_endpoint(str(resource))
+        if service is None or not str(service.get("name", "")).startswith(scope.domain + "."):
+            raise InvalidTarget(
+                f"resource {resource} is not registered as a providerEndpoint "
+                f"in domain {scope.domain}",
+                athenz_message=f"Invalid resource: {resource}",
+            )
+        return str(resource)
+
+    def issue(self, request: TokenRequest, validated: IdJagRedemption) -> GrantResult:
+        remaining = max(1, lifetime(request))
+        token, claims = mint_access_token(
+            self.pdp,
+            subject=str(validated.claims["sub"]),
+            client=request.client,
+            audience=validated.audience,
+            roles=validated.roles,
+            lifetime_s=remaining,
+        )
+        request.jti = claims["jti"]
+        request.reason = (
+            f"ID-JAG {validated.claims['jti']} redeemed; {claims['sub']} holds "
+            f"{', '.join(validated.scope.full(r) for r in validated.roles)} now"
+        )
+        return GrantResult(bearer_response(token, claims, validated.scope.domain))

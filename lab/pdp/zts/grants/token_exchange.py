@@ -1,0 +1,339 @@
+"""RFC 8693 token exchange: access token → access token, and ID token → ID-JAG.
+
+Two shapes share the grant type (reference/athenz.md §3):
+
+- ``subject_token_type`` access_token: impersonation of the token's user by the authenticated
+  service, allowed by ``zts.token_source_exchange`` on ``<source>:<target>`` and
+  ``zts.token_target_exchange`` on ``<target>:<source>:role.<role>``. The issued token keeps the
+  user as ``sub`` and, beyond Athenz, names the service in an RFC 8693 §4.1 ``act`` claim.
+- ``subject_token_type`` id_token with ``requested_token_type`` id-jag: the Identity Assertion
+  JWT Authorization Grant (draft-ietf-oauth-identity-assertion-authz-grant-03 §4.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lab.oauth.errors import (
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    InvalidTarget,
+    UnauthorizedClient,
+)
+from lab.oauth.jose import JwtValidationError, new_jti, now, unverified_claims, verify_jwt
+from lab.oauth.tokens import (
+    GRANT_TOKEN_EXCHANGE,
+    TOKEN_TYPE_ACCESS_TOKEN,
+    TOKEN_TYPE_ID_JAG,
+    TOKEN_TYPE_ID_TOKEN,
+    TYP_ACCESS_TOKEN,
+    TYP_ID_JAG,
+    TYP_JWT,
+)
+from lab.pdp.names import DOMAIN_RE
+from lab.pdp.zts.grants.base import (
+    ID_JAG_LIFETIME_S,
+    Grant,
+    GrantResult,
+    Scope,
+    TokenRequest,
+    bearer_response,
+    granted_roles,
+    lifetime,
+    mint_access_token,
+    not_included,
+    parse_scope,
+)
+
+SOURCE_EXCHANGE = "zts.token_source_exchange"
+TARGET_EXCHANGE = "zts.token_target_exchange"
+JAG_EXCHANGE = "zts.jag_exchange"
+
+NOT_AUTHORIZED_SOURCE = "Principal not authorized for token impersonation from source domain"
+NOT_AUTHORIZED_TARGET = "Principal not authorized for token exchange for the requested role"
+
+
+def invalid_subject(reason: str) -> InvalidGrant:
+    return InvalidGrant(
+        f"invalid subject token: {reason}", athenz_message=f"Invalid subject token: {reason}"
+    )
+
+
+@dataclass
+class AccessTokenExchange:
+    scope: Scope
+    source: str
+    roles: list[str]
+    subject_claims: dict[str, Any]
+
+
+@dataclass
+class IdJagIssue:
+    scope: Scope
+    subject: str
+    roles: list[str]
+    id_claims: dict[str, Any]
+    resource: str | None
+
+
+class TokenExchangeGrant(Grant):
+    grant_type = GRANT_TOKEN_EXCHANGE
+
+    def validate(self, request: TokenRequest) -> AccessTokenExchange | IdJagIssue:
+        subject_token = request.require(
+            "subject_token", "Invalid request: no subject token provided"
+        )
+        subject_type = request.require("subject_token_type", "Invalid subject token type: none")
+        requested = request.param("requested_token_type")
+        if requested == TOKEN_TYPE_ID_JAG:
+            if subject_type != TOKEN_TYPE_ID_TOKEN:
+                # ID-JAG draft -03 §4.3: the subject token is an ID token (or SAML assertion).
+                raise InvalidRequest(
+                    f"an ID-JAG is issued only for subject_token_type {TOKEN_TYPE_ID_TOKEN}",
+                    athenz_message=f"Invalid subject token type: {subject_type}",
+                )
+            return self._validate_id_jag(request, subject_token)
+        if requested not in (None, TOKEN_TYPE_ACCESS_TOKEN):
+            raise InvalidRequest(
+                f"unsupported requested_token_type {requested}",
+                athenz_message=f"Invalid requested token type: {requested}",
+            )
+        if subject_type != TOKEN_TYPE_ACCESS_TOKEN:
+            raise InvalidRequest(
+                f"unsupported subject_token_type {subject_type}",
+                athenz_message=f"Invalid subject token type: {subject_type}",
+            )
+        return self._validate_access_token(request, subject_token)
+
+    def issue(
+        self, request: TokenRequest, validated: AccessTokenExchange | IdJagIssue
+    ) -> GrantResult:
+        if isinstance(validated, IdJagIssue):
+            return self._issue_id_jag(request, validated)
+        return self._issue_access_token(request, validated)
+
+    # ------------------------------------------------------------------ AT → AT
+    def _validate_access_token(
+        self, request: TokenRequest, subject_token: str
+    ) -> AccessTokenExchange:
+        try:
+            claims = verify_jwt(
+                subject_token,
+                self.pdp.key_resolver_self(),
+                typ=TYP_ACCESS_TOKEN,
+                issuer=self.pdp.issuer,
+                required=("exp", "iat", "sub", "aud"),
+            )
+        except JwtValidationError as exc:
+            raise invalid_subject(exc.reason) from None
+        subject = str(claims["sub"])
+        request.subject = subject
+        source = self._source_domain(claims["aud"])
+        scope = parse_scope(request.param("scope"), default_domain=request.param("audience"))
+        audience = request.param("audience")
+        if audience is not None and audience.lower() != scope.domain:
+            raise InvalidScope(
+                "scope domain must equal audience",
+                athenz_message="Invalid scope for token exchange",
+            )
+        request.resource = " ".join(scope.full(r) for r in scope.roles) or f"{scope.domain}:domain"
+        self.pdp.view(source)  # Athenz: 404 for an unknown source domain
+        roles = granted_roles(self.pdp, subject, scope)  # 404 for an unknown target domain
+        self._check_narrowing(claims, source, scope)
+        if not roles:
+            raise not_included(subject, scope.domain)
+        # Athenz (impersonation): the caller may take tokens out of the source domain ...
+        source_resource = f"{source}:{scope.domain}"
+        decision = self.pdp.check_access(request.client, SOURCE_EXCHANGE, source_resource)
+        if not decision.allowed:
+            request.resource, request.action = source_resource, SOURCE_EXCHANGE
+            raise UnauthorizedClient(
+                f"{request.client} lacks {SOURCE_EXCHANGE} on {source_resource}: {decision.reason}",
+                status=403,
+                athenz_message=NOT_AUTHORIZED_SOURCE,
+            )
+        # ... and into each granted role of the target domain.
+        for role in roles:
+            target_resource = f"{scope.domain}:{source}:role.{role}"
+            decision = self.pdp.check_access(request.client, TARGET_EXCHANGE, target_resource)
+            if not decision.allowed:
+                request.resource, request.action = target_resource, TARGET_EXCHANGE
+                raise UnauthorizedClient(
+                    f"{request.client} lacks {TARGET_EXCHANGE} on {target_resource}: "
+                    f"{decision.reason}",
+                    status=403,
+                    athenz_message=NOT_AUTHORIZED_TARGET,
+                )
+        return AccessTokenExchange(scope=scope, source=source, roles=roles, subject_claims=claims)
+
+    @staticmethod
+    def _check_narrowing(claims: dict[str, Any], source: str, scope: Scope) -> None:
+        """Athenz: an exchange may only narrow - every requested role must already be in the
+        subject token's scope (short names there belong to the source domain)."""
+        held: set[str] = set()
+        for role in claims.get("scp") or str(claims.get("scope", "")).split():
+            role = str(role).lower()
+            held.add(role if ":role." in role else f"{source}:role.{role}")
+        requested = {scope.full(role) for role in scope.roles}
+        if scope.all_roles or not requested <= held:
+            missing = ", ".join(sorted(requested - held)) or f"{scope.domain}:domain"
+            raise InvalidScope(
+                f"the subject token does not carry {missing}; an exchange may only narrow",
+                athenz_message="Invalid scope for token exchange",
+            )
+
+    def _source_domain(self, aud: Any) -> str:
+        """The subject token's domain: its ``aud``, or the domain whose service registered the
+        ``aud`` URL as providerEndpoint (tokens audienced to the MCP server, RFC 8707)."""
+        audiences = aud if isinstance(aud, list) else [aud]
+        for value in audiences:
+            if isinstance(value, str) and DOMAIN_RE.fullmatch(value):
+                return value
+            if isinstance(value, str):
+                service = self.pdp.store.service_by_endpoint(value)
+                if service is not None:
+                    return str(service["name"]).rsplit(".", 1)[0]
+        raise invalid_subject(f"audience {aud!r} is not a known domain or registered resource")
+
+    def _issue_access_token(
+        self, request: TokenRequest, validated: AccessTokenExchange
+    ) -> GrantResult:
+        subject_claims = validated.subject_claims
+        act: dict[str, Any] = {"sub": request.client}
+        if isinstance(subject_claims.get("act"), dict):
+            act["act"] = subject_claims["act"]  # RFC 8693 §4.1: prior actors nest inside
+        elif subject_claims.get("client_id") and subject_claims.get(
+            "client_id"
+        ) != subject_claims.get("sub"):
+            act["act"] = {"sub": subject_claims["client_id"]}
+        token, claims = mint_access_token(
+            self.pdp,
+            subject=str(subject_claims["sub"]),
+            client=request.client,
+            audience=validated.scope.domain,
+            roles=validated.roles,
+            lifetime_s=min(lifetime(request), max(1, int(subject_claims["exp"]) - now())),
+            act=act,
+            uid=request.client,
+        )
+        request.jti = claims["jti"]
+        request.reason = (
+            f"{request.client} holds {SOURCE_EXCHANGE} and {TARGET_EXCHANGE}; "
+            f"{claims['sub']} holds {', '.join(validated.scope.full(r) for r in validated.roles)}"
+        )
+        body = bearer_response(token, claims, validated.scope.domain)
+        # RFC 8693 §2.2.1: issued_token_type is REQUIRED in a token-exchange response.
+        body["issued_token_type"] = TOKEN_TYPE_ACCESS_TOKEN
+        return GrantResult(body)
+
+    # ------------------------------------------------------------------ ID token → ID-JAG
+    def _validate_id_jag(self, request: TokenRequest, id_token: str) -> IdJagIssue:
+        try:
+            issuer = unverified_claims(id_token).get("iss")
+        except JwtValidationError as exc:
+            raise invalid_subject(exc.reason) from None
+        provider = self.pdp.providers.get(issuer) if isinstance(issuer, str) else None
+        if provider is None:
+            raise InvalidGrant(
+                f"issuer {issuer} is not a trusted identity provider",
+                athenz_message=(
+                    f"Invalid subject token: issuer {issuer} is not a trusted identity provider"
+                ),
+            )
+        try:
+            claims = verify_jwt(
+                id_token,
+                provider.jwks,
+                typ=(TYP_JWT, None),
+                issuer=provider.issuer,
+                required=("exp", "iat", "iss", "sub", "aud"),
+            )
+        except JwtValidationError as exc:
+            raise invalid_subject(exc.reason) from None
+        # Athenz: the ID token must have been issued to the client asking for the ID-JAG.
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if request.client not in [str(a).lower() for a in audiences]:
+            raise InvalidGrant(
+                f"ID token audience {claims['aud']!r} is not the authenticated client "
+                f"{request.client}",
+                athenz_message="Invalid subject token audience",
+            )
+        audience = request.param("audience")
+        if audience is not None and audience.rstrip("/") not in (
+            self.pdp.issuer,
+            self.pdp.token_endpoint,
+        ):
+            # ID-JAG draft -03 §4.3: audience is the issuer of the resource authorization server.
+            raise InvalidTarget(
+                f"audience must be this authorization server ({self.pdp.issuer})",
+                athenz_message=f"Invalid audience: {audience}",
+            )
+        subject = provider.principal_for(claims)
+        if subject is None:
+            raise InvalidGrant(
+                "ID token maps to no principal",
+                athenz_message="Invalid subject token - missing subject",
+            )
+        request.subject = subject
+        scope = parse_scope(request.param("scope"))
+        if not scope.roles:
+            raise InvalidScope(
+                "scope names no roles", athenz_message="Scope value does not contain any roles"
+            )
+        request.resource = " ".join(scope.full(r) for r in scope.roles)
+        roles = granted_roles(self.pdp, subject, scope)
+        if not roles:
+            raise not_included(subject, scope.domain)
+        # Athenz checks zts.jag_exchange for every requested role, not only the granted ones.
+        for role in scope.roles:
+            decision = self.pdp.check_access(request.client, JAG_EXCHANGE, scope.full(role))
+            if not decision.allowed:
+                request.resource, request.action = scope.full(role), JAG_EXCHANGE
+                raise UnauthorizedClient(
+                    f"{request.client} lacks {JAG_EXCHANGE} on {scope.full(role)}: "
+                    f"{decision.reason}",
+                    status=403,
+                    athenz_message=NOT_AUTHORIZED_TARGET,
+                )
+        return IdJagIssue(
+            scope=scope,
+            subject=subject,
+            roles=roles,
+            id_claims=claims,
+            resource=request.param("resource"),
+        )
+
+    def _issue_id_jag(self, request: TokenRequest, validated: IdJagIssue) -> GrantResult:
+        issued = now()
+        scope_text = " ".join(validated.scope.full(r) for r in validated.roles)
+        claims: dict[str, Any] = {
+            "iss": self.pdp.issuer,
+            "sub": validated.subject,
+            "aud": self.pdp.issuer,
+            "client_id": request.client,
+            "jti": new_jti(),
+            "iat": issued,
+            "exp": issued + ID_JAG_LIFETIME_S,
+            "auth_time": validated.id_claims.get("auth_time", validated.id_claims["iat"]),
+            "scope": scope_text,
+        }
+        if validated.resource is not None:
+            claims["resource"] = validated.resource
+        token = self.pdp.signing_key.sign(claims, typ=TYP_ID_JAG)
+        request.jti = claims["jti"]
+        request.action = "id-jag"
+        request.reason = (
+            f"{request.client} holds {JAG_EXCHANGE}; {validated.subject} holds {scope_text}"
+        )
+        # ID-JAG draft -03 §4.3.2: the response shape of an ID-JAG issuance.
+        return GrantResult(
+            {
+                "issued_token_type": TOKEN_TYPE_ID_JAG,
+                "access_token": token,
+                "token_type": "N_A",
+                "expires_in": ID_JAG_LIFETIME_S,
+                "scope": scope_text,
+            }
+        )

@@ -1,0 +1,495 @@
+"""The lab's resettable state: snapshot, restore, baseline and per-step checkpoints.
+
+Everything a step changes lives behind an HTTP API, so reset works the same on both backends:
+
+| piece | read | write |
+|---|---|---|
+| PDP (ZMS) domains, roles, policies, services | ``GET {zms}/lab/state`` | ``PUT {zms}/lab/state`` |
+| document API documents | ``GET {docapi_protected}/lab/state`` | ``PUT .../lab/state`` |
+| MCP server settings | ``GET {mcp origin}/lab/settings`` | ``PUT .../lab/settings`` |
+| trusted identity providers | ``backend.get_providers()`` | ``backend.set_providers()`` |
+| the step engine's captures | ``$LAB_HOME/captures.json`` | same file |
+
+Each call carries a fresh admin assertion signed by ``user.athenz_admin`` (contracts §2).
+A checkpoint is the snapshot taken after step N passed (``checkpoints/after-NN.json``);
+``reset --to N`` restores the checkpoint after N-1, or the nearest earlier one and runs the steps
+in between (fast-forward). Step results for ``lab steps`` live in ``$LAB_HOME/results.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from lab.config import ADMIN_PRINCIPAL, Endpoints, Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from lab.backends.base import Backend
+    from lab.oauth.jose import SigningKey
+
+#: Documents the document API starts with (contracts §6).
+DEFAULT_DOCS: tuple[dict[str, Any], ...] = (
+    {"id": 1, "name": "first default doc", "content": "hello world"},
+    {"id": 2, "name": "second default doc", "content": "how are you?"},
+)
+DEFAULT_MCP_SETTINGS: dict[str, Any] = {"require_access": False}
+STATE_TIMEOUT_S = 10.0
+#: A checkpoint is not restored when a token among its captures expires within this margin (an
+#: ID-JAG lives minutes): the next step would fail on it, so reset replays from an earlier state.
+TOKEN_MARGIN_S = 60.0
+#: Nor when it is older than this: a day-old room has moved on.
+CHECKPOINT_MAX_AGE_S = 24 * 3600.0
+
+
+class StateError(RuntimeError):
+    """A part refused or failed a state read/write; ``fix`` says what to try."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+
+@dataclass
+class Snapshot:
+    """Everything reset restores. Serialised as one JSON document per checkpoint."""
+
+    zms: dict[str, Any]
+    docapi: dict[str, Any]
+    mcp: dict[str, Any]
+    providers: list[dict[str, Any]] = field(default_factory=list)
+    captures: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "zms": self.zms,
+            "docapi": self.docapi,
+            "mcp": self.mcp,
+            "providers": self.providers,
+            "captures": self.captures,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
+        return cls(
+            zms=dict(data["zms"]),
+            docapi=dict(data["docapi"]),
+            mcp=dict(data["mcp"]),
+            providers=list(data.get("providers", [])),
+            captures=dict(data.get("captures", {})),
+        )
+
+
+# ---------------------------------------------------------------------- files in $LAB_HOME
+
+
+def project_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def baseline_file() -> Path:
+    """The PDP's starting data (written by the PDP part; same format as ``GET /lab/state``)."""
+    return project_root() / "athenz" / "baseline.json"
+
+
+def captures_file(settings: Settings) -> Path:
+    return settings.home / "captures.json"
+
+
+def results_file(settings: Settings) -> Path:
+    return settings.home / "results.json"
+
+
+def checkpoint_file(settings: Settings, after_step: int) -> Path:
+    return settings.checkpoints_dir / f"after-{after_step:02d}.json"
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return default
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Atomic write, 0600: checkpoints carry captured tokens."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(data, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)
+
+
+def load_captures(settings: Settings) -> dict[str, Any]:
+    """The engine's captures file as an opaque document (its format belongs to lab.steps)."""
+    data = _read_json(captures_file(settings), {})
+    return data if isinstance(data, dict) else {}
+
+
+def save_captures(settings: Settings, document: Mapping[str, Any]) -> None:
+    """Write the captures document back; it holds tokens, so 0600 like the keys."""
+    path = captures_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(dict(document), indent=2, default=str))
+    os.chmod(path, 0o600)
+
+
+def baseline(settings: Settings) -> Snapshot:
+    """The state before step 1: baseline ZMS data, default docs, no providers, no captures."""
+    path = baseline_file()
+    zms = _read_json(path, None)
+    if not isinstance(zms, dict):
+        raise StateError(f"the PDP baseline {path} is missing or not JSON", "restore it from git")
+    return Snapshot(
+        zms=zms,
+        docapi={"docs": [dict(d) for d in DEFAULT_DOCS]},
+        mcp=dict(DEFAULT_MCP_SETTINGS),
+    )
+
+
+# ---------------------------------------------------------------------- HTTP with admin assertions
+
+
+class StateClient:
+    """Reads and writes each part's state over HTTP as ``user.athenz_admin``."""
+
+    def __init__(self, settings: Settings, endpoints: Endpoints, backend: Backend) -> None:
+        self.settings = settings
+        self.endpoints = endpoints
+        self.backend = backend
+        self._key: SigningKey | None = None
+
+    @contextlib.contextmanager
+    def _client(self) -> Iterator[httpx.Client]:
+        import httpx
+
+        with httpx.Client(timeout=STATE_TIMEOUT_S, trust_env=False) as client:
+            yield client
+
+    def _admin_header(self, audience: str) -> dict[str, str]:
+        from lab.oauth.admin import make_admin_assertion
+        from lab.oauth.jose import SigningKey
+
+        if self._key is None:
+            self._key = SigningKey.load_or_create(self.settings.key_file(ADMIN_PRINCIPAL))
+        return {
+            "Authorization": f"Bearer {make_admin_assertion(ADMIN_PRINCIPAL, self._key, audience)}"
+        }
+
+    def _targets(self) -> dict[str, tuple[str, str]]:
+        """piece -> (URL, admin audience) (contracts §2: ZMS uses its URL, others their origin)."""
+        return {
+            "zms": (f"{self.endpoints.zms}/lab/state", self.endpoints.zms),
+            "docapi": (
+                f"{self.endpoints.docapi_protected}/lab/state",
+                _origin(self.endpoints.docapi_protected),
+            ),
+            "mcp": (f"{_origin(self.endpoints.mcp)}/lab/settings", _origin(self.endpoints.mcp)),
+        }
+
+    def _call(
+        self, client: httpx.Client, method: str, piece: str, body: Any = None
+    ) -> dict[str, Any]:
+        import httpx
+
+        url, audience = self._targets()[piece]
+        try:
+            response = client.request(method, url, headers=self._admin_header(audience), json=body)
+        except httpx.HTTPError as exc:
+            raise StateError(
+                f"{piece} did not answer at {url} ({type(exc).__name__})",
+                "check that the lab is up: `lab status`",
+            ) from None
+        if response.status_code >= 300:
+            raise StateError(
+                f"{method} {url} answered {response.status_code}: {response.text[:300]}",
+                f"see `lab logs {piece}`",
+            )
+        data = response.json()
+        return data if isinstance(data, dict) else {"value": data}
+
+    def snapshot(self) -> Snapshot:
+        with self._client() as client:
+            return Snapshot(
+                zms=self._call(client, "GET", "zms"),
+                docapi=self._call(client, "GET", "docapi"),
+                mcp=self._call(client, "GET", "mcp"),
+                providers=self.backend.get_providers(),
+                captures=load_captures(self.settings),
+            )
+
+    def restore(self, snapshot: Snapshot) -> None:
+        with self._client() as client:
+            self._call(client, "PUT", "zms", snapshot.zms)
+            self._call(client, "PUT", "docapi", snapshot.docapi)
+            self._call(client, "PUT", "mcp", snapshot.mcp)
+        if self.backend.get_providers() != snapshot.providers:
+            self.backend.set_providers(snapshot.providers)
+        save_captures(self.settings, snapshot.captures)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+# ---------------------------------------------------------------------- checkpoints and reset
+
+
+def save_checkpoint(state: StateClient, after_step: int) -> Path:
+    """Snapshot the lab as it is after ``after_step`` passed."""
+    path = checkpoint_file(state.settings, after_step)
+    document = {
+        **state.snapshot().as_dict(),
+        "taken": time.time(),
+        "endpoints": state.endpoints.as_dict(),
+    }
+    _write_json(path, document)
+    return path
+
+
+def load_checkpoint(
+    settings: Settings,
+    after_step: int,
+    max_age_s: float | None = CHECKPOINT_MAX_AGE_S,
+    endpoints: Endpoints | None = None,
+) -> Snapshot | None:
+    """The checkpoint after ``after_step``, or None if missing, unreadable, too old, or taken
+    against other endpoints (its captured tokens and URLs name the old issuer and ports)."""
+    data = _read_json(checkpoint_file(settings, after_step), None)
+    if not isinstance(data, dict):
+        return None
+    if max_age_s is not None and time.time() - float(data.get("taken", 0)) > max_age_s:
+        return None
+    if _tokens_expire_soon(data.get("captures")):
+        return None
+    if endpoints is not None and data.get("endpoints") != endpoints.as_dict():
+        return None
+    try:
+        return Snapshot.from_dict(data)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def drop_checkpoints(settings: Settings, from_step: int = 0) -> None:
+    """Forget checkpoints taken after ``from_step`` or later (they describe a future now undone)."""
+    if not settings.checkpoints_dir.exists():
+        return
+    for path in settings.checkpoints_dir.glob("after-*.json"):
+        with contextlib.suppress(ValueError):
+            if int(path.stem.removeprefix("after-")) >= from_step:
+                path.unlink()
+
+
+def reset_to_baseline(state: StateClient) -> ResetOutcome:
+    """Back to the state before step 1. Checkpoints survive: they are still valid snapshots."""
+    return reset_to_step(state, 1)
+
+
+#: ``run_step(number) -> passed`` — how reset fast-forwards through steps without a checkpoint.
+StepRunner = Callable[[int], bool]
+
+
+@dataclass(frozen=True)
+class ResetOutcome:
+    target: int  # the step the lab is now ready to run (1 = baseline)
+    restored_from: int  # checkpoint used: state after this step (0 = baseline)
+    replayed: tuple[int, ...] = ()  # steps run to fast-forward
+    duration_ms: float = 0.0
+
+
+def reset_to_step(
+    state: StateClient, step: int, run_step: StepRunner | None = None
+) -> ResetOutcome:
+    """Put the lab in the state just before ``step`` (``step`` = 1 is the baseline).
+
+    Uses the checkpoint after ``step - 1`` when there is one; otherwise restores the nearest
+    earlier checkpoint (or the baseline) and runs the steps in between with ``run_step``, taking a
+    checkpoint after each so the next reset is instant.
+    """
+    started = time.perf_counter()
+    if step < 1:
+        raise StateError(f"there is no step {step}", "steps are numbered from 1")
+    source = _nearest_checkpoint(state, step - 1)
+    if source == 0:
+        state.restore(baseline(state.settings))
+    else:
+        snapshot = load_checkpoint(state.settings, source, endpoints=state.endpoints)
+        assert snapshot is not None  # _nearest_checkpoint only returns loadable ones
+        state.restore(snapshot)
+    replayed: list[int] = []
+    for number in range(source + 1, step):
+        if run_step is None:
+            raise StateError(
+                f"there is no checkpoint after step {number} to reset to",
+                f"run the steps first (`lab run --to {step - 1}`), then reset again",
+            )
+        if not run_step(number):
+            raise StateError(
+                f"step {number} failed while fast-forwarding to step {step}",
+                f"run `lab step {number}` to see why, or `lab reset` to start over",
+            )
+        replayed.append(number)
+        save_checkpoint(state, number)
+    clear_results(state.settings, from_step=step)
+    mark_restored(state.settings, up_to=source)
+    return ResetOutcome(step, source, tuple(replayed), (time.perf_counter() - started) * 1000)
+
+
+def _nearest_checkpoint(state: StateClient, at_most: int) -> int:
+    for number in range(at_most, 0, -1):
+        if load_checkpoint(state.settings, number, endpoints=state.endpoints) is not None:
+            return number
+    return 0
+
+
+# ---------------------------------------------------------------------- step results
+
+
+def load_results(settings: Settings) -> dict[int, dict[str, Any]]:
+    """Last outcome per step: ``{number: {"status", "duration_ms", "at", "slug"}}``."""
+    data = _read_json(results_file(settings), {})
+    results: dict[int, dict[str, Any]] = {}
+    if isinstance(data, dict):
+        for key, value in data.get("steps", {}).items():
+            with contextlib.suppress(ValueError):
+                results[int(key)] = dict(value)
+    return results
+
+
+def record_result(
+    settings: Settings, number: int, slug: str, status: str, duration_ms: float
+) -> None:
+    results = load_results(settings)
+    results[number] = {
+        "slug": slug,
+        "status": status,
+        "duration_ms": round(duration_ms, 1),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    _write_results(settings, results)
+
+
+def clear_results(settings: Settings, from_step: int = 1) -> None:
+    """Forget outcomes of steps from ``from_step`` on: after a reset they have not run yet."""
+    results = load_results(settings)
+    kept = {n: r for n, r in results.items() if n < from_step}
+    if kept != results:
+        _write_results(settings, kept)
+
+
+def _write_results(settings: Settings, results: Mapping[int, dict[str, Any]]) -> None:
+    _write_json(results_file(settings), {"steps": {str(n): r for n, r in sorted(results.items())}})
+
+
+def last_passed_step(results: Mapping[int, Mapping[str, Any]]) -> int:
+    """The highest N such that steps 1..N all passed (0 when step 1 has not passed)."""
+    number = 0
+    while results.get(number + 1, {}).get("status") == "passed":
+        number += 1
+    return number
+
+
+def mark_restored(settings: Settings, up_to: int) -> None:
+    """Steps 1..up_to are done in a restored checkpoint: show them as passed in ``lab steps``."""
+    if up_to < 1:
+        return
+    results = load_results(settings)
+    changed = False
+    for number in range(1, up_to + 1):
+        if results.get(number, {}).get("status") != "passed":
+            results[number] = {"status": "passed", "restored": True, "duration_ms": 0.0}
+            changed = True
+    if changed:
+        _write_results(settings, results)
+
+
+# ---------------------------------------------------------------------- one-call entry points
+
+
+def state_client(settings: Settings, backend: Backend | None = None) -> StateClient:
+    """A client for the running backend (``settings.backend`` unless one is given)."""
+    if backend is None:
+        from lab.backends import get_backend
+
+        backend = get_backend(None, settings)
+    return StateClient(settings, backend.endpoints(), backend)
+
+
+def engine_runner(state: StateClient) -> StepRunner:
+    """Fast-forward with the step engine: run step N quietly, record its outcome.
+
+    The step files are read on the first replay only: a reset served by a checkpoint skips it.
+    """
+    steps: dict[int, Any] = {}
+
+    def run(number: int) -> bool:
+        from lab.steps.engine import RunContext, run_step
+
+        if not steps:
+            from lab.steps import load_steps
+
+            steps.update({step.number: step for step in load_steps()})
+        if number not in steps:
+            raise StateError(f"there is no step {number} to replay", "see `lab steps`")
+        result = run_step(steps[number], RunContext(state.settings, state.endpoints, state.backend))
+        record_result(state.settings, number, result.slug, result.status, result.duration_ms)
+        return result.passed
+
+    return run
+
+
+def reset(settings: Settings, backend: Backend | None = None) -> ResetOutcome:
+    """``lab reset``: the baseline."""
+    return reset_to_baseline(state_client(settings, backend))
+
+
+def reset_to(settings: Settings, step: int, backend: Backend | None = None) -> ResetOutcome:
+    """``lab reset --to N``: ready for step N, replaying earlier steps if no checkpoint is fresh."""
+    state = state_client(settings, backend)
+    runner = engine_runner(state) if step > 1 else None
+    return reset_to_step(state, step, run_step=runner)
+
+
+def _tokens_expire_soon(captures: Any, margin_s: float = TOKEN_MARGIN_S) -> bool:
+    """Does any JWT among the captured values expire within ``margin_s``?"""
+    deadline = time.time() + margin_s
+    return any(exp < deadline for exp in _token_expiries(captures))
+
+
+def _token_expiries(value: Any) -> Iterator[float]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _token_expiries(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _token_expiries(item)
+    elif isinstance(value, str) and value.count(".") == 2 and value.startswith("ey"):
+        exp = _unverified_exp(value)
+        if exp is not None:
+            yield exp
+
+
+def _unverified_exp(token: str) -> float | None:
+    """The ``exp`` claim, read without verification: only to judge a checkpoint's freshness."""
+    import base64
+
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, IndexError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) else None

@@ -1,0 +1,206 @@
+"""Signing the user in: PKCE, the login form driven headlessly, password grant, --browser.
+
+The flows run against the lab's real IdP over HTTP (its realm file is the one Keycloak imports).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+from lab.agent import Agent, Recorder
+from lab.agent.recorder import REDACTED
+from lab.agent.signin import DEFAULT_REALM_FILE, IdpClient, Pkce, parse_login_form
+from lab.config import Settings
+from lab.oauth.jose import JwksCache, verify_jwt
+
+
+def test_pkce_s256_matches_rfc7636_appendix_b() -> None:
+    pkce = Pkce.from_verifier("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+    assert pkce.challenge == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+
+def test_new_pkce_verifier_has_rfc_length_and_alphabet() -> None:
+    verifier = Pkce.new().verifier
+    assert 43 <= len(verifier) <= 128
+    assert set(verifier) <= set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+    )
+
+
+def test_login_form_is_the_form_with_a_password_field() -> None:
+    html = """<html><body>
+      <form action="/search"><input name="q"></form>
+      <form id="kc-form-login" method="post"
+            action="/realms/idjag/login-actions/authenticate?session_code=a&amp;tab_id=b">
+        <input name="username" type="text"><input name="password" type="password">
+        <input type="hidden" name="credentialId" value="">
+        <input type="hidden" name="csrf" value="xyz">
+      </form></body></html>"""
+    form = parse_login_form(
+        html, "http://127.0.0.1:9090/realms/idjag/protocol/openid-connect/auth?x=1"
+    )
+    assert (
+        form.action
+        == "http://127.0.0.1:9090/realms/idjag/login-actions/authenticate?session_code=a&tab_id=b"
+    )
+    assert form.method == "POST"
+    assert form.fields == {"username": "", "password": "", "credentialId": "", "csrf": "xyz"}
+
+
+# -- against the real IdP ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def idp_issuer(
+    lab_settings: Settings, reserved_sockets: dict[str, socket.socket], serve: Callable[..., str]
+) -> str:
+    idp_app = pytest.importorskip(
+        "lab.idp.app", reason="lab.idp.app (the IdP, issue 4) is not written yet"
+    )
+    serve(idp_app.create_app(lab_settings, DEFAULT_REALM_FILE), reserved_sockets["idp"])
+    return lab_settings.endpoints.idp_issuer
+
+
+def _verified_id_token(token: str, issuer: str) -> dict:
+    jwks = JwksCache(f"{issuer}/protocol/openid-connect/certs")
+    return verify_jwt(token, jwks.resolve, issuer=issuer, audience="ai.agent")
+
+
+def test_code_flow_with_pkce_yields_an_id_token_for_the_agent(
+    lab_settings: Settings, idp_issuer: str
+) -> None:
+    with Agent(lab_settings.endpoints, lab_settings, Recorder()) as agent:
+        result = agent.sign_in("idjag-learner", "password", method="code")
+        exchanges = list(agent.recorder.exchanges)
+    assert result.ok, result
+    assert result.method == "code"
+    claims = _verified_id_token(result.id_token, idp_issuer)
+    assert claims["preferred_username"] == "idjag-learner"
+    auth, login, token = exchanges[0], exchanges[-2], exchanges[-1]
+    assert auth.method == "GET" and "code_challenge_method=S256" in auth.url
+    assert login.method == "POST" and login.status in (302, 303)
+    assert dict(parse_qsl(login.request_body))["password"] == REDACTED
+    token_form = dict(parse_qsl(token.request_body))
+    assert token_form["grant_type"] == "authorization_code"
+    assert token_form["code_verifier"] == REDACTED and token_form["client_secret"] == REDACTED
+    redirect = IdpClient.from_realm_file().redirect_uri
+    assert not any(e.url.startswith(redirect) for e in exchanges), (
+        "the redirect is read, never followed"
+    )
+
+
+def test_code_flow_with_wrong_password_returns_login_failed(
+    lab_settings: Settings, idp_issuer: str
+) -> None:
+    with Agent(lab_settings.endpoints, lab_settings, Recorder()) as agent:
+        result = agent.sign_in("idjag-learner", "wrong", method="code")
+        token_calls = [
+            e for e in agent.recorder.exchanges if e.url.endswith("/openid-connect/token")
+        ]
+    assert not result.ok and result.id_token is None
+    assert result.error == "login_failed"
+    assert token_calls == [], "a refused login never falls back to the password grant"
+
+
+def test_password_grant_yields_an_id_token(lab_settings: Settings, idp_issuer: str) -> None:
+    with Agent(lab_settings.endpoints, lab_settings, Recorder()) as agent:
+        result = agent.sign_in("idjag-learner", "password", method="password")
+    assert result.ok and result.method == "password"
+    assert _verified_id_token(result.id_token, idp_issuer)["preferred_username"] == "idjag-learner"
+
+
+def test_password_grant_with_wrong_password_is_401_invalid_grant(
+    lab_settings: Settings, idp_issuer: str
+) -> None:
+    with Agent(lab_settings.endpoints, lab_settings, Recorder()) as agent:
+        result = agent.sign_in("idjag-learner", "wrong", method="password")
+    assert (result.status, result.error) == (401, "invalid_grant")
+    assert result.id_token is None
+
+
+def test_browser_sign_in_catches_the_redirect_on_a_loopback_listener(
+    lab_settings: Settings, idp_issuer: str
+) -> None:
+    opened: list[str] = []
+
+    def fake_browser(url: str) -> None:
+        """A person's browser, reduced to HTTP: show the page, submit the form, follow redirects."""
+        opened.append(url)
+        with httpx.Client(follow_redirects=True) as browser:
+            page = browser.get(url)
+            form = parse_login_form(page.text, str(page.url))
+            landed = browser.post(
+                form.action,
+                data={**form.fields, "username": "idjag-learner", "password": "password"},
+            )
+        assert landed.status_code == 200 and "Signed in" in landed.text
+
+    with Agent(lab_settings.endpoints, lab_settings, Recorder()) as agent:
+        result = agent.sign_in_browser(opener=fake_browser, timeout_s=10)
+    assert result.ok, result
+    assert result.method == "browser"
+    assert urlsplit(opened[0]).path.endswith("/protocol/openid-connect/auth")
+    assert _verified_id_token(result.id_token, idp_issuer)["preferred_username"] == "idjag-learner"
+
+
+# -- fallback and failure paths (a stand-in IdP whose page cannot be driven) ------------------
+
+
+def _undrivable_idp() -> Starlette:
+    """An IdP whose login page has no form (e.g. a JavaScript-only page), password grant on."""
+
+    async def auth(request: Request) -> HTMLResponse:
+        return HTMLResponse("<html><body><div id='app'>Loading…</div></body></html>")
+
+    async def token(request: Request) -> JSONResponse:
+        form = await request.form()
+        if form.get("grant_type") == "password" and form.get("password") == "password":
+            return JSONResponse(
+                {"access_token": "a.b.c", "id_token": "h.i.s", "token_type": "Bearer"}
+            )
+        return JSONResponse({"error": "invalid_grant", "error_description": "nope"}, 401)
+
+    return Starlette(
+        routes=[
+            Route("/realms/idjag/protocol/openid-connect/auth", auth),
+            Route("/realms/idjag/protocol/openid-connect/token", token, methods=["POST"]),
+        ]
+    )
+
+
+CLIENT = IdpClient("ai.agent", "s3cret", "http://127.0.0.1/callback")
+
+
+def test_code_flow_falls_back_to_password_grant_when_the_page_has_no_form(
+    lab_settings: Settings, reserved_sockets: dict[str, socket.socket], serve: Callable[..., str]
+) -> None:
+    serve(_undrivable_idp(), reserved_sockets["idp"])
+    with Agent(lab_settings.endpoints, lab_settings, Recorder(), idp_client=CLIENT) as agent:
+        result = agent.sign_in("idjag-learner", "password", method="code")
+        grants = [
+            dict(parse_qsl(e.request_body)).get("grant_type")
+            for e in agent.recorder.exchanges
+            if e.method == "POST"
+        ]
+    assert result.ok and result.id_token == "h.i.s"
+    assert result.method == "password"
+    assert grants == ["password"]
+
+
+def test_browser_sign_in_without_a_redirect_times_out_as_data(
+    lab_settings: Settings, reserved_sockets: dict[str, socket.socket], serve: Callable[..., str]
+) -> None:
+    serve(_undrivable_idp(), reserved_sockets["idp"])
+    with Agent(lab_settings.endpoints, lab_settings, Recorder(), idp_client=CLIENT) as agent:
+        result = agent.sign_in_browser(opener=lambda url: None, timeout_s=0.2)
+    assert not result.ok
+    assert (result.method, result.error) == ("browser", "timeout")

@@ -1,0 +1,196 @@
+"""The embedded backend: one background process, every part healthy, idempotent, clear failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from lab.backends import get_backend
+from lab.backends.base import PART_NAMES, BackendError, BackendNotRunning
+from lab.backends.embedded import (
+    FACTORIES,
+    LAB_KEYS,
+    EmbeddedBackend,
+    build_apps,
+    probe_part,
+    process_alive,
+    read_runtime,
+)
+from lab.config import Settings
+from tests.stack import free_ports
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[EmbeddedBackend]:
+    settings = replace(Settings(), home=tmp_path / "home", ports=free_ports(), policy_refresh_s=0.0)
+    chosen = EmbeddedBackend(settings)
+    yield chosen
+    chosen.down()
+
+
+def test_get_backend_returns_the_embedded_backend_by_default(tmp_path: Path) -> None:
+    chosen = get_backend(None, replace(Settings(), home=tmp_path))
+    assert isinstance(chosen, EmbeddedBackend)
+    assert chosen.name == "embedded"
+
+
+def test_get_backend_rejects_an_unknown_name_with_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(BackendError) as caught:
+        get_backend("docker", replace(Settings(), home=tmp_path))
+    assert caught.value.message == "unknown backend 'docker'"
+    assert "embedded, kind" in (caught.value.fix or "")
+
+
+def test_up_starts_every_part_healthy_in_one_process(backend: EmbeddedBackend) -> None:
+    endpoints = backend.up()
+
+    status = backend.status()
+    assert status.running and status.healthy, status
+    assert [p.name for p in status.parts] == list(PART_NAMES)
+    runtime = read_runtime(backend.settings)
+    assert runtime is not None
+    assert runtime["backend"] == "embedded"
+    assert runtime["endpoints"] == endpoints.as_dict()
+    assert status.pid == runtime["pid"]
+    assert endpoints.zts == f"http://127.0.0.1:{backend.settings.ports['zts']}/zts/v1"
+
+
+def test_up_creates_the_lab_keys_private(backend: EmbeddedBackend) -> None:
+    backend.up()
+    for principal in LAB_KEYS:
+        path = backend.settings.key_file(principal)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, principal
+
+
+def test_up_twice_keeps_the_running_lab(backend: EmbeddedBackend) -> None:
+    first = backend.up()
+    pid = backend.status().pid
+    second = backend.up()
+    assert second == first
+    assert backend.status().pid == pid
+
+
+def test_down_stops_the_process_and_is_idempotent(backend: EmbeddedBackend) -> None:
+    backend.up()
+    pid = backend.status().pid
+    backend.down()
+    assert not process_alive(pid)
+    assert read_runtime(backend.settings) is None
+    assert backend.status().running is False
+    backend.down()  # like rm -f: nothing to stop is fine
+    with pytest.raises(BackendNotRunning) as caught:
+        backend.endpoints()
+    assert caught.value.fix == "start it with `lab up --backend embedded`"
+
+
+def test_a_busy_port_names_the_port_and_the_variable_that_moves_it(
+    backend: EmbeddedBackend,
+) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", backend.settings.ports["zts"]))
+    holder.listen()
+    try:
+        with pytest.raises(BackendError) as caught:
+            backend.up()
+    finally:
+        holder.close()
+    port = backend.settings.ports["zts"]
+    assert caught.value.message == f"port {port} on 127.0.0.1 is already in use"
+    assert "LAB_ZTS_PORT" in (caught.value.fix or "")
+    assert read_runtime(backend.settings) is None  # nothing half-started
+
+
+def test_a_crashed_runtime_is_reported_and_up_recovers(backend: EmbeddedBackend) -> None:
+    backend.up()
+    pid = backend.status().pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    _wait_for(lambda: not process_alive(pid))
+
+    status = backend.status()
+    assert status.running is False
+    assert f"the runtime process {pid} has exited" in status.detail
+    assert all(not part.healthy for part in status.parts)
+
+    backend.up()  # a stale runtime file does not block a fresh start
+    assert backend.status().healthy
+
+
+def test_providers_round_trip_through_the_file_and_the_pdp(backend: EmbeddedBackend) -> None:
+    endpoints = backend.up()
+    providers = [
+        {
+            "issuerUri": endpoints.idp_issuer,
+            "jwksUri": endpoints.idp_jwks,
+            "principalTemplate": "human.{preferred_username}",
+        }
+    ]
+    backend.set_providers(providers)
+    assert backend.get_providers() == providers
+    assert json.loads(backend.settings.providers_file.read_text()) == providers
+    backend.set_providers([])
+    assert backend.get_providers() == []
+
+
+def test_logs_are_collected_per_part(backend: EmbeddedBackend, tmp_path: Path) -> None:
+    backend.up()
+    assert backend.log_file("zts") == backend.log_file("pdp")
+    assert backend.log_file("mcp").name == "mcpserver.log"
+    copied = backend.collect_logs(tmp_path / "collected")
+    assert tmp_path / "collected" / "embedded.log" in copied
+
+
+def test_an_unknown_log_name_lists_the_choices(backend: EmbeddedBackend) -> None:
+    with pytest.raises(BackendError) as caught:
+        backend.log_file("kafka")
+    assert caught.value.message == "there is no part called 'kafka'"
+    assert "idp" in (caught.value.fix or "")
+
+
+def test_a_part_that_fails_to_build_answers_unhealthy_with_its_error(
+    lab_settings: Settings,
+    reserved_sockets: dict[str, socket.socket],
+    serve: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(settings: Settings) -> object:
+        raise ImportError("No module named 'lab.idp.app'")
+
+    monkeypatch.setitem(FACTORIES, "idp", broken)
+    apps = build_apps(lab_settings)  # the other parts still build
+    url = serve(apps["idp"], reserved_sockets["idp"])
+
+    status = probe_part("idp", f"{url}/healthz")
+
+    assert status.healthy is False
+    assert status.detail == "unavailable: ImportError: No module named 'lab.idp.app'"
+
+
+def test_doctor_flags_a_busy_port_with_its_variable(backend: EmbeddedBackend) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", backend.settings.ports["mcp"]))
+    holder.listen()
+    try:
+        checks = {c.name: c for c in backend.doctor()}
+    finally:
+        holder.close()
+    busy = checks[f"port {backend.settings.ports['mcp']} (mcp)"]
+    assert busy.ok is False
+    assert busy.fix == "set LAB_MCP_PORT to a free port"
+    assert checks["python >= 3.11"].ok
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)

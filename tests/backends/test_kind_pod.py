@@ -1,0 +1,257 @@
+"""lab.backends.pod: what each lab pod runs — its part on its ports, and loopback forwarders."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lab.backends import pod
+from lab.config import Settings
+
+
+def test_parse_forwards_reads_port_host_port_rules() -> None:
+    rules = pod.parse_forwards("8443=lab-pdp:8443, 9090=idjag-lab-keycloak:8080,")
+    assert rules == [
+        pod.Forward(8443, "lab-pdp", 8443),
+        pod.Forward(9090, "idjag-lab-keycloak", 8080),
+    ]
+
+
+def test_parse_forwards_names_the_variable_on_a_bad_rule() -> None:
+    with pytest.raises(ValueError, match="LAB_POD_FORWARD: bad rule 'lab-pdp:8443'"):
+        pod.parse_forwards("lab-pdp:8443")
+
+
+def test_a_pod_never_forwards_its_own_ports() -> None:
+    settings = Settings()
+    rules = pod.parse_forwards("4443=lab-pdp:4443,8443=lab-pdp:8443,14443=lab-docapi:14443")
+    assert [f.listen_port for f in pod.forwards_for("pdp", settings, rules)] == [14443]
+    assert [f.listen_port for f in pod.forwards_for("docapi", settings, rules)] == [4443, 8443]
+
+
+def test_install_keys_copies_secret_files_0600_and_skips_volume_internals(tmp_path: Path) -> None:
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    (mount / "api.api-mcp.pem").write_bytes(b"private")
+    (mount / "..data").mkdir()  # what a Secret volume holds beside the real names
+    written = pod.install_keys(mount, tmp_path / "home" / "keys")
+    assert [p.name for p in written] == ["api.api-mcp.pem"]
+    assert written[0].read_bytes() == b"private"
+    assert stat.S_IMODE(os.stat(written[0]).st_mode) == 0o600
+
+
+def test_prepare_installs_providers_for_the_pdp_only(tmp_path: Path) -> None:
+    providers = tmp_path / "providers.json"
+    providers.write_text('[{"issuerUri": "http://127.0.0.1:9090/realms/idjag"}]')
+    env = {pod.PROVIDERS_VARIABLE: str(providers), pod.FORWARD_VARIABLE: "9090=kc:8080"}
+    pdp_settings = Settings(home=tmp_path / "pdp")
+    forwards = pod.prepare("pdp", pdp_settings, env)
+    assert pdp_settings.providers_file.read_text() == providers.read_text()
+    assert forwards == [pod.Forward(9090, "kc", 8080)]
+    docapi_settings = Settings(home=tmp_path / "docapi")
+    pod.prepare("docapi", docapi_settings, env)
+    assert not docapi_settings.providers_file.exists()
+
+
+def test_unknown_part_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown part 'idp'"):
+        pod.part_apps("idp", Settings())
+
+
+class _Loop:
+    """An asyncio loop in a thread, for running the pod's coroutines beside sync test code."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: object, timeout: float = 10.0) -> object:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
+
+
+@pytest.fixture
+def loop() -> Iterator[_Loop]:
+    runner = _Loop()
+    try:
+        yield runner
+    finally:
+        runner.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_forwarder_carries_http_to_the_target_service(
+    loop: _Loop, lab_settings: Settings, reserved_sockets: dict[str, socket.socket], serve: object
+) -> None:
+    docapi = pytest.importorskip("lab.docapi.app", reason="lab/docapi/app.py is not written yet")
+    target_url = serve(
+        docapi.create_app(lab_settings, protected=False), reserved_sockets["docapi_unprotected"]
+    )  # type: ignore[operator]
+    target_port = lab_settings.ports["docapi_unprotected"]
+    listen = _free_port()
+    servers = loop.run(pod.start_forwarders([pod.Forward(listen, "127.0.0.1", target_port)]))
+    try:
+        response = httpx.get(f"http://127.0.0.1:{listen}/api/docs", timeout=5)
+        direct = httpx.get(f"{target_url}/api/docs", timeout=5)
+    finally:
+        for server in servers:  # type: ignore[attr-defined]
+            server.close()
+    assert response.status_code == 200
+    assert response.json() == direct.json()
+    assert [d["id"] for d in response.json()["docs"]] == [1, 2]
+
+
+def test_forwarder_closes_the_connection_when_the_service_is_down(loop: _Loop) -> None:
+    listen, dead = _free_port(), _free_port()
+    servers = loop.run(pod.start_forwarders([pod.Forward(listen, "127.0.0.1", dead)]))
+    try:
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.get(f"http://127.0.0.1:{listen}/healthz", timeout=5)
+    finally:
+        for server in servers:  # type: ignore[attr-defined]
+            server.close()
+
+
+def test_docapi_pod_serves_both_faces_and_stops_cleanly(
+    loop: _Loop, lab_settings: Settings, reserved_sockets: dict[str, socket.socket]
+) -> None:
+    pytest.importorskip("lab.docapi.app", reason="lab/docapi/app.py is not written yet")
+    sockets = {name: reserved_sockets[name] for name in pod.PART_PORTS["docapi"]}
+    apps = pod.part_apps("docapi", lab_settings)
+    stop = asyncio.Event()
+    running = asyncio.run_coroutine_threadsafe(
+        pod.serve(apps, sockets, [], "warning", stop), loop.loop
+    )
+    try:
+        endpoints = lab_settings.endpoints
+        for base in (endpoints.docapi_protected, endpoints.docapi_unprotected):
+            health = _get_when_up(f"{base}/healthz").json()
+            assert (health["status"], health["part"]) == ("ok", "docapi")
+        assert httpx.get(f"{endpoints.docapi_protected}/api/docs", timeout=5).status_code == 401
+    finally:
+        loop.loop.call_soon_threadsafe(stop.set)
+        running.result(timeout=10)  # serve returns once both servers have shut down
+
+
+def _get_when_up(url: str, process: object = None) -> httpx.Response:
+    for _ in range(500):
+        try:
+            return httpx.get(url, timeout=5)
+        except httpx.ConnectError:
+            if process is not None and process.poll() is not None:  # type: ignore[attr-defined]
+                break
+            threading.Event().wait(0.02)
+    raise AssertionError(f"{url} never answered")
+
+
+def test_bind_part_binds_the_parts_ports(
+    lab_settings: Settings, reserved_sockets: dict[str, socket.socket]
+) -> None:
+    for name in pod.PART_PORTS["pdp"]:
+        reserved_sockets[name].close()
+    sockets = pod.bind_part("pdp", lab_settings, host="127.0.0.1")
+    try:
+        assert {n: s.getsockname()[1] for n, s in sockets.items()} == {
+            "zms": lab_settings.ports["zms"],
+            "zts": lab_settings.ports["zts"],
+        }
+    finally:
+        for sock in sockets.values():
+            sock.close()
+
+
+PART_MODULES = {"pdp": "lab.pdp.app", "docapi": "lab.docapi.app", "mcpserver": "lab.mcpserver.app"}
+
+
+@pytest.mark.parametrize("part", sorted(pod.PART_PORTS))
+def test_entry_point_serves_its_part_and_exits_0_on_sigterm(
+    part: str, lab_settings: Settings, reserved_sockets: dict[str, socket.socket], tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from lab.backends import kind_plan
+    from lab.backends.kind import ensure_local_keys
+
+    pytest.importorskip(PART_MODULES[part], reason=f"{PART_MODULES[part]} is not written yet")
+    # What the Secret volume of this part would hold, generated the way `lab up` does.
+    local_keys, mount = tmp_path / "laptop-keys", tmp_path / "secret-mount"
+    ensure_local_keys(local_keys)
+    mount.mkdir()
+    secret = {"pdp": "lab-pdp-keys", "docapi": "lab-docapi-keys", "mcpserver": "lab-mcpserver-keys"}
+    for name in kind_plan.SECRET_KEYS[secret[part]]:
+        (mount / name).write_bytes((local_keys / name).read_bytes())
+    providers = tmp_path / "providers.json"
+    providers.write_text("[]")
+    for sock in reserved_sockets.values():
+        sock.close()
+    env = {
+        **os.environ,
+        "LAB_HOME": str(lab_settings.home),
+        "LAB_POD_BIND": "127.0.0.1",  # tests bind loopback only; pods use 0.0.0.0
+        "LAB_POD_KEYS": str(mount),
+        "LAB_POD_PROVIDERS": str(providers),
+        "LAB_POD_FORWARD": kind_plan.pod_forwards(lab_settings, "127.0.0.1:1"),
+        "LAB_LOG_LEVEL": "warning",
+    }
+    for name, port in lab_settings.ports.items():
+        env[lab_settings.port_variable(name)] = str(port)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lab.backends.pod", part],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for name in pod.PART_PORTS[part]:
+            url = f"http://127.0.0.1:{lab_settings.ports[name]}/healthz"
+            assert _get_when_up(url, process).status_code == 200
+        for name in kind_plan.SECRET_KEYS[secret[part]]:
+            installed = lab_settings.keys_dir / name
+            assert installed.read_bytes() == (local_keys / name).read_bytes()
+            assert stat.S_IMODE(os.stat(installed).st_mode) == 0o600
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=15)
+    assert process.returncode == 0, err.decode(errors="replace")[-2000:]
+
+
+def test_pdp_pod_keeps_the_learner_facing_issuer(
+    lab_settings: Settings, reserved_sockets: dict[str, socket.socket], loop: _Loop
+) -> None:
+    app_module = pytest.importorskip("lab.pdp.app", reason="lab/pdp/app.py is not written yet")
+    del app_module
+    sockets = {name: reserved_sockets[name] for name in pod.PART_PORTS["pdp"]}
+    stop = asyncio.Event()
+    running = asyncio.run_coroutine_threadsafe(
+        pod.serve(pod.part_apps("pdp", lab_settings), sockets, [], "warning", stop), loop.loop
+    )
+    try:
+        zts = lab_settings.endpoints.zts
+        origin = zts.rsplit("/zts/v1", 1)[0]
+        _get_when_up(f"{origin}/healthz")
+        metadata = httpx.get(f"{origin}/.well-known/oauth-authorization-server/zts/v1", timeout=5)
+        assert metadata.status_code == 200
+        assert metadata.json()["issuer"] == zts  # http://127.0.0.1:<port>/zts/v1, not a pod IP
+    finally:
+        loop.loop.call_soon_threadsafe(stop.set)
+        running.result(timeout=10)

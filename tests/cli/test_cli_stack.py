@@ -1,0 +1,268 @@
+"""CLI commands against a running embedded lab (one per module), success and failure for each."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.oauth.jose import unverified_claims
+from lab.steps import load_steps
+from tests.cli.conftest import Lab
+from tests.stack import Stack, embedded_stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with embedded_stack(tmp_path_factory.mktemp("cli") / "home") as running:
+        yield running
+
+
+@pytest.fixture
+def lab(stack: Stack) -> Lab:
+    return Lab(stack.env)
+
+
+@pytest.fixture
+def fresh(lab: Lab) -> Lab:
+    """The lab at its baseline."""
+    result = lab.invoke("reset")
+    assert result.exit_code == 0, result.output
+    return lab
+
+
+def test_up_again_keeps_the_running_lab_and_prints_its_endpoints(lab: Lab, stack: Stack) -> None:
+    pid = json.loads(lab.invoke("status", "--json").stdout)["pid"]
+    result = lab.invoke("up", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["endpoints"] == stack.endpoints.as_dict()
+    assert json.loads(lab.invoke("status", "--json").stdout)["pid"] == pid
+
+
+def test_up_prints_a_table_of_endpoints_and_the_next_command(lab: Lab, stack: Stack) -> None:
+    result = lab.invoke("up")
+    assert result.exit_code == 0
+    assert stack.endpoints.zts in result.output
+    assert "Next: lab step 1" in result.output
+
+
+def test_status_reports_every_part_healthy(lab: Lab) -> None:
+    result = lab.invoke("status", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["healthy"] is True
+    assert {p["name"] for p in data["parts"]} == {
+        "idp",
+        "zms",
+        "zts",
+        "docapi_protected",
+        "docapi_unprotected",
+        "mcp",
+    }
+
+
+def test_logs_show_the_runtime_log(lab: Lab) -> None:
+    result = lab.invoke("logs", "embedded", "--lines", "200")
+    assert result.exit_code == 0
+    assert "ready to serve" in result.output
+
+
+def test_lab_alone_points_at_step_1_after_a_reset(fresh: Lab) -> None:
+    result = fresh.invoke()
+    assert result.exit_code == 0
+    assert "Next: lab step 1" in result.output
+
+
+def test_reset_json_reports_the_baseline(fresh: Lab) -> None:
+    result = fresh.invoke("reset", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["ready_for_step"] == 1
+    assert data["restored_from"] == 0
+
+
+def test_reset_to_a_step_that_does_not_exist_is_a_usage_error(lab: Lab) -> None:
+    result = lab.invoke("reset", "--to", "99")
+    assert result.exit_code == 2
+    assert "there is no step 99" in result.output
+
+
+def test_step_1_passes_and_is_recorded(fresh: Lab) -> None:
+    result = fresh.invoke("step", "1")
+    assert result.exit_code == 0, result.output
+    steps = json.loads(fresh.invoke("steps", "--json").stdout)["steps"]
+    assert steps[0]["status"] == "passed"
+    assert "Next: lab step 2" in fresh.invoke().output
+
+
+def test_a_step_run_out_of_order_fails_with_exit_1(fresh: Lab) -> None:
+    result = fresh.invoke("step", "4")  # needs the domain (step 2) and the identity (step 3)
+    assert result.exit_code == 1
+    steps = json.loads(fresh.invoke("steps", "--json").stdout)["steps"]
+    assert next(s for s in steps if s["number"] == 4)["status"] in ("failed", "error")
+
+
+def test_step_manual_prints_curl_with_signed_assertions(fresh: Lab) -> None:
+    result = fresh.invoke("step", "2", "--manual")
+    assert result.exit_code == 0
+    assert "curl" in result.output
+    assert "lab sign-assertion user.athenz_admin" in result.output
+
+
+def test_run_resets_then_runs_a_range(lab: Lab) -> None:
+    result = lab.invoke("run", "--from", "1", "--to", "2")
+    assert result.exit_code == 0, result.output
+    steps = {
+        s["number"]: s["status"] for s in json.loads(lab.invoke("steps", "--json").stdout)["steps"]
+    }
+    assert steps[1] == steps[2] == "passed"
+
+
+def test_reset_to_fast_forwards_and_policy_show_lists_the_role(lab: Lab) -> None:
+    result = lab.invoke("reset", "--to", "3", "--json")
+    assert result.exit_code == 0, result.output
+    shown = lab.invoke("policy", "show", "api", "--json")
+    assert shown.exit_code == 0
+    domain = json.loads(shown.stdout)["domains"][0]
+    assert "api:role.docs-getter" in [r["name"] for r in domain["roles"]]
+    assertions = [a for p in domain["policies"] for a in p["assertions"]]
+    assert any(a["action"] == "get" and a["resource"] == "api:docs" for a in assertions)
+
+
+def test_policy_show_of_a_missing_domain_exits_1(fresh: Lab) -> None:
+    result = fresh.invoke("policy", "show", "nosuchdomain")
+    assert result.exit_code == 1
+    assert "the PDP has no domain 'nosuchdomain'" in result.output
+
+
+def test_decode_verifies_a_pdp_token_and_catches_a_forged_one(lab: Lab, stack: Stack) -> None:
+    assert lab.invoke("reset", "--to", "5").exit_code == 0
+    token = _issued_token(stack, issuer=stack.endpoints.zts)
+    good = lab.invoke("decode", token, "--json")
+    assert good.exit_code == 0, good.output
+    assert json.loads(good.stdout)["signature"]["valid"] is True
+    head, body, signature = token.split(".")
+    forged = f"{head}.{body}.{signature[:-4]}AAAA"
+    bad = lab.invoke("decode", forged, "--json")
+    assert bad.exit_code == 1
+    assert json.loads(bad.stdout)["signature"]["valid"] is False
+
+
+def test_audit_verify_finds_an_intact_chain(lab: Lab) -> None:
+    assert lab.invoke("reset", "--to", "5").exit_code == 0
+    result = lab.invoke("audit", "--verify", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["valid"] is True
+    assert data["count"] >= 1
+
+
+def test_mcp_call_without_a_token_is_refused_with_401(fresh: Lab) -> None:
+    result = fresh.invoke("mcp", "call", "list_docs", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["http_status"] == 401
+
+
+def test_agent_stops_at_the_id_jag_before_the_idp_is_trusted(fresh: Lab) -> None:
+    result = fresh.invoke("agent", "get docs", "--json", "--method", "password")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["ok"] is False
+    assert data["stopped_at"] == "id_jag"
+
+
+def test_providers_set_and_show(fresh: Lab, stack: Stack) -> None:
+    providers = [
+        {
+            "issuerUri": stack.endpoints.idp_issuer,
+            "jwksUri": stack.endpoints.idp_jwks,
+            "principalTemplate": "human.{preferred_username}",
+        }
+    ]
+    assert fresh.invoke("providers", "set", json.dumps(providers)).exit_code == 0
+    assert json.loads(fresh.invoke("providers", "show").stdout) == providers
+
+
+def test_verify_runs_every_step_and_writes_json_and_junit(lab: Lab, tmp_path: Path) -> None:
+    junit = tmp_path / "junit.xml"
+    result = lab.invoke("verify", "--json", "-", "--junit", str(junit))
+    records = json.loads(result.stdout)  # stdout carries only the JSON report
+    steps = load_steps()
+    assert [r["number"] for r in records] == [s.number for s in steps]
+    for record in records:
+        assert {"number", "slug", "title", "status", "duration_ms", "checks", "tokens"} <= set(
+            record
+        )
+        for check in record["checks"]:
+            assert {"expected", "actual", "passed"} <= set(check)
+    failed = {r["number"]: r["message"] for r in records if r["status"] != "passed"}
+    assert failed == {}
+    assert result.exit_code == 0
+    assert any(record["tokens"] for record in records)  # the raw tokens issued are reported
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("tests") == str(len(steps))
+
+
+def test_verify_exits_1_when_a_step_fails(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A copy of step 1 that expects a status the document API never answers.
+    step = load_steps()[0]
+    broken = tmp_path / "steps"
+    broken.mkdir()
+    text = Path(step.path).read_text()
+    assert "status: 401" in text
+    (broken / Path(step.path).name).write_text(text.replace("status: 401", "status: 418", 1))
+    monkeypatch.setattr("lab.steps.load_steps", lambda directory=None: load_steps(broken))
+
+    result = lab.invoke("verify")
+
+    assert result.exit_code == 1
+    assert "0/1 steps passed; failed: 1" in " ".join(result.output.split())
+
+
+def _issued_token(stack: Stack, issuer: str) -> str:
+    """A JWT the PDP issued during earlier steps, from the engine's captures."""
+    data = json.loads((stack.home / "captures.json").read_text())
+    for value in data.get("values", {}).values():
+        if isinstance(value, str) and value.count(".") == 2:
+            try:
+                if unverified_claims(value).get("iss") == issuer:
+                    return value
+            except Exception:  # noqa: BLE001 - not every dotted string is a JWT
+                continue
+    raise AssertionError("no PDP token among the captures")
+
+
+def test_challenge_step_stops_for_the_learner_then_solution_completes_it(lab: Lab) -> None:
+    assert lab.invoke("reset", "--to", "14").exit_code == 0
+    plain = lab.invoke("step", "14")
+    assert plain.exit_code == 0, plain.output  # the learner's turn is not a failure
+    text = " ".join(plain.output.split())
+    assert "CHALLENGE" in text
+    assert "lab step 14 --solution" in text
+    assert "create_poster_role" not in plain.output  # the answer was not applied
+    assert "Next: lab step 15" not in plain.output
+    steps = {s["number"]: s for s in json.loads(lab.invoke("steps", "--json").stdout)["steps"]}
+    assert steps[14]["status"] == "challenge"
+    assert "your turn" in lab.invoke("steps").output
+    assert "lab step 14 --check" in lab.invoke().output
+
+    solved = lab.invoke("step", "14", "--solution")
+    assert solved.exit_code == 0, solved.output
+    assert "create_poster_role" in solved.output
+    assert "${created_id}" not in solved.output  # the narrative's values are filled in
+    assert "Next: lab step 15" in solved.output
+    steps = {s["number"]: s for s in json.loads(lab.invoke("steps", "--json").stdout)["steps"]}
+    assert steps[14]["status"] == "passed"
+
+
+def test_run_applies_the_challenge_answer_and_the_last_step_finishes_the_lab(lab: Lab) -> None:
+    result = lab.invoke("run", "--from", "14")
+    assert result.exit_code == 0, result.output
+    assert "create_poster_role" in result.output
+    assert "Next: lab step 18" not in result.output
+    assert "You have finished the lab" in result.output

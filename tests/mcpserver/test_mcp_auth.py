@@ -1,0 +1,123 @@
+"""The MCP server as an OAuth resource server: PRM, 401 challenges, settings, host guard."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from lab.config import Settings
+from lab.mcpserver.app import create_app
+from tests.mcpserver.conftest import McpStack
+
+LEARNER = "human.idjag-learner"
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def test_protected_resource_metadata_names_the_pdp_as_authorization_server(
+    stack: McpStack, lab_settings: Settings
+) -> None:
+    response = httpx.get(f"{stack.origin}/.well-known/oauth-protected-resource/mcp")
+    assert response.status_code == 200
+    metadata = response.json()
+    assert metadata["resource"] == lab_settings.endpoints.mcp
+    assert metadata["authorization_servers"] == [lab_settings.endpoints.zts]
+
+
+def test_call_without_token_is_401_pointing_at_the_metadata(stack: McpStack) -> None:
+    response = httpx.post(stack.mcp_url, json=INITIALIZE, headers=MCP_HEADERS)
+    assert response.status_code == 401
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith("Bearer ")
+    # RFC 9728 §5.1: the challenge tells the client where the metadata is.
+    assert (
+        f'resource_metadata="{stack.origin}/.well-known/oauth-protected-resource/mcp"' in challenge
+    )
+    assert response.json()["error"] == "invalid_token"
+
+
+@pytest.mark.parametrize("audience", ["other-domain", "http://127.0.0.1:1/mcp"])
+def test_token_for_another_audience_is_401(stack: McpStack, audience: str) -> None:
+    token = stack.zts.token(LEARNER, ["docs-getter"], aud=audience)
+    headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+    response = httpx.post(stack.mcp_url, json=INITIALIZE, headers=headers)
+    assert response.status_code == 401
+    assert "resource_metadata=" in response.headers["www-authenticate"]
+
+
+@pytest.mark.parametrize("audience_kind", ["api", "mcp"])
+def test_tokens_for_api_or_for_this_server_are_accepted(
+    stack: McpStack, lab_settings: Settings, audience_kind: str
+) -> None:
+    audience = "api" if audience_kind == "api" else lab_settings.endpoints.mcp
+    token = stack.zts.token(LEARNER, ["docs-getter"], aud=audience)
+    headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+    response = httpx.post(stack.mcp_url, json=INITIALIZE, headers=headers)
+    assert response.status_code == 200
+    assert response.json()["result"]["serverInfo"]["name"] == "idjag-lab-docs"
+
+
+def test_non_loopback_host_header_is_refused_by_the_dns_rebinding_guard(stack: McpStack) -> None:
+    token = stack.zts.token(LEARNER, ["docs-getter"])
+    headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}", "Host": "evil.example:80"}
+    response = httpx.post(stack.mcp_url, json=INITIALIZE, headers=headers)
+    assert response.status_code == 421
+
+
+def test_settings_need_the_admin_assertion(stack: McpStack) -> None:
+    response = httpx.get(f"{stack.origin}/lab/settings")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    learner = stack.zts.token(LEARNER, ["docs-getter"])
+    response = httpx.put(
+        f"{stack.origin}/lab/settings",
+        json={"require_access": True},
+        headers={"Authorization": f"Bearer {learner}"},
+    )
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_token"
+
+
+def test_require_access_is_persisted_and_survives_a_restart(
+    stack: McpStack, lab_settings: Settings
+) -> None:
+    assert httpx.get(f"{stack.origin}/lab/settings", headers=stack.admin_headers()).json() == {
+        "require_access": False
+    }
+    put = httpx.put(
+        f"{stack.origin}/lab/settings", json={"require_access": True}, headers=stack.admin_headers()
+    )
+    assert put.status_code == 200
+    assert put.json() == {"require_access": True}
+    assert (
+        httpx.get(f"{stack.origin}/lab/settings", headers=stack.admin_headers()).json()[
+            "require_access"
+        ]
+        is True
+    )
+    restarted = create_app(lab_settings)
+    assert restarted.state.server_settings.require_access is True
+    stored = json.loads((lab_settings.home / "mcpserver-settings.json").read_text())
+    assert stored == {"require_access": True}
+
+
+@pytest.mark.parametrize("body", [{"require_access": "yes"}, {"require_acess": True}, {}, [True]])
+def test_bad_settings_are_400(stack: McpStack, body: object) -> None:
+    response = httpx.put(f"{stack.origin}/lab/settings", json=body, headers=stack.admin_headers())
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+def test_health_names_the_part(stack: McpStack) -> None:
+    assert httpx.get(f"{stack.origin}/healthz").json() == {"status": "ok", "part": "mcpserver"}

@@ -1,0 +1,310 @@
+"""A real PDP on loopback (same app on the ZMS and ZTS sockets), a stand-in IdP JWKS, and the
+lab's world (domains api/human/ai, services, roles, policies) built through ZMS over HTTP."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from lab.config import ADMIN_PRINCIPAL, Settings
+from lab.oauth.admin import make_admin_assertion
+from lab.oauth.jose import (
+    SigningKey,
+    make_client_assertion,
+    new_jti,
+    now,
+    public_pem,
+    ybase64_encode,
+)
+from lab.oauth.tokens import (
+    CLIENT_ASSERTION_TYPE_JWT_BEARER,
+    GRANT_CLIENT_CREDENTIALS,
+    GRANT_JWT_BEARER,
+    GRANT_TOKEN_EXCHANGE,
+    TOKEN_TYPE_ACCESS_TOKEN,
+    TOKEN_TYPE_ID_JAG,
+    TOKEN_TYPE_ID_TOKEN,
+)
+from lab.pdp.app import create_app
+
+LEARNER = "human.idjag-learner"
+MCP = "api.api-mcp"
+AGENT = "ai.agent"
+
+
+@dataclass
+class PdpLab:
+    settings: Settings
+    http: httpx.Client
+    idp_key: SigningKey
+    keys: dict[str, SigningKey] = field(default_factory=dict)
+
+    @property
+    def zms(self) -> str:
+        return self.settings.endpoints.zms
+
+    @property
+    def zts(self) -> str:
+        return self.settings.endpoints.zts
+
+    @property
+    def issuer_idp(self) -> str:
+        return self.settings.endpoints.idp_issuer
+
+    def key(self, principal: str) -> SigningKey:
+        if principal not in self.keys:
+            self.keys[principal] = SigningKey.load_or_create(self.settings.key_file(principal))
+        return self.keys[principal]
+
+    # ------------------------------------------------------------------ ZMS
+    def zms_call(
+        self, method: str, path: str, body: Any = None, principal: str = ADMIN_PRINCIPAL
+    ) -> httpx.Response:
+        headers = {
+            "Authorization": "Bearer "
+            + make_admin_assertion(principal, self.key(principal), self.zms)
+        }
+        if body is not None:
+            return self.http.request(method, self.zms + path, json=body, headers=headers)
+        return self.http.request(method, self.zms + path, headers=headers)
+
+    def ok(
+        self, method: str, path: str, body: Any = None, principal: str = ADMIN_PRINCIPAL
+    ) -> httpx.Response:
+        response = self.zms_call(method, path, body, principal)
+        assert response.status_code in (200, 204), (
+            method,
+            path,
+            response.status_code,
+            response.text,
+        )
+        return response
+
+    def create_domain(self, name: str) -> None:
+        self.ok(
+            "POST", "/domain", {"name": name, "description": name, "adminUsers": [ADMIN_PRINCIPAL]}
+        )
+
+    def register_service(self, principal: str, provider_endpoint: str | None = None) -> None:
+        domain, _, service = principal.rpartition(".")
+        key = self.key(principal)
+        body: dict[str, Any] = {
+            "name": principal,
+            "publicKeys": [{"id": key.kid, "key": ybase64_encode(public_pem(key.key))}],
+        }
+        if provider_endpoint:
+            body["providerEndpoint"] = provider_endpoint
+        self.ok("PUT", f"/domain/{domain}/service/{service}", body)
+
+    def role(self, domain: str, role: str, members: list[str]) -> None:
+        self.ok(
+            "PUT",
+            f"/domain/{domain}/role/{role}",
+            {"name": f"{domain}:role.{role}", "roleMembers": [{"memberName": m} for m in members]},
+        )
+
+    def allow(
+        self, domain: str, policy: str, role: str, action: str, resource: str, effect: str = "ALLOW"
+    ) -> None:
+        self.ok(
+            "PUT",
+            f"/domain/{domain}/policy/{policy}",
+            {
+                "name": f"{domain}:policy.{policy}",
+                "assertions": [
+                    {
+                        "role": f"{domain}:role.{role}",
+                        "resource": resource,
+                        "action": action,
+                        "effect": effect,
+                    }
+                ],
+            },
+        )
+
+    # ------------------------------------------------------------------ ZTS
+    def client_assertion(self, principal: str, audience: str | None = None) -> dict[str, str]:
+        return {
+            "client_assertion_type": CLIENT_ASSERTION_TYPE_JWT_BEARER,
+            "client_assertion": make_client_assertion(
+                principal, self.key(principal), audience or self.zts
+            ),
+        }
+
+    def token(
+        self, form: dict[str, str], client: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        data = dict(form)
+        if client is not None:
+            data.update(self.client_assertion(client))
+        return self.http.post(self.zts + "/oauth2/token", data=data, **kwargs)
+
+    def client_credentials(self, principal: str, scope: str) -> httpx.Response:
+        return self.token(
+            {"grant_type": GRANT_CLIENT_CREDENTIALS, "scope": scope}, client=principal
+        )
+
+    def id_token(self, username: str = "idjag-learner", aud: str = AGENT, **overrides: Any) -> str:
+        issued = now()
+        claims = {
+            "iss": self.issuer_idp,
+            "sub": new_jti(),
+            "aud": aud,
+            "azp": aud,
+            "typ": "ID",
+            "preferred_username": username,
+            "iat": issued,
+            "exp": issued + 300,
+            "auth_time": issued,
+        }
+        claims.update(overrides)
+        return self.idp_key.sign(claims, typ="JWT")
+
+    def request_id_jag(
+        self,
+        id_token: str,
+        client: str = AGENT,
+        scope: str = "api:role.docs-getter api:role.mcp-accessor",
+        resource: str | None = None,
+        **extra: str,
+    ) -> httpx.Response:
+        form = {
+            "grant_type": GRANT_TOKEN_EXCHANGE,
+            "requested_token_type": TOKEN_TYPE_ID_JAG,
+            "subject_token": id_token,
+            "subject_token_type": TOKEN_TYPE_ID_TOKEN,
+            "audience": self.zts,
+            "scope": scope,
+        }
+        form["resource"] = resource if resource is not None else self.settings.endpoints.mcp
+        form.update(extra)
+        return self.token(form, client=client)
+
+    def redeem(self, id_jag: str, client: str = AGENT, **extra: str) -> httpx.Response:
+        return self.token(
+            {"grant_type": GRANT_JWT_BEARER, "assertion": id_jag, **extra}, client=client
+        )
+
+    def exchange(
+        self,
+        subject_token: str,
+        client: str = MCP,
+        scope: str = "api:role.docs-getter",
+        **extra: str,
+    ) -> httpx.Response:
+        form = {
+            "grant_type": GRANT_TOKEN_EXCHANGE,
+            "subject_token": subject_token,
+            "subject_token_type": TOKEN_TYPE_ACCESS_TOKEN,
+            "scope": scope,
+            "audience": "api",
+            **extra,
+        }
+        return self.token(form, client=client)
+
+    def audit(self) -> list[dict[str, Any]]:
+        return self.ok("GET", "/lab/audit").json()["records"]
+
+    def write_providers(self, entries: list[dict[str, str]] | None = None) -> None:
+        if entries is None:
+            entries = [
+                {
+                    "issuerUri": self.issuer_idp,
+                    "jwksUri": self.settings.endpoints.idp_jwks,
+                    "principalTemplate": "human.{preferred_username}",
+                }
+            ]
+        self.settings.providers_file.write_text(json.dumps(entries))
+
+    def reload_providers(self) -> httpx.Response:
+        headers = {
+            "Authorization": "Bearer "
+            + make_admin_assertion(ADMIN_PRINCIPAL, self.key(ADMIN_PRINCIPAL), self.zts)
+        }
+        return self.http.post(self.zts + "/lab/reload", headers=headers)
+
+
+def idp_app(key: SigningKey) -> Starlette:
+    async def certs(request: Request) -> JSONResponse:
+        return JSONResponse({"keys": [key.jwk()]})
+
+    return Starlette(routes=[Route("/realms/idjag/protocol/openid-connect/certs", certs)])
+
+
+@pytest.fixture
+def pdp_lab(
+    lab_settings: Settings, reserved_sockets: dict[str, socket.socket], serve: Callable[..., str]
+) -> Iterator[PdpLab]:
+    app = create_app(lab_settings)
+    serve(app, reserved_sockets["zts"])
+    serve(app, reserved_sockets["zms"])
+    idp_key = SigningKey.load_or_create(lab_settings.key_file("idp-signing"), "RS256")
+    serve(idp_app(idp_key), reserved_sockets["idp"])
+    with httpx.Client(timeout=10) as http:
+        yield PdpLab(settings=lab_settings, http=http, idp_key=idp_key)
+
+
+@pytest.fixture
+def world(pdp_lab: PdpLab) -> PdpLab:
+    """The state the steps build by the end of the tutorial (step 14), via ZMS over HTTP."""
+    lab = pdp_lab
+    for domain in ("api", "human", "ai"):
+        lab.create_domain(domain)
+    lab.register_service(LEARNER)
+    lab.register_service(MCP, provider_endpoint=lab.settings.endpoints.mcp)
+    lab.register_service(AGENT)
+    lab.role("api", "docs-getter", [LEARNER])
+    lab.role("api", "mcp-accessor", [LEARNER])
+    lab.role("api", "docs-token-exchanger", [MCP])
+    lab.role("api", "token-exchangable-ai-agents", [AGENT])
+    lab.allow("api", "docs-getter", "docs-getter", "get", "api:docs")
+    lab.allow("api", "mcp-accessor", "mcp-accessor", "access", "api:mcp")
+    lab.ok(
+        "PUT",
+        "/domain/api/policy/token-exchange",
+        {
+            "assertions": [
+                {
+                    "role": "api:role.docs-token-exchanger",
+                    "resource": "api:api",
+                    "action": "zts.token_source_exchange",
+                },
+                {
+                    "role": "api:role.docs-token-exchanger",
+                    "resource": "api:api:role.docs-getter",
+                    "action": "zts.token_target_exchange",
+                },
+            ]
+        },
+    )
+    lab.ok(
+        "PUT",
+        "/domain/api/policy/jag",
+        {
+            "assertions": [
+                {
+                    "role": "api:role.token-exchangable-ai-agents",
+                    "resource": "api:role.docs-getter",
+                    "action": "zts.jag_exchange",
+                },
+                {
+                    "role": "api:role.token-exchangable-ai-agents",
+                    "resource": "api:role.mcp-accessor",
+                    "action": "zts.jag_exchange",
+                },
+            ]
+        },
+    )
+    lab.write_providers()
+    assert lab.reload_providers().status_code == 200
+    return lab

@@ -1,0 +1,107 @@
+"""State survives a restart; every token decision lands in a hash-chained audit log."""
+
+from __future__ import annotations
+
+import json
+
+from lab.config import Settings
+from lab.pdp.app import create_app
+from lab.pdp.audit import verify_chain
+from lab.pdp.store import ReplayDetected, Store
+from lab.serving import bind_socket, serve_in_thread
+from tests.pdp.conftest import AGENT, LEARNER, MCP, PdpLab
+
+
+def test_state_survives_a_restart(world: PdpLab, lab_settings: Settings) -> None:
+    before = world.ok("GET", "/lab/state").json()
+    # A second app on the same $LAB_HOME is a restarted PDP: same store, same signing key.
+    restarted = create_app(lab_settings)
+    sock = bind_socket("127.0.0.1", 0)
+    with serve_in_thread(restarted, sock) as url:
+        keys = world.http.get(url + "/zts/v1/oauth2/keys").json()
+        assert keys == world.http.get(world.zts + "/oauth2/keys").json()
+    assert restarted.state.pdp.store.export_state() == before
+    assert [d["name"] for d in before["domains"]] == ["ai", "api", "human"]
+
+
+def test_baseline_is_seeded_once(lab_settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"version": 1, "domains": [{"name": "seeded"}]}))
+    app = create_app(lab_settings, baseline=baseline)
+    store = app.state.pdp.store
+    assert store.list_domains() == ["seeded"]
+    store.delete_domain("seeded")
+    again = create_app(lab_settings, baseline=baseline)
+    assert again.state.pdp.store.list_domains() == []  # not re-seeded over the learner's changes
+
+
+def test_every_token_decision_is_audited_and_chained(world: PdpLab) -> None:
+    world.client_credentials(LEARNER, "api:role.docs-getter")
+    world.client_credentials(MCP, "api:role.docs-getter")
+    world.request_id_jag(world.id_token())
+    records = world.audit()
+    assert len(records) == 3
+    allowed, denied, jag = records
+    assert allowed["decision"] == "allow" and allowed["client"] == LEARNER and allowed["jti"]
+    assert denied["decision"] == "deny" and "not included" in denied["reason"]
+    assert jag["client"] == AGENT and jag["subject"] == LEARNER and jag["action"] == "id-jag"
+    for record in records:
+        assert {
+            "seq",
+            "time",
+            "correlation_id",
+            "resource",
+            "action",
+            "reason",
+            "prev_hash",
+            "hash",
+        } <= set(record)
+    assert verify_chain(records) == []
+
+
+def test_tampering_breaks_the_chain(world: PdpLab) -> None:
+    for _ in range(3):
+        world.client_credentials(LEARNER, "api:role.docs-getter")
+    records = world.audit()
+    records[1]["decision"] = "deny"
+    assert verify_chain(records) == ["record 2: hash does not match its content"]
+    shortened = [records[0], records[2]]
+    assert verify_chain(shortened)
+
+
+def test_correlation_id_is_recorded(world: PdpLab) -> None:
+    world.token(
+        {"grant_type": "client_credentials", "scope": "api:role.docs-getter"},
+        client=LEARNER,
+        headers={"X-Correlation-Id": "step-06-abc"},
+    )
+    assert world.audit()[-1]["correlation_id"] == "step-06-abc"
+
+
+def test_a_jti_used_concurrently_writes_nothing(world: PdpLab) -> None:
+    store = world_store(world)
+    before = len(store.audit_records())
+    store.append_audit(
+        lambda seq, prev: {"seq": seq, "prev_hash": prev, "hash": "h"}, [("jag:x", 2**31)]
+    )
+    try:
+        store.append_audit(
+            lambda seq, prev: {"seq": seq, "prev_hash": prev, "hash": "h"}, [("jag:x", 2**31)]
+        )
+    except ReplayDetected as exc:
+        assert exc.jti == "jag:x"
+    else:
+        raise AssertionError("a replayed jti must be refused")
+    assert len(store.audit_records()) == before + 1
+
+
+def world_store(lab: PdpLab) -> Store:
+    # A second handle on the same database file: what a restarted PDP would see.
+    return Store(lab.settings.pdp_db)
+
+
+def test_a_broken_providers_file_does_not_stop_the_pdp(lab_settings: Settings) -> None:
+    lab_settings.home.mkdir(parents=True, exist_ok=True)
+    lab_settings.providers_file.write_text("{not json")
+    app = create_app(lab_settings)
+    assert app.state.pdp.providers.describe() == []

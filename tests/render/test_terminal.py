@@ -1,0 +1,104 @@
+"""Terminal rendering: 80 columns, decoded tokens with key claims, diffs, ✓/✗ with reproduction."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+from rich.console import Console
+
+from lab.render.terminal import print_step_result, shorten_tokens, step_result_text
+from tests.render.results import passed_and_failed
+
+
+def test_passed_step_shows_decoded_tokens_and_diff(tmp_path: Path) -> None:
+    ok = passed_and_failed(tmp_path)[0]
+    text = step_result_text(ok)
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "access_token  at+jwt  fp " in text
+    assert "sub         human.idjag-learner" in text
+    assert "(" in text and "UTC)" in text  # exp shown as a time too
+    assert "changed since get.access_token:" in text
+    assert "client_id: (absent) → api.api-mcp" in text
+    assert 'act: (absent) → {"sub": "api.api-mcp"}' in text
+    assert ok.tokens[0].token not in text  # raw tokens stay in reports, not on screen
+    assert "✓ The learner holds the role." in text
+    assert "PASSED  1/1 checks" in text and "Next: lab step 5" in text
+    assert "You now hold docs-getter." in text
+
+
+def test_failed_check_shows_expected_actual_and_reproduction(tmp_path: Path) -> None:
+    text = step_result_text(passed_and_failed(tmp_path)[1])
+    assert "✗ The MCP server lets the learner in." in text
+    assert "steps/08-protect-mcp.md: action call: status equals 200" in text
+    assert "expected: 200" in text and "actual:   403" in text
+    assert "reproduce with:" in text and "lab mcp call list_docs --token T" in text
+    assert "FAILED  0/1 checks" in text and "Next:" not in text
+
+
+def test_action_error_is_shown(tmp_path: Path) -> None:
+    text = step_result_text(passed_and_failed(tmp_path)[2])
+    assert "✗ steps/09-sign-in.md: action sign_in: connection refused" in text
+    assert "ERROR" in text
+
+
+def test_key_claims_are_highlighted_on_a_colour_terminal(tmp_path: Path) -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=80, force_terminal=True, color_system="standard")
+    print_step_result(console, passed_and_failed(tmp_path)[0])
+    assert "\x1b[1;33msub" in out.getvalue()  # bold yellow claim name
+
+
+def test_shorten_tokens_keeps_head_and_tail() -> None:
+    token = "eyJhbGciOiJFUzI1NiJ9." + "a" * 40 + "." + "b" * 40
+    assert shorten_tokens(f"Bearer {token}") == "Bearer eyJhbGciOi…bbbbbb"
+
+
+def test_lineage_and_sequence_follow_the_chain(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from lab.agent.recorder import Exchange
+    from lab.steps.model import ActionResult
+
+    ok = passed_and_failed(tmp_path)[0]
+    calls = tuple(
+        Exchange("POST", url, 200, {}, "", {}, "", 1.0)
+        for url in (
+            "http://127.0.0.1:1/realms/idjag/protocol/openid-connect/token",
+            "http://127.0.0.1:2/zts/v1/oauth2/token",
+            "http://127.0.0.1:3/mcp",
+        )
+    )
+    tool = {"data": {"docs": [], "exchanged_token": {"sub": "human.idjag-learner", "aud": "api"}}}
+    agent = ActionResult("prompt", "agent", "Prompt.", calls, tool)
+    text = step_result_text(replace(ok, actions=(*ok.actions, agent)))
+    assert all(len(line) <= 80 for line in text.splitlines())
+    lineage = text.split("Token lineage", 1)[1]
+    assert (
+        lineage.index("access_token") < lineage.index("exchanged") < lineage.index("exchanged by")
+    )
+    assert "act: " in lineage and "api.api-mcp" in lineage
+    sequence = re.sub(r"\s+", " ", text.split("Sequence", 1)[1])
+    assert "agent → IdP POST" in sequence and "agent → MCP server POST /mcp 200" in sequence
+    assert "MCP server → PDP (ZTS) RFC 8693 token exchange 200" in sequence
+
+
+def test_html_pages_and_mcp_handshakes_are_summarised() -> None:
+    from lab.agent.recorder import Exchange
+    from lab.render.terminal import render_exchange
+
+    console = Console(file=io.StringIO(), width=80, record=True, color_system=None)
+    page = Exchange("GET", "http://h/realms/idjag/auth", 200, {}, "", {"content-type": "text/html"},
+                    "<html>" + "x" * 500 + "</html>", 1.0)  # fmt: skip
+    result = {"protocolVersion": "2025-11-25", "serverInfo": {"name": "docs"}}
+    init = json.dumps({"jsonrpc": "2.0", "id": 1, "result": result})
+    handshake = Exchange(
+        "POST", "http://h/mcp", 200, {}, "", {"content-type": "application/json"}, init, 1.0
+    )
+    console.print(render_exchange(page, with_request=True))
+    console.print(render_exchange(handshake))
+    text = console.export_text()
+    assert "(an HTML page, 513 characters)" in text and "xxxx" not in text
+    assert "(MCP initialize: server docs, protocol 2025-11-25)" in text
