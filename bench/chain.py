@@ -26,7 +26,7 @@ def run_chain_once(settings: Settings) -> float:
 
     agent = Agent(settings.endpoints, settings)
     start = time.perf_counter()
-    signed_in = agent.sign_in(LEARNER_USERNAME, "password", method="password")
+    signed_in = agent.sign_in(LEARNER_USERNAME, "password", method="code")
     id_jag = agent.request_id_jag(signed_in.id_token, SCOPE, resource=settings.endpoints.mcp)
     access = agent.redeem_id_jag(id_jag.token)
     result = agent.call_tool(access.token, "list_docs", {})
@@ -39,7 +39,11 @@ def run_chain_once(settings: Settings) -> float:
 def _id_token(settings: Settings) -> str:
     from lab.agent import Agent
 
-    return Agent(settings.endpoints, settings).sign_in(LEARNER_USERNAME, "password", method="password").id_token
+    return (
+        Agent(settings.endpoints, settings)
+        .sign_in(LEARNER_USERNAME, "password", method="password")
+        .id_token
+    )
 
 
 def _agent_key(settings: Settings) -> SigningKey:

@@ -68,11 +68,17 @@ class Lab:
         start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "lab.cli.main", *args],
-            env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=600,
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         elapsed = time.perf_counter() - start
         if check and proc.returncode != 0:
-            raise RuntimeError(f"lab {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+            raise RuntimeError(
+                f"lab {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
         return elapsed
 
     def backend_pid(self) -> int:
@@ -106,7 +112,9 @@ def rss_mb(pid: int) -> float:
 # Token throughput
 
 
-async def _blast(url: str, bodies: list[dict[str, str]] | None, duration_s: float, concurrency: int) -> float:
+async def _blast(
+    url: str, bodies: list[dict[str, str]] | None, duration_s: float, concurrency: int
+) -> float:
     """Requests per second over ``duration_s`` (or until the prepared bodies run out)."""
     done = 0
     errors = 0
@@ -146,7 +154,10 @@ def bare_server(port_holder: list[int]) -> subprocess.Popen[str]:
     port_holder.append(port)
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "bare_server.py"), str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -166,16 +177,24 @@ def token_throughput(lab: Lab, duration_s: float, concurrency: int) -> dict[str,
     count = int(duration_s * 3000)  # more than any machine here will consume in duration_s
     id_jag_bodies = prepare_id_jag_bodies(lab.settings, count)
     id_jag_rps = asyncio.run(_blast(endpoints.zts_token, id_jag_bodies, duration_s, concurrency))
-    bearer_bodies = prepare_jwt_bearer_bodies(lab.settings, min(count, max(200, int(id_jag_rps * duration_s * 1.5))))
+    bearer_bodies = prepare_jwt_bearer_bodies(
+        lab.settings, min(count, max(200, int(id_jag_rps * duration_s * 1.5)))
+    )
     bearer_rps = asyncio.run(_blast(endpoints.zts_token, bearer_bodies, duration_s, concurrency))
     port: list[int] = []
     proc = bare_server(port)
     try:
-        bare_rps = asyncio.run(_blast(f"http://127.0.0.1:{port[0]}/", None, duration_s, concurrency))
+        bare_rps = asyncio.run(
+            _blast(f"http://127.0.0.1:{port[0]}/", None, duration_s, concurrency)
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    return {"id_jag": round(id_jag_rps, 1), "jwt_bearer": round(bearer_rps, 1), "bare": round(bare_rps, 1)}
+    return {
+        "id_jag": round(id_jag_rps, 1),
+        "jwt_bearer": round(bearer_rps, 1),
+        "bare": round(bare_rps, 1),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +211,9 @@ def main() -> int:
 
     from bench.chain import run_chain_once, setup_chain_state
 
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    }
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
         lab = Lab(Path(tmp))
         lab.lab("down", check=False)
@@ -204,10 +225,12 @@ def main() -> int:
         lab.lab("up")
         try:
             results["verify_s"] = round(lab.lab("verify"), 3)
-            # reset and reset --to 12 are timed in-process (the CLI's own start-up is not reset work)
+            # reset and reset --to 12 are timed in-process (CLI start-up is not reset work)
             from lab.state import reset, reset_to  # type: ignore[attr-defined]
 
-            results["reset_s"] = round(statistics.median(timed(lambda: reset(lab.settings), repeat)), 4)
+            results["reset_s"] = round(
+                statistics.median(timed(lambda: reset(lab.settings), repeat)), 4
+            )
             results["reset_to_12_s"] = round(
                 statistics.median(timed(lambda: reset_to(lab.settings, 12), repeat)), 4
             )

@@ -82,7 +82,7 @@ class Endpoints:
     def mcp_metadata(self) -> str:
         """The MCP server's protected-resource metadata URL (RFC 9728 §3.1: the well-known
         segment goes between the authority and the resource's path)."""
-        path = self.mcp[len(self.mcp_origin):]
+        path = self.mcp[len(self.mcp_origin) :]
         return f"{self.mcp_origin}/.well-known/oauth-protected-resource{path}"
 
     def as_dict(self) -> dict[str, str]:

@@ -66,7 +66,6 @@ class ServerThread:
         host, port = sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
         self.server = uvicorn.Server(uvicorn_config(app))
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:

@@ -173,9 +173,10 @@ class StateClient:
 
     @contextlib.contextmanager
     def _client(self) -> Iterator[httpx.Client]:
-        import httpx
 
-        with httpx.Client(timeout=STATE_TIMEOUT_S, trust_env=False) as client:
+        from lab.oauth import http as lab_http
+
+        with lab_http.client(timeout=STATE_TIMEOUT_S, trust_env=False) as client:
             yield client
 
     def _admin_header(self, audience: str) -> dict[str, str]:

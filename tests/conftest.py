@@ -44,7 +44,7 @@ def lab_settings(lab_home: Path, reserved_sockets: dict[str, socket.socket]) -> 
 
 @pytest.fixture
 def serve() -> Iterator[Callable[..., str]]:
-    """``serve(app, sock)`` runs the app on that socket for the rest of the test; returns its URL."""
+    """``serve(app, sock)`` runs the app on that socket for the test; returns its URL."""
     stack: list = []
 
     def start(app: object, sock: socket.socket) -> str:

@@ -27,6 +27,7 @@ from lab.agent.signin import (
     sign_in_with_password,
 )
 from lab.config import AGENT_PRINCIPAL, Endpoints, Settings
+from lab.oauth import http as lab_http
 from lab.oauth.jose import SigningKey
 
 #: The roles the agent asks an ID-JAG for (STEPS.md step 11).
@@ -95,7 +96,7 @@ class Agent:
         self.endpoints = endpoints
         self.settings = settings
         self.recorder = recorder if recorder is not None else Recorder()
-        self.http = httpx.Client(
+        self.http = lab_http.client(
             event_hooks=self.recorder.sync_hooks(), timeout=HTTP_TIMEOUT_S, follow_redirects=False
         )
         self._realm_file = realm_file

@@ -497,6 +497,7 @@ def reload_providers(settings: Settings, endpoints: Endpoints) -> None:
     """``POST {zts}/lab/reload`` as the system admin, so the PDP re-reads the providers file."""
     import httpx
 
+    from lab.oauth import http as lab_http
     from lab.oauth.admin import make_admin_assertion
     from lab.oauth.jose import SigningKey
 
@@ -504,8 +505,8 @@ def reload_providers(settings: Settings, endpoints: Endpoints) -> None:
     assertion = make_admin_assertion(ADMIN_PRINCIPAL, key, endpoints.zts)
     url = f"{endpoints.zts}/lab/reload"
     try:
-        response = httpx.post(
-            url, headers={"Authorization": f"Bearer {assertion}"}, timeout=5, trust_env=False
+        response = lab_http.client(trust_env=False).post(
+            url, headers={"Authorization": f"Bearer {assertion}"}, timeout=5
         )
     except httpx.HTTPError as exc:
         raise BackendError(

@@ -84,7 +84,9 @@ def docapi_openapi(base_url: str, protected: bool) -> dict[str, Any]:
                 "get": op("one document", {"200": _json("the document")}, **secured),
                 "delete": op("delete a document", {"200": _json("deleted")}, **secured),
             },
-            "/lab/reset": {"post": op("restore the default documents", {"200": _json("ok")}, **admin)},
+            "/lab/reset": {
+                "post": op("restore the default documents", {"200": _json("ok")}, **admin)
+            },
             "/lab/state": {
                 "get": op("all documents (admin)", {"200": _json("ok")}, **admin),
                 "put": op(

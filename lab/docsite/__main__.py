@@ -70,7 +70,9 @@ def lab_cli(args: Sequence[str], env: dict[str, str], timeout: float = 180) -> N
     )
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise CaptureError(f"`lab {' '.join(args)}` exited {proc.returncode}: " + " / ".join(detail))
+        raise CaptureError(
+            f"`lab {' '.join(args)}` exited {proc.returncode}: " + " / ".join(detail)
+        )
 
 
 @contextmanager
@@ -121,14 +123,15 @@ def write_terminal_svg(result: StepResult, path: Path) -> None:
     from lab.render.terminal import print_step_result
 
     console = Console(
-        record=True, width=TERMINAL_WIDTH, file=open(os.devnull, "w"),  # noqa: SIM115 - closed below
-        force_terminal=True, color_system="truecolor",
+        record=True,
+        width=TERMINAL_WIDTH,
+        file=open(os.devnull, "w"),  # noqa: SIM115 - closed below
+        force_terminal=True,
+        color_system="truecolor",
     )
     try:
         print_step_result(console, result)
-        path.write_text(
-            console.export_svg(title=f"lab step {result.number}"), encoding="utf-8"
-        )
+        path.write_text(console.export_svg(title=f"lab step {result.number}"), encoding="utf-8")
     finally:
         console.file.close()
 
@@ -172,9 +175,7 @@ def normalise(data_dir: Path, env: dict[str, str], home: Path) -> None:
     """Show the default ports and ``$LAB_HOME``: what a reader's own run prints, not ours."""
     from lab.config import PORTS
 
-    swaps = {
-        f"127.0.0.1:{env[var]}": f"127.0.0.1:{default}" for var, default in PORTS.values()
-    }
+    swaps = {f"127.0.0.1:{env[var]}": f"127.0.0.1:{default}" for var, default in PORTS.values()}
     swaps.update({str(home.resolve()): "$LAB_HOME", str(home): "$LAB_HOME"})
     for path in data_dir.iterdir():
         text = path.read_text(encoding="utf-8")
@@ -215,6 +216,15 @@ def mkdocs(args: Sequence[str]) -> int:
     return subprocess.call([sys.executable, "-m", "mkdocs", *args], cwd=pages.REPO_ROOT, env=env)
 
 
+def serve(dev_addr: str) -> int:
+    """Become ``mkdocs serve``: Ctrl-C and signals reach the server itself, no orphan is left."""
+    os.chdir(pages.REPO_ROOT)
+    os.environ["NO_MKDOCS_2_WARNING"] = "1"
+    argv = [sys.executable, "-m", "mkdocs", "serve", "--dev-addr", dev_addr]
+    os.execv(sys.executable, argv)
+    return 0  # not reached: execv replaces this process
+
+
 def summarise(records: Sequence[dict[str, Any]]) -> str:
     passed = sum(r.get("status") == "passed" for r in records)
     return f"{passed}/{len(records)} steps passed"
@@ -222,41 +232,59 @@ def summarise(records: Sequence[dict[str, Any]]) -> str:
 
 def build(no_capture: bool, site_dir: str | None) -> int:
     if no_capture:
-        print("Not capturing a new run (--no-capture); using the last capture in build/docs-data, if any.", file=sys.stderr)
+        print(
+            "Not capturing a new run (--no-capture); "
+            "using the last capture in build/docs-data, if any.",
+            file=sys.stderr,
+        )
     else:
         print("Capturing a real run in a private lab…", file=sys.stderr)
         try:
             records = capture()
             print(f"Captured {summarise(records)} into {pages.DATA_DIR}.", file=sys.stderr)
-        except (CaptureError, OSError, subprocess.SubprocessError, SystemExit) as exc:
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the site builds without a run
             # SystemExit: the CLI helpers exit with a message (e.g. the engine is missing).
-            print(f"The capture failed ({exc}); building the site without run data.", file=sys.stderr)
+            print(
+                f"The capture failed ({describe(exc)}); building the site without run data.",
+                file=sys.stderr,
+            )
             os.environ["LAB_DOCS_DATA"] = str(BUILD_DIR / "no-docs-data")
     args = ["build", "--strict"] + (["--site-dir", site_dir] if site_dir else [])
     return mkdocs(args)
 
 
+def describe(exc: BaseException) -> str:
+    """The lab's own one-line errors carry a message (and a fix); anything else its type."""
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    fix = getattr(exc, "fix", None)
+    return f"{message}; fix: {fix}" if fix else str(message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.docsite", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lab.docsite", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("capture", help="run every step in a private lab; write build/docs-data/")
     build_cmd = sub.add_parser("build", help="capture, then mkdocs build --strict")
     build_cmd.add_argument("--no-capture", action="store_true", help="build without a real run")
-    build_cmd.add_argument("--site-dir", default=None, help="where to write the site (default: site/)")
+    build_cmd.add_argument(
+        "--site-dir", default=None, help="where to write the site (default: site/)"
+    )
     serve_cmd = sub.add_parser("serve", help="mkdocs serve (uses the last capture, if any)")
     serve_cmd.add_argument("--dev-addr", default="127.0.0.1:8000")
     args = parser.parse_args(argv)
     if args.command == "capture":
         try:
             records = capture()
-        except CaptureError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - one line, never a traceback
+            print(f"error: {describe(exc)}", file=sys.stderr)
             return 3
         print(f"Captured {summarise(records)} into {pages.DATA_DIR}.", file=sys.stderr)
         return 0
     if args.command == "build":
         return build(args.no_capture, args.site_dir)
-    return mkdocs(["serve", "--dev-addr", args.dev_addr])
+    return serve(args.dev_addr)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ def on_files(files: Files, config: Any) -> Files:
     steps = pages.read_steps()
     data_dir = _data_dir()
     runs = pages.load_run(data_dir)
-    files.append(File.generated(config, "steps/index.md", content=pages.render_steps_index(steps, runs)))
+    files.append(
+        File.generated(config, "steps/index.md", content=pages.render_steps_index(steps, runs))
+    )
     for step in steps:
         svg = data_dir / f"{step.number:02d}.svg"
         svg_name = f"{step.number:02d}-{step.slug}.svg" if svg.exists() else None
@@ -45,6 +47,13 @@ def on_files(files: Files, config: Any) -> Files:
         files.append(File.generated(config, step.page_path, content=content))
     files.append(File.generated(config, "reference/cli.md", content=pages.render_cli_reference()))
     return files
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
+    # The data-files reference ends with a summary read from the files, so it cannot go stale.
+    if page.file.src_uri == pages.DATA_FILES_PAGE:
+        return markdown.rstrip() + "\n\n" + pages.render_data_summary()
+    return markdown
 
 
 def on_post_build(config: Any) -> None:

@@ -46,15 +46,24 @@ class StepPage:
         return f"steps/{self.number:02d}-{self.slug}.md"
 
 
+_FRONT_MATTER = re.compile(r"^---[ \t]*\n(.*?)^---[ \t]*\n?", re.DOTALL | re.MULTILINE)
+
+
 def read_step_file(path: Path) -> StepPage:
     text = path.read_text(encoding="utf-8")
     if not text.startswith("---"):
         raise StepFileError(f"{path}: a step file starts with YAML front matter ('---')")
+    # The closing '---' is a line of its own (as lab.steps.load reads it): a YAML comment such
+    # as "# --- the answer" inside the front matter does not end it.
+    match = _FRONT_MATTER.match(text)
+    if match is None:
+        raise StepFileError(f"{path}: the front matter is not closed by a '---' line")
     try:
-        _, front, body = text.split("---", 2)
-        meta = yaml.safe_load(front) or {}
-    except (ValueError, yaml.YAMLError) as exc:
+        meta = yaml.safe_load(match.group(1)) or {}
+    except yaml.YAMLError as exc:
         raise StepFileError(f"{path}: front matter is not valid YAML: {exc}") from None
+    if not isinstance(meta, dict):
+        raise StepFileError(f"{path}: front matter must be a mapping of fields")
     for required in ("step", "slug", "title"):
         if required not in meta:
             raise StepFileError(f"{path}: front matter lacks '{required}'")
@@ -63,15 +72,35 @@ def read_step_file(path: Path) -> StepPage:
         slug=str(meta["slug"]),
         title=str(meta["title"]),
         teaches=str(meta.get("teaches", "")),
-        actions=list(meta.get("actions") or []),
-        body=body.strip(),
+        actions=_with_solution(path, list(meta.get("actions") or []), meta.get("solution")),
+        body=text[match.end() :].strip(),
         source=path,
-        extra={k: v for k, v in meta.items() if k not in ("step", "slug", "title", "teaches", "actions")},
+        extra={
+            k: v
+            for k, v in meta.items()
+            if k not in ("step", "slug", "title", "teaches", "actions")
+        },
     )
 
 
+def _with_solution(path: Path, actions: list[Any], solution: Any) -> list[dict[str, Any]]:
+    """An ``- solution: true`` entry replaced by the solution file's actions, as the engine does."""
+    from lab.steps.load import StepFileError as EngineStepFileError
+    from lab.steps.load import expand_solution_include
+
+    try:
+        expanded = expand_solution_include(
+            path, actions, solution if isinstance(solution, str) else None
+        )
+    except EngineStepFileError as exc:
+        raise StepFileError(str(exc)) from None
+    return [a for a in expanded if isinstance(a, dict)]
+
+
 def read_steps(directory: Path = STEPS_DIR) -> list[StepPage]:
-    return sorted((read_step_file(p) for p in directory.glob("[0-9][0-9]-*.md")), key=lambda s: s.number)
+    return sorted(
+        (read_step_file(p) for p in directory.glob("[0-9][0-9]-*.md")), key=lambda s: s.number
+    )
 
 
 def load_run(data_dir: Path = DATA_DIR) -> dict[int, dict[str, Any]]:
@@ -115,9 +144,10 @@ def action_kind(action: dict[str, Any]) -> str:
     return "unknown"
 
 
-def render_action(action: dict[str, Any], values: dict[str, str]) -> str:
+def render_action(action: dict[str, Any], values: dict[str, str], step_number: int = 0) -> str:
     kind = action_kind(action)
-    lines = [f"#### `{action.get('id', '?')}`", ""]
+    heading = [f"#### `{action.get('id', '?')}`", ""]
+    lines: list[str] = []
     if action.get("say"):
         lines += [fill(str(action["say"]), values), ""]
     spec = hide_secrets(action.get(kind))
@@ -132,7 +162,23 @@ def render_action(action: dict[str, Any], values: dict[str, str]) -> str:
         for item in expects:
             lines.append(f"    - {_expect_text(item, values)}")
         lines.append("")
-    return "\n".join(lines)
+    if action.get("solution") is True:
+        lines = _answer_block(lines, step_number)
+    return "\n".join(heading + lines)
+
+
+def _answer_block(lines: list[str], step_number: int) -> list[str]:
+    """A challenge's answer, folded: the reader opens it only when they want the spoiler."""
+    n = str(step_number) if step_number else "N"
+    intro = (
+        f"A plain `lab step {n}` stops before this action: it is yours to do. "
+        f"`lab step {n} --solution`, `lab run` and `lab verify` apply it."
+    )
+    # Entries may hold several lines (a request with its body): indent every physical line.
+    body = "\n".join([intro, "", *lines]).splitlines()
+    return ['??? tip "Part of the answer (open it when you want the spoiler)"', ""] + [
+        f"    {line}" if line else "" for line in body
+    ]
 
 
 def hide_secrets(value: Any) -> Any:
@@ -204,13 +250,21 @@ def render_step_page(
     if step.teaches:
         out += [f"*Teaches: {step.teaches}*", ""]
     out += [fill(step.body, values), "", "## What the lab does", ""]
-    out += [render_action(a, values) for a in step.actions]
+    out += [render_action(a, values, step.number) for a in step.actions]
     if run:
         out += _run_section(run, svg_name)
     elif svg_name:
-        out += ["## What you will see", "", f"![terminal output of step {step.number}]({svg_name})", ""]
-    out += [f"*Source: `steps/{step.source.name}`. Run it with `lab step {step.number}`; "
-            f"type it yourself with `lab step {step.number} --manual`.*", ""]
+        out += [
+            "## What you will see",
+            "",
+            f"![terminal output of step {step.number}]({svg_name})",
+            "",
+        ]
+    out += [
+        f"*Source: `steps/{step.source.name}`. Run it with `lab step {step.number}`; "
+        f"type it yourself with `lab step {step.number} --manual`.*",
+        "",
+    ]
     following = [s for s in steps if s.number > step.number]
     if following:
         nxt = following[0]
@@ -290,7 +344,9 @@ def render_steps_index(steps: list[StepPage], runs: dict[int, dict[str, Any]]) -
         "|---|---|---|" + ("---|" if runs else ""),
     ]
     for step in steps:
-        row = f"| {step.number} | [{step.title}]({step.number:02d}-{step.slug}.md) | {step.teaches} |"
+        row = (
+            f"| {step.number} | [{step.title}]({step.number:02d}-{step.slug}.md) | {step.teaches} |"
+        )
         if runs:
             row += f" {runs.get(step.number, {}).get('status', '—')} |"
         out.append(row)
@@ -307,7 +363,9 @@ def render_cli_reference() -> str:
 
         from lab.cli.main import app
     except Exception as exc:  # noqa: BLE001 - the page says why it is short instead of failing
-        return "\n".join(out + [f"The CLI could not be loaded while building the docs: `{exc}`.", ""])
+        return "\n".join(
+            out + [f"The CLI could not be loaded while building the docs: `{exc}`.", ""]
+        )
     command = typer.main.get_command(app)
     out += _command_help(command, ["lab"], click)
     return "\n".join(out)
@@ -329,3 +387,65 @@ def _command_help(command: Any, path: list[str], click: Any) -> list[str]:
 
 def _plain(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+# ---------------------------------------------------------------------- data files
+
+REALM_FILE = REPO_ROOT / "keycloak" / "realm-idjag.json"
+BASELINE_FILE = REPO_ROOT / "athenz" / "baseline.json"
+DATA_FILES_PAGE = "reference/data-files.md"
+
+
+def render_data_summary(realm_file: Path = REALM_FILE, baseline_file: Path = BASELINE_FILE) -> str:
+    """What the realm and PDP baseline files hold today, read from the files themselves.
+
+    Secrets (the client secret, user credentials) are named, never shown.
+    """
+    out = ["## What the files hold (generated from them)", ""]
+    try:
+        realm = json.loads(realm_file.read_text(encoding="utf-8"))
+        baseline = json.loads(baseline_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return "\n".join(out + [f"The data files could not be read while building: `{exc}`.", ""])
+    out += [
+        f"Realm `{realm.get('realm')}`: access tokens live "
+        f"{realm.get('accessTokenLifespan', '?')} s, "
+        f"authorization codes {realm.get('accessCodeLifespan', '?')} s.",
+        "",
+    ]
+    out += ["| client | type | flows | PKCE | redirect URIs |", "|---|---|---|---|---|"]
+    for client in realm.get("clients", []):
+        kind = "public" if client.get("publicClient") else "confidential (secret in the file)"
+        flows = [
+            name
+            for key, name in (
+                ("standardFlowEnabled", "code"),
+                ("directAccessGrantsEnabled", "password"),
+                ("serviceAccountsEnabled", "client credentials"),
+            )
+            if client.get(key)
+        ]
+        pkce = (client.get("attributes") or {}).get("pkce.code.challenge.method", "—")
+        uris = ", ".join(f"`{u}`" for u in client.get("redirectUris", []))
+        out.append(
+            f"| `{client.get('clientId')}` | {kind} | {', '.join(flows)} | {pkce} | {uris} |"
+        )
+    out += ["", "| user | name | email | enabled |", "|---|---|---|---|"]
+    for user in realm.get("users", []):
+        name = f"{user.get('firstName', '')} {user.get('lastName', '')}".strip()
+        out.append(
+            f"| `{user.get('username')}` | {name} | {user.get('email', '')} | "
+            f"{'yes' if user.get('enabled') else 'no'} |"
+        )
+    domains = [d.get("name", "?") for d in baseline.get("domains", []) if isinstance(d, dict)]
+    out += [
+        "",
+        f"PDP baseline (`athenz/baseline.json`, version {baseline.get('version', '?')}): "
+        + (
+            f"domains {', '.join(f'`{d}`' for d in domains)}."
+            if domains
+            else "no domains — every domain, role and policy is created by the steps."
+        ),
+        "",
+    ]
+    return "\n".join(out)

@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lab.config import ADMIN_PRINCIPAL, API_DOMAIN, MCP_PRINCIPAL, Settings
 from lab.mcpserver.exchange import Exchanger, ExchangeRefused
+from lab.oauth import http as lab_http
 from lab.oauth.errors import InsufficientScope, InvalidRequest, OAuthError
 from lab.oauth.jose import JwksCache, SigningKey, token_fingerprint, unverified_claims
 from lab.oauth.resource_server import (
@@ -311,7 +312,7 @@ class DocApiClient:
     ) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
         try:
-            async with httpx.AsyncClient(timeout=10.0) as client:
+            async with lab_http.async_client(timeout=10.0) as client:
                 response = await client.request(
                     method, url, json=body, headers={"Authorization": f"Bearer {token}"}
                 )

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from lab.oauth import http as lab_http
 from lab.oauth.jose import SigningKey, make_client_assertion
 from lab.oauth.tokens import (
     CLIENT_ASSERTION_TYPE_JWT_BEARER,
@@ -105,7 +106,7 @@ class Exchanger:
             "client_assertion": self._assertion(),
         }
         try:
-            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+            async with lab_http.async_client(timeout=self.timeout_s) as client:
                 response = await client.post(self.token_endpoint, data=form)
         except httpx.HTTPError as exc:
             raise ExchangeRefused(

@@ -52,7 +52,9 @@ def verify_principal_assertion(
     if token is None:
         raise MissingToken("this endpoint needs a signed principal assertion as a Bearer token")
     try:
-        claims = verify_jwt(token, resolve_key, audience=audience, required=("exp", "iat", "iss", "sub"))
+        claims = verify_jwt(
+            token, resolve_key, audience=audience, required=("exp", "iat", "iss", "sub")
+        )
     except JwtValidationError as exc:
         raise InvalidToken(exc.reason) from None
     if claims.get("iss") != claims.get("sub"):

@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from lab.oauth import http as lab_http
+
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
@@ -58,7 +60,11 @@ def generate_private_key(alg: str = "ES256") -> PrivateKey:
 
 
 def algorithm_for(key: PrivateKey | PublicKey) -> str:
-    return "ES256" if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) else "RS256"
+    return (
+        "ES256"
+        if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey)
+        else "RS256"
+    )
 
 
 def private_pem(key: PrivateKey) -> bytes:
@@ -70,7 +76,9 @@ def private_pem(key: PrivateKey) -> bytes:
 
 
 def public_pem(key: PrivateKey | PublicKey) -> bytes:
-    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else key
+    public = (
+        key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else key
+    )
     return public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -121,10 +129,14 @@ def key_id(key: PrivateKey | PublicKey) -> str:
 
 
 def public_jwk(key: PrivateKey | PublicKey, kid: str | None = None) -> dict[str, Any]:
-    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else key
+    public = (
+        key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else key
+    )
     alg = algorithm_for(public)
-    codec = ECAlgorithm if alg == "ES256" else RSAAlgorithm
-    jwk: dict[str, Any] = json.loads(codec.to_jwk(public))
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        jwk: dict[str, Any] = json.loads(ECAlgorithm.to_jwk(public))
+    else:
+        jwk = json.loads(RSAAlgorithm.to_jwk(public))
     jwk["alg"] = alg
     jwk["use"] = "sig"
     if kid is not None:
@@ -279,7 +291,9 @@ def verify_jwt(
             token,
             key,
             algorithms=[alg],
-            audience=list(audience) if audience is not None and not isinstance(audience, str) else audience,
+            audience=list(audience)
+            if audience is not None and not isinstance(audience, str)
+            else audience,
             issuer=list(issuer) if issuer is not None and not isinstance(issuer, str) else issuer,
             leeway=leeway,
             options=options,  # type: ignore[arg-type]
@@ -365,14 +379,16 @@ class JwksCache:
             if self._client is not None:
                 response = self._client.get(self.url, timeout=self._timeout)
             else:
-                response = httpx.get(self.url, timeout=self._timeout)
+                response = lab_http.get(self.url, timeout=self._timeout)
             response.raise_for_status()
             document = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             self._fetched_at = time.monotonic()
             if self._keys:
                 return  # keep serving the keys we have; the next refresh may succeed
-            raise JwtValidationError(f"signing keys could not be fetched from {self.url}: {exc}") from None
+            raise JwtValidationError(
+                f"signing keys could not be fetched from {self.url}: {exc}"
+            ) from None
         keys: dict[str, PublicKey] = {}
         for entry in document.get("keys", []) if isinstance(document, dict) else []:
             if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":

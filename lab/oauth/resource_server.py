@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from lab.oauth import http as lab_http
 from lab.oauth.errors import InvalidToken, OAuthError
 from lab.oauth.jose import JwksCache, JwtValidationError, token_fingerprint, verify_jwt
 from lab.oauth.tokens import TYP_ACCESS_TOKEN
@@ -151,7 +152,7 @@ class PolicyCache:
 
         headers = {"If-None-Match": cached.etag} if cached is not None and cached.etag else {}
         try:
-            response = httpx.get(self.url, headers=headers, timeout=self._timeout)
+            response = lab_http.get(self.url, headers=headers, timeout=self._timeout)
         except httpx.HTTPError as exc:
             raise PolicyUnavailable(
                 f"signed policy data could not be fetched from the PDP: {exc}"

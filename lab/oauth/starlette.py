@@ -134,5 +134,7 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
         raise InvalidRequest("request body is not valid JSON") from None
 
 
-def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     return JSONResponse(data, status_code=status, headers=dict(headers or {}))

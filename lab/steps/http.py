@@ -7,12 +7,13 @@ from __future__ import annotations
 import httpx
 
 from lab.agent.recorder import Recorder
+from lab.oauth import http as lab_http
 
 TIMEOUT_S = 15.0
 
 
 def recording_client(recorder: Recorder, timeout_s: float = TIMEOUT_S) -> httpx.Client:
-    return httpx.Client(
+    return lab_http.client(
         event_hooks=recorder.sync_hooks(), timeout=timeout_s, follow_redirects=False
     )
 

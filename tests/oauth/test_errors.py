@@ -1,10 +1,20 @@
-from lab.oauth.errors import InsufficientScope, InvalidClient, InvalidGrant, InvalidToken, MissingToken
+from lab.oauth.errors import (
+    InsufficientScope,
+    InvalidClient,
+    InvalidGrant,
+    InvalidToken,
+    MissingToken,
+)
 
 
 def test_token_endpoint_errors_carry_both_dialects():
     body = InvalidGrant("bad", athenz_message="Invalid assertion token: bad").body()
-    assert body == {"error": "invalid_grant", "error_description": "bad", "code": 400,
-                    "message": "Invalid assertion token: bad"}
+    assert body == {
+        "error": "invalid_grant",
+        "error_description": "bad",
+        "code": 400,
+        "message": "Invalid assertion token: bad",
+    }
 
 
 def test_invalid_client_challenges_only_on_401():
@@ -13,7 +23,9 @@ def test_invalid_client_challenges_only_on_401():
 
 
 def test_missing_token_challenge_has_no_error_code():
-    challenge = MissingToken("no token", resource_metadata="http://x/.well-known/oauth-protected-resource/mcp").challenge()
+    challenge = MissingToken(
+        "no token", resource_metadata="http://x/.well-known/oauth-protected-resource/mcp"
+    ).challenge()
     assert challenge.startswith("Bearer ")
     assert "error=" not in challenge
     assert 'resource_metadata="http://x/.well-known/oauth-protected-resource/mcp"' in challenge

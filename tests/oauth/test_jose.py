@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import hmac
 import hashlib
+import hmac
 import json
 import stat
 import time
@@ -62,7 +62,9 @@ def test_hs256_signed_with_public_key_is_refused(signer):
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=")
 
     signing_input = enc(header) + b"." + enc(_claims())
-    sig = base64.urlsafe_b64encode(hmac.new(pub, signing_input, hashlib.sha256).digest()).rstrip(b"=")
+    sig = base64.urlsafe_b64encode(hmac.new(pub, signing_input, hashlib.sha256).digest()).rstrip(
+        b"="
+    )
     with pytest.raises(JwtValidationError, match="not allowed"):
         verify_jwt((signing_input + b"." + sig).decode(), _resolver(signer))
 

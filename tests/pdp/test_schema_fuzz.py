@@ -21,7 +21,7 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
     reason="schemathesis not installed",
 )
 @pytest.mark.parametrize("part", ["zms", "zts"])
-def test_no_server_error_for_generated_requests(world: PdpLab, part: str) -> None:
+def test_no_server_error_for_generated_requests(world: PdpLab, part: str, tmp_path: Path) -> None:
     base = world.zms if part == "zms" else world.zts
     token = make_admin_assertion(ADMIN_PRINCIPAL, world.key(ADMIN_PRINCIPAL), base)
     command = [
@@ -40,6 +40,9 @@ def test_no_server_error_for_generated_requests(world: PdpLab, part: str) -> Non
         f"Authorization: Bearer {token}",
         "--no-color",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    # Run from a temporary folder: schemathesis writes a .schemathesis/ cache where it runs.
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stdout[-4000:]
     assert "passed" in result.stdout

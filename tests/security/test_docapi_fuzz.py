@@ -25,7 +25,11 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 MAX_EXAMPLES = "25"
 
 
-def run_schemathesis(url: str, token: str | None) -> subprocess.CompletedProcess[str]:
+def run_schemathesis(
+    url: str, token: str | None, workdir: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in ``workdir``: it keeps a ``.schemathesis`` cache in its working directory,
+    which must not land in the checkout."""
     command = [
         str(SCHEMATHESIS if SCHEMATHESIS.exists() else shutil.which("schemathesis")),
         "run",
@@ -42,7 +46,9 @@ def run_schemathesis(url: str, token: str | None) -> subprocess.CompletedProcess
     ]
     if token is not None:
         command += ["--header", f"Authorization: Bearer {token}"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=300, check=False, cwd=workdir
+    )
 
 
 def access_token(settings: Settings) -> str:
@@ -101,7 +107,7 @@ def test_openapi_document_describes_every_route(docapi_urls: dict[str, str]) -> 
 )
 @pytest.mark.parametrize("instance", ["protected", "unprotected", "admin"])
 def test_no_server_error_for_generated_requests(
-    docapi_urls: dict[str, str], lab_settings: Settings, instance: str
+    docapi_urls: dict[str, str], lab_settings: Settings, instance: str, tmp_path: Path
 ) -> None:
     base = docapi_urls["protected" if instance != "unprotected" else "unprotected"]
     if instance == "protected":
@@ -112,7 +118,7 @@ def test_no_server_error_for_generated_requests(
     else:
         token = None
 
-    result = run_schemathesis(f"{base}/openapi.json", token)
+    result = run_schemathesis(f"{base}/openapi.json", token, tmp_path)
 
     assert result.returncode == 0, result.stdout[-4000:]
     generated = re.search(r"(\d+) generated, (\d+) passed", result.stdout)

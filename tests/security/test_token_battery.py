@@ -17,12 +17,12 @@ right key, are accepted by every target — so each refusal below is the verifie
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -74,7 +74,7 @@ MCP_INIT = {
 
 def sign_none(claims: dict[str, Any], typ: str) -> str:
     """RFC 7519 §6 unsecured JWT (``alg: none``, empty signature)."""
-    return jwt.encode(claims, None, algorithm="none", headers={"typ": typ})
+    return jwt.encode(claims, "", algorithm="none", headers={"typ": typ})
 
 
 def sign_hs256_with_public_key(claims: dict[str, Any], key: SigningKey, typ: str) -> str:
@@ -118,6 +118,7 @@ class Attempt:
     client: str = AGENT_PRINCIPAL
     form: dict[str, str] = field(default_factory=dict)
     raw_body: tuple[str, bytes] | None = None  # (content type, body) instead of a form
+    client_assertion: str | None = None  # a forged RFC 7523 client assertion instead of a real one
 
 
 @dataclass
@@ -178,19 +179,19 @@ class Kit:
                 endpoints.mcp,
                 json=MCP_INIT,
                 headers={
-                    "Authorization": bearer(attempt.token),
-                    "Accept": "application/json, text/event-stream",
+                    b"Authorization": bearer(attempt.token),
+                    b"Accept": b"application/json, text/event-stream",
                 },
             )
         if target == "docapi":
             return self.http.get(
                 f"{endpoints.docapi_protected}/api/docs",
-                headers={"Authorization": bearer(attempt.token)},
+                headers={b"Authorization": bearer(attempt.token)},
             )
         form = {**self.base_form(target, attempt.token), **attempt.form}
         form = {k: v for k, v in form.items() if v}
         form["client_assertion_type"] = CLIENT_ASSERTION_TYPE_JWT_BEARER
-        form["client_assertion"] = make_client_assertion(
+        form["client_assertion"] = attempt.client_assertion or make_client_assertion(
             attempt.client, self.key(attempt.client), endpoints.zts
         )
         if attempt.raw_body is not None:
@@ -231,6 +232,36 @@ def bearer(token: str) -> bytes:
 
 
 DROP = object()  # a claim value meaning "leave this claim out"
+
+
+def client_claims(kit: Kit, **changes: Any) -> dict[str, Any]:
+    """RFC 7523 §3 client-assertion claims for ai.agent at the PDP, with ``changes``."""
+    issued = now()
+    claims = {
+        "iss": AGENT_PRINCIPAL,
+        "sub": AGENT_PRINCIPAL,
+        "aud": kit.lab.endpoints.zts,
+        "jti": new_jti(),
+        "iat": issued,
+        "exp": issued + 60,
+        **changes,
+    }
+    return {k: v for k, v in claims.items() if v is not DROP}
+
+
+def forged_client(kit: Kit, signer: str = AGENT_PRINCIPAL, **changes: Any) -> Attempt:
+    """A genuine ID-JAG, redeemed with a client assertion that is wrong in one way."""
+    assertion = kit.key(signer).sign(client_claims(kit, **changes), typ="JWT")
+    return Attempt(kit.genuine_jag(), client_assertion=assertion)
+
+
+def replayed_client_assertion(kit: Kit) -> Attempt:
+    assertion = kit.key(AGENT_PRINCIPAL).sign(client_claims(kit), typ="JWT")
+    first = kit.send("redeem", Attempt(kit.genuine_jag(), client_assertion=assertion))
+    assert first.status_code == 200, first.text
+    return Attempt(kit.genuine_jag(), client_assertion=assertion)
+
+
 Forge = Callable[[Kit], Attempt]
 
 
@@ -255,69 +286,401 @@ HUGE = "a" * 200_000  # over the token endpoint's 64 KiB body limit
 
 # Attacks on the ID token (PDP, token exchange → ID-JAG): all invalid_grant (RFC 6749 §5.2).
 ID_TOKEN_CASES = [
-    Case("alg none", "id-jag", lambda k: Attempt(sign_none(k.fresh(k.id_token), "JWT")), 400, "invalid_grant"),
-    Case("HS256 keyed with the IdP public key", "id-jag", lambda k: Attempt(sign_hs256_with_public_key(k.fresh(k.id_token), k.idp, "JWT")), 400, "invalid_grant"),
-    Case("unknown kid", "id-jag", lambda k: Attempt(sign_with_stranger(k.fresh(k.id_token), k.idp, "JWT", "no-such-kid")), 400, "invalid_grant"),
-    Case("bad signature (stranger key, real kid)", "id-jag", lambda k: Attempt(sign_with_stranger(k.fresh(k.id_token), k.idp, "JWT", k.idp.kid)), 400, "invalid_grant"),
-    Case("bad signature (flipped bit)", "id-jag", lambda k: Attempt(flip_signature(k.id_tok())), 400, "invalid_grant"),
-    Case("expired", "id-jag", lambda k: Attempt(k.id_tok(iat=now() - 7200, exp=now() - 3600)), 400, "invalid_grant"),
-    Case("nbf in the future", "id-jag", lambda k: Attempt(k.id_tok(nbf=now() + 3600)), 400, "invalid_grant"),
-    Case("wrong iss (real IdP key)", "id-jag", lambda k: Attempt(k.id_tok(iss=EVIL_ISSUER)), 400, "invalid_grant"),
-    Case("aud is another client", "id-jag", lambda k: Attempt(k.id_tok(aud=MCP_PRINCIPAL, azp=MCP_PRINCIPAL)), 400, "invalid_grant"),
-    Case("untrusted issuer (its own key)", "id-jag", lambda k: Attempt(SigningKey(generate_private_key("RS256"), "evil").sign(k.fresh(k.id_token, iss=EVIL_ISSUER), typ="JWT")), 400, "invalid_grant"),
+    Case(
+        "alg none",
+        "id-jag",
+        lambda k: Attempt(sign_none(k.fresh(k.id_token), "JWT")),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "HS256 keyed with the IdP public key",
+        "id-jag",
+        lambda k: Attempt(sign_hs256_with_public_key(k.fresh(k.id_token), k.idp, "JWT")),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "unknown kid",
+        "id-jag",
+        lambda k: Attempt(sign_with_stranger(k.fresh(k.id_token), k.idp, "JWT", "no-such-kid")),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "bad signature (stranger key, real kid)",
+        "id-jag",
+        lambda k: Attempt(sign_with_stranger(k.fresh(k.id_token), k.idp, "JWT", k.idp.kid)),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "bad signature (flipped bit)",
+        "id-jag",
+        lambda k: Attempt(flip_signature(k.id_tok())),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "expired",
+        "id-jag",
+        lambda k: Attempt(k.id_tok(iat=now() - 7200, exp=now() - 3600)),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "nbf in the future",
+        "id-jag",
+        lambda k: Attempt(k.id_tok(nbf=now() + 3600)),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "wrong iss (real IdP key)",
+        "id-jag",
+        lambda k: Attempt(k.id_tok(iss=EVIL_ISSUER)),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "aud is another client",
+        "id-jag",
+        lambda k: Attempt(k.id_tok(aud=MCP_PRINCIPAL, azp=MCP_PRINCIPAL)),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "untrusted issuer (its own key)",
+        "id-jag",
+        lambda k: Attempt(
+            SigningKey(generate_private_key("RS256"), "evil").sign(
+                k.fresh(k.id_token, iss=EVIL_ISSUER), typ="JWT"
+            )
+        ),
+        400,
+        "invalid_grant",
+    ),
     Case("missing sub", "id-jag", lambda k: Attempt(k.id_tok(sub=DROP)), 400, "invalid_grant"),
     Case("missing exp", "id-jag", lambda k: Attempt(k.id_tok(exp=DROP)), 400, "invalid_grant"),
     Case("missing aud", "id-jag", lambda k: Attempt(k.id_tok(aud=DROP)), 400, "invalid_grant"),
-    Case("ID-JAG where an ID token belongs", "id-jag", lambda k: Attempt(k.jag()), 400, "invalid_grant"),
-    Case("access token where an ID token belongs", "id-jag", lambda k: Attempt(k.mcp_at()), 400, "invalid_grant"),
-    Case("ID token typed at+jwt by the IdP key", "id-jag", lambda k: Attempt(k.idp.sign(k.fresh(k.id_token), typ=TYP_ACCESS_TOKEN)), 400, "invalid_grant"),
+    Case(
+        "ID-JAG where an ID token belongs",
+        "id-jag",
+        lambda k: Attempt(k.jag()),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "access token where an ID token belongs",
+        "id-jag",
+        lambda k: Attempt(k.mcp_at()),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "ID token typed at+jwt by the IdP key",
+        "id-jag",
+        lambda k: Attempt(k.idp.sign(k.fresh(k.id_token), typ=TYP_ACCESS_TOKEN)),
+        400,
+        "invalid_grant",
+    ),
     Case("garbage", "id-jag", lambda k: Attempt("not a token at all"), 400, "invalid_grant"),
     Case("truncated", "id-jag", lambda k: Attempt(k.id_tok()[:-20]), 400, "invalid_grant"),
-    Case("two segments", "id-jag", lambda k: Attempt(k.id_tok().rsplit(".", 1)[0]), 400, "invalid_grant"),
+    Case(
+        "two segments",
+        "id-jag",
+        lambda k: Attempt(k.id_tok().rsplit(".", 1)[0]),
+        400,
+        "invalid_grant",
+    ),
     Case("oversized token", "id-jag", lambda k: Attempt(TOO_LONG), 400, "invalid_grant"),
     Case("oversized body", "id-jag", lambda k: Attempt(HUGE), 413, "invalid_request"),
-    Case("genuine ID token, wrong client (aud mismatch)", "id-jag", lambda k: Attempt(k.id_token_raw, client=MCP_PRINCIPAL), 400, "invalid_grant"),
+    Case(
+        "genuine ID token, wrong client (aud mismatch)",
+        "id-jag",
+        lambda k: Attempt(k.id_token_raw, client=MCP_PRINCIPAL),
+        400,
+        "invalid_grant",
+    ),
 ]
 
 # Attacks on the ID-JAG (PDP, jwt-bearer redemption, ID-JAG draft -03 §4.4.1).
 ID_JAG_CASES = [
-    Case("alg none", "redeem", lambda k: Attempt(sign_none(k.fresh(k.id_jag), TYP_ID_JAG)), 400, "invalid_grant"),
-    Case("HS256 keyed with the PDP public key", "redeem", lambda k: Attempt(sign_hs256_with_public_key(k.fresh(k.id_jag), k.pdp, TYP_ID_JAG)), 400, "invalid_grant"),
-    Case("unknown kid", "redeem", lambda k: Attempt(sign_with_stranger(k.fresh(k.id_jag), k.pdp, TYP_ID_JAG, "no-such-kid")), 400, "invalid_grant"),
-    Case("bad signature (stranger key, real kid)", "redeem", lambda k: Attempt(sign_with_stranger(k.fresh(k.id_jag), k.pdp, TYP_ID_JAG, k.pdp.kid)), 400, "invalid_grant"),
-    Case("bad signature (flipped bit)", "redeem", lambda k: Attempt(flip_signature(k.jag())), 400, "invalid_grant"),
-    Case("expired", "redeem", lambda k: Attempt(k.jag(iat=now() - 7200, exp=now() - 3600)), 400, "invalid_grant"),
-    Case("nbf in the future", "redeem", lambda k: Attempt(k.jag(nbf=now() + 3600)), 400, "invalid_grant"),
+    Case(
+        "alg none",
+        "redeem",
+        lambda k: Attempt(sign_none(k.fresh(k.id_jag), TYP_ID_JAG)),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "HS256 keyed with the PDP public key",
+        "redeem",
+        lambda k: Attempt(sign_hs256_with_public_key(k.fresh(k.id_jag), k.pdp, TYP_ID_JAG)),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "unknown kid",
+        "redeem",
+        lambda k: Attempt(sign_with_stranger(k.fresh(k.id_jag), k.pdp, TYP_ID_JAG, "no-such-kid")),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "bad signature (stranger key, real kid)",
+        "redeem",
+        lambda k: Attempt(sign_with_stranger(k.fresh(k.id_jag), k.pdp, TYP_ID_JAG, k.pdp.kid)),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "bad signature (flipped bit)",
+        "redeem",
+        lambda k: Attempt(flip_signature(k.jag())),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "expired",
+        "redeem",
+        lambda k: Attempt(k.jag(iat=now() - 7200, exp=now() - 3600)),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "nbf in the future",
+        "redeem",
+        lambda k: Attempt(k.jag(nbf=now() + 3600)),
+        400,
+        "invalid_grant",
+    ),
     Case("wrong iss", "redeem", lambda k: Attempt(k.jag(iss=EVIL_ISSUER)), 400, "invalid_grant"),
-    Case("wrong aud", "redeem", lambda k: Attempt(k.jag(aud="https://other-as.example")), 400, "invalid_grant"),
-    Case("ID token where an ID-JAG belongs", "redeem", lambda k: Attempt(k.id_token_raw), 400, "invalid_grant"),
-    Case("access token where an ID-JAG belongs", "redeem", lambda k: Attempt(k.mcp_at()), 400, "invalid_grant"),
+    Case(
+        "wrong aud",
+        "redeem",
+        lambda k: Attempt(k.jag(aud="https://other-as.example")),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "ID token where an ID-JAG belongs",
+        "redeem",
+        lambda k: Attempt(k.id_token_raw),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "access token where an ID-JAG belongs",
+        "redeem",
+        lambda k: Attempt(k.mcp_at()),
+        400,
+        "invalid_grant",
+    ),
     Case("missing jti", "redeem", lambda k: Attempt(k.jag(jti=DROP)), 400, "invalid_grant"),
-    Case("missing client_id", "redeem", lambda k: Attempt(k.jag(client_id=DROP)), 400, "invalid_grant"),
+    Case(
+        "missing client_id",
+        "redeem",
+        lambda k: Attempt(k.jag(client_id=DROP)),
+        400,
+        "invalid_grant",
+    ),
     Case("missing sub", "redeem", lambda k: Attempt(k.jag(sub=DROP)), 400, "invalid_grant"),
     Case("missing scope", "redeem", lambda k: Attempt(k.jag(scope=DROP)), 400, "invalid_grant"),
-    Case("client_id is not the authenticated client", "redeem", lambda k: Attempt(k.genuine_jag(), client=MCP_PRINCIPAL), 400, "invalid_grant"),
-    Case("scope escalation beyond the ID-JAG", "redeem", lambda k: Attempt(k.genuine_jag(), form={"scope": "api:role.docs-poster"}), 400, "invalid_scope"),
+    Case(
+        "client_id is not the authenticated client",
+        "redeem",
+        lambda k: Attempt(k.genuine_jag(), client=MCP_PRINCIPAL),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "scope escalation beyond the ID-JAG",
+        "redeem",
+        lambda k: Attempt(k.genuine_jag(), form={"scope": "api:role.docs-poster"}),
+        400,
+        "invalid_scope",
+    ),
     Case("replayed ID-JAG", "redeem", lambda k: Attempt(redeemed_once(k)), 400, "invalid_grant"),
     Case("garbage", "redeem", lambda k: Attempt("garbage"), 400, "invalid_grant"),
     Case("truncated", "redeem", lambda k: Attempt(k.jag()[:-30]), 400, "invalid_grant"),
     Case("oversized token", "redeem", lambda k: Attempt(TOO_LONG), 400, "invalid_grant"),
     Case("oversized body", "redeem", lambda k: Attempt(HUGE), 413, "invalid_request"),
     Case("no assertion", "redeem", lambda k: Attempt(""), 400, "invalid_request"),
-    Case("JSON body instead of a form", "redeem", lambda k: Attempt("", raw_body=("application/json", json.dumps({"grant_type": GRANT_JWT_BEARER, "assertion": k.jag()}).encode())), 400, "invalid_request"),
-    Case("form fields as text/plain", "redeem", lambda k: Attempt("", raw_body=("text/plain", f"grant_type={GRANT_JWT_BEARER}&assertion={k.jag()}".encode())), 400, "invalid_request"),
-    Case("binary body", "redeem", lambda k: Attempt("", raw_body=("application/x-www-form-urlencoded", bytes(range(256)) * 8)), 400, "invalid_request"),
+    Case(
+        "JSON body instead of a form",
+        "redeem",
+        lambda k: Attempt(
+            "",
+            raw_body=(
+                "application/json",
+                json.dumps({"grant_type": GRANT_JWT_BEARER, "assertion": k.jag()}).encode(),
+            ),
+        ),
+        400,
+        "invalid_request",
+    ),
+    Case(
+        "form fields as text/plain",
+        "redeem",
+        lambda k: Attempt(
+            "",
+            raw_body=("text/plain", f"grant_type={GRANT_JWT_BEARER}&assertion={k.jag()}".encode()),
+        ),
+        400,
+        "invalid_request",
+    ),
+    Case(
+        "binary body",
+        "redeem",
+        lambda k: Attempt(
+            "", raw_body=("application/x-www-form-urlencoded", bytes(range(256)) * 8)
+        ),
+        400,
+        "invalid_request",
+    ),
 ]
 
 # Attacks on the subject access token of RFC 8693 exchange (the MCP server's grant).
+# Attacks on client authentication at the token endpoint (RFC 7523 §3, RFC 6749 §5.2).
+CLIENT_AUTH_CASES = [
+    Case(
+        "client assertion alg none",
+        "redeem",
+        lambda k: Attempt(k.genuine_jag(), client_assertion=sign_none(client_claims(k), "JWT")),
+        401,
+        "invalid_client",
+    ),
+    Case(
+        "client assertion signed with another client's key",
+        "redeem",
+        lambda k: forged_client(k, signer=MCP_PRINCIPAL),
+        401,
+        "invalid_client",
+    ),
+    Case(
+        "client assertion expired",
+        "redeem",
+        lambda k: forged_client(k, iat=now() - 7200, exp=now() - 3600),
+        401,
+        "invalid_client",
+    ),
+    Case(
+        "client assertion for another audience",
+        "redeem",
+        lambda k: forged_client(k, aud="https://other-as.example/token"),
+        401,
+        "invalid_client",
+    ),
+    Case(
+        "client assertion iss is not sub",
+        "redeem",
+        lambda k: forged_client(k, iss=MCP_PRINCIPAL),
+        401,
+        "invalid_client",
+    ),
+    Case(
+        "client assertion without jti",
+        "redeem",
+        lambda k: forged_client(k, jti=DROP),
+        401,
+        "invalid_client",
+    ),
+    Case("client assertion replayed", "redeem", replayed_client_assertion, 401, "invalid_client"),
+]
+
+# Misuse of genuine tokens: asking for more, or for somewhere else, than was granted.
+ESCALATION_CASES = [
+    Case(
+        "ID-JAG for a role the agent may not request",
+        "id-jag",
+        lambda k: Attempt(k.id_token_raw, form={"scope": "api:role.docs-reviewer"}),
+        403,
+        "unauthorized_client",
+    ),
+    Case(
+        "ID-JAG typed JWT instead of oauth-id-jag+jwt",
+        "redeem",
+        lambda k: Attempt(k.pdp.sign(k.fresh(k.id_jag), typ="JWT")),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "redeem for another resource than the ID-JAG's",
+        "redeem",
+        lambda k: Attempt(k.genuine_jag(), form={"resource": "https://elsewhere.example/mcp"}),
+        400,
+        "invalid_target",
+    ),
+    Case(
+        "ID-JAG for a role the user does not hold",
+        "id-jag",
+        lambda k: Attempt(k.id_token_raw, form={"scope": "api:role.docs-deleter"}),
+        403,  # Athenz answers "not included in the requested role(s)" with 403
+        "invalid_scope",
+    ),
+    Case(
+        "exchange for a role the subject token does not carry",
+        "exchange",
+        lambda k: Attempt(k.mcp_at(), client=MCP_PRINCIPAL, form={"scope": "api:role.docs-poster"}),
+        400,
+        "invalid_scope",
+    ),
+]
+
 EXCHANGE_CASES = [
-    Case("alg none", "exchange", lambda k: Attempt(sign_none(k.claims_for("mcp"), TYP_ACCESS_TOKEN), client=MCP_PRINCIPAL), 400, "invalid_grant"),
-    Case("HS256 keyed with the PDP public key", "exchange", lambda k: Attempt(sign_hs256_with_public_key(k.claims_for("mcp"), k.pdp, TYP_ACCESS_TOKEN), client=MCP_PRINCIPAL), 400, "invalid_grant"),
-    Case("expired", "exchange", lambda k: Attempt(k.mcp_at(iat=now() - 7200, exp=now() - 3600), client=MCP_PRINCIPAL), 400, "invalid_grant"),
-    Case("ID-JAG where an access token belongs", "exchange", lambda k: Attempt(k.jag(), client=MCP_PRINCIPAL), 400, "invalid_grant"),
-    Case("ID token where an access token belongs", "exchange", lambda k: Attempt(k.id_token_raw, client=MCP_PRINCIPAL), 400, "invalid_grant"),
-    Case("garbage", "exchange", lambda k: Attempt("x.y.z", client=MCP_PRINCIPAL), 400, "invalid_grant"),
-    Case("unknown subject_token_type", "exchange", lambda k: Attempt(k.mcp_at(), client=MCP_PRINCIPAL, form=subject_form("urn:example:saml")), 400, "invalid_request"),
+    Case(
+        "alg none",
+        "exchange",
+        lambda k: Attempt(sign_none(k.claims_for("mcp"), TYP_ACCESS_TOKEN), client=MCP_PRINCIPAL),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "HS256 keyed with the PDP public key",
+        "exchange",
+        lambda k: Attempt(
+            sign_hs256_with_public_key(k.claims_for("mcp"), k.pdp, TYP_ACCESS_TOKEN),
+            client=MCP_PRINCIPAL,
+        ),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "expired",
+        "exchange",
+        lambda k: Attempt(k.mcp_at(iat=now() - 7200, exp=now() - 3600), client=MCP_PRINCIPAL),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "ID-JAG where an access token belongs",
+        "exchange",
+        lambda k: Attempt(k.jag(), client=MCP_PRINCIPAL),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "ID token where an access token belongs",
+        "exchange",
+        lambda k: Attempt(k.id_token_raw, client=MCP_PRINCIPAL),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "garbage",
+        "exchange",
+        lambda k: Attempt("x.y.z", client=MCP_PRINCIPAL),
+        400,
+        "invalid_grant",
+    ),
+    Case(
+        "unknown subject_token_type",
+        "exchange",
+        lambda k: Attempt(k.mcp_at(), client=MCP_PRINCIPAL, form=subject_form("urn:example:saml")),
+        400,
+        "invalid_request",
+    ),
 ]
 
 
@@ -325,9 +688,24 @@ def bearer_cases(target: str) -> list[Case]:
     """RFC 6750 §3.1: every unusable access token → 401 invalid_token (RFC 9068 §4 checks)."""
     rows: list[tuple[str, Forge]] = [
         ("alg none", lambda k: Attempt(sign_none(k.claims_for(target), TYP_ACCESS_TOKEN))),
-        ("HS256 keyed with the PDP public key", lambda k: Attempt(sign_hs256_with_public_key(k.claims_for(target), k.pdp, TYP_ACCESS_TOKEN))),
-        ("unknown kid", lambda k: Attempt(sign_with_stranger(k.claims_for(target), k.pdp, TYP_ACCESS_TOKEN, "no-such-kid"))),
-        ("bad signature (stranger key, real kid)", lambda k: Attempt(sign_with_stranger(k.claims_for(target), k.pdp, TYP_ACCESS_TOKEN, k.pdp.kid))),
+        (
+            "HS256 keyed with the PDP public key",
+            lambda k: Attempt(
+                sign_hs256_with_public_key(k.claims_for(target), k.pdp, TYP_ACCESS_TOKEN)
+            ),
+        ),
+        (
+            "unknown kid",
+            lambda k: Attempt(
+                sign_with_stranger(k.claims_for(target), k.pdp, TYP_ACCESS_TOKEN, "no-such-kid")
+            ),
+        ),
+        (
+            "bad signature (stranger key, real kid)",
+            lambda k: Attempt(
+                sign_with_stranger(k.claims_for(target), k.pdp, TYP_ACCESS_TOKEN, k.pdp.kid)
+            ),
+        ),
         ("bad signature (flipped bit)", lambda k: Attempt(flip_signature(k.at_for(target)))),
         ("expired", lambda k: Attempt(k.at_for(target, iat=now() - 7200, exp=now() - 3600))),
         ("nbf in the future", lambda k: Attempt(k.at_for(target, nbf=now() + 3600))),
@@ -335,10 +713,16 @@ def bearer_cases(target: str) -> list[Case]:
         ("wrong aud", lambda k: Attempt(k.at_for(target, aud="https://elsewhere.example"))),
         ("ID-JAG where an access token belongs", lambda k: Attempt(k.jag())),
         ("ID token where an access token belongs", lambda k: Attempt(k.id_token_raw)),
-        ("PDP-signed token typed JWT, not at+jwt", lambda k: Attempt(k.pdp.sign(k.claims_for(target), typ="JWT"))),
+        (
+            "PDP-signed token typed JWT, not at+jwt",
+            lambda k: Attempt(k.pdp.sign(k.claims_for(target), typ="JWT")),
+        ),
         ("missing sub", lambda k: Attempt(k.at_for(target, sub=DROP))),
         ("missing exp", lambda k: Attempt(k.at_for(target, exp=DROP))),
-        ("signed by the IdP key", lambda k: Attempt(k.idp.sign(k.claims_for(target), typ=TYP_ACCESS_TOKEN))),
+        (
+            "signed by the IdP key",
+            lambda k: Attempt(k.idp.sign(k.claims_for(target), typ=TYP_ACCESS_TOKEN)),
+        ),
         ("garbage", lambda k: Attempt("garbage")),
         ("truncated", lambda k: Attempt(k.at_for(target)[:-25])),
         ("oversized", lambda k: Attempt("a" * 7_000)),
@@ -350,7 +734,15 @@ def bearer_cases(target: str) -> list[Case]:
     return [Case(name, target, forge, 401, "invalid_token") for name, forge in rows]
 
 
-CASES = ID_TOKEN_CASES + ID_JAG_CASES + EXCHANGE_CASES + bearer_cases("mcp") + bearer_cases("docapi")
+CASES = (
+    ID_TOKEN_CASES
+    + ID_JAG_CASES
+    + CLIENT_AUTH_CASES
+    + ESCALATION_CASES
+    + EXCHANGE_CASES
+    + bearer_cases("mcp")
+    + bearer_cases("docapi")
+)
 
 
 def redeemed_once(kit: Kit) -> str:
@@ -365,40 +757,44 @@ def redeemed_once(kit: Kit) -> str:
 
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kit]:
-    with full_lab(Path(tmp_path_factory.mktemp("battery")) / "home") as lab:
-        with Agent(lab.endpoints, lab.settings) as agent, httpx.Client(timeout=30) as http:
-            signed_in = agent.sign_in("idjag-learner", "password", method="password")
-            assert signed_in.id_token, signed_in
-            id_jag = agent.request_id_jag(signed_in.id_token)
-            assert id_jag.token, id_jag.message
-            access = agent.redeem_id_jag(id_jag.token)
-            assert access.token, access.message
-            learner = SigningKey.load_or_create(lab.settings.key_file(LEARNER_PRINCIPAL))
-            api = http.post(
-                lab.endpoints.zts_token,
-                data={
-                    "grant_type": GRANT_CLIENT_CREDENTIALS,
-                    "scope": "api:role.docs-getter",
-                    "client_assertion_type": CLIENT_ASSERTION_TYPE_JWT_BEARER,
-                    "client_assertion": make_client_assertion(
-                        LEARNER_PRINCIPAL, learner, lab.endpoints.zts
-                    ),
-                },
-            )
-            assert api.status_code == 200, api.text
-            keys = lab.settings.keys_dir
-            yield Kit(
-                lab=lab,
-                http=http,
-                idp=SigningKey.load_or_create(keys / "idp-signing.pem", "RS256"),
-                pdp=SigningKey.load_or_create(keys / "pdp-signing.pem"),
-                id_token=unverified_claims(signed_in.id_token),
-                id_jag=unverified_claims(id_jag.token),
-                mcp_access=unverified_claims(access.token),
-                api_access=unverified_claims(api.json()["access_token"]),
-                id_token_raw=signed_in.id_token,
-                mcp_access_raw=access.token,
-            )
+    with contextlib.ExitStack() as stack:
+        lab = stack.enter_context(full_lab(tmp_path_factory.mktemp("battery") / "home"))
+        agent = stack.enter_context(Agent(lab.endpoints, lab.settings))
+        http = stack.enter_context(httpx.Client(timeout=30))
+        # A role the learner holds but the agent has no zts.jag_exchange policy for.
+        lab.admin.role("api", "docs-reviewer", (LEARNER_PRINCIPAL,))
+        signed_in = agent.sign_in("idjag-learner", "password", method="password")
+        assert signed_in.id_token, signed_in
+        id_jag = agent.request_id_jag(signed_in.id_token)
+        assert id_jag.token, id_jag.message
+        access = agent.redeem_id_jag(id_jag.token)
+        assert access.token, access.message
+        learner = SigningKey.load_or_create(lab.settings.key_file(LEARNER_PRINCIPAL))
+        api = http.post(
+            lab.endpoints.zts_token,
+            data={
+                "grant_type": GRANT_CLIENT_CREDENTIALS,
+                "scope": "api:role.docs-getter",
+                "client_assertion_type": CLIENT_ASSERTION_TYPE_JWT_BEARER,
+                "client_assertion": make_client_assertion(
+                    LEARNER_PRINCIPAL, learner, lab.endpoints.zts
+                ),
+            },
+        )
+        assert api.status_code == 200, api.text
+        keys = lab.settings.keys_dir
+        yield Kit(
+            lab=lab,
+            http=http,
+            idp=SigningKey.load_or_create(keys / "idp-signing.pem", "RS256"),
+            pdp=SigningKey.load_or_create(keys / "pdp-signing.pem"),
+            id_token=unverified_claims(signed_in.id_token),
+            id_jag=unverified_claims(id_jag.token),
+            mcp_access=unverified_claims(access.token),
+            api_access=unverified_claims(api.json()["access_token"]),
+            id_token_raw=signed_in.id_token,
+            mcp_access_raw=access.token,
+        )
 
 
 # ------------------------------------------------------------------------------ tests
@@ -425,11 +821,13 @@ def test_forged_or_misused_token_is_refused_with_the_oauth_error(kit: Kit, case:
 
     assert response.status_code == case.status, (response.status_code, response.text[:500])
     assert response.json()["error"] == case.error, response.text[:500]
-    if case.status == 401:
+    if case.target in ("mcp", "docapi"):
         # RFC 6750 §3: the challenge names the error too.
         assert f'error="{case.error}"' in response.headers["www-authenticate"]
-    else:
-        assert "access_token" not in response.json()
+    elif case.status == 401:
+        # RFC 6749 §5.2: a 401 from the token endpoint carries a client-auth challenge.
+        assert "www-authenticate" in response.headers
+    assert "access_token" not in response.json()
 
 
 def test_the_battery_covers_every_target() -> None:

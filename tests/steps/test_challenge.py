@@ -155,3 +155,15 @@ def test_step_14_takes_its_answer_from_the_solution_file() -> None:
     # The refusals come before the answer, the successful create after it.
     ids = [a.id for a in step.actions]
     assert ids.index("create_refused") < ids.index(marked[0].id) < ids.index("create_allowed")
+
+
+def test_a_challenge_is_skipped_not_failed_in_junit(tmp_path: Path, ctx: RunContext) -> None:
+    import xml.etree.ElementTree as ET
+
+    from lab.render.report import to_junit
+
+    result = run_step(load_step(step_file(tmp_path, CHALLENGE)), ctx, solutions=False)
+    suite = ET.fromstring(to_junit([result])).find("testsuite")
+    assert suite is not None
+    assert (suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("0", "0", "1")
+    assert suite.find("testcase/skipped") is not None

@@ -25,6 +25,8 @@ from tests.steps.test_all_steps import LabProcess, shared_lab
 #: (Step 17's check verifies the audit trail is intact, which holds before the step as well.)
 DISCRIMINATING_CHECKS = (2, 3, 4, 5, 7, 8, 10, 11, 13, 14, 15)
 WITH_CHECK_BLOCK = {s.number for s in load_steps() if s.check_actions}
+#: Challenge steps: a plain `lab step N` stops before the answer (`solution: true` actions).
+CHALLENGES = {s.number for s in load_steps() if any(a.solution for a in s.actions)}
 #: Steps whose every captured value comes from a JSON response: their --manual output runs as it
 #: is when pasted into a shell (other steps ask the learner to copy a token from the output).
 MANUAL_REPLAYABLE = (2, 3, 4, 5, 7, 8)
@@ -50,6 +52,13 @@ def test_reset_to_step_then_run_it(lab_stack: LabProcess, number: int) -> None:
         assert before.returncode == 1, "--check passed before the step ran:\n" + explain(before)
     run = lab_stack.lab("step", str(number))
     assert run.returncode == 0, explain(run)
+    if number in CHALLENGES:
+        # The learner's turn: the answer is not applied, so the state is still the old one.
+        assert "CHALLENGE" in run.stdout, explain(run)
+        unsolved = lab_stack.lab("step", str(number), "--check")
+        assert unsolved.returncode == 1, "--check passed before the answer:\n" + explain(unsolved)
+        solved = lab_stack.lab("step", str(number), "--solution")
+        assert solved.returncode == 0, explain(solved)
     if number in WITH_CHECK_BLOCK:
         after = lab_stack.lab("step", str(number), "--check")
         assert after.returncode == 0, explain(after)
