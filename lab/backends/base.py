@@ -48,7 +48,10 @@ class BackendNotRunning(BackendError):
     def __init__(self, backend: str) -> None:
         super().__init__(
             f"the {backend} backend is not running",
-            f"start it with `lab up --backend {backend}`",
+            # --backend is an option of `lab` itself, so it goes before the command.
+            "start it with `lab up`"
+            if backend == "embedded"
+            else f"start it with `lab --backend {backend} up`",
         )
 
 

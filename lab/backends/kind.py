@@ -81,7 +81,7 @@ def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         tail = (exc.stderr or exc.stdout or "").strip().splitlines()[-3:]
         raise BackendError(
             f"`{' '.join(argv)}` failed: {' / '.join(tail) or f'exit {exc.returncode}'}",
-            "run `lab doctor --backend kind`; rerun with LAB_KIND_RETAIN=1 to inspect the cluster",
+            "run `lab --backend kind doctor`; rerun with LAB_KIND_RETAIN=1 to inspect the cluster",
         ) from None
 
 
@@ -390,7 +390,7 @@ class WaitHealthy:
                 ctx.progress(part, "failed", f"no answer at {url}")
                 raise BackendError(
                     f"{part} does not answer at {url}",
-                    "see `lab logs --backend kind`; is another process on that port?",
+                    "see `lab --backend kind logs`; is another process on that port?",
                 )
             ctx.progress(part, "healthy", url)
 
@@ -482,7 +482,7 @@ class KindBackend:
         return actions
 
     def describe_plan(self, image: str | None = None) -> str:
-        """Everything ``lab up --backend kind --dry-run`` shows: no daemon is touched."""
+        """Everything ``lab --backend kind up --dry-run`` shows: no daemon is touched."""
         header = [f"# kind backend plan (context {self.context}, namespace {self.namespace})"]
         header += [f"#   {name}: {value}" for name, value in versions.pinned().items()]
         blocks = [
@@ -552,7 +552,7 @@ class KindBackend:
         record = read_runtime(self.settings)
         if record is None:
             return BackendStatus(
-                self.name, running=False, detail="not started (`lab up --backend kind`)"
+                self.name, running=False, detail="not started (`lab --backend kind up`)"
             )
         endpoints = Endpoints.from_dict(record["endpoints"])
         parts = tuple(check_part(part, url) for part, url in health_urls(endpoints).items())
@@ -722,7 +722,7 @@ def wait_rollout(
             raise BackendError(
                 f"Deployments {', '.join(pending)} in {namespace} did not become available "
                 f"within {timeout_s:.0f} s",
-                f"see `kubectl -n {namespace} describe pods` and `lab logs --backend kind`",
+                f"see `kubectl -n {namespace} describe pods` and `lab --backend kind logs`",
             )
         if pending:
             time.sleep(POLL_S)

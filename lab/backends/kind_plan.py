@@ -1,7 +1,7 @@
 """The kind backend's plan as pure data: kind config, rendered manifests, docker calls.
 
 Nothing here talks to a daemon or a cluster, so ``--dry-run`` and the offline tests see exactly
-what ``lab up --backend kind`` would send. Templates are the plain YAML files in ``manifests/``;
+what ``lab --backend kind up`` would send. Templates are the plain YAML files in ``manifests/``;
 Python sets only namespace, names, image, ports, pod environment and Secret data.
 """
 

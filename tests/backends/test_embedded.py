@@ -89,7 +89,7 @@ def test_down_stops_the_process_and_is_idempotent(backend: EmbeddedBackend) -> N
     backend.down()  # like rm -f: nothing to stop is fine
     with pytest.raises(BackendNotRunning) as caught:
         backend.endpoints()
-    assert caught.value.fix == "start it with `lab up --backend embedded`"
+    assert caught.value.fix == "start it with `lab up`"
 
 
 def test_a_busy_port_names_the_port_and_the_variable_that_moves_it(

@@ -92,13 +92,13 @@ def test_status_when_never_started_is_not_running(tmp_path: Path) -> None:
     status = KindBackend(Settings(home=tmp_path)).status()
     assert status.running is False
     assert status.healthy is False
-    assert "lab up --backend kind" in status.detail
+    assert "lab --backend kind up" in status.detail
 
 
 def test_endpoints_when_down_raise_backend_not_running(tmp_path: Path) -> None:
     with pytest.raises(BackendNotRunning) as caught:
         KindBackend(Settings(home=tmp_path)).endpoints()
-    assert caught.value.fix == "start it with `lab up --backend kind`"
+    assert caught.value.fix == "start it with `lab --backend kind up`"
 
 
 def test_providers_when_down_raise_backend_not_running(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def test_commands_needing_the_lab_fail_with_environment_code_and_a_fix(lab: Lab)
     result = lab.invoke("reset")
     assert result.exit_code == 3
     assert "error: the embedded backend is not running" in result.output
-    assert "fix: start it with `lab up --backend embedded`" in result.output
+    assert "fix: start it with `lab up`" in result.output
     assert "Traceback" not in result.output
 
 
