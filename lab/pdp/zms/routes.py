@@ -64,6 +64,10 @@ def _strings(value: Any, what: str) -> list[str]:
     return value
 
 
+#: Store tables of the entities addressed as ``<domain>:<kind>.<name>``.
+ENTITY_TABLES = {"role": "roles", "policy": "policies"}
+
+
 class Zms:
     def __init__(self, pdp: Pdp) -> None:
         self.pdp = pdp
@@ -225,22 +229,30 @@ class Zms:
         return data
 
     def get_role(self, principal: str, domain: str, role: str) -> dict[str, Any]:
+        return self._get_entity(domain, "role", role)
+
+    def list_roles(self, principal: str, domain: str) -> dict[str, Any]:
+        return self._list_entities(domain, "role")
+
+    def _get_entity(self, domain: str, kind: str, name: str) -> dict[str, Any]:
+        """A role or policy (``kind``), stored in its table under its short name."""
         domain = domain_name(domain)
         self.require_domain(domain)
-        role = short_entity(domain, role, "role")
-        data = self.store.get_object("roles", domain, role)
+        short = short_entity(domain, name, kind)
+        data = self.store.get_object(ENTITY_TABLES[kind], domain, short)
         if data is None:
+            full = f"{domain}:{kind}.{short}"
             raise NotFound(
-                f"role {domain}:role.{role} not found",
-                athenz_message=f"getRole: Role not found: '{domain}:role.{role}'",
+                f"{kind} {full} not found",
+                athenz_message=f"get{kind.title()}: {kind.title()} not found: '{full}'",
             )
         return data
 
-    def list_roles(self, principal: str, domain: str) -> dict[str, Any]:
+    def _list_entities(self, domain: str, kind: str) -> dict[str, Any]:
         domain = domain_name(domain)
         self.require_domain(domain)
-        roles = self.store.list_objects("roles", domain)
-        return {"names": [r["name"].split(":role.", 1)[1] for r in roles], "list": roles}
+        items = self.store.list_objects(ENTITY_TABLES[kind], domain)
+        return {"names": [i["name"].split(f":{kind}.", 1)[1] for i in items], "list": items}
 
     def delete_role(self, principal: str, domain: str, role: str) -> None:
         domain = domain_name(domain)
@@ -342,22 +354,10 @@ class Zms:
         return data
 
     def get_policy(self, principal: str, domain: str, policy: str) -> dict[str, Any]:
-        domain = domain_name(domain)
-        self.require_domain(domain)
-        policy = short_entity(domain, policy, "policy")
-        data = self.store.get_object("policies", domain, policy)
-        if data is None:
-            raise NotFound(
-                f"policy {domain}:policy.{policy} not found",
-                athenz_message=f"getPolicy: Policy not found: '{domain}:policy.{policy}'",
-            )
-        return data
+        return self._get_entity(domain, "policy", policy)
 
     def list_policies(self, principal: str, domain: str) -> dict[str, Any]:
-        domain = domain_name(domain)
-        self.require_domain(domain)
-        policies = self.store.list_objects("policies", domain)
-        return {"names": [p["name"].split(":policy.", 1)[1] for p in policies], "list": policies}
+        return self._list_entities(domain, "policy")
 
     def delete_policy(self, principal: str, domain: str, policy: str) -> None:
         domain = domain_name(domain)
