@@ -15,34 +15,16 @@ import httpx
 import httpx2
 import pytest
 from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuthProvider
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from lab.agent.sep990 import MemoryTokenStorage
 from lab.oauth.admin import bearer_token
 from lab.oauth.jose import JwksCache, JwtValidationError, verify_jwt
 from lab.oauth.tokens import TYP_ACCESS_TOKEN
 from tests.pdp.conftest import AGENT, LEARNER, PdpLab
-
-
-class MemoryStorage:
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client_info: OAuthClientInformationFull | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client_info
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client_info = client_info
 
 
 def protected_resource(lab: PdpLab) -> Starlette:
@@ -99,7 +81,7 @@ async def test_sdk_client_gets_a_pdp_token_with_an_id_jag(
 
     provider = IdentityAssertionOAuthProvider(
         server_url=world.settings.endpoints.mcp,
-        storage=MemoryStorage(),
+        storage=MemoryTokenStorage(),
         client_id=AGENT,
         client_secret=secret,
         issuer=world.zts,
