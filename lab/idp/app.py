@@ -25,13 +25,20 @@ from lab.idp import login
 from lab.idp.authorize import Authorizer
 from lab.idp.clients import authenticate_client, redirect_uri_allowed
 from lab.idp.grants import Grants, param
+from lab.idp.id_jag import IdJagIssuer
 from lab.idp.realm import Realm, load_realm
 from lab.idp.store import IdpStore
 from lab.idp.tokens import Subject, TokenIssuer, resolve_scopes
 from lab.oauth.errors import InvalidGrant, InvalidRequest, InvalidToken, OAuthError
 from lab.oauth.jose import JwtValidationError, SigningKey, jwks
 from lab.oauth.starlette import NO_STORE, exception_handlers, read_form
-from lab.oauth.tokens import KEYCLOAK_TYP_BEARER, KEYCLOAK_TYP_ID, KEYCLOAK_TYP_REFRESH
+from lab.oauth.tokens import (
+    GRANT_TOKEN_EXCHANGE,
+    KEYCLOAK_TYP_BEARER,
+    KEYCLOAK_TYP_ID,
+    KEYCLOAK_TYP_REFRESH,
+    TOKEN_TYPE_ID_JAG,
+)
 
 log = logging.getLogger("lab.idp")
 
@@ -49,7 +56,13 @@ async def keycloak_error(request: Request, exc: Exception) -> Response:
 class IdentityProvider:
     """One realm served Keycloak-style; the routes below are thin wrappers over it."""
 
-    def __init__(self, realm: Realm, issuer: str, key: SigningKey) -> None:
+    def __init__(
+        self,
+        realm: Realm,
+        issuer: str,
+        key: SigningKey,
+        placeholders: dict[str, str] | None = None,
+    ) -> None:
         self.realm = realm
         self.issuer = issuer
         self.key = key
@@ -61,6 +74,7 @@ class IdentityProvider:
         self.tokens = TokenIssuer(realm, issuer, key)
         self.grants = Grants(self.tokens, self.store)
         self.authorizer = Authorizer(realm, self.store, issuer)
+        self.id_jag = IdJagIssuer(realm, self.tokens, key, self._subject_of, placeholders)
 
     # -- metadata -----------------------------------------------------------------------------
 
@@ -80,7 +94,10 @@ class IdentityProvider:
                 "client_credentials",
                 "password",
                 "refresh_token",
+                GRANT_TOKEN_EXCHANGE,
             ],
+            # ID-JAG draft -04 §7: this IdP issues ID-JAGs by token exchange.
+            "identity_chaining_requested_token_types_supported": [TOKEN_TYPE_ID_JAG],
             "acr_values_supported": ["0", "1"],
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
@@ -147,6 +164,8 @@ class IdentityProvider:
         if grant_type is None:
             raise InvalidRequest("Missing form parameter: grant_type")
         client = authenticate_client(self.realm, request, form)
+        if grant_type == GRANT_TOKEN_EXCHANGE:
+            return self.id_jag.exchange(client, form)  # RFC 8693: ID token -> ID-JAG
         return self.grants.run(grant_type, client, form)
 
     # -- userinfo (OIDC Core §5.3) --------------------------------------------------------------
@@ -251,7 +270,13 @@ def create_app(settings: Settings, realm_file: Path = DEFAULT_REALM_FILE) -> Sta
     realm = load_realm(realm_file)
     issuer = f"{settings.endpoints.idp_base}/realms/{realm.name}"
     key = signing_key(settings)
-    idp = IdentityProvider(realm, issuer, key)
+    # Keycloak resolves ${LAB_ZTS_ISSUER} etc. in the realm file from its environment; the
+    # embedded IdP from the lab's own endpoints (lab/idp/id_jag.py).
+    placeholders = {
+        "LAB_ZTS_ISSUER": settings.endpoints.zts,
+        "LAB_MCP_RESOURCE": settings.endpoints.mcp,
+    }
+    idp = IdentityProvider(realm, issuer, key, placeholders)
     log.info("idp: realm %s from %s, issuer %s, key %s", realm.name, realm_file, issuer, key.kid)
     handlers = exception_handlers()
     handlers[OAuthError] = keycloak_error

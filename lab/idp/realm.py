@@ -182,6 +182,11 @@ class Client:
     pkce_method: str | None
     default_scopes: tuple[str, ...]
     optional_scopes: tuple[str, ...]
+    #: Keycloak client attributes (strings), e.g. the ``id.jag.*`` ones of lab/idp/id_jag.py.
+    attributes: tuple[tuple[str, str], ...] = ()
+
+    def attribute(self, name: str) -> str | None:
+        return next((value for key, value in self.attributes if key == name), None)
 
     @property
     def service_account_id(self) -> str:
@@ -290,6 +295,9 @@ def _parse_client(
         pkce_method=str(pkce) if pkce else None,
         default_scopes=r.string_list("defaultClientScopes", default_scopes),
         optional_scopes=r.string_list("optionalClientScopes", optional_scopes),
+        attributes=tuple(
+            (str(key), value) for key, value in attributes.items() if isinstance(value, str)
+        ),
     )
 
 
