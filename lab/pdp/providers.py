@@ -1,9 +1,13 @@
 """Trusted identity providers (Athenz ``oauth_provider_config_file``, reference/athenz.md §6).
 
 ``settings.providers_file`` is a JSON array of
-``{"issuerUri", "jwksUri", "principalTemplate"}``; a provider is found by an exact match of the
-ID token's ``iss``. Each provider keeps a :class:`~lab.oauth.jose.JwksCache` (fetched lazily,
-cached, refreshed on an unknown ``kid``). ``reload()`` re-reads the file without a restart.
+``{"issuerUri", "jwksUri", "principalTemplate", "idJagIssuer"}``; a provider is found by an exact
+match of the token's ``iss``. Trusting an IdP's ID tokens (the PDP then issues its own ID-JAG,
+the tutorial's topology) is not trusting it to *grant* access: only a provider with
+``"idJagIssuer": true`` may issue ID-JAGs the PDP redeems (ID-JAG draft -04 §9.3's two trust
+domains; Keycloak's equivalent is ``jwtAuthorizationGrantEnabled`` on an identity provider).
+Each provider keeps a :class:`~lab.oauth.jose.JwksCache` (fetched lazily, cached, refreshed
+on an unknown ``kid``). ``reload()`` re-reads the file without a restart.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class Provider:
     jwks_uri: str
     principal_template: str
     jwks: JwksCache
+    id_jag_issuer: bool = False
 
     def principal_for(self, claims: Mapping[str, Any]) -> str | None:
         """The Athenz principal for these ID-token claims, or None if a field is missing."""
@@ -66,7 +71,7 @@ class Providers:
             # let POST /zts/v1/lab/reload pick up the fixed file.
             log.error("providers file ignored: %s", exc)
 
-    def reload(self) -> list[dict[str, str]]:
+    def reload(self) -> list[dict[str, Any]]:
         entries = self._read()
         providers: dict[str, Provider] = {}
         for entry in entries:
@@ -82,6 +87,7 @@ class Providers:
                 jwks_uri=entry["jwksUri"],
                 principal_template=entry.get("principalTemplate") or DEFAULT_TEMPLATE,
                 jwks=jwks,
+                id_jag_issuer=entry.get("idJagIssuer") is True,
             )
         with self._lock:
             self._by_issuer = providers
@@ -92,18 +98,19 @@ class Providers:
         with self._lock:
             return self._by_issuer.get(issuer)
 
-    def describe(self) -> list[dict[str, str]]:
+    def describe(self) -> list[dict[str, Any]]:
         with self._lock:
             return [
                 {
                     "issuerUri": p.issuer,
                     "jwksUri": p.jwks_uri,
                     "principalTemplate": p.principal_template,
+                    **({"idJagIssuer": True} if p.id_jag_issuer else {}),
                 }
                 for p in self._by_issuer.values()
             ]
 
-    def _read(self) -> list[dict[str, str]]:
+    def _read(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
         try:
@@ -112,7 +119,7 @@ class Providers:
             raise ProvidersFileError(f"{self.path}: not valid JSON ({exc})") from None
         if not isinstance(data, list):
             raise ProvidersFileError(f"{self.path}: expected a JSON array of providers")
-        entries: list[dict[str, str]] = []
+        entries: list[dict[str, Any]] = []
         for index, entry in enumerate(data):
             if not isinstance(entry, dict) or not all(
                 isinstance(entry.get(k), str) and entry.get(k) for k in ("issuerUri", "jwksUri")
@@ -125,5 +132,13 @@ class Providers:
                 raise ProvidersFileError(
                     f"{self.path}: entry {index} principalTemplate must be a string"
                 )
-            entries.append({k: v for k, v in entry.items() if isinstance(v, str)})
+            flag = entry.get("idJagIssuer")
+            if flag is not None and not isinstance(flag, bool):
+                raise ProvidersFileError(
+                    f"{self.path}: entry {index} idJagIssuer must be true or false"
+                )
+            kept: dict[str, Any] = {k: v for k, v in entry.items() if isinstance(v, str)}
+            if flag is not None:
+                kept["idJagIssuer"] = flag
+            entries.append(kept)
         return entries

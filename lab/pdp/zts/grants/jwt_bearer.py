@@ -1,7 +1,19 @@
-"""RFC 7523 §2.1 jwt-bearer grant with an ID-JAG as the assertion (ID-JAG draft -03 §4.4).
+"""RFC 7523 §2.1 jwt-bearer grant with an ID-JAG as the assertion (ID-JAG draft -04 §4.4).
 
-The ID-JAG is checked against this PDP (it issued it), then roles are granted by membership
-*now*: a user removed from a role since the ID-JAG was issued does not get it.
+Two issuers, two topologies (ARCHITECTURE.md "Two topologies"):
+
+- the PDP's own ID-JAG (``iss`` = this PDP): the public tutorial's path, where ZTS issues the
+  ID-JAG and redeems it. Draft -04 §9.3 says an IdP MUST NOT issue access tokens for an ID-JAG it
+  issued itself in the same trust domain; the lab keeps this path because Athenz does it and
+  learners hold the lab beside the tutorial, and steps 11, 18 and 19 say so;
+- an external ID-JAG from a provider marked ``idJagIssuer`` (the draft's path, -04 §4.4.1):
+  checked by :mod:`lab.pdp.zts.grants.external_id_jag`, then, because no PDP policy was
+  consulted when it was issued, the client must hold ``zts.jag_exchange`` on each role here.
+
+Both then get the same checks: ``aud`` is this PDP as a string or a one-element array,
+``client_id`` is the authenticated client, ``jti`` single use (the MCP extension requires
+replay detection), and roles are granted by membership *now*: a user removed from a role since
+the ID-JAG was issued does not get it.
 """
 
 from __future__ import annotations
@@ -9,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lab.oauth.errors import InvalidGrant, InvalidScope, InvalidTarget
+from lab.oauth.errors import InvalidGrant, InvalidScope, InvalidTarget, UnauthorizedClient
 from lab.oauth.jose import JwtValidationError, unverified_claims, unverified_header, verify_jwt
 from lab.oauth.tokens import GRANT_JWT_BEARER, TYP_ID_JAG
 from lab.pdp.zts.grants.base import (
@@ -24,6 +36,8 @@ from lab.pdp.zts.grants.base import (
     not_included,
     parse_scope,
 )
+from lab.pdp.zts.grants.external_id_jag import verify_external_id_jag
+from lab.pdp.zts.grants.token_exchange import JAG_EXCHANGE, NOT_AUTHORIZED_TARGET
 
 REPLAYED_ASSERTION = "assertion has already been used"
 
@@ -34,12 +48,20 @@ def invalid_assertion(reason: str) -> InvalidGrant:
     )
 
 
+def addressed_to(audience: Any, issuer: str) -> bool:
+    """-04 §4.4.1: ``aud`` is the RAS issuer, as a string or a one-element array."""
+    if isinstance(audience, list):
+        return len(audience) == 1 and audience[0] == issuer
+    return audience == issuer
+
+
 @dataclass
 class IdJagRedemption:
     scope: Scope
     roles: list[str]
     claims: dict[str, Any]
     audience: str
+    subject: str = ""
 
 
 class JwtBearerGrant(Grant):
@@ -49,32 +71,43 @@ class JwtBearerGrant(Grant):
         assertion = request.require("assertion", "Invalid request: no assertion provided")
         try:
             typ = unverified_header(assertion).get("typ")
-            audience = unverified_claims(assertion).get("aud")
+            unverified = unverified_claims(assertion)
         except JwtValidationError as exc:
             raise invalid_assertion(exc.reason) from None
-        # ID-JAG draft -03 §3: the assertion is explicitly typed oauth-id-jag+jwt.
+        audience = unverified.get("aud")
+        issuer = unverified.get("iss")
+        # ID-JAG draft -04 §3: the assertion is explicitly typed oauth-id-jag+jwt.
         if str(typ).lower() != TYP_ID_JAG:
             raise invalid_assertion(f"token type {typ!r} is not {TYP_ID_JAG}")
-        # ID-JAG draft -03 §4.4.1: aud MUST identify this authorization server.
-        if audience != self.pdp.issuer:
+        # ID-JAG draft -04 §4.4.1: aud MUST identify this authorization server.
+        if not addressed_to(audience, self.pdp.issuer):
             raise InvalidGrant(
                 f"ID-JAG audience {audience!r} is not this authorization server",
                 athenz_message="Unknown jag assertion audience",
             )
-        try:
-            claims = verify_jwt(
-                assertion,
-                self.pdp.key_resolver_self(),
-                typ=TYP_ID_JAG,
-                issuer=self.pdp.issuer,
-                audience=self.pdp.issuer,
-                required=("exp", "iat", "iss", "sub", "aud", "jti", "client_id"),
-            )
-        except JwtValidationError as exc:
-            raise invalid_assertion(exc.reason) from None
-        request.subject = str(claims["sub"])
+        external = issuer != self.pdp.issuer
+        if external:
+            verified = verify_external_id_jag(self.pdp, assertion, issuer)
+            claims, subject = verified.claims, verified.subject
+            # jti is unique per issuer (RFC 7519 §4.1.7).
+            jti_key = f"jag:{verified.issuer}#{claims['jti']}"
+        else:
+            try:
+                claims = verify_jwt(
+                    assertion,
+                    self.pdp.key_resolver_self(),
+                    typ=TYP_ID_JAG,
+                    issuer=self.pdp.issuer,
+                    audience=self.pdp.issuer,
+                    required=("exp", "iat", "iss", "sub", "aud", "jti", "client_id"),
+                )
+            except JwtValidationError as exc:
+                raise invalid_assertion(exc.reason) from None
+            subject = str(claims["sub"])
+            jti_key = f"jag:{claims['jti']}"
+        request.subject = subject
         request.jti = str(claims["jti"])
-        # ID-JAG draft -03 §4.4.1: client_id MUST match the authenticated client.
+        # ID-JAG draft -04 §4.4.1: client_id MUST match the authenticated client.
         if str(claims["client_id"]).lower() != request.client:
             raise InvalidGrant(
                 f"ID-JAG client_id {claims['client_id']!r} is not the authenticated client",
@@ -89,16 +122,34 @@ class JwtBearerGrant(Grant):
         scope = self._requested_scope(request, jag_scope)
         request.resource = " ".join(scope.full(r) for r in scope.roles)
         audience_out = self._token_audience(request, claims, scope)
-        # RFC 7523 §3 item 7 / draft §4.4.1: an ID-JAG is single-use.
+        # RFC 7523 §3 item 7 / MCP enterprise-managed authorization: jti replay detection.
         # Checked here, recorded with the audit record of this request (one transaction).
-        jti_key = f"jag:{claims['jti']}"
         if self.pdp.store.jti_seen(jti_key):
             raise invalid_assertion(REPLAYED_ASSERTION)
         request.single_use.append((jti_key, int(claims["exp"])))
-        roles = granted_roles(self.pdp, request.subject, scope)
+        roles = granted_roles(self.pdp, subject, scope)
         if not roles:
-            raise not_included(request.subject, scope.domain)
-        return IdJagRedemption(scope=scope, roles=roles, claims=claims, audience=audience_out)
+            raise not_included(subject, scope.domain)
+        if external:
+            self._check_jag_exchange(request, scope)
+        return IdJagRedemption(
+            scope=scope, roles=roles, claims=claims, audience=audience_out, subject=subject
+        )
+
+    def _check_jag_exchange(self, request: TokenRequest, scope: Scope) -> None:
+        """The PDP's own ID-JAG passed this check at issuance (step 11); an external one was
+        issued under the IdP's policy only, so the resource's owners decide here which clients
+        may carry their roles for a user."""
+        for role in scope.roles:
+            decision = self.pdp.check_access(request.client, JAG_EXCHANGE, scope.full(role))
+            if not decision.allowed:
+                request.resource, request.action = scope.full(role), JAG_EXCHANGE
+                raise UnauthorizedClient(
+                    f"{request.client} lacks {JAG_EXCHANGE} on {scope.full(role)}: "
+                    f"{decision.reason}",
+                    status=403,
+                    athenz_message=NOT_AUTHORIZED_TARGET,
+                )
 
     def _requested_scope(self, request: TokenRequest, jag_scope: Scope) -> Scope:
         requested_text = request.param("scope")
@@ -139,7 +190,7 @@ class JwtBearerGrant(Grant):
         remaining = max(1, lifetime(request))
         token, claims = mint_access_token(
             self.pdp,
-            subject=str(validated.claims["sub"]),
+            subject=validated.subject,
             client=request.client,
             audience=validated.audience,
             roles=validated.roles,
