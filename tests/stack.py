@@ -59,6 +59,8 @@ def stack_env(
     )
     for name, (variable, _default) in PORTS.items():
         env[variable] = str(ports[name])
+    # `lab` on PATH, as for a learner who activated .venv: "Next:" lines then read `lab ...`.
+    env["PATH"] = f"{Path(sys.prefix) / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra or {})
     return env
 

@@ -196,6 +196,9 @@ def _describe_http_error(exc: BaseException) -> tuple[str, str | None, int] | No
 
 def report_error(message: str, fix: str | None) -> None:
     console = err()
+    program = lab_program()
+    if fix and program != "lab":
+        fix = fix.replace("`lab ", f"`{program} ")
     # soft_wrap: the terminal wraps, so a suggested command stays one copy-pasteable line.
     console.print(f"[bold red]error:[/] {_escape(message)}", soft_wrap=True)
     if fix:
@@ -210,3 +213,35 @@ def _escape(text: str) -> str:
 
 def fail(message: str, fix: str | None = None, code: int = ExitCode.ENVIRONMENT) -> NoReturn:
     raise LabCliError(message, fix, code)
+
+
+# ---------------------------------------------------------------------- the command to type next
+
+
+def lab_program() -> str:
+    """How the learner types ``lab`` in a fresh shell: ``lab`` when that finds this very install,
+    else the path of this install's ``lab`` (``.venv/bin/lab`` from the checkout).
+
+    ``make run`` installs into ``.venv`` without activating it, so a bare ``lab`` would say
+    "command not found"; every "Next:" line must work exactly as printed.
+    """
+    import shutil
+
+    installed = Path(sys.prefix) / "bin" / "lab"
+    if not installed.exists():
+        return "lab"
+    found = shutil.which("lab")
+    try:
+        if found and Path(found).resolve() == installed.resolve():
+            return "lab"
+    except OSError:
+        pass
+    try:
+        return str(installed.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(installed.absolute())
+
+
+def lab_command(args: str) -> str:
+    """``lab ARGS`` as the learner can paste it (see :func:`lab_program`)."""
+    return f"{lab_program()} {args}".rstrip()

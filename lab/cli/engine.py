@@ -111,10 +111,10 @@ class StepSession:
         return "\n\n".join(manual_commands(step, self.context()))
 
 
-def print_result(result: StepResult) -> None:
+def print_result(result: StepResult, verbose: bool = False) -> None:
     from lab.render.terminal import print_step_result
 
-    print_step_result(common.out(), result)
+    print_step_result(common.out(), result, verbose=verbose, program=common.lab_program())
 
 
 def report_json(results: Sequence[StepResult]) -> str:

@@ -63,7 +63,26 @@ def up(
         return
     console = common.out()
     console.print(endpoints_table(endpoints, chosen.name))
-    console.print("Next: [bold]lab step 1[/]  (or [bold]lab run[/] for every step)")
+    console.print(next_after_up(settings))
+
+
+def next_after_up(settings: Settings) -> str:
+    """The command to run after ``lab up``: where the learner is, not always step 1."""
+    from lab.cli.where import next_command
+    from lab.state import load_results
+
+    try:
+        from lab.steps import load_steps
+
+        numbers = [s.number for s in load_steps()]
+    except Exception:  # noqa: BLE001 - a broken step file must not break `lab up`
+        numbers = []
+    situation, command = next_command(True, True, load_results(settings), numbers)
+    program = common.lab_program()
+    shown = f"{program}{command[len('lab'):]}"
+    if command == "lab step 1":
+        return f"Next: [bold]{shown}[/]  (or [bold]{program} run[/] for every step)"
+    return f"{situation}\nNext: [bold]{shown}[/]"
 
 
 @app.command()

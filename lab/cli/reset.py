@@ -33,7 +33,10 @@ def reset(
         def runner(number: int) -> bool:
             return session.run(find_step(steps, number)).passed
 
-    outcome = reset_to_step(session.state, to or 1, run_step=runner)
+    from lab.cli.lock import command_line, lab_lock
+
+    with lab_lock(session.settings.home, command_line()):
+        outcome = reset_to_step(session.state, to or 1, run_step=runner)
     if json_output:
         common.print_json(
             {
@@ -59,4 +62,4 @@ def reset(
             else ""
         )
         console.print(f"Restored {source}{replayed} in {outcome.duration_ms:.0f} ms.")
-    console.print(f"Next: [bold]lab step {outcome.target}[/]")
+    console.print(f"Next: [bold]{common.lab_command(f'step {outcome.target}')}[/]")

@@ -46,7 +46,18 @@ def up(
     with common.handled_errors():
         room = _room(context, dry_run)
         if dry_run:
-            common.write_output("-", room.describe(room.plan_up(learners)))
+            actions = room.plan_up(learners)
+            if json_output:
+                common.print_json(
+                    {
+                        "dry_run": True,
+                        "context": room.context,
+                        "learners": learners,
+                        "plan": [{"title": a.title, "details": a.describe()} for a in actions],
+                    }
+                )
+                return
+            common.write_output("-", room.describe(actions))
             return
         records = room.up(learners)
         if json_output:

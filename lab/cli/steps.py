@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from lab.cli import common
 from lab.cli.engine import StepSession, find_step, load_all_steps, print_result
+from lab.cli.lock import command_line, lab_lock
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -71,8 +72,14 @@ def step_command(
     check: bool = typer.Option(False, "--check", help="Verify the state you produced by hand."),
     hint: bool = typer.Option(False, "--hint", help="Show the challenge's hint."),
     solution: bool = typer.Option(False, "--solution", help="Apply the challenge's solution."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show every header, body and claim, and the commands."
+    ),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print the run as JSON (the record `lab verify --json` writes)."
+    ),
 ) -> None:
-    """Run one step: each action, the tokens it issued, and ✓/✗ for each expectation."""
+    """Run one step: each action, the claims that matter, and ✓/✗ for each expectation."""
     if sum([manual, check, hint, solution]) > 1:
         common.fail(
             "choose only one of --manual, --check, --hint, --solution",
@@ -87,6 +94,22 @@ def step_command(
     if manual:
         typer.echo(session.manual(step))
         return
+    with lab_lock(session.settings.home, command_line()):
+        result = run_step_mode(session, step, check=check, solution=solution)
+    if json_output:
+        from lab.render.run_model import step_model
+
+        common.print_json(step_model(result))
+    else:
+        print_result(result, verbose=verbose)
+    # "skipped" (a --check with nothing to verify) and "challenge" (the learner's turn) are not
+    # failures; failed and error are.
+    if result.status in ("failed", "error"):
+        raise typer.Exit(common.ExitCode.FAILED)
+
+
+def run_step_mode(session: StepSession, step: Step, *, check: bool, solution: bool) -> StepResult:
+    number = step.number
     if check:
         result = session.check(step)
     elif solution:
@@ -95,11 +118,7 @@ def step_command(
         result = session.solution(step)
     else:
         result = session.run(step, solutions=False)  # a challenge stops before its answer
-    print_result(result)
-    # "skipped" (a --check with nothing to verify) and "challenge" (the learner's turn) are not
-    # failures; failed and error are.
-    if result.status in ("failed", "error"):
-        raise typer.Exit(common.ExitCode.FAILED)
+    return result
 
 
 def show_hint(step: Step) -> None:
@@ -120,13 +139,21 @@ def run_steps(
 ) -> None:
     """Reset to the state just before --from, then run the steps in order; stop at a failure.
 
-    Every action runs, a challenge's answer (``solution: true``) included.
+    Every action runs, a challenge's answer (its solution actions) included.
     """
-    from lab.state import reset_to_step
 
     all_steps = load_all_steps()
     steps = select(all_steps, start, end)
     session = StepSession.open()
+    with lab_lock(session.settings.home, command_line()):
+        run_in_order(session, all_steps, steps, start)
+
+
+def run_in_order(
+    session: StepSession, all_steps: list[Step], steps: list[Step], start: int
+) -> None:
+    from lab.state import reset_to_step
+
     if start > 1:
         common.err().print(f"Getting the lab ready for step {start}…")
     reset_to_step(
@@ -134,14 +161,15 @@ def run_steps(
     )
     session.results.clear()
     for step in steps:
-        with step_progress(common.err()) as started:
-            started(step)
+        with step_progress(common.err()) as progress:
+            progress.started(step)
             result = session.run(step)
         print_result(result)
         if not result.passed:
+            again = common.lab_command(f"step {step.number}")
             common.err().print(
-                f"Step {step.number} did not pass. Read it again with [bold]lab step "
-                f"{step.number}[/] or ask for [bold]lab step {step.number} --hint[/]."
+                f"Step {step.number} did not pass. Read it again with [bold]{again}[/] "
+                f"or ask for [bold]{again} --hint[/]."
             )
             raise typer.Exit(common.ExitCode.FAILED)
     common.err().print(f"[green]✓[/] {len(steps)} step(s) passed.")
@@ -165,21 +193,29 @@ def verify(
     junit_path: str | None = typer.Option(None, "--junit", help="Write a JUnit XML report here."),
 ) -> None:
     """Run every step from a fresh baseline and exit 1 if any expectation differs."""
+    steps = load_all_steps()
+    session = StepSession.open()
+    with lab_lock(session.settings.home, command_line()):
+        verify_all(session, steps, json_path, junit_path)
+
+
+def verify_all(
+    session: StepSession, steps: list[Step], json_path: str | None, junit_path: str | None
+) -> None:
     from lab.cli.engine import report_json, report_junit
     from lab.state import reset_to_baseline
 
-    steps = load_all_steps()
-    session = StepSession.open()
     reset_to_baseline(session.state)
     quiet = json_path == "-"
     console = common.err() if quiet else common.out()
-    with step_progress(common.err()) as started:
+    with step_progress(common.err()) as progress:
         for step in steps:
-            started(step)
+            progress.started(step)
             result = session.run(step)
-            print_verify_line(console, result)
-            if not result.passed and not quiet:
-                print_result(result)
+            with progress.paused():  # the spinner line is cleared before a result line is printed
+                print_verify_line(console, result)
+                if not result.passed and not quiet:
+                    print_result(result)
     results = session.results
     if json_path:
         common.write_output(json_path, report_json(results))
@@ -204,15 +240,36 @@ def print_verify_line(console: Console, result: StepResult) -> None:
     )
 
 
+class StepProgress:
+    """A spinner naming the running step (terminal only; CI logs get the result lines).
+
+    Results are printed on stdout while the spinner lives on stderr; ``paused()`` clears the
+    spinner first, so no "⠹ step 1: …" text is left in front of a result line.
+    """
+
+    def __init__(self, status: Any = None) -> None:
+        self.status = status
+
+    def started(self, step: Step) -> None:
+        if self.status is not None:
+            self.status.update(f"step {step.number}: {step.title}")
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        if self.status is None:
+            yield
+            return
+        self.status.stop()
+        try:
+            yield
+        finally:
+            self.status.start()
+
+
 @contextmanager
-def step_progress(console: Console) -> Iterator[Callable[[Step], None]]:
-    """A spinner naming the running step (terminal only; CI logs get the result lines)."""
+def step_progress(console: Console) -> Iterator[StepProgress]:
     if not console.is_terminal:
-        yield lambda step: None
+        yield StepProgress()
         return
     with console.status("starting") as status:
-
-        def started(step: Step) -> None:
-            status.update(f"step {step.number}: {step.title}")
-
-        yield started
+        yield StepProgress(status)

@@ -37,7 +37,7 @@ def decode(
         common.fail(
             f"this is not a JWT: {exc.reason}",
             "pass the whole token (three dot-separated parts)",
-            1,
+            common.ExitCode.USAGE,
         )
     verdict = (
         signature_verdict(raw, claims)

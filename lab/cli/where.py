@@ -50,5 +50,6 @@ def show_where() -> None:
     )
     console = common.out()
     console.print(f"{situation} (backend: {chosen.name})")
-    console.print(f"Next: [bold]{command}[/]")
-    console.print("All commands: lab --help", style="dim")
+    program = common.lab_program()
+    console.print(f"Next: [bold]{program}{command[len('lab'):]}[/]")
+    console.print(f"All commands: {program} --help", style="dim")

@@ -6,39 +6,24 @@ and the docs decode them).
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from typing import Any
 
+from lab.render.run_model import step_model
 from lab.steps.model import StepResult
 
 SUITE_NAME = "idjag-lab"
 
 
 def step_record(result: StepResult) -> dict[str, Any]:
-    return {
-        "number": result.number,
-        "slug": result.slug,
-        "title": result.title,
-        "status": result.status,
-        "mode": result.mode,
-        "duration_ms": result.duration_ms,
-        "file": result.path,
-        "message": result.message,
-        "checks": [
-            {**c.as_dict(), **({} if c.passed else {"reproduce": a.curl or a.command})}
-            for a in result.actions
-            for c in a.checks
-        ],
-        "errors": [{"action": a.action_id, "error": a.error} for a in result.actions if a.error],
-        "tokens": [t.as_dict() for t in result.tokens],
-    }
+    """The one model of a run (:mod:`lab.render.run_model`): what the terminal draws too."""
+    return step_model(result)
 
 
 def to_json(results: Iterable[StepResult]) -> list[dict[str, Any]]:
     """JSON-ready records (``json.dumps(to_json(results))``)."""
-    return [json.loads(json.dumps(step_record(r), default=str)) for r in results]
+    return [step_record(r) for r in results]
 
 
 def to_junit(results: Iterable[StepResult], suite_name: str = SUITE_NAME) -> str:

@@ -1,7 +1,15 @@
-"""Terminal rendering of a step run (rich). Functions named ``render_*`` return renderables;
-``print_step_result`` hands them to a console. Everything fits 80 columns: long values wrap,
-tokens are shown decoded (header and claims, the meaningful claims highlighted, what changed
-against the previous token) with only a fingerprint of the raw token.
+"""Terminal rendering of a step run (rich), drawn from the one model of a run
+(:func:`lab.render.run_model.step_model`, what ``lab verify --json`` writes).
+
+Two renderings of the same record:
+
+- the default, focused view is a lesson: the narrative's opening, then per action the request
+  line, the status, the claims that matter for this step and what changed, ✓/✗ with the reason;
+  tool lists once per step; long bodies summarized;
+- ``--verbose`` adds every header, body and claim, the commands and the captured names.
+
+Everything fits 80 columns. Prose wraps at word boundaries; commands are never wrapped inside a
+word: they break between arguments with a `` \\`` continuation, so a copy pastes as it reads.
 """
 
 from __future__ import annotations
@@ -9,10 +17,12 @@ from __future__ import annotations
 import io
 import json
 import re
+import shlex
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.markdown import Markdown
 from rich.padding import Padding
 from rich.rule import Rule
@@ -20,171 +30,365 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from lab.oauth.jose import token_fingerprint
-from lab.steps.model import ActionResult, CheckResult, StepResult, TokenSeen
+from lab.render.run_model import KEY_CLAIMS, LANES, step_model
+from lab.steps.model import StepResult
 
-#: Claims a learner should look at first (STEPS.md): highlighted wherever a token is shown.
-KEY_CLAIMS = ("typ", "iss", "sub", "aud", "client_id", "act", "scope", "resource", "jti", "exp")
 TIME_CLAIMS = ("exp", "iat", "nbf", "auth_time")
-#: Claims whose change from one token to the next tells the story of the chain.
-DIFF_CLAIMS = ("typ", "iss", "sub", "aud", "client_id", "act", "scope", "resource", "azp")
 SHOWN_HEADERS = ("content-type", "www-authenticate", "location", "etag")
-MAX_BODY_LINES = 30
+MAX_BODY_LINES = 30  # --verbose: a body longer than this is clipped
+FOCUS_BODY_LINES = 8  # default view: a JSON body longer than this is summarized
 LONG_VALUE = 120
 PASS, FAIL = "✓", "✗"
+INDENT = 2
 
 
-def print_step_result(console: Console, result: StepResult, *, show_body: bool = True) -> None:
-    for renderable in render_step_result(result, show_body=show_body):
+def print_step_result(
+    console: Console,
+    result: StepResult,
+    *,
+    show_body: bool = True,
+    verbose: bool = False,
+    program: str = "lab",
+) -> None:
+    model = step_model(result)
+    for renderable in render_model(model, show_body=show_body, verbose=verbose, program=program):
         console.print(renderable)
 
 
-def step_result_text(result: StepResult, width: int = 80, show_body: bool = True) -> str:
+def step_result_text(
+    result: StepResult,
+    width: int = 80,
+    show_body: bool = True,
+    verbose: bool = False,
+    program: str = "lab",
+) -> str:
     """The rendering as plain text (tests, logs, docs)."""
     console = Console(
         width=width, record=True, color_system=None, force_terminal=False, file=io.StringIO()
     )
-    print_step_result(console, result, show_body=show_body)
+    print_step_result(console, result, show_body=show_body, verbose=verbose, program=program)
     return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
 
 
-def render_step_result(result: StepResult, *, show_body: bool = True) -> list[RenderableType]:
-    mode = "" if result.mode == "run" else f" [{result.mode}]"
-    out: list[RenderableType] = [Rule(f"Step {result.number} · {result.title}{mode}", style="bold")]
-    for action in result.actions:
-        out.extend(render_action(action, result))
-    if result.message and not result.actions:
-        out.append(Text(result.message, style="yellow" if result.status == "skipped" else "red"))
-    lineage = render_lineage(result)
-    if lineage is not None:
-        out.append(lineage)
-    sequence = render_sequence(result)
-    if sequence is not None:
-        out.append(sequence)
-    if show_body and result.body.strip():
+def render_model(
+    model: dict[str, Any], *, show_body: bool = True, verbose: bool = False, program: str = "lab"
+) -> list[RenderableType]:
+    mode = "" if model["mode"] == "run" else f" [{model['mode']}]"
+    out: list[RenderableType] = [
+        Rule(f"Step {model['number']} · {model['title']}{mode}", style="bold")
+    ]
+    narrative = model["narrative"]
+    if show_body and narrative["opening"]:
+        out.extend(render_prose(narrative["opening"]))
+    seen_tools: set[str] = set()
+    for action in model["actions"]:
+        out.extend(render_action(action, model, verbose=verbose, seen_tools=seen_tools))
+    if model["message"] and not model["actions"]:
+        out.append(
+            Text(model["message"], style="yellow" if model["status"] == "skipped" else "red")
+        )
+    if model["lineage"]:
+        out.append(render_lineage(model["lineage"]))
+    if model["sequence"] and (verbose or len(model["lineage"]) >= 3):
+        out.append(Group(Text(""), Text("Sequence", style="bold"), Swimlanes(model["sequence"])))
+    if show_body and narrative["rest"]:
         out.append(Rule(style="dim"))
-        out.append(Markdown(result.body.strip()))
-    out.append(render_summary(result))
+        out.extend(render_prose(narrative["rest"]))
+    out.append(render_summary(model, program))
     return out
 
 
-def render_summary(result: StepResult) -> RenderableType:
-    checks = result.checks
-    passed = sum(c.passed for c in checks)
+def render_summary(model: dict[str, Any], program: str = "lab") -> RenderableType:
+    checks = model["checks"]
+    passed = sum(c["passed"] for c in checks)
+    status = model["status"]
     style = {"passed": "bold green", "skipped": "bold yellow", "challenge": "bold yellow"}.get(
-        result.status, "bold red"
+        status, "bold red"
     )
-    line = Text(f"{result.status.upper()}", style=style)
-    line.append(f"  {passed}/{len(checks)} checks  {result.duration_ms:.0f} ms", style="default")
+    line = Text(status.upper(), style=style)
+    line.append(f"  {passed}/{len(checks)} checks  {model['duration_ms']:.0f} ms", style="default")
     parts: list[RenderableType] = [Rule(style="dim"), line]
-    if result.status in ("failed", "error") and result.message:
-        parts.append(Text(result.message, style="red"))
-    if result.status == "challenge" and result.message:
-        parts.append(Text(result.message, style="yellow"))
-    if result.status == "passed" and result.mode in ("run", "solution"):
-        if result.next_step is not None:
-            parts.append(Text(f"Next: lab step {result.next_step}", style="bold"))
+    if status in ("failed", "error") and model["message"]:
+        parts.append(Text(model["message"], style="red"))
+    if status == "challenge" and model["message"]:
+        parts.append(Text(model["message"], style="yellow"))
+    if status == "passed" and model["mode"] in ("run", "solution"):
+        if model["next_step"] is not None:
+            parts.append(Text(f"Next: {program} step {model['next_step']}", style="bold"))
         else:
             parts.append(Text("You have finished the lab: every step is done.", style="bold"))
     return Group(*parts)
 
 
-def render_action(action: ActionResult, result: StepResult) -> list[RenderableType]:
-    title = Text("▸ ", style="bold cyan")
-    title.append(action.action_id, style="bold")
-    if action.say:
-        title.append(f" — {action.say}")
-    out: list[RenderableType] = [Text(""), title]
-    if action.curl:
-        out.append(
-            Padding(
-                Syntax(shorten_tokens(action.curl), "bash", word_wrap=True, theme="ansi_dark"),
-                (0, 0, 0, 2),
-            )
-        )
-    elif action.command:
-        out.append(
-            Padding(
-                Syntax(shorten_tokens(action.command), "bash", word_wrap=True, theme="ansi_dark"),
-                (0, 0, 0, 2),
-            )
-        )
-    for exchange in action.exchanges:
-        out.append(
-            Padding(
-                render_exchange(exchange, with_request=action.kind in ("agent", "mcp")),
-                (0, 0, 0, 2),
-            )
-        )
-    if not action.exchanges and action.result and action.kind not in ("request", "setting"):
-        out.append(Padding(render_json(action.result), (0, 0, 0, 2)))
-    for token in action.tokens:
-        out.append(Padding(render_token(token), (0, 0, 0, 2)))
-    if action.captured:
-        names = ", ".join(f"{k}" for k in action.captured)
-        out.append(Padding(Text(f"captured: {names}", style="dim"), (0, 0, 0, 2)))
-    for check in action.checks:
-        out.append(Padding(render_check(check, action, result), (0, 0, 0, 2)))
-    if action.error:
-        out.append(Padding(Text(f"{FAIL} {action.error}", style="bold red"), (0, 0, 0, 2)))
+# --------------------------------------------------------------------------------------------
+# Prose and commands
+
+
+FENCE = re.compile(r"^```[^\n]*\n(.*?)^```\s*$", re.S | re.M)
+
+
+def render_prose(text: str) -> list[RenderableType]:
+    """Markdown prose wrapped at word boundaries; fenced blocks kept as commands (never split
+    inside a word, so they paste)."""
+    out: list[RenderableType] = []
+    last = 0
+    for match in FENCE.finditer(text):
+        before = text[last : match.start()].strip()
+        if before:
+            out.append(Markdown(before))
+        out.append(Padding(CommandBlock(match.group(1).rstrip("\n")), (0, 0, 0, INDENT)))
+        last = match.end()
+    rest = text[last:].strip()
+    if rest:
+        out.append(Markdown(rest))
     return out
 
 
-def render_exchange(exchange: Any, *, with_request: bool = False) -> RenderableType:
+class CommandBlock:
+    """Shell text laid out to fit: long lines break between words with `` \\``; a single word
+    longer than the width stays whole on its own line (the terminal wraps it softly)."""
+
+    def __init__(self, text: str, style: str = "cyan") -> None:
+        self.text = text
+        self.style = style
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for line in fit_command(self.text, options.max_width):
+            yield Text(line, style=self.style, no_wrap=True, overflow="ignore")
+
+
+def fit_command(text: str, width: int) -> list[str]:
+    """``text`` as lines of at most ``width`` characters, broken only between shell words."""
+    out: list[str] = []
+    for logical in text.split("\n"):
+        if len(logical) <= width:
+            out.append(logical)
+            continue
+        words = shell_words(logical)
+        if not words:
+            out.append(logical)
+            continue
+        indent = re.match(r"\s*", logical).group(0)  # type: ignore[union-attr]
+        current = indent + words[0]
+        for word in words[1:]:
+            if len(current) + 1 + len(word) + 2 <= width:
+                current += " " + word
+            else:
+                out.append(current + " \\")
+                current = indent + "    " + word
+        out.append(current)
+    return out
+
+
+def shell_words(line: str) -> list[str]:
+    """Split a shell line into words keeping their quoting, e.g. ``"Bearer $(lab x)"`` whole."""
+    lexer = shlex.shlex(line.strip(), posix=False)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    try:
+        words = list(lexer)
+    except ValueError:
+        return line.split()
+    # shlex (non-POSIX) splits $(a b) outside quotes; glue such words back together.
+    glued: list[str] = []
+    depth = 0
+    for word in words:
+        if depth > 0:
+            glued[-1] += " " + word
+        else:
+            glued.append(word)
+        if not word.startswith(("'", '"')):
+            depth = max(0, depth + word.count("(") - word.count(")"))
+    return glued
+
+
+# --------------------------------------------------------------------------------------------
+# Actions
+
+
+def render_action(
+    action: dict[str, Any], model: dict[str, Any], *, verbose: bool, seen_tools: set[str]
+) -> list[RenderableType]:
+    title = Text("▸ ", style="bold cyan")
+    title.append(action["id"], style="bold")
+    if action["say"]:
+        title.append(f" — {action['say']}")
+    out: list[RenderableType] = [Text(""), title]
+    body: list[RenderableType] = []
+    if verbose:
+        command = action["curl"] or action["command"]
+        if command:
+            body.append(CommandBlock(shorten_tokens(command)))
+        with_request = action["kind"] in ("agent", "mcp")
+        body.extend(render_call_verbose(call, with_request) for call in action["calls"])
+        if shows_result(action):
+            body.append(render_json(action["result"]))
+    else:
+        if not action["calls"] and action["command"]:
+            body.append(Text(f"$ {shorten_tokens(action['command'])}", style="cyan"))
+        body.extend(render_calls_focused(action, seen_tools))
+        if shows_result(action) and action["kind"] != "wait":
+            body.append(render_focused_json(action["result"]))
+    for token in action["tokens"]:
+        if verbose or shows_token(token, action):
+            body.append(render_token(token, verbose=verbose))
+    if verbose and action["captured"]:
+        body.append(Text(f"captured: {', '.join(action['captured'])}", style="dim"))
+    for check in action["checks"]:
+        body.append(render_check(check, action, model, verbose=verbose))
+    if action["error"]:
+        body.append(Text(f"{FAIL} {action['error']}", style="bold red"))
+    out.extend(Padding(b, (0, 0, 0, INDENT)) for b in body)
+    return out
+
+
+def shows_result(action: dict[str, Any]) -> bool:
+    """A non-HTTP action (keygen, audit, wait) shows its result; HTTP actions show calls."""
+    return bool(
+        not action["calls"] and action["result"] and action["kind"] not in ("request", "setting")
+    )
+
+
+def render_calls_focused(action: dict[str, Any], seen_tools: set[str]) -> list[RenderableType]:
+    """One line per call (request line and status), plus what the learner needs from it."""
+    out: list[RenderableType] = []
+    for call in action["calls"]:
+        mcp = call["mcp"]
+        if mcp and mcp["method"].startswith("notifications/"):
+            continue
+        line = Text()
+        if mcp:
+            line.append(f"MCP {mcp.get('method')}", style="cyan")
+            if mcp.get("tool"):
+                line.append(f" {mcp['tool']}", style="bold cyan")
+        else:
+            line.append(f"{call['method']} {call['party']} {call['path']}", style="cyan")
+        line.append("  ")
+        line.append_text(status_text(call))
+        line.truncate(10_000)
+        out.append(line)
+        out.extend(call_details(call, action, seen_tools))
+    return out
+
+
+def status_text(call: dict[str, Any]) -> Text:
+    status = call["status"]
+    if status is None:
+        return Text(f"→ no response: {call['error']}", style="red")
+    style = "green" if status < 400 else "yellow" if status < 500 else "red"
+    return Text(f"→ {status}", style=f"bold {style}")
+
+
+def call_details(
+    call: dict[str, Any], action: dict[str, Any], seen_tools: set[str]
+) -> list[RenderableType]:
+    lines: list[RenderableType] = []
+    mcp = call["mcp"]
+    headers = call["response_headers"]
+    for name in action["shown_headers"]:
+        if headers.get(name):
+            lines.append(Text(f"{_header_name(name)}: {headers[name]}", style="yellow"))
+    if mcp:
+        lines.extend(mcp_details(mcp, seen_tools))
+    else:
+        lines.extend(body_details(call, action))
+    return [Padding(line, (0, 0, 0, INDENT)) for line in lines]
+
+
+def mcp_details(mcp: dict[str, Any], seen_tools: set[str]) -> list[RenderableType]:
+    lines: list[RenderableType] = []
+    if mcp.get("tools") is not None:
+        key = ",".join(mcp["tools"])
+        if key in seen_tools:
+            lines.append(Text("(the same tools as above)", style="dim"))
+        else:
+            seen_tools.add(key)
+            lines.append(Text(f"tools: {', '.join(mcp['tools'])}", style="dim"))
+    if mcp.get("method") == "initialize" and mcp.get("server"):
+        lines.append(Text(f"server {mcp['server']}, protocol {mcp['protocol']}", style="dim"))
+    if mcp.get("error"):
+        lines.append(Text(mcp["error"], style="yellow"))
+    elif mcp.get("tool"):
+        lines.append(Text("tool result: ok", style="dim"))
+    return lines
+
+
+def body_details(call: dict[str, Any], action: dict[str, Any]) -> list[RenderableType]:
+    status = call["status"] or 0
+    summary = call["summary"]
+    if not summary:
+        return []
+    if status >= 400:
+        return [Text(summary, style="yellow")]
+    if action["kind"] not in ("request", "setting"):
+        return []
+    data = _json(call["response_body"])
+    if isinstance(data, dict) and "access_token" in data:
+        # The token itself is decoded below; the rest of a token response fits one line.
+        rest = ", ".join(
+            f"{k} {v}" for k, v in data.items() if not str(k).endswith("token") and k != "scope"
+        )
+        return [Text(f"token response: {rest}", style="dim")]
+    if data is not None and _json_lines(data) <= FOCUS_BODY_LINES:
+        return [render_json(data)]
+    lines = _json_lines(data) if data is not None else 0
+    more = f" ({lines} lines; --verbose shows it)" if lines else ""
+    return [Text(f"{summary}{more}", style="dim")]
+
+
+def render_focused_json(data: Any) -> RenderableType:
+    if _json_lines(data) <= FOCUS_BODY_LINES:
+        return render_json(data)
+    keys = ", ".join(list(data)[:6]) if isinstance(data, dict) else f"{len(data)} items"
+    return Text(f"result: {keys} ({_json_lines(data)} lines; --verbose shows it)", style="dim")
+
+
+def render_call_verbose(call: dict[str, Any], with_request: bool) -> RenderableType:
     parts: list[RenderableType] = []
     if with_request:
-        parts.append(Text(f"→ {exchange.method} {exchange.url}", style="cyan"))
-    if exchange.status is None:
-        parts.append(Text(f"← no response: {exchange.error}", style="red"))
+        parts.append(Text(f"→ {call['method']} {call['url']}", style="cyan", overflow="fold"))
+    if call["status"] is None:
+        parts.append(Text(f"← no response: {call['error']}", style="red"))
         return Group(*parts)
-    style = "green" if exchange.status < 400 else "yellow" if exchange.status < 500 else "red"
-    parts.append(Text(f"← {exchange.status}", style=f"bold {style}"))
+    status = call["status"]
+    style = "green" if status < 400 else "yellow" if status < 500 else "red"
+    parts.append(Text(f"← {status}", style=f"bold {style}"))
     for name in SHOWN_HEADERS:
-        value = exchange.response_headers.get(name)
+        value = call["response_headers"].get(name)
         if value:
             parts.append(
                 Text(
                     f"  {_header_name(name)}: {value}",
                     style="dim" if name != "www-authenticate" else "yellow",
+                    overflow="fold",
                 )
             )
-    body = exchange.response_body or ""
-    content_type = exchange.response_headers.get("content-type", "")
-    if "text/html" in content_type:
+    body = call["response_body"] or ""
+    mcp = call["mcp"]
+    if "text/html" in call["response_headers"].get("content-type", ""):
         # A login page is for a browser; the learner needs to know it was served, not its markup.
-        parts.append(Text(f"  (an HTML page, {len(body)} characters)", style="dim"))
+        parts.append(Text(f"  ({call['summary']})", style="dim"))
+    elif mcp and mcp.get("method") == "initialize":
+        parts.append(
+            Text(
+                f"  (MCP initialize: server {mcp.get('server')}, protocol {mcp.get('protocol')})",
+                style="dim",
+            )
+        )
     elif body.strip():
         parts.append(render_body_text(body))
     return Group(*parts)
 
 
 def render_body_text(body: str) -> RenderableType:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = _NOT_JSON
-    summary = _mcp_handshake(data)
-    if summary is not None:
-        return Text(f"  ({summary})", style="dim")
-    if data is _NOT_JSON:
+    data = _json(body)
+    if data is None:
         lines = body.splitlines()
         clipped = "\n".join(lines[:MAX_BODY_LINES]) + (
             f"\n… {len(lines) - MAX_BODY_LINES} more lines" if len(lines) > MAX_BODY_LINES else ""
         )
         return Text(clipped)
     return render_json(data)
-
-
-_NOT_JSON = object()
-
-
-def _mcp_handshake(data: Any) -> str | None:
-    """The MCP ``initialize`` answer is plumbing: one line instead of a page of capabilities."""
-    result = data.get("result") if isinstance(data, dict) and "jsonrpc" in data else None
-    if not isinstance(result, dict) or "protocolVersion" not in result:
-        return None
-    server = result.get("serverInfo", {}).get("name", "?")
-    return f"MCP initialize: server {server}, protocol {result['protocolVersion']}"
 
 
 def render_json(data: Any) -> RenderableType:
@@ -195,171 +399,184 @@ def render_json(data: Any) -> RenderableType:
     return Syntax(text, "json", word_wrap=True, theme="ansi_dark")
 
 
-def render_token(token: TokenSeen) -> RenderableType:
-    typ = token.header.get("typ", "JWT")
-    table = Table(
-        title=Text(
-            f"{token.label}  {typ}  fp {token_fingerprint(token.token)}", style="bold magenta"
-        ),
-        title_justify="left",
-        show_header=False,
-        box=None,
-        padding=(0, 1),
-    )
+def render_token(token: dict[str, Any], *, verbose: bool) -> RenderableType:
+    title = Text(f"{token['label']}  {token['typ']}", style="bold magenta")
+    if verbose:
+        title.append(f"  fp {token['fingerprint']}", style="dim")
+    table = Table(show_header=False, box=None, padding=(0, 1), pad_edge=False)
     table.add_column("name", no_wrap=True)
     table.add_column("value", overflow="fold")
-    for name in ("alg", "kid", "typ"):
-        if name in token.header:
-            table.add_row(
-                Text(f"header.{name}", style="bold yellow" if name == "typ" else "dim"),
-                str(token.header[name]),
-            )
-    for name, value in token.claims.items():
-        table.add_row(_claim_label(name), claim_value(name, value))
-    parts: list[RenderableType] = [table]
-    if any(name in DIFF_CLAIMS for name, _, _ in token.changes):
+    claims = token["claims"]
+    if verbose:
+        for name in ("alg", "kid", "typ"):
+            if name in token["header"]:
+                table.add_row(
+                    Text(f"header.{name}", style="bold yellow" if name == "typ" else "dim"),
+                    str(token["header"][name]),
+                )
+        names: Iterable[str] = claims
+    else:
+        names = token["focus"]
+    for name in names:
+        table.add_row(_claim_label(name), claim_value(name, claims[name]))
+    parts: list[RenderableType] = [title, Padding(table, (0, 0, 0, 1))]
+    if token["changes"] and verbose:
         parts.append(render_changes(token))
+    elif token["changes"]:
+        names = ", ".join(c["claim"] for c in token["changes"])
+        since = token["previous"] or "the previous token"
+        parts.append(Padding(Text(f"changed since {since}: {names}", style="dim"), (0, 0, 0, 1)))
     return Group(*parts)
 
 
-def render_changes(token: TokenSeen) -> RenderableType:
-    text = Text(f"changed since {token.previous}:", style="dim")
-    for name, before, after in token.changes:
-        if name not in DIFF_CLAIMS:
-            continue  # jti/iat/exp are always new; other claims are shown in the table above
-        text.append(f"\n  {name}: ", style="bold yellow" if name in KEY_CLAIMS else "")
-        text.append(f"{_short(before)} → {_short(after)}")
+def shows_token(token: dict[str, Any], action: dict[str, Any]) -> bool:
+    """The default view leaves out the IdP's own access/refresh tokens (not links of the
+    chain) unless the step's expectations read them."""
+    if token["label"] == "id_token" or token["typ"].lower() not in ("jwt", "refresh"):
+        return True
+    return any(c["query"].startswith(f"token {token['label']}") for c in action["checks"])
+
+
+def render_changes(token: dict[str, Any]) -> RenderableType:
+    previous = token["previous"] or "the previous token"
+    text = Text(f" changed since {previous}:", style="dim")
+    for change in token["changes"]:
+        text.append(f"\n   {change['claim']}: ", style="bold yellow")
+        text.append(f"{_short(change['before'])} → {_short(change['after'])}")
     return text
 
 
-def render_check(check: CheckResult, action: ActionResult, result: StepResult) -> RenderableType:
-    line = Text(
-        f"{PASS} " if check.passed else f"{FAIL} ",
-        style="bold green" if check.passed else "bold red",
-    )
-    line.append(check.why or check.check)
-    if check.passed:
-        line.append(
-            f"  ({check.query} {check.predicate} "
-            f"{_short(json.dumps(check.expected, default=str))})",
-            style="dim",
-        )
-        return line
-    details = Text(style="red")
-    details.append(f"\n    {result.path}: action {action.action_id}: {check.check}")
-    details.append(f"\n    expected: {_short(check.expected, 200)}")
-    details.append(f"\n    actual:   {_short(check.actual, 200)}")
-    if check.error:
-        details.append(f"\n    error:    {check.error}")
-    parts: list[RenderableType] = [line, details]
-    if action.curl or action.command:
-        parts.append(Text("    reproduce with:", style="dim"))
-        parts.append(
-            Padding(
-                Syntax(
-                    action.curl or action.command or "", "bash", word_wrap=True, theme="ansi_dark"
-                ),
-                (0, 0, 0, 4),
+def render_check(
+    check: dict[str, Any], action: dict[str, Any], model: dict[str, Any], *, verbose: bool
+) -> RenderableType:
+    mark = Text(f"{PASS} " if check["passed"] else f"{FAIL} ")
+    mark.stylize("bold green" if check["passed"] else "bold red")
+    line = Text.assemble(mark, check["why"] or check["check"])
+    if check["passed"]:
+        if verbose:
+            line.append(
+                f"  ({check['query']} {check['predicate']} "
+                f"{_short(json.dumps(check['expected'], default=str))})",
+                style="dim",
             )
-        )
+        return HangingText(line)
+    details = Text(style="red")
+    details.append(f"{model['file']}: action {action['id']}: {check['check']}")
+    details.append(f"\nexpected: {_short(check['expected'], 200)}")
+    details.append(f"\nactual:   {_short(check['actual'], 200)}")
+    if check["error"]:
+        details.append(f"\nerror:    {check['error']}")
+    parts: list[RenderableType] = [HangingText(line), Padding(details, (0, 0, 0, 4))]
+    reproduce = check.get("reproduce")
+    if reproduce:
+        parts.append(Text("    reproduce with:", style="dim"))
+        parts.append(Padding(CommandBlock(reproduce), (0, 0, 0, 4)))
     return Group(*parts)
 
 
+class HangingText:
+    """A ✓/✗ line whose continuation lines are indented under the text, not the mark."""
+
+    def __init__(self, text: Text, hang: int = 2) -> None:
+        self.text = text
+        self.hang = hang
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lines = self.text.wrap(console, options.max_width - self.hang)
+        first, *rest = lines or [Text("")]
+        if rest:
+            # Re-wrap the continuation at the narrower width.
+            tail = Text(" ").join(rest)
+            rest = list(tail.wrap(console, options.max_width - self.hang))
+        yield first
+        for line in rest:
+            yield Text.assemble(" " * self.hang, line)
+
+
 # --------------------------------------------------------------------------------------------
-# Lineage and sequence (step 12 shows the whole chain; any step with several tokens benefits)
-
-LINEAGE_CLAIMS = ("sub", "client_id", "act", "aud", "scope")
+# Lineage and sequence
 
 
-def lineage_entries(result: StepResult) -> list[tuple[str, str, dict[str, Any]]]:
-    """(label, typ, claims) for each token of the step in order, plus the token the MCP server
-    obtained by exchange (reported in tool results as ``exchanged_token`` claims)."""
-    entries: list[tuple[str, str, dict[str, Any]]] = []
-    for action in result.actions:
-        for token in action.tokens:
-            typ = str(token.header.get("typ", "JWT"))
-            # The chain is ID token → typed PDP tokens; the IdP's own access/refresh tokens
-            # (plain "JWT"/"Refresh") are shown with their action but are not links of it.
-            if token.label == "id_token" or typ.lower() not in ("jwt", "refresh"):
-                entries.append((token.label, typ, token.claims))
-        for claims in _exchanged_tokens(action.result):
-            entries.append(("exchanged by the MCP server", "at+jwt", claims))
-    return entries
-
-
-def _exchanged_tokens(result: Any) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    if isinstance(result, dict):
-        exchanged = result.get("exchanged_token")
-        if isinstance(exchanged, dict):
-            found.append(exchanged)
-        for key, value in result.items():
-            if key != "exchanged_token":
-                found.extend(_exchanged_tokens(value))
-    elif isinstance(result, list):
-        for item in result:
-            found.extend(_exchanged_tokens(item))
-    return found
-
-
-def render_lineage(result: StepResult) -> RenderableType | None:
-    entries = lineage_entries(result)
-    if len(entries) < 2:
-        return None
-    text = Text("Token lineage", style="bold")
-    for index, (label, typ, claims) in enumerate(entries):
-        text.append("\n  ↓" if index else "")
-        text.append(f"\n  {label}", style="bold magenta")
-        text.append(f" ({typ})")
-        for name in LINEAGE_CLAIMS:
-            if name in claims:
-                value = claims[name]
-                shown = value if isinstance(value, str) else json.dumps(value)
-                text.append(f"\n      {name}: ", style="bold yellow")
-                text.append(_short(shown, 66))
+def render_lineage(entries: list[dict[str, Any]]) -> RenderableType:
+    text = Text(f"Token lineage: {len(entries)} tokens, each once", style="bold")
+    for index, entry in enumerate(entries, start=1):
+        text.append(f"\n {index} ", style="bold")
+        text.append(entry["label"], style="bold magenta")
+        text.append(f" ({entry['typ']})")
+        for name, value in entry["claims"].items():
+            shown = claim_value(name, value).plain
+            text.append(f"\n     {name}: ", style="bold yellow")
+            text.append(_short(shown, 66))
     return Group(Text(""), text)
 
 
-def party_of(url: str) -> str:
-    """Which part answered, from the URL path (the lab's fixed layout)."""
-    if "/realms/" in url:
-        return "IdP"
-    if "/zts/" in url or "oauth-authorization-server" in url:
-        return "PDP (ZTS)"
-    if "/zms/" in url:
-        return "PDP (ZMS)"
-    if "/mcp" in url or "oauth-protected-resource" in url:
-        return "MCP server"
-    if "/api/docs" in url:
-        return "document API"
-    return url.split("/")[2] if "://" in url else url
+class Swimlanes:
+    """The sequence of calls as swimlanes: one column per part, one arrow per call."""
+
+    def __init__(self, hops: list[dict[str, Any]]) -> None:
+        self.hops = hops
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield from swimlane_lines(self.hops, options.max_width)
 
 
-def render_sequence(result: StepResult) -> RenderableType | None:
-    """The calls of the step's agent/MCP actions as a one-line-per-call sequence."""
-    rows = [
-        (action.action_id, exchange)
-        for action in result.actions
-        if action.kind in ("agent", "mcp")
-        for exchange in action.exchanges
-    ]
-    if len(rows) < 2 and not any(_exchanged_tokens(a.result) for a in result.actions):
-        return None
-    table = Table(
-        title="Sequence", title_justify="left", show_header=False, box=None, padding=(0, 1)
-    )
-    table.add_column("from", no_wrap=True)
-    table.add_column("to", no_wrap=True)
-    table.add_column("call", overflow="fold")
-    table.add_column("status", no_wrap=True)
-    for _action_id, exchange in rows:
-        path = exchange.url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
-        status = "—" if exchange.status is None else str(exchange.status)
-        table.add_row("agent", f"→ {party_of(exchange.url)}", f"{exchange.method} /{path}", status)
-    if any(_exchanged_tokens(a.result) for a in result.actions):
-        table.add_row("MCP server", "→ PDP (ZTS)", "RFC 8693 token exchange", "200")
-        table.add_row("MCP server", "→ document API", "with the exchanged token", "200")
-    return Group(Text(""), table)
+def swimlane_lines(hops: list[dict[str, Any]], width: int) -> list[Text]:
+    lanes = [lane for lane in LANES if any(lane in (h["from"], h["to"]) for h in hops)]
+    if len(lanes) < 2:
+        return []
+    step = max(8, (width - 2) // len(lanes))
+    centers = {lane: 1 + step // 2 + i * step for i, lane in enumerate(lanes)}
+    right = min(width, centers[lanes[-1]] + step // 2 + 1)
+
+    def blank() -> list[str]:
+        row = [" "] * right
+        for x in centers.values():
+            row[x] = "│"
+        return row
+
+    header = [" "] * right
+    for lane, x in centers.items():
+        name = lane[: step - 1]
+        start = max(0, min(right - len(name), x - len(name) // 2))
+        header[start : start + len(name)] = list(name)
+    out = [Text("".join(header).rstrip(), style="bold")]
+    for hop in hops:
+        out.extend(hop_lines(hop, centers, blank, right))
+    return out
+
+
+def hop_lines(
+    hop: dict[str, Any], centers: dict[str, int], blank: Any, right: int
+) -> list[Text]:
+    """One arrow with its label inside when it fits, else the label on a line above."""
+    a, b = centers[hop["from"]], centers[hop["to"]]
+    status = "" if hop["status"] is None else f" {hop['status']}"
+    label = f"{hop['call']}{status}"
+    failed = isinstance(hop["status"], int) and hop["status"] >= 400
+    style = "red" if failed else "cyan"
+    low, high = min(a, b), max(a, b)
+    arrow = blank()
+    for x in range(low + 1, high):
+        arrow[x] = "─"
+    arrow[b] = "▶" if b > a else "◀"
+    arrow[a] = "├" if b > a else "┤"
+    if len(label) + 4 <= high - low - 1:
+        start = low + 2
+        arrow[start : start + len(label) + 2] = list(f" {label} ")
+        line = Text("".join(arrow).rstrip(), style="dim")
+        line.stylize(style, start + 1, start + 1 + len(label))
+        return [line]
+    row = blank()
+    label = label[: max(0, right - 2)]
+    start = max(0, min(low + 2, right - len(label)))
+    row[start : start + len(label)] = list(label)
+    above = Text("".join(row).rstrip())
+    above.stylize(style, start, start + len(label))
+    return [above, Text("".join(arrow).rstrip(), style="dim")]
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
 
 
 def claim_value(name: str, value: Any) -> Text:
@@ -393,6 +610,19 @@ def _shorten_in(data: Any) -> Any:
     if isinstance(data, dict):
         return {k: _shorten_in(v) for k, v in data.items()}
     return data
+
+
+def _json(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _json_lines(data: Any) -> int:
+    return len(json.dumps(_shorten_in(data), indent=2, default=str).splitlines())
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -203,7 +203,9 @@ def run_actions(step: Step, actions: tuple[Action, ...], ctx: RunContext, mode: 
 def run_action(step: Step, action: Action, ctx: RunContext) -> ActionResult:
     started = time.perf_counter()
     where = f"{step.path}: action {action.id}"
-    base = ActionResult(action_id=action.id, kind=action.kind, say=ctx.redact(action.say))
+    base = ActionResult(
+        action_id=action.id, kind=action.kind, say=ctx.redact(action.say), show=action.show
+    )
     try:
         spec = substitute(action.spec, ctx.scope(), where)
         produced = module_for(action.kind).run(spec, ctx)

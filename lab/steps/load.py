@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STEPS_DIR = REPO_ROOT / "steps"
 FILE_NAME = re.compile(r"^(\d{2})-([a-z0-9][a-z0-9-]*)\.md$")
 _ACTION_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-_ACTION_FIELDS = {"id", "say", "capture", "expect", "check", "solution", *ACTION_KINDS}
+_ACTION_FIELDS = {"id", "say", "show", "capture", "expect", "check", "solution", *ACTION_KINDS}
 _EXPECT_FIELDS = {"why", "claim", *QUERY_KEYS, *PREDICATES}
 
 
@@ -200,8 +200,8 @@ def parse_action(path: Path, raw: Any, where: str) -> Action:
     if unknown:
         raise StepFileError(
             f"{path}: {where}: unknown field(s) {', '.join(unknown)}; "
-            f"an action has id, say, one of {', '.join(ACTION_KINDS)}, capture, expect, check, "
-            "solution"
+            f"an action has id, say, show, one of {', '.join(ACTION_KINDS)}, capture, expect, "
+            "check, solution"
         )
     kinds = [k for k in ACTION_KINDS if k in raw]
     if len(kinds) != 1:
@@ -216,11 +216,23 @@ def parse_action(path: Path, raw: Any, where: str) -> Action:
         kind=kind,
         spec=raw[kind],
         say=str(raw.get("say") or ""),
+        show=_show(path, where, raw.get("show")),
         captures=parse_captures(path, raw.get("capture") or {}, f"{where}.capture"),
         expectations=parse_expectations(path, raw.get("expect") or [], f"{where}.expect"),
         check=bool(raw.get("check", False)),
         solution=_flag(path, where, raw, "solution"),
     )
+
+
+def _show(path: Path, where: str, raw: Any) -> tuple[str, ...]:
+    """``show: [sub, act, scope]``: the claims the default view shows for this action's tokens."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = raw.split()
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+        raise StepFileError(f"{path}: {where}.show: expected a list of claim names, got {raw!r}")
+    return tuple(raw)
 
 
 def _flag(path: Path, where: str, raw: dict[str, Any], name: str) -> bool:

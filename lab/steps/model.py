@@ -79,6 +79,8 @@ class Action:
     kind: str
     spec: Any  # the value under the kind key, before ${...} substitution
     say: str = ""
+    #: Claims the default (focused) view shows for this action's tokens; the rest is --verbose.
+    show: tuple[str, ...] = ()
     captures: tuple[Capture, ...] = ()
     expectations: tuple[Expectation, ...] = ()
     check: bool = False
@@ -174,6 +176,7 @@ class ActionResult:
     command: str | None = None  # the equivalent `lab ...` command for non-HTTP actions
     error: str | None = None  # the action could not run (connection refused, missing value...)
     duration_ms: float = 0.0
+    show: tuple[str, ...] = ()  # the action's declared claims to show (Action.show)
 
     @property
     def passed(self) -> bool:

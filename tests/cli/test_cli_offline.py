@@ -136,7 +136,7 @@ def test_decode_of_an_expired_token_exits_1(lab: Lab) -> None:
 
 def test_decode_of_garbage_is_one_sentence(lab: Lab) -> None:
     result = lab.invoke("decode", "not-a-token")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # not a token at all is a usage error
     assert "this is not a JWT" in result.output
     assert "Traceback" not in result.output
 

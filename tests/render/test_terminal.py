@@ -13,9 +13,9 @@ from lab.render.terminal import print_step_result, shorten_tokens, step_result_t
 from tests.render.results import passed_and_failed
 
 
-def test_passed_step_shows_decoded_tokens_and_diff(tmp_path: Path) -> None:
+def test_verbose_step_shows_decoded_tokens_and_diff(tmp_path: Path) -> None:
     ok = passed_and_failed(tmp_path)[0]
-    text = step_result_text(ok)
+    text = step_result_text(ok, verbose=True)
     assert all(len(line) <= 80 for line in text.splitlines())
     assert "access_token  at+jwt  fp " in text
     assert "sub         human.idjag-learner" in text
@@ -47,7 +47,7 @@ def test_action_error_is_shown(tmp_path: Path) -> None:
 def test_key_claims_are_highlighted_on_a_colour_terminal(tmp_path: Path) -> None:
     out = io.StringIO()
     console = Console(file=out, width=80, force_terminal=True, color_system="standard")
-    print_step_result(console, passed_and_failed(tmp_path)[0])
+    print_step_result(console, passed_and_failed(tmp_path)[0], verbose=True)
     assert "\x1b[1;33msub" in out.getvalue()  # bold yellow claim name
 
 
@@ -73,21 +73,24 @@ def test_lineage_and_sequence_follow_the_chain(tmp_path: Path) -> None:
     )
     tool = {"data": {"docs": [], "exchanged_token": {"sub": "human.idjag-learner", "aud": "api"}}}
     agent = ActionResult("prompt", "agent", "Prompt.", calls, tool)
-    text = step_result_text(replace(ok, actions=(*ok.actions, agent)))
+    text = step_result_text(replace(ok, actions=(*ok.actions, agent)), verbose=True)
     assert all(len(line) <= 80 for line in text.splitlines())
     lineage = text.split("Token lineage", 1)[1]
-    assert (
-        lineage.index("access_token") < lineage.index("exchanged") < lineage.index("exchanged by")
-    )
+    assert lineage.index("access_token") < lineage.index("exchanged by the MCP server")
+    assert lineage.count("exchanged by the MCP server") == 1  # each token once
     assert "act: " in lineage and "api.api-mcp" in lineage
-    sequence = re.sub(r"\s+", " ", text.split("Sequence", 1)[1])
-    assert "agent → IdP POST" in sequence and "agent → MCP server POST /mcp 200" in sequence
-    assert "MCP server → PDP (ZTS) RFC 8693 token exchange 200" in sequence
+    sequence = text.split("Sequence", 1)[1]
+    lanes = sequence.splitlines()[1]
+    assert re.search(r"agent\s+IdP\s+PDP\s+MCP server\s+document API", lanes)
+    assert "code → ID token 200" in sequence and "POST /mcp 200" in sequence
+    assert "RFC 8693 exchange → aud api 200" in sequence
+    assert "◀" in sequence and "▶" in sequence  # arrows both ways: swimlanes, not a table
 
 
 def test_html_pages_and_mcp_handshakes_are_summarised() -> None:
     from lab.agent.recorder import Exchange
-    from lab.render.terminal import render_exchange
+    from lab.render.run_model import call_model
+    from lab.render.terminal import render_call_verbose
 
     console = Console(file=io.StringIO(), width=80, record=True, color_system=None)
     page = Exchange("GET", "http://h/realms/idjag/auth", 200, {}, "", {"content-type": "text/html"},
@@ -97,8 +100,36 @@ def test_html_pages_and_mcp_handshakes_are_summarised() -> None:
     handshake = Exchange(
         "POST", "http://h/mcp", 200, {}, "", {"content-type": "application/json"}, init, 1.0
     )
-    console.print(render_exchange(page, with_request=True))
-    console.print(render_exchange(handshake))
+    console.print(render_call_verbose(call_model(page), with_request=True))
+    handshake.request_body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize"})
+    console.print(render_call_verbose(call_model(handshake), with_request=False))
     text = console.export_text()
     assert "(an HTML page, 513 characters)" in text and "xxxx" not in text
     assert "(MCP initialize: server docs, protocol 2025-11-25)" in text
+
+
+def test_default_view_is_focused_opening_first_claims_that_matter(tmp_path: Path) -> None:
+    ok = passed_and_failed(tmp_path)[0]
+    text = step_result_text(ok)
+    lines = text.splitlines()
+    assert lines[1].startswith("You now hold docs-getter")  # the narrative's opening first
+    assert "fp " not in text and "header.alg" not in text  # every claim only with --verbose
+    assert "client_id  api.api-mcp" in text  # a claim the step's checks read
+    assert "✓ The learner holds the role." in text and "(status equals 200)" not in text
+
+
+def test_copyable_commands_break_between_words_only() -> None:
+    from lab.render.terminal import fit_command
+
+    command = (
+        "curl -sS -i -X POST http://127.0.0.1:8443/zts/v1/oauth2/token -H "
+        "'Content-Type: application/x-www-form-urlencoded' --data-urlencode "
+        '"client_assertion=$(lab sign-assertion human.idjag-learner --aud http://x/zts/v1)"'
+    )
+    lines = fit_command(command, 60)
+    # A line is within the width, or one quoted word that cannot be split without breaking it.
+    assert all(len(line) <= 60 or line.strip().startswith('"client_assertion') for line in lines)
+    assert '"client_assertion=$(lab sign-assertion human.idjag-learner --aud' in lines[-1]
+    assert all(line.endswith(" \\") for line in lines[:-1])
+    joined = " ".join(line.removesuffix(" \\").strip() for line in lines)
+    assert joined.split() == command.split()

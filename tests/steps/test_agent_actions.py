@@ -150,7 +150,7 @@ def test_agent_and_mcp_results_are_queryable(tmp_path: Path, ctx: RunContext) ->
     result = run_step(load_step(path), ctx)
     assert result.status == "passed", result.message
     assert [t.label for t in result.tokens] == ["id_token", "access_token"]
-    text = step_result_text(result)
+    text = step_result_text(result, verbose=True)
     assert "not-shown-pw" not in text
     assert "lab agent sign-in --username idjag-learner --password *** --method code" in text
 

@@ -209,7 +209,7 @@ def test_secrets_are_redacted_in_output_and_reports_but_tokens_are_kept(
     learner_key(ctx.settings)
     result = run_step(load_step(path), ctx)
     assert result.status == "passed", result.message
-    text = step_result_text(result)
+    text = step_result_text(result, verbose=True)
     report = json.dumps(to_json([result]))
     for shown in (text, report):
         assert CLIENT_SECRET not in shown
@@ -371,7 +371,8 @@ def test_next_token_shows_what_changed(tmp_path: Path, ctx: RunContext) -> None:
     second = result.tokens[1]
     assert second.previous == "one.access_token"
     assert ("scope", "docs-getter", "mcp-accessor") in second.changes
-    assert "scope: docs-getter → mcp-accessor" in step_result_text(result)
+    assert "scope: docs-getter → mcp-accessor" in step_result_text(result, verbose=True)
+    assert "changed since one.access_token: scope" in step_result_text(result)
 
 
 def test_fake_backend_is_used_by_providers(lab_settings: Settings) -> None:
