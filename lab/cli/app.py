@@ -6,6 +6,7 @@ The console-script entry point is :func:`lab.cli.main.run`.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import typer
@@ -14,6 +15,7 @@ from typer.core import TyperGroup
 from lab.cli import common
 
 BACKENDS = ("embedded", "kind")
+GATEWAY = "Bring your own AI client: a local MCP gateway that does the ID-JAG chain for it."
 
 
 class LabGroup(TyperGroup):
@@ -86,6 +88,7 @@ def _compose() -> None:
     )
     app.add_typer(policy.app, name="policy", help="Show what the PDP holds.")
     app.add_typer(mcp.app, name="mcp", help="Talk to the MCP server directly.")
+    app.add_typer(importlib.import_module("lab.cli.gateway").app, name="gateway", help=GATEWAY)
     try:
         from lab.cli.room import room_app
     except ImportError:

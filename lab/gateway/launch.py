@@ -1,0 +1,139 @@
+"""Put the gateway together and run it over stdio or Streamable HTTP.
+
+``Gateway.create`` wires the agent (the lab's :class:`~lab.agent.Agent`, identified by a
+``User-Agent`` that names the gateway), the token keeper, the hop log, the upstream MCP client
+and the SDK server; ``run_stdio`` and ``run_http`` serve it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import uvicorn
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+
+from lab.agent import Agent, Recorder
+from lab.config import Endpoints, Settings
+from lab.gateway.chain import SignInPlan, TokenKeeper
+from lab.gateway.hops import HopLog
+from lab.gateway.http import build_http_app, gateway_url, new_secret
+from lab.gateway.links import ChainBroken
+from lab.gateway.proxy import GatewayProxy
+from lab.gateway.server import build_server, package_version
+from lab.gateway.settings import PORT_VARIABLE, check_bind
+from lab.gateway.state import clear_state, write_state
+from lab.gateway.upstream import Upstream
+from lab.serving import bind_socket, uvicorn_config
+
+log = logging.getLogger("lab.gateway")
+
+
+@dataclass
+class Gateway:
+    agent: Agent
+    keeper: TokenKeeper
+    proxy: GatewayProxy
+    server: Server[Any]
+    hops: HopLog
+
+    @classmethod
+    def create(
+        cls,
+        settings: Settings,
+        endpoints: Endpoints,
+        plan: SignInPlan,
+        *,
+        margin_s: float | None = None,
+    ) -> Gateway:
+        recorder = Recorder()
+        agent = Agent(endpoints, settings, recorder)
+        user_agent = f"idjag-lab-gateway/{package_version()}"
+        agent.http.headers["User-Agent"] = user_agent
+        keeper_options: dict[str, Any] = {} if margin_s is None else {"margin_s": margin_s}
+        keeper = TokenKeeper(agent, plan, **keeper_options)
+        hops = HopLog(
+            recorder,
+            {
+                endpoints.idp_issuer: "idp",
+                endpoints.zts: "pdp",
+                endpoints.mcp: "mcp",
+            },
+        )
+        upstream = Upstream(endpoints.mcp, recorder, {"User-Agent": user_agent})
+        proxy = GatewayProxy(keeper, upstream, hops)
+        return cls(agent, keeper, proxy, build_server(proxy), hops)
+
+    def close(self) -> None:
+        self.agent.close()
+
+    async def warm_up(self) -> None:
+        """Sign in and fetch a token now; a refusal is logged, and named again at each call."""
+        try:
+            await self.proxy.warm_up()
+        except ChainBroken as broken:
+            log.warning("%s", broken.explain())
+        else:
+            log.info("the chain is ready: access token for %s", self.keeper.subject)
+
+
+async def run_stdio(gateway: Gateway) -> None:
+    """Serve one AI client on stdin/stdout (the client launched us); sign in on first use."""
+    async with stdio_server() as (read_stream, write_stream):
+        await gateway.server.run(
+            read_stream, write_stream, gateway.server.create_initialization_options()
+        )
+
+
+async def run_http(
+    gateway: Gateway,
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    allow_remote: bool = False,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Serve Streamable HTTP at ``http://host:port/<secret>/mcp`` until cancelled."""
+    check_bind(host, allow_remote)
+    sock = bind_socket(host, port, PORT_VARIABLE)
+    bound_port = int(sock.getsockname()[1])
+    secret = new_secret()
+    url = gateway_url(host, bound_port, secret)
+    app = build_http_app(gateway.server, host, bound_port, secret)
+    server = uvicorn.Server(uvicorn_config(app))
+    write_state(settings.home, url)
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        async with anyio.create_task_group() as group:
+
+            async def serve() -> None:
+                try:
+                    await server.serve(sockets=[sock])
+                except (GatewayStopped, KeyboardInterrupt):
+                    pass  # uvicorn shut down, then re-raised the signal it caught
+                finally:
+                    group.cancel_scope.cancel()  # a browser sign-in still waiting ends too
+
+            group.start_soon(serve)
+            while not server.started:
+                await anyio.sleep(0.02)
+            announce(url)
+            await gateway.warm_up()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        clear_state(settings.home)
+        sock.close()
+
+
+class GatewayStopped(Exception):
+    """SIGTERM after uvicorn's graceful shutdown: leave through the ``finally`` blocks."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise GatewayStopped()

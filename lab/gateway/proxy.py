@@ -1,0 +1,129 @@
+"""The gateway's tools: the lab MCP server's tools, called with a token the chain keeps fresh.
+
+Requests are served one at a time: the chain holds one user's tokens, and one request after the
+other keeps the hop log readable (each request gets its own correlation id, which the PDP writes
+into every audit record it makes for that request). A 401 from the MCP server drops the access
+token and retries once with a renewed one; anything else that breaks the chain becomes a tool
+error (``isError``) naming the link, so the AI client shows it instead of failing the session.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+from mcp.types import CallToolResult, TextContent, Tool
+
+from lab.gateway.chain import TokenKeeper
+from lab.gateway.hops import HopLog
+from lab.gateway.links import ChainBroken, tool_error_text
+from lab.gateway.upstream import McpRefused, Upstream
+
+log = logging.getLogger("lab.gateway")
+
+T = TypeVar("T")
+CORRELATION_PREFIX = "gw"
+MAX_CORRELATION_LEN = 64  # the PDP keeps at most 64 characters of X-Correlation-Id
+
+
+class CorrelationIds:
+    """``gw-<client>-<launch>-<n>``: the marker that makes the gateway's calls findable in the
+    PDP's audit (``lab audit --json``), per AI client and per launch."""
+
+    def __init__(self, launch: str | None = None) -> None:
+        self.launch = launch or secrets.token_hex(3)
+        self.count = 0
+
+    def next(self, client: str | None) -> str:
+        self.count += 1
+        name = "".join(c if c.isalnum() else "-" for c in (client or "client").lower())[:24]
+        value = f"{CORRELATION_PREFIX}-{name}-{self.launch}-{self.count}"
+        return value[:MAX_CORRELATION_LEN]
+
+
+class GatewayProxy:
+    def __init__(
+        self,
+        keeper: TokenKeeper,
+        upstream: Upstream,
+        hops: HopLog,
+        ids: CorrelationIds | None = None,
+    ) -> None:
+        self.keeper = keeper
+        self.upstream = upstream
+        self.hops = hops
+        self.ids = ids or CorrelationIds()
+        self.tools: list[Tool] | None = None  # the last listing, served while the chain is broken
+        self._lock = anyio.Lock()
+
+    async def list_tools(self, client: str | None = None) -> list[Tool]:
+        """The MCP server's tools; the last good listing when the chain breaks after one."""
+        try:
+            tools = await self._with_token(client, self.upstream.list_tools)
+        except ChainBroken as broken:
+            if self.tools is None:
+                raise
+            log.warning("tools/list: %s (serving the last listing)", broken.explain())
+            return self.tools
+        self.tools = tools
+        return tools
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], client: str | None = None
+    ) -> CallToolResult:
+        async def call(token: str, headers: dict[str, str]) -> CallToolResult:
+            return await self.upstream.call_tool(token, name, arguments, headers)
+
+        try:
+            result = await self._with_token(client, call)
+        except ChainBroken as broken:
+            log.warning("tools/call %s: %s", name, broken.explain())
+            return error_result(broken.explain())
+        if not result.is_error:
+            return result
+        text = "\n".join(b.text for b in result.content if isinstance(b, TextContent))
+        log.warning("tools/call %s: the MCP server answered a tool error: %s", name, text)
+        named = tool_error_text(text)
+        if named is None:
+            return result
+        return result.model_copy(update={"content": [TextContent(type="text", text=named)]})
+
+    async def warm_up(self) -> None:
+        """Run the chain once (at launch), so sign-in happens before the first tool call."""
+        async with self._lock:
+            self._correlate(None)
+            try:
+                await anyio.to_thread.run_sync(self.keeper.access_token)
+            finally:
+                self.hops.flush()
+
+    async def _with_token(
+        self, client: str | None, call: Callable[[str, dict[str, str]], Awaitable[T]]
+    ) -> T:
+        async with self._lock:
+            headers = self._correlate(client)
+            try:
+                for attempt in (1, 2):
+                    token = await anyio.to_thread.run_sync(self.keeper.access_token)
+                    try:
+                        return await call(token, headers)
+                    except McpRefused as refused:
+                        if refused.status == 401 and attempt == 1:
+                            self.keeper.drop_access_token()  # expired or revoked: renew once
+                            continue
+                        raise ChainBroken("mcp", refused.text, refused.status) from None
+                raise AssertionError("unreachable")  # pragma: no cover - the loop returns
+            finally:
+                self.hops.flush()
+
+    def _correlate(self, client: str | None) -> dict[str, str]:
+        cid = self.ids.next(client)
+        self.keeper.agent.http.headers["X-Correlation-Id"] = cid
+        return {"X-Correlation-Id": cid}
+
+
+def error_result(text: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)

@@ -1,0 +1,172 @@
+"""The gateway against a running lab, through unmodified MCP clients.
+
+The official Python SDK's stdio client and Streamable HTTP client, and the MCP Inspector CLI, each
+list the gateway's tools and call ``list_docs``; the documents come back for the learner. Then the
+learner leaves ``docs-getter`` and the refusal reaches the client as a tool error naming F2.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from lab.config import LEARNER_PRINCIPAL
+from tests.agent.labsetup import Admin
+from tests.gateway.conftest import RunningGateway, ci_requires, gateway_command
+from tests.gateway.inspector import ToolMissing, ensure_inspector
+from tests.stack import ROOT, Stack
+
+LAB_TOOLS = {"list_docs", "get_doc", "create_doc", "delete_doc"}
+MEMBERSHIP_MESSAGE = (
+    "principal human.idjag-learner is not included in the requested role(s) in domain api"
+)
+JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}")
+
+
+async def list_and_call(client: Client) -> tuple[set[str], Any]:
+    tools = await client.list_tools()
+    result = await client.call_tool("list_docs", {})
+    return {tool.name for tool in tools.tools}, result
+
+
+def assert_docs_for_learner(result: Any) -> None:
+    assert not result.is_error, result.content
+    data = result.structured_content
+    assert [doc["id"] for doc in data["docs"]] == [1, 2]
+    assert data["exchanged_token"]["sub"] == LEARNER_PRINCIPAL
+    assert data["received_token"]["client_id"] == "ai.agent"
+
+
+async def test_sdk_stdio_client_lists_and_calls_list_docs(lab_stack: Stack) -> None:
+    command, *args = gateway_command("--stdio", "--headless")
+    params = StdioServerParameters(command=command, args=args, env=lab_stack.env, cwd=str(ROOT))
+    async with Client(params) as client:
+        names, result = await list_and_call(client)
+    assert names >= LAB_TOOLS
+    assert_docs_for_learner(result)
+
+
+async def test_sdk_http_client_lists_and_calls_list_docs(http_gateway: RunningGateway) -> None:
+    async with Client(streamable_http_client(http_gateway.url)) as client:
+        names, result = await list_and_call(client)
+    assert names >= LAB_TOOLS
+    assert_docs_for_learner(result)
+
+
+def test_inspector_cli_lists_and_calls_list_docs(
+    http_gateway: RunningGateway, lab_stack: Stack
+) -> None:
+    try:
+        inspector = ensure_inspector()
+    except ToolMissing as missing:
+        ci_requires(f"the MCP Inspector CLI cannot be installed: {missing}")
+    env = inspector.env(dict(lab_stack.env))
+    base = [http_gateway.url, "--transport", "http"]
+    listed = _run(inspector.command(*base, "--method", "tools/list"), env)
+    assert {tool["name"] for tool in json.loads(listed)["tools"]} >= LAB_TOOLS
+    called = json.loads(
+        _run(inspector.command(*base, "--method", "tools/call", "--tool-name", "list_docs"), env)
+    )
+    assert called.get("isError") is not True, called
+    assert [doc["id"] for doc in called["structuredContent"]["docs"]] == [1, 2]
+
+
+def _run(command: list[str], env: dict[str, str]) -> str:
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{command} exited {result.returncode}: {result.stderr}"
+    return result.stdout
+
+
+async def test_removed_role_reaches_the_client_as_a_tool_error_naming_f2(
+    http_gateway: RunningGateway, admin: Admin
+) -> None:
+    admin.remove_member("api", "docs-getter", LEARNER_PRINCIPAL)
+    try:
+        async with Client(streamable_http_client(http_gateway.url)) as client:
+            refused = await client.call_tool("list_docs", {})
+    finally:
+        admin.member("api", "docs-getter", LEARNER_PRINCIPAL)
+    assert refused.is_error
+    text = refused.content[0].text
+    assert "F2: role configured, membership missing" in text
+    assert MEMBERSHIP_MESSAGE in text
+    assert "HTTP 403 invalid_scope" in text
+    # Restored: the same gateway, the same session state, documents again.
+    async with Client(streamable_http_client(http_gateway.url)) as client:
+        assert_docs_for_learner(await client.call_tool("list_docs", {}))
+
+
+async def test_gateway_calls_are_marked_in_the_pdp_audit(
+    http_gateway: RunningGateway, lab_stack: Stack
+) -> None:
+    async with Client(streamable_http_client(http_gateway.url)) as client:
+        await client.call_tool("list_docs", {})
+    audit = lab_stack.lab("audit", "--json")
+    assert audit.returncode == 0, audit.stderr
+    marked = [
+        r for r in json.loads(audit.stdout)["records"] if r["correlation_id"].startswith("gw-")
+    ]
+    actions = {r["action"] for r in marked}
+    assert {"id-jag", "token:jwt-bearer"} <= actions, actions
+    assert all(r["client"] == "ai.agent" for r in marked)
+
+
+def test_hops_are_logged_with_fingerprints_never_whole_tokens(
+    http_gateway: RunningGateway, lab_stack: Stack
+) -> None:
+    log = (lab_stack.home / "logs" / "gateway.log").read_text()
+    assert "got ID-JAG jti=" in log and "got access token jti=" in log
+    assert "sha256=" in log
+    assert JWT.search(log) is None, "a whole JWT reached the gateway log"
+    assert JWT.search(http_gateway.log.read_text()) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "error"),
+    [
+        ({"Host": "evil.example:80"}, 421, "misdirected_request"),
+        ({"Origin": "http://evil.example"}, 403, "forbidden_origin"),
+        ({"Origin": "http://localhost:6274"}, 403, "forbidden_origin"),
+    ],
+)
+def test_foreign_host_or_origin_is_refused(
+    http_gateway: RunningGateway, headers: dict[str, str], status: int, error: str
+) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    answer = httpx.post(
+        http_gateway.url,
+        json=body,
+        headers={"Accept": "application/json, text/event-stream", **headers},
+        timeout=10,
+    )
+    assert answer.status_code == status
+    assert answer.json()["error"] == error
+
+
+def test_the_mcp_endpoint_is_only_under_the_secret_path(http_gateway: RunningGateway) -> None:
+    origin = http_gateway.url.rsplit("/", 2)[0]
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    for path in ("/mcp", "/", "/healthz"):
+        answer = httpx.post(f"{origin}{path}", json=body, timeout=10)
+        assert answer.status_code == 404, path
+
+
+def test_non_loopback_bind_is_refused_without_allow_remote(lab_stack: Stack) -> None:
+    result = subprocess.run(
+        gateway_command("--headless", "--host", "0.0.0.0", "--port", "0"),
+        env=lab_stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "refusing to bind the gateway to 0.0.0.0" in result.stderr
+    assert "--allow-remote" in result.stderr
