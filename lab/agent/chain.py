@@ -22,6 +22,7 @@ from lab.agent.signin import (
     IdpClient,
     SignIn,
     SignInFailed,
+    browser_like,
     sign_in_browser,
     sign_in_with_code,
     sign_in_with_password,
@@ -35,7 +36,7 @@ DEFAULT_SCOPE = "api:role.docs-getter api:role.mcp-accessor"
 HTTP_TIMEOUT_S = 30.0
 
 #: Code-flow failures that mean "this login page cannot be driven", not "wrong password":
-#: only these fall back to the password grant.
+#: only these fall back to the password grant, and only when the caller asks for a fallback.
 _FALLBACK_ERRORS = frozenset({"login_form_missing", "unexpected_response", "too_many_redirects"})
 
 _MCP = object()  # sentinel: "the MCP server's URL" as the default RFC 8707 resource
@@ -96,8 +97,13 @@ class Agent:
         self.endpoints = endpoints
         self.settings = settings
         self.recorder = recorder if recorder is not None else Recorder()
-        self.http = lab_http.client(
-            event_hooks=self.recorder.sync_hooks(), timeout=HTTP_TIMEOUT_S, follow_redirects=False
+        # Cookies as a browser keeps them: Keycloak marks its login cookies Secure on loopback.
+        self.http = browser_like(
+            lab_http.client(
+                event_hooks=self.recorder.sync_hooks(),
+                timeout=HTTP_TIMEOUT_S,
+                follow_redirects=False,
+            )
         )
         self._realm_file = realm_file
         self._idp_client = idp_client
@@ -132,9 +138,15 @@ class Agent:
 
     # -- the links ----------------------------------------------------------------------------
 
-    def sign_in(self, username: str, password: str, method: str = "code") -> SignIn:
-        """Sign the user in. ``code`` falls back to the password grant only when the login page
-        cannot be driven (never after a refused password)."""
+    def sign_in(
+        self, username: str, password: str, method: str = "code", *, fallback: bool = False
+    ) -> SignIn:
+        """Sign the user in with ``method``; no silent fallback.
+
+        Only with ``fallback=True`` does a code flow whose login page cannot be driven (never a
+        refused password) fall back to the password grant; the result then says so
+        (``method`` ``password``, ``fallback_from`` the code flow's error).
+        """
         issuer = self.endpoints.idp_issuer
         if method == "password":
             return sign_in_with_password(self.http, issuer, self.idp_client, username, password)
@@ -148,9 +160,11 @@ class Agent:
             result = sign_in_with_code(self.http, issuer, self.idp_client, username, password)
         except httpx.HTTPError as exc:
             return SignIn(None, None, None, "code", None, "unreachable", str(exc))
-        if result.error in _FALLBACK_ERRORS:
-            return sign_in_with_password(self.http, issuer, self.idp_client, username, password)
-        return result
+        if not (fallback and result.error in _FALLBACK_ERRORS):
+            return result
+        fallen = sign_in_with_password(self.http, issuer, self.idp_client, username, password)
+        fallen.fallback_from = f"{result.error}: {result.error_description or ''}".rstrip(": ")
+        return fallen
 
     def sign_in_browser(self, opener: Any = None, timeout_s: float = 300.0) -> SignIn:
         """Open the login page in a browser for a person (see signin.sign_in_browser)."""

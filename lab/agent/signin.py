@@ -1,8 +1,10 @@
-"""Sign the user in at the IdP: authorization code + PKCE (RFC 7636), password grant as fallback.
+"""Sign the user in at the IdP: authorization code + PKCE (RFC 7636), or the password grant.
 
 The code flow is driven headlessly the way a browser would: GET the authorization endpoint,
 read the login form from the HTML, POST the credentials, and take the ``code`` from the
 redirect ``Location`` to a loopback ``redirect_uri`` (RFC 8252 §7.3) without following it.
+Like a browser, it keeps cookies marked ``Secure`` for http://127.0.0.1 and http://localhost
+(:class:`LoopbackSecureCookiePolicy`): Keycloak 26 marks its login cookies that way there.
 ``sign_in_browser`` does the same for a person: it opens the real login page and catches the
 redirect on a one-shot loopback listener.
 """
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.cookiejar
 import http.server
+import ipaddress
 import json
 import secrets
 import threading
@@ -30,6 +34,9 @@ from lab.oauth.tokens import GRANT_AUTHORIZATION_CODE, GRANT_PASSWORD
 
 DEFAULT_REALM_FILE = Path(__file__).resolve().parents[2] / "keycloak" / "realm-idjag.json"
 DEFAULT_REDIRECT_URI = "http://127.0.0.1/callback"
+#: Keycloak's page when the login POST arrives without its cookies ("Cookie not found. ..." in
+#: older releases, "Restart login cookie not found. ..." in 26.7); compared in lower case.
+COOKIE_NOT_FOUND_MARKER = "cookie not found"
 SCOPE = "openid profile email"
 
 
@@ -45,6 +52,8 @@ class SignIn:
     error: str | None = None
     error_description: str | None = None
     body: dict[str, Any] = field(default_factory=dict)
+    #: Set only when the caller asked for a fallback and it happened: why the code flow failed.
+    fallback_from: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -102,6 +111,59 @@ class SignInFailed(Exception):
         self.status = status
 
 
+# -- cookies, the way a browser keeps them ------------------------------------------------
+
+
+class LoopbackSecureCookiePolicy(http.cookiejar.DefaultCookiePolicy):
+    """Send ``Secure`` cookies to loopback http URLs, as browsers do.
+
+    W3C Secure Contexts §3.1 counts http://127.0.0.1, http://[::1] and http://localhost as
+    potentially trustworthy, and browsers return ``Secure`` cookies there. Keycloak 26 relies
+    on it (``AUTH_SESSION_ID``/``KC_RESTART`` are ``Secure; SameSite=None`` on loopback http);
+    the standard library's policy sends them to https only, so the login POST would arrive
+    without them and Keycloak would answer 400 "cookie not found" (keycloak#37726).
+    """
+
+    def return_ok_secure(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        if is_loopback_url(request.get_full_url()):
+            return True
+        return bool(super().return_ok_secure(cookie, request))
+
+
+def browser_cookie_jar() -> http.cookiejar.CookieJar:
+    """A cookie jar whose policy treats loopback http as a secure context."""
+    return http.cookiejar.CookieJar(policy=LoopbackSecureCookiePolicy())
+
+
+def browser_like(client: httpx.Client) -> httpx.Client:
+    """Make ``client`` keep and send cookies the way a browser does on loopback http.
+
+    httpx copies the client's cookies into a jar with the default policy for every request
+    (``Client._merge_cookies``), so a policy on the client's own jar is not enough: a request
+    hook rebuilds the ``Cookie`` header from the client's jar, with its policy. The client
+    already stores every ``Set-Cookie`` in that jar (setting a Secure cookie over http is
+    allowed; only sending it back is restricted).
+    """
+    client.cookies.jar.set_policy(LoopbackSecureCookiePolicy())
+
+    def cookie_header(request: httpx.Request) -> None:
+        request.headers.pop("cookie", None)
+        client.cookies.set_cookie_header(request)
+
+    client.event_hooks["request"].insert(0, cookie_header)
+    return client
+
+
+def is_loopback_url(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 # -- endpoints ----------------------------------------------------------------------------
 
 
@@ -156,7 +218,7 @@ def sign_in_with_code(
 def sign_in_with_password(
     http: httpx.Client, issuer: str, client: IdpClient, username: str, password: str
 ) -> SignIn:
-    """Resource owner password credentials (RFC 6749 §4.3): the headless fallback."""
+    """Resource owner password credentials (RFC 6749 §4.3): only when asked for by name."""
     form = {
         "grant_type": GRANT_PASSWORD,
         "username": username,
@@ -273,6 +335,15 @@ def _drive_login(
     location = answer.headers.get("location", "")
     if answer.is_redirect and location.startswith(_redirect_base(redirect_uri)):
         return _code_from_location(location, state)
+    if answer.status_code == 400 and COOKIE_NOT_FOUND_MARKER in answer.text.lower():
+        raise SignInFailed(
+            "cookie_not_found",
+            "the IdP did not get back the session cookie it set with the login page "
+            f"(AUTH_SESSION_ID, posted to {form.action}); the credentials were never checked. "
+            "Keycloak marks it Secure even on http://127.0.0.1: the HTTP client must keep Secure "
+            "cookies for loopback hosts, as browsers do (lab.agent.signin.browser_cookie_jar)",
+            answer.status_code,
+        )
     if answer.status_code in (200, 400, 401):
         raise SignInFailed("login_failed", _login_error_text(answer.text), answer.status_code)
     raise SignInFailed(*_error_of(answer), answer.status_code)

@@ -69,13 +69,20 @@ def sign_in(
     username: str = typer.Option("idjag-learner", "--username", "--user", help="Who signs in."),
     password: str = typer.Option("password", "--password", help="Their password."),
     method: str = typer.Option("code", "--method", help="code (auth code + PKCE) or password."),
+    fallback: bool = typer.Option(
+        False,
+        "--fallback-to-password",
+        help="If the login page cannot be driven, use the password grant (reported as such).",
+    ),
 ) -> None:
     """Sign the user in at the IdP; prints the tokens as JSON (exit 1 if refused)."""
     with _agent() as agent:
-        result = agent.sign_in(username, password, method=method)
+        result = agent.sign_in(username, password, method=method, fallback=fallback)
     common.print_json(
         {
             "status": result.status,
+            "method": result.method,
+            "fallback_from": result.fallback_from,
             "id_token": result.id_token,
             "access_token": result.access_token,
             "refresh_token": result.refresh_token,

@@ -29,6 +29,13 @@ log = logging.getLogger("lab.idp")
 #: Keycloak binds a login form to the browser with this cookie.
 AUTH_SESSION_COOKIE = "AUTH_SESSION_ID"
 _RESPONSE_MODES = ("query", "fragment")
+#: Keycloak 26.7's page (400, "We are sorry...") when the login form comes back without its
+#: cookies (AUTH_SESSION_ID and KC_RESTART), e.g. from a client that drops Secure cookies on http.
+COOKIE_NOT_FOUND = (
+    "Restart login cookie not found. It may have expired; it may have been deleted or cookies "
+    "are disabled in your browser. If cookies are disabled then enable them. "
+    "Click Back to Application to login again."
+)
 
 
 class ClientRedirectError(Exception):
@@ -91,7 +98,7 @@ class Authorizer:
         browser_key = request.cookies.get(AUTH_SESSION_COOKIE) or secrets.token_urlsafe(24)
         pending = self.store.start_login(auth_request, browser_key)
         response = self._login_form(pending)
-        self._set_browser_cookie(response, browser_key)
+        self._set_browser_cookie(response, browser_key, secure_context(request))
         return response
 
     def _validate(
@@ -147,10 +154,9 @@ class Authorizer:
             return _error_page("Your login attempt timed out. Login will start from the beginning.")
         cookie = request.cookies.get(AUTH_SESSION_COOKIE, "")
         if not hmac.compare_digest(cookie.encode(), pending.browser_key.encode()):
-            # Login CSRF defence: the form only works in the browser that loaded it.
-            return _error_page(
-                "Cookie not found. Please make sure cookies are enabled in your browser."
-            )
+            # Login CSRF defence: the form only works in the browser that loaded it. Keycloak's
+            # page and wording, so a client that drops Secure cookies on loopback fails here too.
+            return _error_page(COOKIE_NOT_FOUND)
         form = await read_form(request)
         username = form.get("username", "")
         user = check_password(self.realm.user_by_username(username), form.get("password"))
@@ -200,10 +206,38 @@ class Authorizer:
         }
         return HTMLResponse(html, status_code=200, headers=headers)
 
-    def _set_browser_cookie(self, response: Response, value: str) -> None:
+    def _set_browser_cookie(self, response: Response, value: str, secure: bool) -> None:
+        # Keycloak 26 (PR #32130) marks its login cookies ``Secure; SameSite=None`` whenever the
+        # request comes from a secure context, and a browser counts http://127.0.0.1 and
+        # http://localhost as one. Clients that do not (a plain cookie jar) lose the cookie and
+        # meet "Cookie not found" on the login POST: the lab behaves the same way on purpose.
         response.set_cookie(
-            AUTH_SESSION_COOKIE, value, path=self.cookie_path, httponly=True, samesite="lax"
+            AUTH_SESSION_COOKIE,
+            value,
+            path=self.cookie_path,
+            httponly=True,
+            secure=secure,
+            samesite="none" if secure else "lax",
         )
+
+
+def secure_context(request: Request) -> bool:
+    """W3C Secure Contexts §3.1: https, or a loopback host (``127.0.0.0/8``, ``::1``, localhost)."""
+    if request.url.scheme == "https":
+        return True
+    return is_loopback_host(request.url.hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    import ipaddress
+
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _redirect(redirect_uri: str, mode: str, params: dict[str, str | None]) -> Response:

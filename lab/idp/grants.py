@@ -111,7 +111,8 @@ class Grants:
         user = check_password(self.realm.user_by_username(username or ""), param(form, "password"))
         if user is None:
             log.info("password grant refused for client %s", client.client_id)
-            raise InvalidGrant(INVALID_USER_CREDENTIALS, status=401)
+            # Keycloak 26 answers 400 here (older releases: 401); the real thing is the reference.
+            raise InvalidGrant(INVALID_USER_CREDENTIALS)
         if not user.enabled:
             raise InvalidGrant("Account disabled")
         session = self.store.start_session(user.id, client.client_id)

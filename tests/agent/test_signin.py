@@ -18,7 +18,17 @@ from starlette.routing import Route
 
 from lab.agent import Agent, Recorder
 from lab.agent.recorder import REDACTED
-from lab.agent.signin import DEFAULT_REALM_FILE, IdpClient, Pkce, parse_login_form
+from lab.agent.signin import (
+    DEFAULT_REALM_FILE,
+    IdpClient,
+    Pkce,
+    SignIn,
+    browser_cookie_jar,
+    browser_like,
+    is_loopback_url,
+    parse_login_form,
+    sign_in_with_code,
+)
 from lab.config import Settings
 from lab.oauth.jose import JwksCache, verify_jwt
 
@@ -118,12 +128,12 @@ def test_password_grant_yields_an_id_token(lab_settings: Settings, idp_issuer: s
     assert _verified_id_token(result.id_token, idp_issuer)["preferred_username"] == "idjag-learner"
 
 
-def test_password_grant_with_wrong_password_is_401_invalid_grant(
+def test_password_grant_with_wrong_password_is_400_invalid_grant_as_keycloak_26(
     lab_settings: Settings, idp_issuer: str
 ) -> None:
     with Agent(lab_settings.endpoints, lab_settings, Recorder()) as agent:
         result = agent.sign_in("idjag-learner", "wrong", method="password")
-    assert (result.status, result.error) == (401, "invalid_grant")
+    assert (result.status, result.error) == (400, "invalid_grant")
     assert result.id_token is None
 
 
@@ -135,7 +145,7 @@ def test_browser_sign_in_catches_the_redirect_on_a_loopback_listener(
     def fake_browser(url: str) -> None:
         """A person's browser, reduced to HTTP: show the page, submit the form, follow redirects."""
         opened.append(url)
-        with httpx.Client(follow_redirects=True) as browser:
+        with browser_like(httpx.Client(follow_redirects=True)) as browser:
             page = browser.get(url)
             form = parse_login_form(page.text, str(page.url))
             landed = browser.post(
@@ -180,12 +190,25 @@ def _undrivable_idp() -> Starlette:
 CLIENT = IdpClient("ai.agent", "s3cret", "http://127.0.0.1/callback")
 
 
-def test_code_flow_falls_back_to_password_grant_when_the_page_has_no_form(
+def test_code_flow_never_falls_back_to_the_password_grant_unasked(
     lab_settings: Settings, reserved_sockets: dict[str, socket.socket], serve: Callable[..., str]
 ) -> None:
     serve(_undrivable_idp(), reserved_sockets["idp"])
     with Agent(lab_settings.endpoints, lab_settings, Recorder(), idp_client=CLIENT) as agent:
         result = agent.sign_in("idjag-learner", "password", method="code")
+        posts = [e for e in agent.recorder.exchanges if e.method == "POST"]
+    assert not result.ok
+    assert (result.method, result.error) == ("code", "login_form_missing")
+    assert result.fallback_from is None
+    assert posts == [], "no password grant was tried"
+
+
+def test_code_flow_falls_back_when_asked_and_reports_it(
+    lab_settings: Settings, reserved_sockets: dict[str, socket.socket], serve: Callable[..., str]
+) -> None:
+    serve(_undrivable_idp(), reserved_sockets["idp"])
+    with Agent(lab_settings.endpoints, lab_settings, Recorder(), idp_client=CLIENT) as agent:
+        result = agent.sign_in("idjag-learner", "password", method="code", fallback=True)
         grants = [
             dict(parse_qsl(e.request_body)).get("grant_type")
             for e in agent.recorder.exchanges
@@ -193,6 +216,8 @@ def test_code_flow_falls_back_to_password_grant_when_the_page_has_no_form(
         ]
     assert result.ok and result.id_token == "h.i.s"
     assert result.method == "password"
+    assert result.fallback_from is not None
+    assert result.fallback_from.startswith("login_form_missing")
     assert grants == ["password"]
 
 
@@ -204,3 +229,75 @@ def test_browser_sign_in_without_a_redirect_times_out_as_data(
         result = agent.sign_in_browser(opener=lambda url: None, timeout_s=0.2)
     assert not result.ok
     assert (result.method, result.error) == ("browser", "timeout")
+
+
+# -- Secure cookies on loopback http (Keycloak 26 marks AUTH_SESSION_ID Secure there) ----------
+
+
+def test_embedded_idp_marks_its_login_cookie_secure_and_samesite_none_on_loopback(
+    idp_issuer: str,
+) -> None:
+    params = {
+        "response_type": "code",
+        "client_id": "ai.agent",
+        "redirect_uri": "http://127.0.0.1/callback",
+        "scope": "openid",
+        "code_challenge": Pkce.new().challenge,
+        "code_challenge_method": "S256",
+    }
+    page = httpx.get(f"{idp_issuer}/protocol/openid-connect/auth", params=params)
+    cookie = page.headers["set-cookie"].lower()
+    assert cookie.startswith("auth_session_id=")
+    assert "secure" in cookie and "samesite=none" in cookie
+
+
+def test_a_plain_cookie_jar_meets_cookie_not_found_at_the_embedded_idp(
+    idp_issuer: str,
+) -> None:
+    """The regression Keycloak showed: a jar that keeps Secure cookies for https only."""
+    client = IdpClient.from_realm_file()
+    with httpx.Client(follow_redirects=False) as plain:
+        result = sign_in_with_code(plain, idp_issuer, client, "idjag-learner", "password")
+    assert not result.ok
+    assert (result.status, result.error) == (400, "cookie_not_found")
+    assert "Secure" in (result.error_description or "")
+
+
+def test_agent_sign_in_sends_the_secure_cookie_back_and_gets_a_code(
+    lab_settings: Settings, idp_issuer: str
+) -> None:
+    with Agent(lab_settings.endpoints, lab_settings, Recorder()) as agent:
+        result: SignIn = agent.sign_in("idjag-learner", "password", method="code")
+        login_post = [e for e in agent.recorder.exchanges if "login-actions" in e.url]
+    assert result.ok and result.method == "code" and result.fallback_from is None
+    assert login_post and login_post[0].status == 302
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("http://127.0.0.1:9090/x", True),
+        ("http://127.8.0.1/x", True),
+        ("http://[::1]:9090/x", True),
+        ("http://localhost:9090/x", True),
+        ("http://idp.localhost/x", True),
+        ("http://example.com/x", False),
+        ("http://10.0.0.1/x", False),
+    ],
+)
+def test_loopback_urls_count_as_secure_contexts(url: str, loopback: bool) -> None:
+    assert is_loopback_url(url) is loopback
+
+
+def test_secure_cookie_is_not_sent_to_a_non_loopback_http_url() -> None:
+    jar = browser_cookie_jar()
+    cookies = httpx.Cookies(jar)
+    cookies.set("AUTH_SESSION_ID", "v", domain="example.com", path="/")
+    for cookie in jar:
+        cookie.secure = True
+    request = httpx.Request("GET", "http://example.com/")
+    cookies.set_cookie_header(request)
+    assert "cookie" not in request.headers
+    https_request = httpx.Request("GET", "https://example.com/")
+    cookies.set_cookie_header(https_request)
+    assert https_request.headers["cookie"] == "AUTH_SESSION_ID=v"

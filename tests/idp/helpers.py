@@ -132,3 +132,10 @@ def redeem(
     if verifier is not None:
         form["code_verifier"] = verifier
     return httpx.post(idp.token_url, data=form, auth=(CLIENT_ID, CLIENT_SECRET))
+
+
+def browser_client() -> httpx.Client:
+    """A browser, reduced to HTTP: keeps Keycloak-style Secure cookies for loopback http."""
+    from lab.agent.signin import browser_like
+
+    return browser_like(httpx.Client())

@@ -66,9 +66,9 @@ def test_without_openid_scope_there_is_no_id_token(idp: Idp) -> None:
     assert body["scope"] == "email profile"
 
 
-def test_wrong_password_is_invalid_user_credentials_401(idp: Idp) -> None:
+def test_wrong_password_is_invalid_user_credentials_400_as_keycloak_26(idp: Idp) -> None:
     response = idp.password_grant(password="not-the-password")
-    assert response.status_code == 401
+    assert response.status_code == 400
     assert response.json() == {
         "error": "invalid_grant",
         "error_description": "Invalid user credentials",
@@ -77,7 +77,7 @@ def test_wrong_password_is_invalid_user_credentials_401(idp: Idp) -> None:
 
 def test_unknown_user_is_indistinguishable_from_wrong_password(idp: Idp) -> None:
     response = idp.password_grant(username="nobody")
-    assert response.status_code == 401
+    assert response.status_code == 400
     assert response.json()["error_description"] == "Invalid user credentials"
 
 

@@ -59,8 +59,12 @@ def _perform(
             "refresh_token": signed.refresh_token,
             "error": signed.error,
             "error_description": signed.error_description,
+            # Which flow produced the tokens, read from what the agent did (never assumed):
+            # step 9 checks the code flow was used, not a silent password-grant fallback.
             "method": signed.method,
         }
+        if signed.fallback_from:  # present only when a fallback really happened
+            result["fallback_from"] = signed.fallback_from
         tokens = [
             (k, v)
             # A refresh token is a credential, not a grant to inspect: never decoded or reported.
