@@ -45,6 +45,12 @@ def serve(
         "--allow-remote",
         help="Allow a non-loopback bind (anyone who can reach it acts as the signed-in user).",
     ),
+    every_call: bool = typer.Option(
+        False,
+        "--chain-every-call",
+        help="Run ID-JAG and token request again for every MCP request (see each refusal at "
+        "once; default: reuse the access token until it nears expiry).",
+    ),
     margin: float | None = typer.Option(
         None,
         "--renew-margin",
@@ -83,7 +89,7 @@ def serve(
         password=password,
         opener=_open_browser,
     )
-    gateway = Gateway.create(settings, endpoints, plan, margin_s=margin)
+    gateway = Gateway.create(settings, endpoints, plan, margin_s=margin, reuse=not every_call)
     try:
         if stdio:
             anyio.run(run_stdio, gateway)

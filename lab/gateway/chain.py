@@ -69,12 +69,14 @@ class TokenKeeper:
         scope: str = DEFAULT_SCOPE,
         margin_s: float = DEFAULT_MARGIN_S,
         clock: Callable[[], float] = time.time,
+        reuse: bool = True,
     ) -> None:
         self.agent = agent
         self.plan = plan
         self.scope = scope
         self.margin_s = margin_s
         self.clock = clock
+        self.reuse = reuse  # False: a new ID-JAG and access token for every request (teaching)
         self.renewals = 0
         self.subject: str | None = None
         self._id_token: HeldToken | None = None
@@ -84,8 +86,9 @@ class TokenKeeper:
     def access_token(self) -> str:
         """A token good for at least ``margin_s`` more seconds; raises ChainBroken if refused."""
         with self._lock:
-            if self._access is not None and self._access.fresh(self.clock(), self.margin_s):
-                return self._access.token
+            held = self._access
+            if self.reuse and held is not None and held.fresh(self.clock(), self.margin_s):
+                return held.token
             self._access = self._renew()
             self.renewals += 1
             return self._access.token

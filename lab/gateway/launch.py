@@ -50,13 +50,14 @@ class Gateway:
         plan: SignInPlan,
         *,
         margin_s: float | None = None,
+        reuse: bool = True,
     ) -> Gateway:
         recorder = Recorder()
         agent = Agent(endpoints, settings, recorder)
         user_agent = f"idjag-lab-gateway/{package_version()}"
         agent.http.headers["User-Agent"] = user_agent
         keeper_options: dict[str, Any] = {} if margin_s is None else {"margin_s": margin_s}
-        keeper = TokenKeeper(agent, plan, **keeper_options)
+        keeper = TokenKeeper(agent, plan, reuse=reuse, **keeper_options)
         hops = HopLog(
             recorder,
             {

@@ -115,3 +115,16 @@ async def test_tools_are_listed_with_the_servers_annotations(gateway: Gateway) -
     assert tools["list_docs"].annotations.read_only_hint is True
     assert tools["delete_doc"].annotations.destructive_hint is True
     assert tools["get_doc"].input_schema["required"] == ["id"]
+
+
+def test_chain_every_call_asks_for_a_new_id_jag_each_time(
+    running_lab: RunningLab,  # noqa: F811
+) -> None:
+    plan = SignInPlan(mode=HEADLESS)
+    gateway = Gateway.create(running_lab.settings, running_lab.endpoints, plan, reuse=False)
+    try:
+        first, second = gateway.keeper.access_token(), gateway.keeper.access_token()
+    finally:
+        gateway.close()
+    assert first != second and gateway.keeper.renewals == 2
+    assert sign_ins(gateway) == 1  # the ID token is still reused
