@@ -137,6 +137,15 @@ REFUSALS: dict[int, list[tuple[str, int | None, str]]] = {
         ("tampered_token_at_api", 401, "invalid_token"),
         ("passthrough_at_api", 401, "invalid_token"),
     ],
+    18: [
+        ("id_jag_not_allow_listed", 400, "invalid_target"),
+        ("id_jag_without_client_secret", 401, "unauthorized_client"),
+        ("id_jag_resource_mismatch", 400, "invalid_target"),
+    ],
+    19: [
+        ("redeem_not_trusted_to_grant", 400, "invalid_grant"),
+        ("redeem_replayed", 400, "invalid_grant"),
+    ],
 }
 
 #: Where each refusal is fixed: (step, action that then succeeds). Steps 13, 15 and 16 teach a
@@ -149,17 +158,19 @@ FIXES: dict[int, tuple[int, str]] = {
     10: (10, "id_jag_trusted"),
     11: (11, "id_jag_issued"),
     14: (14, "create_allowed"),
+    18: (18, "id_jag_from_idp"),
+    19: (19, "redeem_external"),
 }
 
 
 def test_step_files_cover_the_catalog() -> None:
     steps = load_steps()
-    assert [s.number for s in steps] == list(range(1, 18))
+    assert [s.number for s in steps] == list(range(1, 20))
     assert [s.slug for s in steps] == [
         "document-api", "domain-role-policy", "service-identity", "role-membership", "mcp-server",
         "mcp-token-exchange-denied", "grant-token-exchange", "protect-mcp", "sign-in", "trust-idp",
         "id-jag-policy", "id-jag-end-to-end", "revoke-membership", "challenge-post-docs",
-        "agent-deny", "replay", "audit-trail",
+        "agent-deny", "replay", "audit-trail", "idp-issues-id-jag", "external-id-jag",
     ]  # fmt: skip
 
 
@@ -175,12 +186,12 @@ def test_every_expectation_says_why() -> None:
 
 
 def test_every_state_changing_step_has_a_check_block() -> None:
-    state_changing = {2, 3, 4, 5, 7, 8, 10, 11, 13, 14, 15, 17}
+    state_changing = {2, 3, 4, 5, 7, 8, 10, 11, 13, 14, 15, 17, 19}
     without = [s.number for s in load_steps() if s.number in state_changing and not s.check_actions]
     assert without == []
 
 
-def test_verify_passes_all_17_steps(verified_lab: LabProcess) -> None:
+def test_verify_passes_all_19_steps(verified_lab: LabProcess) -> None:
     assert verified_lab.verify_report is not None, verified_lab.verify_output[-4000:]
     records = step_records(verified_lab.verify_report)
     failed = {
@@ -189,7 +200,7 @@ def test_verify_passes_all_17_steps(verified_lab: LabProcess) -> None:
         if r.get("status") != "passed"
     }
     assert failed == {}, verified_lab.verify_output[-4000:]
-    assert sorted(records) == list(range(1, 18))
+    assert sorted(records) == list(range(1, 20))
     assert verified_lab.verify_exit == 0, verified_lab.verify_output[-4000:]
 
 

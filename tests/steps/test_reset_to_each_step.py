@@ -23,7 +23,7 @@ from tests.steps.test_all_steps import LabProcess, shared_lab
 
 #: Steps whose --check must fail before the step ran: their check reads state the step creates.
 #: (Step 17's check verifies the audit trail is intact, which holds before the step as well.)
-DISCRIMINATING_CHECKS = (2, 3, 4, 5, 7, 8, 10, 11, 13, 14, 15)
+DISCRIMINATING_CHECKS = (2, 3, 4, 5, 7, 8, 10, 11, 13, 14, 15, 19)
 WITH_CHECK_BLOCK = {s.number for s in load_steps() if s.check_actions}
 #: Challenge steps: a plain `lab step N` stops before the answer (`solution: true` actions).
 CHALLENGES = {s.number for s in load_steps() if any(a.solution for a in s.actions)}
@@ -43,7 +43,7 @@ def explain(proc: subprocess.CompletedProcess[str]) -> str:
     return f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"[-4000:]
 
 
-@pytest.mark.parametrize("number", range(1, 18))
+@pytest.mark.parametrize("number", range(1, 20))
 def test_reset_to_step_then_run_it(lab_stack: LabProcess, number: int) -> None:
     reset = lab_stack.lab("reset", "--to", str(number))
     assert reset.returncode == 0, explain(reset)
