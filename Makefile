@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run down test lint docs docs-serve bench clean
+.PHONY: setup run down test lint docs docs-serve bench bench-scale clean
 
 setup: $(STAMP)
 
@@ -36,8 +36,11 @@ docs: setup
 docs-serve: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m lab.docsite serve
 
-bench: setup
+bench: setup ## whole commands, chain vs floor, token endpoints vs a bare POST (wrk)
 	$(BIN)/python bench/run.py
+
+bench-scale: setup ## policy 10 → 100k, audit 1M, RSS after 1k vs 10k chains
+	$(BIN)/python bench/scale.py
 
 clean:
 	-$(BIN)/lab down

@@ -1,27 +1,67 @@
-"""The baseline: a bare Starlette endpoint served the same way as the lab's parts (uvicorn)."""
+"""The like-for-like baseline: a bare POST endpoint on the same server stack as the token endpoint.
+
+Same as ``/zts/v1/oauth2/token`` up to the work itself: uvicorn on a pre-bound socket with the
+lab's config, a Starlette route that reads the form with the lab's ``read_form``, hands the work
+to the thread pool with ``run_in_threadpool``, and answers JSON with the same no-store headers.
+The work is exactly one ES256 signature of a small claim set (a token endpoint does at least that
+plus its checks), so ``token endpoint / bare`` says how much the checks cost, not the stack.
+
+    python bench/bare_server.py PORT
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import time
+from pathlib import Path
+from typing import Any
 
-import uvicorn
-from starlette.applications import Starlette
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lab.serving import bind_socket, uvicorn_config
+import uvicorn  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
+from starlette.concurrency import run_in_threadpool  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.responses import JSONResponse, Response  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+
+from lab.oauth.jose import SigningKey, generate_private_key, key_id, new_jti  # noqa: E402
+from lab.oauth.starlette import NO_STORE, read_form  # noqa: E402
+from lab.serving import bind_socket, uvicorn_config  # noqa: E402
 
 
-async def ok(request):  # type: ignore[no-untyped-def]
-    return JSONResponse({"ok": True})
+def create_app() -> Starlette:
+    private = generate_private_key("ES256")
+    key = SigningKey(private, key_id(private))
+
+    def sign(form: dict[str, str]) -> dict[str, Any]:
+        issued = int(time.time())
+        claims = {
+            "iss": "bare",
+            "sub": form.get("grant_type", ""),
+            "iat": issued,
+            "exp": issued + 60,
+            "jti": new_jti(),
+        }
+        token = key.sign(claims, typ="at+jwt")
+        return {"access_token": token, "token_type": "Bearer", "expires_in": 60}
+
+    async def token(request: Request) -> Response:
+        form = await read_form(request)
+        body = await run_in_threadpool(sign, form)
+        return JSONResponse(body, headers=NO_STORE)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    return Starlette(routes=[Route("/", token, methods=["POST"]), Route("/", health)])
 
 
 def main() -> None:
     port = int(sys.argv[1])
-    app = Starlette(routes=[Route("/", ok)])
     sock = bind_socket("127.0.0.1", port)
-    asyncio.run(uvicorn.Server(uvicorn_config(app)).serve(sockets=[sock]))
+    asyncio.run(uvicorn.Server(uvicorn_config(create_app())).serve(sockets=[sock]))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,34 @@
-"""The full chain and the token-endpoint bodies the throughput benchmark sends."""
+"""The agent's full chain, its floor measured the same way, and chains per second.
+
+The floor is what the chain cannot go below on this machine: the same HTTP client making the
+chain's minimum number of loopback round trips to a bare server that signs once per request
+(6 client round trips + the MCP server's 2 internal calls = 8 signatures), plus the crypto the
+chain must do besides (3 RS256 signatures at the IdP, 10 verifications across the parts) and its
+3 durable writes (fsync). The chain's p50 is reported as a multiple of the floor's p50 taken in
+alternation with it.
+"""
 
 from __future__ import annotations
 
+import os
+import statistics
+import tempfile
+import threading
 import time
+from typing import Any
 
 import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from lab.config import AGENT_PRINCIPAL, LEARNER_USERNAME, Settings
-from lab.oauth import tokens
-from lab.oauth.jose import SigningKey, make_client_assertion
+from lab.config import LEARNER_USERNAME, Settings
 
 SCOPE = "api:role.docs-getter api:role.mcp-accessor"
 
 
 def setup_chain_state(settings: Settings) -> None:
     """The state step 12 starts from: everything trusted and granted."""
-    from lab.state import reset_to  # type: ignore[attr-defined]
+    from lab.state import reset_to
 
     reset_to(settings, 12)
 
@@ -24,71 +37,136 @@ def run_chain_once(settings: Settings) -> float:
     """Sign in → ID-JAG → access token → MCP tool → exchange → document API; seconds taken."""
     from lab.agent import Agent
 
-    agent = Agent(settings.endpoints, settings)
-    start = time.perf_counter()
-    signed_in = agent.sign_in(LEARNER_USERNAME, "password", method="code")
-    id_jag = agent.request_id_jag(signed_in.id_token, SCOPE, resource=settings.endpoints.mcp)
-    access = agent.redeem_id_jag(id_jag.token)
-    result = agent.call_tool(access.token, "list_docs", {})
-    elapsed = time.perf_counter() - start
+    with Agent(settings.endpoints, settings) as agent:
+        start = time.perf_counter()
+        signed_in = agent.sign_in(LEARNER_USERNAME, "password", method="code")
+        if signed_in.id_token is None:
+            raise RuntimeError(f"sign-in failed: {signed_in.error}")
+        id_jag = agent.request_id_jag(signed_in.id_token, SCOPE, resource=settings.endpoints.mcp)
+        if id_jag.token is None:
+            raise RuntimeError(f"ID-JAG refused: {id_jag.error}")
+        access = agent.redeem_id_jag(id_jag.token)
+        if access.token is None:
+            raise RuntimeError(f"jwt-bearer refused: {access.error}")
+        result = agent.call_tool(access.token, "list_docs", {})
+        elapsed = time.perf_counter() - start
     if result.is_error:
         raise RuntimeError(f"chain failed at the tool call: {result.text}")
     return elapsed
 
 
-def _id_token(settings: Settings) -> str:
-    from lab.agent import Agent
+class Floor:
+    """One floor run: see the module docstring."""
 
-    return (
-        Agent(settings.endpoints, settings)
-        .sign_in(LEARNER_USERNAME, "password", method="password")
-        .id_token
-    )
+    ROUND_TRIPS = 8
+
+    def __init__(self, bare_url: str) -> None:
+        self.url = bare_url
+        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ec = ec.generate_private_key(ec.SECP256R1())
+        self.rs_token = jwt.encode({"sub": "x", "aud": "y"}, self.rsa, algorithm="RS256")
+        self.es_token = jwt.encode({"sub": "x", "aud": "y"}, self.ec, algorithm="ES256")
+        self.dir = tempfile.TemporaryDirectory(prefix="lab-bench-floor-")
+
+    def once(self) -> float:
+        with httpx.Client(timeout=10) as client:
+            start = time.perf_counter()
+            for _ in range(self.ROUND_TRIPS):
+                client.post(self.url, data={"grant_type": "floor"}).raise_for_status()
+            for _ in range(3):
+                jwt.encode({"sub": "x", "aud": "y"}, self.rsa, algorithm="RS256")
+            for index in range(10):
+                if index < 3:
+                    jwt.decode(
+                        self.rs_token, self.rsa.public_key(), algorithms=["RS256"], audience="y"
+                    )
+                else:
+                    jwt.decode(
+                        self.es_token, self.ec.public_key(), algorithms=["ES256"], audience="y"
+                    )
+            for index in range(3):
+                fd = os.open(os.path.join(self.dir.name, f"f{index}"), os.O_WRONLY | os.O_CREAT)
+                os.write(fd, b"x" * 512)
+                os.fsync(fd)
+                os.close(fd)
+            return time.perf_counter() - start
 
 
-def _agent_key(settings: Settings) -> SigningKey:
-    return SigningKey.load_or_create(settings.key_file(AGENT_PRINCIPAL))
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def _client_auth(settings: Settings, key: SigningKey) -> dict[str, str]:
+def chain_vs_floor(settings: Settings, floor: Floor, runs: int) -> dict[str, Any]:
+    """Chain and floor alternated run by run, after a few warm-up runs of each."""
+    from bench.load import loadavg
+
+    for _ in range(3):
+        run_chain_once(settings)
+        floor.once()
+    chains: list[float] = []
+    floors: list[float] = []
+    load_before = loadavg()
+    for _ in range(runs):
+        chains.append(run_chain_once(settings))
+        floors.append(floor.once())
+    chain_p50 = statistics.median(chains) * 1000
+    floor_p50 = statistics.median(floors) * 1000
     return {
-        "client_assertion_type": tokens.CLIENT_ASSERTION_TYPE_JWT_BEARER,
-        "client_assertion": make_client_assertion(AGENT_PRINCIPAL, key, settings.endpoints.zts),
+        "runs": runs,
+        "chain_p50_ms": round(chain_p50, 1),
+        "chain_p99_ms": round(percentile(chains, 0.99) * 1000, 1),
+        "floor_p50_ms": round(floor_p50, 1),
+        "ratio": round(chain_p50 / floor_p50, 2),
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
     }
 
 
-def prepare_id_jag_bodies(settings: Settings, count: int) -> list[dict[str, str]]:
-    """Token-exchange bodies, each with its own single-use client assertion (made before timing)."""
-    id_token = _id_token(settings)
-    key = _agent_key(settings)
-    return [
-        {
-            "grant_type": tokens.GRANT_TOKEN_EXCHANGE,
-            "requested_token_type": tokens.TOKEN_TYPE_ID_JAG,
-            "subject_token": id_token,
-            "subject_token_type": tokens.TOKEN_TYPE_ID_TOKEN,
-            "audience": settings.endpoints.zts,
-            "resource": settings.endpoints.mcp,
-            "scope": SCOPE,
-            **_client_auth(settings, key),
-        }
-        for _ in range(count)
-    ]
+def chains_per_second(settings: Settings, concurrency: int, duration_s: float) -> dict[str, Any]:
+    """``concurrency`` agents running whole chains for ``duration_s``; correct ones counted."""
+    from bench.load import loadavg
+
+    deadline = time.perf_counter() + duration_s
+    ok: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while time.perf_counter() < deadline:
+            try:
+                elapsed = run_chain_once(settings)
+            except Exception as exc:  # noqa: BLE001 - a failed chain is counted, not fatal
+                with lock:
+                    failures.append(str(exc)[:200])
+                continue
+            with lock:
+                ok.append(elapsed)
+
+    load_before = loadavg()
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    return {
+        "concurrency": concurrency,
+        "chains_per_s": round(len(ok) / elapsed, 1),
+        "ok": len(ok),
+        "failed": len(failures),
+        "first_failures": failures[:3],
+        "p50_ms": round(statistics.median(ok) * 1000, 1) if ok else None,
+        "p99_ms": round(percentile(ok, 0.99) * 1000, 1) if ok else None,
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
+    }
 
 
-def prepare_jwt_bearer_bodies(settings: Settings, count: int) -> list[dict[str, str]]:
-    """jwt-bearer bodies, each with a fresh ID-JAG (its jti is single-use) and assertion."""
-    key = _agent_key(settings)
-    bodies = []
-    with httpx.Client(timeout=10) as client:
-        for body in prepare_id_jag_bodies(settings, count):
-            response = client.post(settings.endpoints.zts_token, data=body)
-            response.raise_for_status()
-            bodies.append(
-                {
-                    "grant_type": tokens.GRANT_JWT_BEARER,
-                    "assertion": response.json()["access_token"],
-                    **_client_auth(settings, key),
-                }
-            )
-    return bodies
+def rss_kb(pid: int, field: str = "VmRSS") -> int:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0

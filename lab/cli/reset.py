@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from lab.cli import common
@@ -23,15 +25,26 @@ def reset(
     """
     from lab.cli.engine import StepSession, find_step, load_all_steps
     from lab.state import reset_to_step
+    from lab.steps.load import step_numbers
 
     session = StepSession.open()
     runner = None
     if to is not None and to > 1:
-        steps = load_all_steps()
-        find_step(steps, to)  # a clear usage error for a step that does not exist
+        numbers = step_numbers()
+        if to not in numbers:
+            common.fail(
+                f"there is no step {to}",
+                f"choose one of: {', '.join(map(str, numbers))}",
+                common.ExitCode.USAGE,
+            )
+        # The step files are parsed only when a step must be replayed: a reset served by a
+        # checkpoint (the usual case) never reads them.
+        loaded: list[Any] = []
 
         def runner(number: int) -> bool:
-            return session.run(find_step(steps, number)).passed
+            if not loaded:
+                loaded.extend(load_all_steps())
+            return session.run(find_step(loaded, number)).passed
 
     from lab.cli.lock import command_line, lab_lock
 

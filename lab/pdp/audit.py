@@ -44,6 +44,38 @@ class AuditLog:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    def build_record(
+        self,
+        seq: int,
+        prev_hash: str,
+        *,
+        correlation_id: str,
+        client: str | None,
+        subject: str | None,
+        resource: str | None,
+        action: str,
+        allowed: bool,
+        reason: str,
+        jti: str | None = None,
+    ) -> dict[str, Any]:
+        """Record number ``seq`` chained to ``prev_hash``, complete with its own hash."""
+        record: dict[str, Any] = {
+            "seq": seq,
+            "time": timestamp(),
+            "correlation_id": correlation_id,
+            "client": client,
+            "subject": subject,
+            "resource": resource,
+            "action": action,
+            "decision": "allow" if allowed else "deny",
+            "reason": reason,
+            "prev_hash": prev_hash,
+        }
+        if jti:
+            record["jti"] = jti
+        record["hash"] = record_hash(record)
+        return record
+
     def record(
         self,
         *,
@@ -58,21 +90,17 @@ class AuditLog:
         single_use: Sequence[tuple[str, int]] = (),
     ) -> dict[str, Any]:
         def build(seq: int, prev_hash: str) -> dict[str, Any]:
-            record: dict[str, Any] = {
-                "seq": seq,
-                "time": timestamp(),
-                "correlation_id": correlation_id,
-                "client": client,
-                "subject": subject,
-                "resource": resource,
-                "action": action,
-                "decision": "allow" if allowed else "deny",
-                "reason": reason,
-                "prev_hash": prev_hash,
-            }
-            if jti:
-                record["jti"] = jti
-            record["hash"] = record_hash(record)
-            return record
+            return self.build_record(
+                seq,
+                prev_hash,
+                correlation_id=correlation_id,
+                client=client,
+                subject=subject,
+                resource=resource,
+                action=action,
+                allowed=allowed,
+                reason=reason,
+                jti=jti,
+            )
 
         return self.store.append_audit(build, single_use)

@@ -29,7 +29,8 @@ from lab.oauth.jose import (
 from lab.pdp.audit import AuditLog
 from lab.pdp.names import split_principal
 from lab.pdp.providers import Providers
-from lab.pdp.store import DomainView, Store
+from lab.pdp.store import Store
+from lab.pdp.view import DomainView
 from lab.policy.engine import Decision, decide
 
 log = logging.getLogger("lab.pdp")
@@ -45,7 +46,9 @@ class Pdp:
     providers: Providers
     audit: AuditLog
     admin_public: PublicKey
-    _key_cache: dict[str, tuple[int, dict[str, PublicKey]]] = field(default_factory=dict)
+    _key_cache: dict[str, tuple[tuple[int, int], dict[str, PublicKey]]] = field(
+        default_factory=dict
+    )
 
     @property
     def issuer(self) -> str:
@@ -112,8 +115,8 @@ class Pdp:
         return resolve
 
     def service_keys(self, principal: str) -> dict[str, PublicKey]:
-        """A service's registered public keys, parsed once per store generation (hot path)."""
-        generation = self.store.generation
+        """A service's registered public keys, parsed once per version of its domain (hot path)."""
+        generation = self.store.domain_version(split_principal(principal)[0] or "")
         cached = self._key_cache.get(principal)
         if cached is not None and cached[0] == generation:
             return cached[1]
@@ -159,7 +162,9 @@ class Pdp:
         view = self.store.domain_view(domain)
         if view is None:
             return Decision(False, "NO_MATCH", f"Domain not found: {domain}", None)
-        return decide(view.assertions, view.roles_of(principal), action.lower(), resource.lower())
+        held = view.roles_of(principal)
+        # Only assertions naming a held role (or a role glob) can match: indexed, not scanned.
+        return decide(view.assertions_for(held), held, action.lower(), resource.lower())
 
     def is_domain_admin(self, principal: str, domain: str) -> bool:
         """The system admin administers everything; otherwise membership of ``<d>:role.admin``

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import jwt
 
 from lab.oauth.jose import JwksCache
 from lab.oauth.tokens import GRANT_PROFILE_ID_JAG
+from lab.pdp.store import timestamp
 from lab.policy.signed import verify_signed_policy_data
 from tests.pdp.conftest import AGENT, LEARNER, PdpLab
 
@@ -94,3 +97,44 @@ def test_healthz(world: PdpLab) -> None:
         "status": "ok",
         "part": "pdp",
     }
+
+
+def test_signed_policy_data_is_cached_per_domain_version(world: PdpLab) -> None:
+    url = world.zts + "/domain/api/signed_policy_data"
+    first = world.http.get(url)
+    again = world.http.get(url)
+    # The same signed document (same signature, same expiry): built once, not per request.
+    assert again.json() == first.json() and again.headers["etag"] == first.headers["etag"]
+    # A write to another domain leaves it alone ...
+    world.create_domain("elsewhere")
+    assert world.http.get(url).json() == first.json()
+    # ... a write to this one replaces it at once.
+    world.ok("DELETE", f"/domain/api/role/docs-getter/member/{LEARNER}")
+    changed = world.http.get(url)
+    assert changed.headers["etag"] != first.headers["etag"]
+    roles = {
+        r["name"]: r["members"] for r in changed.json()["signedPolicyData"]["policyData"]["roles"]
+    }
+    assert LEARNER not in roles["api:role.docs-getter"]
+
+
+def test_cached_signed_policy_data_drops_a_membership_when_it_expires(world: PdpLab) -> None:
+    url = world.zts + "/domain/api/signed_policy_data"
+    soon = timestamp(time.time() + 1.5)
+    world.ok(
+        "PUT",
+        f"/domain/api/role/docs-getter/member/{LEARNER}",
+        {"memberName": LEARNER, "expiration": soon},
+    )
+    before = world.http.get(url)
+    roles = {
+        r["name"]: r["members"] for r in before.json()["signedPolicyData"]["policyData"]["roles"]
+    }
+    assert LEARNER in roles["api:role.docs-getter"]
+    time.sleep(2.0)  # no write happens: only the clock moves past the membership's end
+    after = world.http.get(url, headers={"If-None-Match": before.headers["etag"]})
+    assert after.status_code == 200
+    roles = {
+        r["name"]: r["members"] for r in after.json()["signedPolicyData"]["policyData"]["roles"]
+    }
+    assert LEARNER not in roles["api:role.docs-getter"]

@@ -165,3 +165,25 @@ def test_undefined_references_are_found_across_steps(tmp_path: Path) -> None:
 
 def test_repository_steps_reference_only_captured_values() -> None:
     assert undefined_references(load_steps()) == []
+
+
+def test_every_step_file_reads_the_same_with_the_c_loader_as_with_pure_python() -> None:
+    import os
+    import re
+
+    import yaml
+
+    from lab.steps.load import DEFAULT_STEPS_DIR, SAFE_LOADER
+
+    if SAFE_LOADER is yaml.SafeLoader:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PyYAML lacks libyaml on CI; install a PyYAML wheel built with it")
+        pytest.skip("PyYAML was built without libyaml: only the pure-Python loader is used")
+    files = sorted(DEFAULT_STEPS_DIR.glob("[0-9][0-9]-*.md"))
+    assert files
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        match = re.match(r"^---[ \t]*\n(.*?)^---[ \t]*\n?", text, re.DOTALL | re.MULTILINE)
+        assert match is not None, path
+        front = match.group(1)
+        assert yaml.load(front, Loader=SAFE_LOADER) == yaml.safe_load(front), path

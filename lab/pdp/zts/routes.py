@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -57,9 +57,19 @@ def metadata(pdp: Pdp) -> dict[str, Any]:
     }
 
 
+class SignedPolicy(NamedTuple):
+    """One domain's signed policy data as served, and when it must be rebuilt."""
+
+    version: tuple[int, int]  # the store's domain version it was built from
+    etag: str
+    document: dict[str, Any]
+    expires: float  # the signature's own expiry (epoch seconds)
+    stale_at: float  # the first membership expiry after it was built: live members change
+
+
 def build_routes(pdp: Pdp) -> list[Route]:
     token_endpoint = TokenEndpoint(pdp)
-    policy_cache: dict[str, tuple[str, dict[str, Any], float]] = {}
+    policy_cache: dict[str, SignedPolicy] = {}
 
     async def token(request: Request) -> Response:
         form = await read_form(request)
@@ -132,8 +142,25 @@ def build_routes(pdp: Pdp) -> list[Route]:
         )
 
     def signed_policy_sync(domain: str) -> tuple[str, dict[str, Any]]:
+        """The domain's signed policy data and its ETag, built once per domain version.
+
+        Resource servers poll this every half second, mostly to hear 304: the document and its
+        ETag are cached until a write touches the domain, a membership in it expires (live
+        members change then), or the signature nears its own expiry. A 304 costs a dict lookup.
+        """
+        version = pdp.store.domain_version(domain)
+        now = time.time()
+        cached = policy_cache.get(domain)
+        if (
+            cached is not None
+            and cached.version == version
+            and now < cached.stale_at
+            and cached.expires > now + 3600
+        ):
+            return cached.etag, cached.document
         view = pdp.store.domain_view(domain)
         if view is None:
+            policy_cache.pop(domain, None)
             raise NotFound(f"No such domain: {domain}", athenz_message=f"No such domain: {domain}")
         policy_data = {
             "domain": domain,
@@ -149,21 +176,25 @@ def build_routes(pdp: Pdp) -> list[Route]:
                 for p in view.policies
                 if p.get("active") is not False
             ],
-            "roles": [{"name": r, "members": m} for r, m in sorted(view.live_members().items())],
+            "roles": [{"name": r, "members": m} for r, m in sorted(view.live_members(now).items())],
         }
         etag = '"' + hashlib.sha256(canonical_json(policy_data)).hexdigest()[:32] + '"'
-        cached = policy_cache.get(domain)
-        if cached is not None and cached[0] == etag and cached[2] > time.time() + 3600:
-            return etag, cached[1]
+        next_expiry = view.next_expiry(now)
+        stale_at = next_expiry if next_expiry is not None else float("inf")
+        if cached is not None and cached.etag == etag and cached.expires > now + 3600:
+            policy_cache[domain] = cached._replace(version=version, stale_at=stale_at)
+            return etag, cached.document
         signed = {
             "policyData": policy_data,
             "zmsSignature": "",
             "zmsKeyId": "",
             "modified": view.modified or timestamp(),
-            "expires": timestamp(time.time() + POLICY_VALIDITY_S),
+            "expires": timestamp(now + POLICY_VALIDITY_S),
         }
         document = sign_policy_data(signed, pdp.signing_key)
-        policy_cache[domain] = (etag, document, time.time() + POLICY_VALIDITY_S)
+        policy_cache[domain] = SignedPolicy(
+            version, etag, document, now + POLICY_VALIDITY_S, stale_at
+        )
         return etag, document
 
     async def signed_policy_data(request: Request) -> Response:
