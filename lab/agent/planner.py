@@ -20,9 +20,19 @@ import httpx
 from lab.agent.mcp_client import ToolCall
 
 HELP = (
-    "I understand: 'get docs', 'get doc <id>', "
-    "'create a doc titled <name> with content <text>', 'delete doc <id>'."
+    "I can list your documents ('list my documents'), show one ('show doc 2'), "
+    "create one ('create a doc titled Notes with content hello') "
+    "or delete one ('delete doc 2')."
 )
+
+#: The role each tool needs at the document API (the MCP server's tool descriptions say the
+#: same); the agent asks its ID-JAG for these plus the MCP server's access role, nothing more.
+TOOL_ROLES = {
+    "list_docs": "api:role.docs-getter",
+    "get_doc": "api:role.docs-getter",
+    "create_doc": "api:role.docs-poster",
+    "delete_doc": "api:role.docs-deleter",
+}
 
 
 @dataclass
@@ -38,44 +48,75 @@ class Plan:
     def understood(self) -> bool:
         return bool(self.calls)
 
+    def roles(self) -> list[str]:
+        """The document-API roles the plan's tool calls need, in order, each once."""
+        return list(dict.fromkeys(TOOL_ROLES[c.name] for c in self.calls if c.name in TOOL_ROLES))
+
+
+def scope_for(plan: Plan, access_role: str) -> str:
+    """The ID-JAG scope a plan needs: each tool's role, and ``access_role`` for the MCP server."""
+    return " ".join([*plan.roles(), access_role])
+
 
 # -- deterministic rules ---------------------------------------------------------------------------
+#
+# Ordinary phrasings, not fixed phrases: politeness and filler words are dropped, then a verb
+# class (list/show/get/read, create/add/write, delete/remove) and the object (documents, a
+# numbered document, a title and content) are picked out.
 
+_FILLER = re.compile(
+    r"\b(?:please|pls|kindly|can you|could you|would you|will you|i want to|i'd like to|"
+    r"i would like to|i need to|let me|for me|me|my|our|all|of|the|a|an|some|every|just|now|"
+    r"quickly|go ahead and|thanks|thank you)\b",
+    re.IGNORECASE,
+)
+_DOC = r"(?:docs?|documents?|files?|notes?)"
+_NUMBER = r"(?:number\s+|no\.?\s*|id\s+|#)?(?P<id>\d+)"
+_LIST_VERB = r"(?:get|list|show|fetch|read|see|view|display|give|what|which|find)"
+_ONE_VERB = r"(?:get|show|fetch|read|open|view|display|give|see|find)"
+_DELETE_VERB = r"(?:delete|remove|erase|drop|destroy|trash|get rid of)"
+_CREATE_VERB = r"(?:create|add|post|write|make|new|save|store|put)"
+_LIST = re.compile(rf"^{_LIST_VERB}?\s*{_DOC}(?:\s+(?:do i have|are there|i have))?$")
+_GET = re.compile(rf"^{_ONE_VERB}\s+{_DOC}\s+{_NUMBER}$")
+_DELETE = re.compile(rf"^{_DELETE_VERB}\s+{_DOC}\s+{_NUMBER}$")
 _QUOTED = r"(?:\"(?P<{0}q>[^\"]*)\"|'(?P<{0}s>[^']*)'|(?P<{0}>.+?))"
-_LIST = re.compile(r"^(?:get|list|show|fetch)\s+(?:all\s+|the\s+)?(?:docs|documents)$")
-_GET = re.compile(r"^(?:get|show|fetch|read)\s+(?:doc|document)\s+#?(?P<id>\d+)$")
-_DELETE = re.compile(r"^(?:delete|remove)\s+(?:doc|document)\s+#?(?P<id>\d+)$")
 _CREATE = re.compile(
-    r"^(?:create|add|post)\s+(?:a\s+|an\s+|new\s+)*(?:doc|document)\s+"
-    r"(?:titled|named|called)\s+"
+    rf"^(?:please\s+)?(?:could you\s+|can you\s+)?{_CREATE_VERB}\s+(?:a\s+|an\s+|new\s+)*"
+    rf"{_DOC}\s+(?:titled|named|called|with (?:the )?(?:title|name))\s+"
     + _QUOTED.format("name")
-    + r"\s+with\s+(?:the\s+)?content\s+"
+    + r"(?:\s+(?:with\s+(?:the\s+)?(?:content|body|text)|saying|containing|that says)\s+"
     + _QUOTED.format("content")
-    + r"$",
+    + r")?$",
     re.IGNORECASE | re.DOTALL,
 )
 
 
+def normalise(prompt: str) -> str:
+    text = prompt.strip().lower().rstrip(".!?")
+    text = _FILLER.sub(" ", text.replace(",", " "))
+    return " ".join(text.split())
+
+
 def plan_rules(prompt: str) -> Plan:
-    text = " ".join(prompt.strip().rstrip(".!").split())
-    lowered = text.lower()
-    if _LIST.match(lowered):
-        return Plan(prompt, [ToolCall("list_docs", {})])
-    if match := _GET.match(lowered):
-        return Plan(prompt, [ToolCall("get_doc", {"id": int(match["id"])})])
-    if match := _DELETE.match(lowered):
-        return Plan(prompt, [ToolCall("delete_doc", {"id": int(match["id"])})])
+    text = " ".join(prompt.strip().rstrip(".!?").split())
     if match := _CREATE.match(text):
         name = _pick(match, "name")
         content = _pick(match, "content")
         return Plan(prompt, [ToolCall("create_doc", {"name": name, "content": content})])
+    words = normalise(prompt)
+    if match := _DELETE.match(words):
+        return Plan(prompt, [ToolCall("delete_doc", {"id": int(match["id"])})])
+    if match := _GET.match(words):
+        return Plan(prompt, [ToolCall("get_doc", {"id": int(match["id"])})])
+    if _LIST.match(words):
+        return Plan(prompt, [ToolCall("list_docs", {})])
     return Plan(prompt, [], f"Sorry, I did not understand {prompt.strip()!r}. {HELP}")
 
 
 def _pick(match: re.Match[str], name: str) -> str:
     for key in (f"{name}q", f"{name}s", name):
         if match.group(key) is not None:
-            return match.group(key)
+            return match.group(key).strip()
     return ""
 
 

@@ -49,19 +49,44 @@ def run_chain(
 ) -> None:
     """The whole chain for a signed-in user; exits 1 when a link breaks or a tool refuses."""
     try:
+        from lab.agent.chain import DEFAULT_SCOPE as CHAIN_SCOPE
         from lab.agent.chain import run_prompt
+        from lab.agent.planner import plan_rules, scope_for
     except ImportError as exc:
         common.fail(f"the agent cannot be loaded ({exc})", "reinstall with `make setup`")
     settings = common.settings()
     endpoints = common.backend(settings).endpoints()
-    result = run_prompt(settings, endpoints, prompt, username, password, method=method)
+    scope = CHAIN_SCOPE
+    if not settings.llm_url:
+        # The rules know the plan before any token exists: ask only for the roles it needs.
+        plan = plan_rules(prompt)
+        if not plan.understood:
+            report: dict[str, Any] = {
+                "ok": False,
+                "stopped_at": None,
+                "message": plan.message or "",
+                "tool_results": [],
+                "scope": None,
+            }
+            common.print_json(report) if json_output else print_summary(report)
+            raise typer.Exit(common.ExitCode.FAILED)
+        scope = scope_for(plan, access_role(CHAIN_SCOPE))
+    result = run_prompt(settings, endpoints, prompt, username, password, method=method, scope=scope)
     summary = summarize(result)
+    summary["scope"] = scope
+    if not summary["ok"]:
+        summary["explanation"] = explain_refusal(summary, settings)
     if json_output:
         common.print_json(summary)
     else:
         print_summary(summary)
     if not summary["ok"]:
         raise typer.Exit(common.ExitCode.FAILED)
+
+
+def access_role(default_scope: str) -> str:
+    """The MCP server's own access role, as the chain's default scope names it."""
+    return next((r for r in default_scope.split() if r.endswith("mcp-accessor")), "")
 
 
 @app.command("sign-in")
@@ -157,20 +182,78 @@ def summarize(result: Any) -> dict[str, Any]:
 
 
 def print_summary(summary: dict[str, Any]) -> None:
+    """Each tool call and its outcome; the reason once, wrapped at the terminal's width."""
     import json
+    import re
 
     console = common.out()
+    errors: set[str] = set()
     for tool in summary["tool_results"]:
         mark = "[red]✗[/]" if tool["is_error"] else "[green]✓[/]"
-        console.print(f"{mark} {tool['tool']}", end=" ")
-        console.print(json.dumps(tool["arguments"]), markup=False, soft_wrap=True)
+        console.print(f"{mark} {tool['tool']} {escape(json.dumps(tool['arguments']))}")
         shown = tool["data"] if tool["data"] is not None else tool["text"]
+        if tool["is_error"]:
+            errors.add(str(tool["text"]))
         console.print(
-            shown if isinstance(shown, str) else json.dumps(shown, indent=2),
-            markup=False,
-            soft_wrap=True,
+            shown if isinstance(shown, str) else json.dumps(shown, indent=2), markup=False
         )
-    if summary["message"]:
-        console.print(summary["message"], markup=False, soft_wrap=True)
+    message = summary["message"]
+    if message and message not in errors:
+        console.print(message, markup=False)
     if summary["stopped_at"]:
         console.print(f"[red]✗[/] the chain stopped at: {summary['stopped_at']}")
+    if summary.get("explanation"):
+        console.print(f"[yellow]why:[/] {escape(summary['explanation'])}")
+        step = re.search(r"step (\d+) \(", summary["explanation"])
+        if step:
+            # On a line of its own, so the terminal never breaks the command.
+            console.print(f"[bold]undo:[/] {common.lab_command(f'reset --to {step[1]}')}")
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+ROLE = r"(?P<domain>[a-z][\w-]*):role\.(?P<role>[\w-]+)"
+
+
+def explain_refusal(summary: dict[str, Any], settings: Any) -> str | None:
+    """Why a role is missing, when a step took it away: read from the refusal's reason (the
+    role it names) and the step files (which step removes the learner from that role)."""
+    import re
+
+    reason = " ".join(
+        [summary["message"], *(str(t["text"]) for t in summary["tool_results"] if t["is_error"])]
+    )
+    roles = {(m["domain"], m["role"]) for m in re.finditer(ROLE, reason)}
+    principal = re.search(r"principal (?P<p>[\w.-]+) is not included", reason)
+    if not roles and principal is None:
+        return None
+    for number, title, domain, role, member in membership_removals():
+        if (domain, role) in roles or (principal and principal["p"] == member and not roles):
+            return (
+                f"{member} is no longer a member of {domain}:role.{role}: step {number} "
+                f"({title}) took that role away, so the PDP no longer grants it."
+            )
+    return None
+
+
+def membership_removals() -> list[tuple[int, str, str, str, str]]:
+    """(step, title, domain, role, member) for each step action that removes a membership."""
+    import re
+
+    from lab.steps import load_steps
+
+    found = []
+    pattern = re.compile(r"/domain/(?P<d>[\w-]+)/role/(?P<r>[\w-]+)/member/(?P<m>[\w.-]+)")
+    for step in load_steps():
+        for action in step.actions:
+            spec = action.spec if isinstance(action.spec, dict) else {}
+            if str(spec.get("method", "")).upper() != "DELETE":
+                continue
+            match = pattern.search(str(spec.get("url", "")))
+            if match:
+                found.append((step.number, step.title, match["d"], match["r"], match["m"]))
+    return found

@@ -127,24 +127,42 @@ def verify_records(records: list[dict[str, Any]]) -> list[str]:
 
 
 def print_records(records: list[dict[str, Any]]) -> None:
+    """One row per decision, 80 columns: cells wrap between words (a name is never split), a
+    missing field is blank (never "None"), and the reason has its own column."""
+    import re
+
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(expand=False)
-    for column in ("seq", "client", "subject", "action", "resource", "decision"):
-        table.add_column(column, overflow="fold")
+    table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False, padding=(0, 1))
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("decision", no_wrap=True)
+    table.add_column("who · action · resource", min_width=26, max_width=28)
+    table.add_column("reason", ratio=1)
     for r in records:
-        decision = str(r.get("decision", ""))
+        decision = _field(r, "decision")
         color = "green" if decision == "allow" else "red"
+        who = _field(r, "client")
+        if _field(r, "subject") and _field(r, "subject") != who:
+            who += f" for {_field(r, 'subject')}"
+        what = Text("\n").join(
+            Text(part) for part in (who, _field(r, "action"), _field(r, "resource")) if part
+        )
         table.add_row(
-            str(r.get("seq", "")),
-            escape(str(r.get("client", ""))),
-            escape(str(r.get("subject", ""))),
-            escape(str(r.get("action", ""))),
-            escape(str(r.get("resource", ""))),
+            _field(r, "seq"),
             f"[{color}]{escape(decision)}[/]",
+            what,
+            # A jti in a reason is a 32-hex word: its head identifies it (--json has it whole).
+            Text(re.sub(r"\b([0-9a-f]{8})[0-9a-f]{24}\b", r"\1…", _field(r, "reason"))),
         )
     common.out().print(table)
+
+
+def _field(record: dict[str, Any], name: str) -> str:
+    value = record.get(name)
+    return "" if value is None else str(value)
 
 
 def print_verdict(problems: list[str], count: int) -> None:

@@ -79,7 +79,7 @@ def next_after_up(settings: Settings) -> str:
         numbers = []
     situation, command = next_command(True, True, load_results(settings), numbers)
     program = common.lab_program()
-    shown = f"{program}{command[len('lab'):]}"
+    shown = f"{program}{command[len('lab') :]}"
     if command == "lab step 1":
         return f"Next: [bold]{shown}[/]  (or [bold]{program} run[/] for every step)"
     return f"{situation}\nNext: [bold]{shown}[/]"

@@ -47,11 +47,8 @@ def call(
         status = f" (HTTP {result.http_status})" if result.http_status else ""
         console.print(f"{mark} {tool}{status}")
         body = result.data if result.data is not None else result.text
-        console.print(
-            body if isinstance(body, str) else json.dumps(body, indent=2),
-            markup=False,
-            soft_wrap=True,
-        )
+        # Wrapped at the terminal's width (words kept whole), printed once.
+        console.print(body if isinstance(body, str) else json.dumps(body, indent=2), markup=False)
     if result.is_error:
         raise typer.Exit(common.ExitCode.FAILED)
 

@@ -126,8 +126,12 @@ def show_hint(step: Step) -> None:
         common.fail(
             f"step {step.number} has no hint", f"read it with `lab step {step.number} --manual`", 2
         )
-    common.out().print(f"[bold]Hint for step {step.number}[/] — {step.title}")
-    common.out().print(step.hint.strip(), markup=False, soft_wrap=True)
+    from lab.render.terminal import render_prose
+
+    console = common.out()
+    console.print(f"[bold]Hint for step {step.number}[/] — {step.title}")
+    for block in render_prose(step.hint.strip()):
+        console.print(block)
 
 
 @app.command("run")

@@ -51,5 +51,5 @@ def show_where() -> None:
     console = common.out()
     console.print(f"{situation} (backend: {chosen.name})")
     program = common.lab_program()
-    console.print(f"Next: [bold]{program}{command[len('lab'):]}[/]")
+    console.print(f"Next: [bold]{program}{command[len('lab') :]}[/]")
     console.print(f"All commands: {program} --help", style="dim")

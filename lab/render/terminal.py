@@ -87,11 +87,15 @@ def render_model(
         out.append(
             Text(model["message"], style="yellow" if model["status"] == "skipped" else "red")
         )
-    if model["lineage"]:
+    # The default view draws the lineage and the swimlanes for a whole chain (through the MCP
+    # server's exchange to the document API); --verbose draws them whenever there are any.
+    whole_chain = any(e["label"].startswith("exchanged") for e in model["lineage"])
+    if model["lineage"] and (verbose or whole_chain):
         out.append(render_lineage(model["lineage"]))
-    if model["sequence"] and (verbose or len(model["lineage"]) >= 3):
+    if model["sequence"] and (verbose or whole_chain):
         out.append(Group(Text(""), Text("Sequence", style="bold"), Swimlanes(model["sequence"])))
-    if show_body and narrative["rest"]:
+    # A challenge stops before its answer; the rest of its narrative describes the solved state.
+    if show_body and narrative["rest"] and model["status"] != "challenge":
         out.append(Rule(style="dim"))
         out.extend(render_prose(narrative["rest"]))
     out.append(render_summary(model, program))
@@ -129,7 +133,8 @@ FENCE = re.compile(r"^```[^\n]*\n(.*?)^```\s*$", re.S | re.M)
 
 def render_prose(text: str) -> list[RenderableType]:
     """Markdown prose wrapped at word boundaries; fenced blocks kept as commands (never split
-    inside a word, so they paste)."""
+    inside a word, so they paste). ``<role>`` placeholders stay text, not inline HTML."""
+    text = re.sub(r"<([A-Za-z][\w .-]*)>", r"&lt;\1&gt;", text)
     out: list[RenderableType] = []
     last = 0
     for match in FENCE.finditer(text):
@@ -256,19 +261,38 @@ def render_calls_focused(action: dict[str, Any], seen_tools: set[str]) -> list[R
         mcp = call["mcp"]
         if mcp and mcp["method"].startswith("notifications/"):
             continue
-        line = Text()
         if mcp:
-            line.append(f"MCP {mcp.get('method')}", style="cyan")
+            line = Text(f"MCP {mcp.get('method')}", style="cyan")
             if mcp.get("tool"):
                 line.append(f" {mcp['tool']}", style="bold cyan")
+            line.append("  ")
+            line.append_text(status_text(call))
+            out.append(line)
         else:
-            line.append(f"{call['method']} {call['party']} {call['path']}", style="cyan")
-        line.append("  ")
-        line.append_text(status_text(call))
-        line.truncate(10_000)
-        out.append(line)
+            out.append(RequestLine(call))
         out.extend(call_details(call, action, seen_tools))
     return out
+
+
+class RequestLine:
+    """``METHOD part /path  → status`` on one line: a path too long for the width loses its
+    middle (``…``), never the status."""
+
+    def __init__(self, call: dict[str, Any]) -> None:
+        self.call = call
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        status = status_text(self.call)
+        head = f"{self.call['method']} {self.call['party']} "
+        path = self.call["path"]
+        room = options.max_width - len(head) - 2 - len(status.plain)
+        if len(path) > room > 10:
+            keep = room - 1
+            path = path[: keep // 2] + "…" + path[len(path) - (keep - keep // 2) :]
+        line = Text(head + path, style="cyan")
+        line.append("  ")
+        line.append_text(status)
+        yield line
 
 
 def status_text(call: dict[str, Any]) -> Text:

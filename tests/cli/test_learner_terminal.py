@@ -1,0 +1,179 @@
+"""The learner's terminal (issue #17), through the real ``lab`` command against a running
+embedded lab at ``COLUMNS=80``: every step, hint and table fits; copyable commands stay whole;
+the next command printed works in a fresh shell; state-changing commands never interleave;
+the agent understands ordinary phrasings and says why a role is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.steps import load_steps
+from tests.stack import ROOT, Stack, embedded_stack
+
+WIDTH = 80
+#: A typical step fits in a few screens (24-line terminal): at most this many lines …
+TYPICAL_BUDGET = 120
+#: … for at least this share of the steps, and no step longer than HARD_BUDGET.
+TYPICAL_SHARE = 0.75
+HARD_BUDGET = 200
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with embedded_stack(tmp_path_factory.mktemp("term") / "home") as running:
+        running.env["COLUMNS"] = str(WIDTH)
+        running.env["LINES"] = "24"
+        yield running
+
+
+def lab(stack: Stack, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return stack.lab(*args, timeout=timeout)
+
+
+def too_wide(text: str) -> list[str]:
+    """Lines over 80 columns, except one shell word that cannot be split (a long URL or a
+    quoted argument on a continuation line of its own)."""
+    bad = []
+    for line in text.splitlines():
+        if len(line) <= WIDTH:
+            continue
+        words = line.strip().removesuffix("\\").split()
+        if len(words) == 1:
+            continue
+        bad.append(line)
+    return bad
+
+
+def broken_commands(text: str) -> list[str]:
+    """Continuation lines must rebuild a command the shell can parse."""
+    broken, current = [], ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if current:
+            current += " " + stripped.removesuffix("\\").strip()
+            if not stripped.endswith("\\"):
+                try:
+                    shlex.split(current)
+                except ValueError:
+                    broken.append(current)
+                current = ""
+        elif stripped.endswith(" \\") and re.match(r"(\$ )?(curl|lab|\.venv/bin/lab)\b", stripped):
+            current = stripped.removesuffix("\\").strip()
+    return broken
+
+
+def test_every_step_hint_and_table_fits_80_columns_and_a_few_screens(stack: Stack) -> None:
+    assert lab(stack, "reset").returncode == 0
+    lengths: dict[int, int] = {}
+    for step in load_steps():
+        result = lab(stack, "step", str(step.number))
+        assert result.returncode == 0, f"step {step.number}:\n{result.stdout}\n{result.stderr}"
+        text = result.stdout
+        assert not too_wide(text), f"step {step.number}: {too_wide(text)}"
+        assert not broken_commands(text), f"step {step.number}: {broken_commands(text)}"
+        assert "${" not in text, f"step {step.number} shows an unfilled value"
+        assert not re.search(r"\bNone\b", text), f"step {step.number} shows None"
+        assert text.splitlines()[1].strip(), "the narrative's opening comes first"
+        lengths[step.number] = len(text.splitlines())
+        if step.hint:
+            hint = lab(stack, "step", str(step.number), "--hint").stdout
+            assert not too_wide(hint) and not broken_commands(hint), hint
+    typical = [n for n, count in lengths.items() if count <= TYPICAL_BUDGET]
+    assert len(typical) >= TYPICAL_SHARE * len(lengths), lengths
+    assert max(lengths.values()) <= HARD_BUDGET, lengths
+    audit = lab(stack, "audit").stdout
+    assert not too_wide(audit), audit
+    assert "reason" in audit.splitlines()[1] and not re.search(r"\bNone\b", audit)
+    # Cells wrap between words: every learner name in the table is whole.
+    assert "human.idjag-" not in audit.replace("human.idjag-learner", "")
+
+
+def test_up_after_every_step_passed_points_past_step_1(stack: Stack) -> None:
+    from lab.state import record_result
+
+    for step in load_steps():
+        record_result(stack.settings, step.number, step.slug, "passed", 1.0)
+    result = lab(stack, "up")
+    assert result.returncode == 0
+    assert "Next: lab step 1" not in result.stdout
+    assert "all" in result.stdout and "lab verify" in result.stdout
+
+
+def test_next_command_works_verbatim_in_a_fresh_shell(stack: Stack, tmp_path: Path) -> None:
+    """No activated .venv: `lab` is not on PATH, so the lab prints the path that works."""
+    venv_bin = str(Path(sys.prefix) / "bin")
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
+    env = {**stack.env, "PATH": path}
+    installed = Path(sys.prefix) / "bin" / "lab"
+    if not installed.exists():
+        pytest.skip("the lab is not installed as a console script here")
+    out = subprocess.run(
+        [str(installed), "reset"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    line = next(x for x in out.stderr.splitlines() if x.startswith("Next:"))
+    command = line.removeprefix("Next:").strip()
+    assert command.split()[0] != "lab"  # `lab` alone would be "command not found" here
+    shell = subprocess.run(
+        ["bash", "-c", command.replace("step 1", "--version")],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shell.returncode == 0, shell.stderr
+    assert "idjag-lab" in shell.stdout
+
+
+def test_two_state_changing_commands_never_interleave(stack: Stack) -> None:
+    assert lab(stack, "reset", "--to", "13").returncode == 0
+    command = [sys.executable, "-m", "lab.cli", "step", "13"]
+    first = subprocess.Popen(
+        command, env=stack.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(1.0)  # the first holds the lab by now (its imports take a fraction of that)
+    second = subprocess.Popen(
+        command, env=stack.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    out1, err1 = first.communicate(timeout=180)
+    out2, err2 = second.communicate(timeout=180)
+    # The first ran alone, start to end: every check of step 13 passed.
+    assert first.returncode == 0, out1 + err1
+    assert re.search(r"PASSED\s+(\d+)/\1 checks", out1)
+    # The second waited, saying so, and ran only afterwards (on the state step 13 left).
+    assert "waiting: another lab command" in err2 and "lab step 13" in err2
+
+
+def test_agent_understands_ordinary_phrasings_and_says_why_a_role_is_gone(stack: Stack) -> None:
+    assert lab(stack, "reset", "--to", "13").returncode == 0
+    listed = lab(stack, "agent", "please list my documents")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "first default doc" in listed.stdout
+    unknown = lab(stack, "agent", "summarise my week")
+    assert unknown.returncode == 1
+    assert "I can list your documents" in unknown.stdout
+    assert not too_wide(unknown.stdout)
+    assert lab(stack, "step", "13").returncode == 0
+    refused = lab(stack, "agent", "get docs")
+    assert refused.returncode == 1
+    assert "step 13" in refused.stdout and "docs-getter" in refused.stdout
+    assert not too_wide(refused.stdout)
+    # The reason is printed once, not twice.
+    reason = next(x for x in refused.stdout.splitlines() if "refused" in x)
+    assert refused.stdout.count(reason) == 1
+
+
+def test_cli_small_items(stack: Stack) -> None:
+    assert lab(stack, "decode", "garbage").returncode == 2
+    helped = lab(stack, "run", "--help")
+    assert helped.returncode == 0 and "``" not in helped.stdout
