@@ -68,9 +68,12 @@ def test_ordinary_phrasings_of_list(prompt: str) -> None:
             'Add a new document called "Notes" with content "hi there"',
             ToolCall("create_doc", {"name": "Notes", "content": "hi there"}),
         ),
-        ("write a doc named plan saying buy milk", ToolCall("create_doc", {"name": "plan", "content": "buy milk"})),
+        (
+            "write a doc named plan saying buy milk",
+            ToolCall("create_doc", {"name": "plan", "content": "buy milk"}),
+        ),
     ],
-)  # fmt: skip
+)
 def test_ordinary_phrasings_of_show_get_read_create_add_delete(prompt: str, call: ToolCall) -> None:
     assert plan_rules(prompt).calls == [call]
 
@@ -86,5 +89,6 @@ def test_the_plan_asks_only_for_the_roles_its_tools_need() -> None:
 
     access = "mcp:role.mcp-accessor"
     assert scope_for(plan_rules("get docs"), access) == f"api:role.docs-getter {access}"
-    assert scope_for(plan_rules("create a doc titled x"), access) == f"api:role.docs-poster {access}"
+    create = plan_rules("create a doc titled x")
+    assert scope_for(create, access) == f"api:role.docs-poster {access}"
     assert scope_for(plan_rules("delete doc 1"), access) == f"api:role.docs-deleter {access}"
