@@ -35,6 +35,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lab.config import ADMIN_PRINCIPAL, API_DOMAIN, MCP_PRINCIPAL, Settings
+from lab.mcpserver.correlation import CorrelationContext, current_correlation_id
 from lab.mcpserver.exchange import Exchanger, ExchangeRefused
 from lab.oauth import http as lab_http
 from lab.oauth.errors import InsufficientScope, InvalidRequest, OAuthError
@@ -224,7 +225,7 @@ def create_app(settings: Settings) -> Starlette:
                 "no access token reached this tool (the MCP server needs Authorization: Bearer)"
             )
         try:
-            exchanged = await exchanger.exchange(received.token, role)
+            exchanged = await exchanger.exchange(received.token, role, current_correlation_id())
         except ExchangeRefused as refusal:
             log.info(
                 "exchange for %s refused (status %s) for received jti=%s",
@@ -296,6 +297,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.exception_handlers.update(exception_handlers())
     _insert_access_gate(app, AccessGate, server_settings, policy, metadata_url)
+    app.add_middleware(CorrelationContext)
     app.state.server_settings = server_settings
     app.state.mcp = mcp
     return app

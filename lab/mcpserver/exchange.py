@@ -93,8 +93,13 @@ class Exchanger:
         # RFC 7523 §3: aud = the authorization server's issuer (contracts §2).
         return make_client_assertion(self.client_id, key, self.issuer)
 
-    async def exchange(self, subject_token: str, role: str) -> str:
-        """RFC 8693 §2.1 request: the issued access token, or :class:`ExchangeRefused`."""
+    async def exchange(
+        self, subject_token: str, role: str, correlation_id: str | None = None
+    ) -> str:
+        """RFC 8693 §2.1 request: the issued access token, or :class:`ExchangeRefused`.
+
+        ``correlation_id`` (the caller's ``X-Correlation-Id``) is passed on, so the PDP audits
+        this exchange under the same id as the calls that led to it."""
         form = {
             "grant_type": GRANT_TOKEN_EXCHANGE,
             "subject_token": subject_token,
@@ -107,7 +112,8 @@ class Exchanger:
         }
         try:
             async with lab_http.async_client(timeout=self.timeout_s) as client:
-                response = await client.post(self.token_endpoint, data=form)
+                headers = {"X-Correlation-Id": correlation_id} if correlation_id else {}
+                response = await client.post(self.token_endpoint, data=form, headers=headers)
         except httpx.HTTPError as exc:
             raise ExchangeRefused(
                 role,

@@ -17,7 +17,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from lab.config import LEARNER_PRINCIPAL
+from lab.config import AGENT_PRINCIPAL, LEARNER_PRINCIPAL, MCP_PRINCIPAL
 from tests.agent.labsetup import Admin
 from tests.gateway.conftest import RunningGateway, ci_requires, gateway_command
 from tests.gateway.inspector import ToolMissing, ensure_inspector
@@ -113,9 +113,11 @@ async def test_gateway_calls_are_marked_in_the_pdp_audit(
     marked = [
         r for r in json.loads(audit.stdout)["records"] if r["correlation_id"].startswith("gw-")
     ]
-    actions = {r["action"] for r in marked}
-    assert {"id-jag", "token:jwt-bearer"} <= actions, actions
-    assert all(r["client"] == "ai.agent" for r in marked)
+    by_action = {(r["action"], r["client"]) for r in marked}
+    assert ("id-jag", AGENT_PRINCIPAL) in by_action, by_action
+    assert ("token:jwt-bearer", AGENT_PRINCIPAL) in by_action, by_action
+    # The MCP server passes the gateway's id on with its own exchange: the last hop is marked too.
+    assert ("token:token-exchange", MCP_PRINCIPAL) in by_action, by_action
 
 
 def test_hops_are_logged_with_fingerprints_never_whole_tokens(
