@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,8 @@ from lab.agent.recorder import Exchange, Recorder
 from lab.oauth.jose import token_fingerprint, unverified_claims
 
 log = logging.getLogger("lab.gateway")
+
+MAX_HOPS_KEPT = 500
 
 #: Which token a recorded ``where`` is, in words a learner reads in the log.
 _TOKEN_NAMES = {
@@ -78,17 +81,18 @@ class HopLog:
     def __init__(self, recorder: Recorder, names: dict[str, str]) -> None:
         self.recorder = recorder
         self.names = names  # URL prefix -> hop name, e.g. the ZTS token endpoint -> "pdp"
-        self.hops: list[Hop] = []
-        self._seen = 0
+        #: The latest hops (a long-running gateway must not grow without bound).
+        self.hops: deque[Hop] = deque(maxlen=MAX_HOPS_KEPT)
+        self.count = 0
         self._lock = threading.Lock()
 
     def flush(self) -> list[Hop]:
         """Log the exchanges recorded since the last flush; returns their hops."""
         with self._lock:
-            fresh = self.recorder.exchanges[self._seen :]
-            self._seen += len(fresh)
-            first = len(self.hops) + 1
-            hops = [self._hop(exchange, first + i) for i, exchange in enumerate(fresh)]
+            fresh = list(self.recorder.exchanges)
+            self.recorder.clear()  # logged once; the recorder keeps bodies, the log does not
+            hops = [self._hop(exchange, self.count + i + 1) for i, exchange in enumerate(fresh)]
+            self.count += len(hops)
             self.hops.extend(hops)
         for hop in hops:
             log.info("%s", hop.line())
