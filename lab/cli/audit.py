@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,26 +40,54 @@ def audit(
             common.fail("--tamper needs the FILE to edit", "lab audit --export a.json first", 2)
         tamper_file(file, record, change)
         return
-    records = read_file(file) if file is not None else fetch_records()
-    if export is not None:
-        export.parent.mkdir(parents=True, exist_ok=True)
-        export.write_text(json.dumps({"records": records}, indent=2))
-        common.err().print(f"Saved {len(records)} record(s) to {export}.")
-    problems = verify_records(records) if verify else []
+    records = iter_file(file) if file is not None else iter_pdp_records()
     if json_output:
-        data: dict[str, Any] = {"records": records, "count": len(records)}
+        everything = list(records)  # --json prints every record: it has to hold them
+        data: dict[str, Any] = {"records": everything, "count": len(everything)}
+        if export is not None:
+            write_export(export, everything)
         if verify:
+            problems = verify_records(everything)
             data.update(valid=not problems, problems=problems)
         common.print_json(data)
-    elif export is None or verify:
-        print_records(records[-last:])
+        if verify and problems:
+            raise typer.Exit(common.ExitCode.FAILED)
+        return
+    # Everything else streams: the trail is read page by page and verified as it passes, so a
+    # million records need neither a million-record response nor the memory to hold one.
+    from collections import deque
+
+    from lab.pdp.audit import ChainVerifier
+
+    verifier = ChainVerifier()
+    tail: deque[dict[str, Any]] = deque(maxlen=last)
+    writer = ExportWriter(export) if export is not None else None
+    try:
+        for item in records:
+            if verify:
+                verifier.feed(item)
+            if writer is not None:
+                writer.add(item)
+            tail.append(item)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is not None:
+        common.err().print(f"Saved {writer.count} record(s) to {export}.")
+    if export is None or verify:
+        print_records(list(tail))
         if verify:
-            print_verdict(problems, len(records))
-    if problems:
+            print_verdict([str(p) for p in verifier.problems], verifier.count)
+    if verify and verifier.problems:
         raise typer.Exit(common.ExitCode.FAILED)
 
 
-def fetch_records() -> list[dict[str, Any]]:
+#: Records per request when reading the PDP's trail (the PDP allows up to 10,000).
+PAGE = 5000
+
+
+def iter_pdp_records(page: int = PAGE) -> Iterator[dict[str, Any]]:
+    """The PDP's whole trail, oldest first, one page per request."""
     import httpx
 
     from lab.config import ADMIN_PRINCIPAL
@@ -68,19 +97,84 @@ def fetch_records() -> list[dict[str, Any]]:
     settings = common.settings()
     endpoints = common.backend(settings).endpoints()
     key = SigningKey.load_or_create(settings.key_file(ADMIN_PRINCIPAL))
-    assertion = make_admin_assertion(ADMIN_PRINCIPAL, key, endpoints.zms)
-    response = httpx.get(
-        f"{endpoints.zms}/lab/audit",
-        headers={"Authorization": f"Bearer {assertion}"},
-        timeout=10,
-        trust_env=False,
-    )
-    if response.status_code != 200:
-        common.fail(
-            f"the PDP refused the audit export ({response.status_code})", "see `lab logs pdp`"
-        )
-    records = response.json().get("records", [])
-    return [r for r in records if isinstance(r, dict)]
+    since = 0
+    with httpx.Client(timeout=30, trust_env=False) as client:
+        while True:
+            # A fresh assertion per page: each is single-use and short-lived.
+            assertion = make_admin_assertion(ADMIN_PRINCIPAL, key, endpoints.zms)
+            response = client.get(
+                f"{endpoints.zms}/lab/audit",
+                params={"since": since, "limit": page},
+                headers={"Authorization": f"Bearer {assertion}"},
+            )
+            if response.status_code != 200:
+                common.fail(
+                    f"the PDP refused the audit export ({response.status_code})",
+                    "see `lab logs pdp`",
+                )
+            body = response.json()
+            for item in body.get("records", []):
+                if isinstance(item, dict):
+                    yield item
+            if not isinstance(body.get("next"), int):
+                return
+            since = body["next"]
+
+
+def fetch_records() -> list[dict[str, Any]]:
+    return list(iter_pdp_records())
+
+
+class ExportWriter:
+    """Writes ``{"records": [...]}`` one record per line as records arrive (see iter_file)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = path.open("w", encoding="utf-8")
+        self.handle.write(EXPORT_HEAD)
+        self.count = 0
+
+    def add(self, item: dict[str, Any]) -> None:
+        self.handle.write((",\n" if self.count else "") + json.dumps(item, ensure_ascii=False))
+        self.count += 1
+
+    def close(self) -> None:
+        self.handle.write(EXPORT_TAIL)
+        self.handle.close()
+
+
+EXPORT_HEAD = '{"records": [\n'
+EXPORT_TAIL = "\n]}\n"
+
+
+def write_export(path: Path, records: list[dict[str, Any]]) -> None:
+    writer = ExportWriter(path)
+    for item in records:
+        writer.add(item)
+    writer.close()
+
+
+def iter_file(path: Path) -> Iterator[dict[str, Any]]:
+    """Records of an exported file. The lab's own exports (one record per line) are read line
+    by line; any other JSON shape of ``{"records": [...]}`` or a list is read whole."""
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError:
+        common.fail(f"cannot read {path}", "export one with `lab audit --export FILE`")
+    with handle:
+        if handle.readline() == EXPORT_HEAD:
+            for number, line in enumerate(handle, start=2):
+                text = line.rstrip("\n").removesuffix(",")
+                if text in ("]}", ""):
+                    continue
+                try:
+                    item = json.loads(text)
+                except ValueError:
+                    common.fail(f"{path}: line {number} is not a JSON record", "export it again", 1)
+                if isinstance(item, dict):
+                    yield item
+            return
+    yield from read_file(path)
 
 
 def read_file(path: Path) -> list[dict[str, Any]]:
@@ -112,7 +206,7 @@ def tamper_file(path: Path, index: int, change: str) -> None:
     except ValueError:
         value = raw
     records[index] = {**records[index], field: value}
-    path.write_text(json.dumps({"records": records}, indent=2))
+    write_export(path, records)
     common.err().print(
         f"Edited record {index}: {field} = {value!r}. Now try `lab audit {path} --verify`."
     )

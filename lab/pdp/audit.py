@@ -2,7 +2,8 @@
 
 Each record's ``hash`` is ``sha256(prev_hash + canonical JSON of the record without "hash")``,
 so editing, dropping or reordering any record breaks every hash after it. :func:`verify_chain`
-works offline on an exported ``{"records": [...]}`` file.
+works offline on an exported ``{"records": [...]}`` file; :class:`ChainVerifier` does the same
+one record at a time, so a million-record trail is checked without holding it.
 """
 
 from __future__ import annotations
@@ -22,22 +23,42 @@ def record_hash(record: Mapping[str, Any]) -> str:
     ).hexdigest()
 
 
-def verify_chain(records: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Problems found in the chain, empty when it is intact."""
-    problems: list[str] = []
-    prev_hash = ""
-    expected_seq: int | None = None
-    for record in records:
+class ChainVerifier:
+    """Checks records one at a time, holding only the previous hash: a trail of any length is
+    verified in constant memory, page by page (``lab audit --verify`` streams it).
+
+    ``anchored`` (the default) means the first record fed must be the first of the trail
+    (``prev_hash`` empty). An export of the last N records is not: its first record's
+    ``prev_hash`` is taken as given and everything after it is checked against it.
+    """
+
+    def __init__(self, anchored: bool = True) -> None:
+        self.problems: list[str] = []
+        self.count = 0
+        self._prev_hash: str | None = "" if anchored else None
+        self._expected_seq: int | None = None
+
+    def feed(self, record: Mapping[str, Any]) -> None:
         seq = record.get("seq")
-        if expected_seq is not None and seq != expected_seq:
-            problems.append(f"record {seq}: expected sequence number {expected_seq}")
-        if record.get("prev_hash") != prev_hash:
-            problems.append(f"record {seq}: prev_hash does not match the previous record's hash")
+        if self._expected_seq is not None and seq != self._expected_seq:
+            self.problems.append(f"record {seq}: expected sequence number {self._expected_seq}")
+        if self._prev_hash is not None and record.get("prev_hash") != self._prev_hash:
+            self.problems.append(
+                f"record {seq}: prev_hash does not match the previous record's hash"
+            )
         if record.get("hash") != record_hash(record):
-            problems.append(f"record {seq}: hash does not match its content")
-        prev_hash = str(record.get("hash", ""))
-        expected_seq = (seq + 1) if isinstance(seq, int) else None
-    return problems
+            self.problems.append(f"record {seq}: hash does not match its content")
+        self._prev_hash = str(record.get("hash", ""))
+        self._expected_seq = (seq + 1) if isinstance(seq, int) else None
+        self.count += 1
+
+
+def verify_chain(records: Iterable[Mapping[str, Any]], anchored: bool = True) -> list[str]:
+    """Problems found in the chain, empty when it is intact (see :class:`ChainVerifier`)."""
+    verifier = ChainVerifier(anchored)
+    for record in records:
+        verifier.feed(record)
+    return verifier.problems
 
 
 class AuditLog:

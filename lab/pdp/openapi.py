@@ -202,8 +202,12 @@ def zms_openapi(pdp: Pdp) -> dict[str, Any]:
         },
         "/lab/audit": {
             "get": op(
-                "audit records",
-                [_param("since", {"type": "integer", "minimum": 0}, "query")],
+                "audit records (all, or a page with limit, or the last N with last)",
+                [
+                    _param("since", {"type": "integer", "minimum": 0}, "query"),
+                    _param("limit", {"type": "integer", "minimum": 1, "maximum": 10000}, "query"),
+                    _param("last", {"type": "integer", "minimum": 1, "maximum": 10000}, "query"),
+                ],
                 {"200": ok},
             )
         },

@@ -470,6 +470,20 @@ class Store:
             conn.execute("INSERT INTO audit (seq, record) VALUES (?, ?)", (seq, json.dumps(record)))
         return record
 
+    def audit_page(self, since: int = 0, limit: int = 1000) -> list[tuple[int, str]]:
+        """``(seq, record as stored JSON)`` after ``since``, at most ``limit``: the export sends
+        the stored text as it is, so a page costs no parsing or re-encoding on the server."""
+        return (
+            self._conn()
+            .execute(
+                "SELECT seq, record FROM audit WHERE seq > ? ORDER BY seq LIMIT ?", (since, limit)
+            )
+            .fetchall()
+        )
+
+    def audit_last_seq(self) -> int:
+        return int(self._one("SELECT COALESCE(MAX(seq), 0) FROM audit"))
+
     def audit_records(self, since: int = 0) -> list[dict[str, Any]]:
         return [
             json.loads(raw)

@@ -206,6 +206,31 @@ def test_audit_tamper_then_verify_detects_the_edit(lab: Lab, tmp_path) -> None:
     assert report["problems"]
 
 
+def test_audit_verify_streams_an_export_and_still_finds_an_edit(lab: Lab, tmp_path) -> None:
+    records = _valid_chain(50)
+    path = tmp_path / "audit.json"
+    path.write_text(json.dumps({"records": records}, indent=2))  # any JSON shape is read
+    intact = lab.invoke("audit", str(path), "--verify", "--last", "3")
+    assert intact.exit_code == 0
+    assert "the chain of 50 records is intact" in intact.output
+    # --tamper rewrites the file in the export's one-record-per-line form, read line by line.
+    edit = lab.invoke("audit", str(path), "--tamper", "--record", "10", "--set", "decision=allow")
+    assert edit.exit_code == 0
+    assert path.read_text().startswith('{"records": [\n{')
+    assert json.loads(path.read_text())["records"][10]["decision"] == "allow"  # still JSON
+    broken = lab.invoke("audit", str(path), "--verify", "--last", "3")
+    assert broken.exit_code == 1
+    assert "record 11: hash does not match its content" in broken.output
+
+
+def test_audit_verify_finds_a_dropped_first_record(lab: Lab, tmp_path) -> None:
+    path = tmp_path / "audit.json"
+    path.write_text(json.dumps({"records": _valid_chain(5)[1:]}))
+    result = lab.invoke("audit", str(path), "--verify", "--json")
+    assert result.exit_code == 1
+    assert any("prev_hash" in p for p in json.loads(result.stdout)["problems"])
+
+
 def test_audit_tamper_needs_a_file(lab: Lab) -> None:
     result = lab.invoke("audit", "--tamper")
     assert result.exit_code == 2

@@ -160,6 +160,22 @@ def test_audit_verify_finds_an_intact_chain(lab: Lab) -> None:
     assert data["count"] >= 1
 
 
+def test_audit_verify_reads_the_trail_page_by_page(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lab.cli import audit
+
+    assert lab.invoke("reset", "--to", "5").exit_code == 0
+    whole = json.loads(lab.invoke("audit", "--json").stdout)
+    assert whole["count"] >= 2
+    monkeypatch.setattr(audit, "PAGE", 1)  # a page per record: several pages even here
+    export = tmp_path / "trail.json"
+    result = lab.invoke("audit", "--verify", "--export", str(export))
+    assert result.exit_code == 0, result.output
+    assert f"the chain of {whole['count']} records is intact" in result.output
+    assert json.loads(export.read_text())["records"] == whole["records"]
+
+
 def test_mcp_call_without_a_token_is_refused_with_401(fresh: Lab) -> None:
     result = fresh.invoke("mcp", "call", "list_docs", "--json")
     assert result.exit_code == 1

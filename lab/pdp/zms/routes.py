@@ -483,10 +483,47 @@ class Zms:
         self.store.import_state(state)
         return {"domains": self.store.list_domains()}
 
+    def get_audit_page(
+        self, principal: str, since: int, limit: int | None, last: int | None
+    ) -> bytes:
+        """One page of the trail as JSON bytes, built from the stored text without parsing it:
+        ``{"records": [...], "next": <seq to pass as since, or null>, "last_seq": n}``.
+        ``last`` = the last N records (an export of recent decisions)."""
+        self.require_system_admin(principal)
+        last_seq = self.store.audit_last_seq()
+        if last is not None:
+            since, limit = max(since, last_seq - last), last
+        assert limit is not None
+        rows = self.store.audit_page(since, limit)
+        more = bool(rows) and rows[-1][0] < last_seq
+        next_seq = str(rows[-1][0]) if more else "null"
+        records = ",\n".join(raw for _, raw in rows)
+        return (f'{{"records":[\n{records}\n],"next":{next_seq},"last_seq":{last_seq}}}').encode()
+
     def get_audit(self, principal: str, since: int) -> dict[str, Any]:
         self.require_system_admin(principal)
         records = self.store.audit_records(since)
         return {"records": records, "problems": verify_chain(records) if since == 0 else []}
+
+
+#: The most records one page of the audit export carries.
+AUDIT_PAGE_MAX = 10_000
+
+
+def _int_param(
+    query: Any, name: str, default: int | None, *, minimum: int, maximum: int | None = None
+) -> int | None:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+        raise InvalidRequest(f"{name} must be in {bounds}")
+    return value
 
 
 def _validate_state(state: dict[str, Any]) -> dict[str, Any]:
@@ -553,13 +590,16 @@ def build_routes(pdp: Pdp) -> list[Route]:
 
     async def audit(request: Request) -> Response:
         principal = await run_in_threadpool(zms.principal, request)
-        try:
-            since = int(request.query_params.get("since", "0"))
-        except ValueError:
-            raise InvalidRequest("since must be a sequence number") from None
-        return JSONResponse(
-            await run_in_threadpool(zms.get_audit, principal, since), headers=NO_STORE
-        )
+        query = request.query_params
+        since = _int_param(query, "since", 0, minimum=0) or 0
+        limit = _int_param(query, "limit", None, minimum=1, maximum=AUDIT_PAGE_MAX)
+        last = _int_param(query, "last", None, minimum=1, maximum=AUDIT_PAGE_MAX)
+        if limit is None and last is None:
+            return JSONResponse(
+                await run_in_threadpool(zms.get_audit, principal, since), headers=NO_STORE
+            )
+        body = await run_in_threadpool(zms.get_audit_page, principal, since, limit, last)
+        return Response(body, media_type="application/json", headers=NO_STORE)
 
     async def openapi(request: Request) -> Response:
         from lab.pdp.openapi import zms_openapi

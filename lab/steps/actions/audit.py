@@ -23,14 +23,17 @@ def run(spec: dict[str, Any], ctx: RunContext) -> Produced:
     path = audit_path(spec, ctx)
     if op == "export":
         return _export(path, ctx, spec)
-    records = _read(path)
+    records, segment = _read(path)
     if op == "tamper":
         records = _tamper(records, spec)
-        path.write_text(json.dumps({"records": records}, indent=2), encoding="utf-8")
+        document: dict[str, Any] = {"records": records}
+        if segment:
+            document["segment"] = True
+        path.write_text(json.dumps(document, indent=2), encoding="utf-8")
         return Produced(
             outcome=Outcome(result=summary(records, None)), command=" ".join(command(spec, ctx))
         )
-    problems = verify(records)
+    problems = verify(records, anchored=not segment)
     return Produced(
         outcome=Outcome(result=summary(records, problems)), command=" ".join(command(spec, ctx))
     )
@@ -44,9 +47,11 @@ def audit_path(spec: dict[str, Any], ctx: RunContext) -> Path:
 
 
 def _export(path: Path, ctx: RunContext, spec: dict[str, Any]) -> Produced:
-    produced = request.run(
-        {"method": "GET", "url": f"{ctx.endpoints.zms}/lab/audit", "auth": "admin"}, ctx
-    )
+    # ``last: N`` exports the N latest decisions: a step about the last chain must not slow
+    # down with the size of the whole trail (a busy lab holds hundreds of thousands).
+    last = spec.get("last")
+    url = f"{ctx.endpoints.zms}/lab/audit" + (f"?last={int(last)}" if last else "")
+    produced = request.run({"method": "GET", "url": url, "auth": "admin"}, ctx)
     body = produced.outcome.result.get("body")
     records = body.get("records") if isinstance(body, dict) else None
     if produced.outcome.status != 200 or not isinstance(records, list):
@@ -58,7 +63,10 @@ def _export(path: Path, ctx: RunContext, spec: dict[str, Any]) -> Produced:
         )
         return produced
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"records": records}, indent=2), encoding="utf-8")
+    document: dict[str, Any] = {"records": records}
+    if last and records and records[0].get("seq") != 1:
+        document["segment"] = True  # starts mid-trail: its first prev_hash is taken as given
+    path.write_text(json.dumps(document, indent=2), encoding="utf-8")
     result = {"status": 200, "path": str(path), **summary(records, None)}
     produced.outcome = Outcome(
         status=200, headers=produced.outcome.headers, text=produced.outcome.text, result=result
@@ -67,7 +75,8 @@ def _export(path: Path, ctx: RunContext, spec: dict[str, Any]) -> Produced:
     return produced
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
+def _read(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The exported records, and whether they are a segment (the last N, see ``_export``)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError:
@@ -79,7 +88,7 @@ def _read(path: Path) -> list[dict[str, Any]]:
     records = data.get("records") if isinstance(data, dict) else data
     if not isinstance(records, list):
         raise ActionError(f"{path} holds no list of records")
-    return records
+    return records, isinstance(data, dict) and data.get("segment") is True
 
 
 def _tamper(records: list[dict[str, Any]], spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -91,10 +100,10 @@ def _tamper(records: list[dict[str, Any]], spec: dict[str, Any]) -> list[dict[st
     return edited
 
 
-def verify(records: list[dict[str, Any]]) -> list[str]:
+def verify(records: list[dict[str, Any]], anchored: bool = True) -> list[str]:
     from lab.pdp.audit import verify_chain  # written by the PDP part; imported only when used
 
-    return [str(p) for p in verify_chain(records)]
+    return [str(p) for p in verify_chain(records, anchored=anchored)]
 
 
 def summary(records: list[dict[str, Any]], problems: list[str] | None) -> dict[str, Any]:
