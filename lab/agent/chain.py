@@ -13,8 +13,17 @@ from typing import Any
 
 import httpx
 
+from lab.agent.client_auth import PRIVATE_KEY_JWT, ClientAuthError, ClientCredentials
+from lab.agent.config import AgentConfig
+from lab.agent.discovery import (
+    AuthorizationServer,
+    Discovery,
+    DiscoveryError,
+    discover,
+    fetch_authorization_server,
+)
 from lab.agent.mcp_client import ToolCall, ToolResult, call_tools, list_tools
-from lab.agent.pdp_client import PdpClient, TokenResponse
+from lab.agent.pdp_client import PdpClient, TokenResponse, not_sent
 from lab.agent.planner import Plan, plan_rules, plan_with_llm
 from lab.agent.recorder import Exchange, Recorder
 from lab.agent.signin import (
@@ -27,6 +36,7 @@ from lab.agent.signin import (
     sign_in_with_code,
     sign_in_with_password,
 )
+from lab.agent.token_endpoint import TokenEndpoint
 from lab.config import AGENT_PRINCIPAL, Endpoints, Settings
 from lab.oauth import http as lab_http
 from lab.oauth.jose import SigningKey
@@ -82,7 +92,13 @@ def _refusal(what: str, response: TokenResponse) -> str:
 
 
 class Agent:
-    """The agent ``ai.agent``: one HTTP client, every exchange recorded."""
+    """The agent ``ai.agent``: one HTTP client, every exchange recorded.
+
+    The PDP's token endpoint and its client authentication methods are discovered from the MCP
+    server (RFC 9728 → RFC 8414, ``lab.agent.discovery``) the first time they are needed; those
+    metadata requests are kept apart in ``discovery_exchanges`` so a step's own exchanges stay
+    the token requests and tool calls it asserts on.
+    """
 
     def __init__(
         self,
@@ -93,9 +109,11 @@ class Agent:
         realm_file: Path = DEFAULT_REALM_FILE,
         idp_client: IdpClient | None = None,
         key: SigningKey | None = None,
+        config: AgentConfig | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.settings = settings
+        self.config = config if config is not None else AgentConfig.from_env()
         self.recorder = recorder if recorder is not None else Recorder()
         # Cookies as a browser keeps them: Keycloak marks its login cookies Secure on loopback.
         self.http = browser_like(
@@ -105,9 +123,18 @@ class Agent:
                 follow_redirects=False,
             )
         )
+        self._discovery_recorder = Recorder()
+        self._metadata_http = lab_http.client(
+            event_hooks=self._discovery_recorder.sync_hooks(),
+            timeout=HTTP_TIMEOUT_S,
+            follow_redirects=False,
+        )
         self._realm_file = realm_file
         self._idp_client = idp_client
         self._key = key
+        self._discovery: Discovery | None = None
+        self._server: AuthorizationServer | None = None
+        self.discovery_error: str | None = None
 
     # -- lazily loaded credentials ---------------------------------------------------------
 
@@ -124,11 +151,62 @@ class Agent:
         return self._key
 
     @property
+    def issuer(self) -> str:
+        """The authorization server this agent is provisioned for (SEP-990: configuration)."""
+        return self.config.issuer or self.endpoints.zts
+
+    @property
+    def credentials(self) -> ClientCredentials:
+        """The agent's client at the PDP: its key unless a secret method is configured."""
+        method = self.config.auth_method
+        wants_key = method in (None, PRIVATE_KEY_JWT)
+        return ClientCredentials(
+            self.config.client_id,
+            key=self.key if wants_key else None,
+            secret=self.config.client_secret,
+            method=method,
+        )
+
+    @property
+    def discovery(self) -> Discovery | None:
+        """RFC 9728 → RFC 8414 from the MCP server's URL (None if the chain of metadata broke;
+        ``discovery_error`` says where)."""
+        if self._discovery is None and self.discovery_error is None:
+            try:
+                self._discovery = discover(
+                    self._metadata_http, self.endpoints.mcp, issuer=self.issuer
+                )
+            except DiscoveryError as exc:
+                self.discovery_error = str(exc)
+        return self._discovery
+
+    @property
+    def authorization_server(self) -> AuthorizationServer:
+        """The PDP's metadata: found through the MCP server, else at the configured issuer."""
+        if self._server is None:
+            found = self.discovery
+            self._server = (
+                found.authorization_server
+                if found is not None
+                else fetch_authorization_server(self._metadata_http, self.issuer)
+            )
+        return self._server
+
+    @property
+    def discovery_exchanges(self) -> list[Exchange]:
+        return self._discovery_recorder.exchanges
+
+    @property
     def pdp(self) -> PdpClient:
-        return PdpClient(self.http, self.endpoints, self.key)
+        try:
+            server: AuthorizationServer | None = self.authorization_server
+        except DiscoveryError:
+            server = None  # PdpClient reports the missing metadata as a refusal
+        return PdpClient(self.http, self.endpoints, credentials=self.credentials, server=server)
 
     def close(self) -> None:
         self.http.close()
+        self._metadata_http.close()
 
     def __enter__(self) -> Agent:
         return self
@@ -187,6 +265,44 @@ class Agent:
     def redeem_id_jag(self, id_jag: str, scope: str | None = None) -> TokenResponse:
         return self.pdp.redeem_id_jag(id_jag, scope)
 
+    def request_id_jag_at_idp(
+        self,
+        id_token: str,
+        scope: str | None = None,
+        resource: Any = _MCP,
+        audience: str | None = None,
+    ) -> TokenResponse:
+        """Draft -04's topology (§9.3): the enterprise IdP issues the ID-JAG by RFC 8693 at its
+        own token endpoint, for ``audience`` = the PDP's issuer and ``resource`` = the MCP
+        server (SEP-990 sends both); the agent authenticates as the IdP's client."""
+        target = self.endpoints.mcp if resource is _MCP else resource
+        try:
+            endpoint = self.idp_token_endpoint()
+            audience = audience or self.authorization_server.issuer
+        except (DiscoveryError, ClientAuthError) as exc:
+            return not_sent(exc)
+        return endpoint.request_id_jag(id_token, audience=audience, resource=target, scope=scope)
+
+    def idp_token_endpoint(self) -> TokenEndpoint:
+        """The IdP's token endpoint (configured, else from its OpenID/RFC 8414 metadata)."""
+        client = self.idp_client
+        credentials = ClientCredentials(
+            client.client_id, secret=client.client_secret, method=self.config.idp_auth_method
+        )
+        issuer = self.endpoints.idp_issuer
+        if self.config.idp_token_endpoint:
+            return TokenEndpoint(
+                self.http, self.config.idp_token_endpoint, credentials, audience=issuer
+            )
+        metadata = fetch_authorization_server(self._metadata_http, issuer)
+        return TokenEndpoint(
+            self.http,
+            metadata.token_endpoint,
+            credentials,
+            audience=metadata.issuer,
+            advertised=metadata.auth_methods,
+        )
+
     def list_tools(self, access_token: str | None) -> list[dict[str, Any]]:
         return list_tools(self.endpoints.mcp, access_token, self.recorder)
 
@@ -238,7 +354,11 @@ def run_prompt(
             return PromptResult(
                 Plan(prompt), [], signed_in, stopped_at="sign_in", exchanges=exchanges
             )
-        id_jag = agent.request_id_jag(signed_in.id_token, scope, endpoints.mcp)
+        id_jag = (
+            agent.request_id_jag_at_idp(signed_in.id_token, scope, endpoints.mcp)
+            if agent.config.id_jag_from == "idp"
+            else agent.request_id_jag(signed_in.id_token, scope, endpoints.mcp)
+        )
         if not id_jag.ok or id_jag.token is None:
             return PromptResult(
                 Plan(prompt), [], signed_in, id_jag, stopped_at="id_jag", exchanges=exchanges

@@ -19,12 +19,29 @@ from typing import Any, TypeVar
 
 import httpx2
 from mcp import Client
+from mcp.client.extension import ClientExtension, advertise
 from mcp.client.streamable_http import streamable_http_client
 
 from lab.agent.recorder import Recorder
+from lab.oauth.tokens import MCP_EXTENSION_ENTERPRISE_MANAGED_AUTHORIZATION
 
 T = TypeVar("T")
 TIMEOUT_S = 30.0
+
+
+def client_extensions() -> list[ClientExtension]:
+    """What the agent declares in ``initialize`` (``capabilities.extensions``): it gets its
+    tokens the SEP-990 way, so it says so; the extension is active when the server says so too."""
+    return [advertise(MCP_EXTENSION_ENTERPRISE_MANAGED_AUTHORIZATION)]
+
+
+def mcp_session(http: httpx2.AsyncClient, url: str) -> Client:
+    """One MCP session over Streamable HTTP, ``initialize`` first (no 2026 discover probe)."""
+    return Client(
+        streamable_http_client(url, http_client=http),
+        mode="legacy",
+        extensions=client_extensions(),
+    )
 
 
 @dataclass
@@ -112,7 +129,7 @@ async def call_tools_async(
     try:
         async with (
             _http_client(access_token, recorder, watcher) as http,
-            Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
+            mcp_session(http, url) as client,
         ):
             for call in calls:
                 watcher.last = None
@@ -133,7 +150,7 @@ async def list_tools_async(
     """The server's tools as plain dicts: name, description, inputSchema."""
     async with (
         _http_client(access_token, recorder, _RefusalWatcher()) as http,
-        Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
+        mcp_session(http, url) as client,
     ):
         listing = await client.list_tools()
     return [

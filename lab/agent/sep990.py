@@ -15,13 +15,11 @@ from typing import Any
 import anyio
 import httpx
 import httpx2
-from mcp import Client
 from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuthProvider
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from lab.agent.chain import DEFAULT_SCOPE
-from lab.agent.mcp_client import ToolCall, ToolResult, tool_result_of
+from lab.agent.mcp_client import ToolCall, ToolResult, mcp_session, tool_result_of
 from lab.agent.pdp_client import PdpClient
 from lab.agent.recorder import Recorder
 from lab.config import ADMIN_PRINCIPAL, AGENT_PRINCIPAL, Endpoints, Settings
@@ -121,7 +119,7 @@ async def call_tool_with_provider(
     hooks = recorder.async_hooks() if recorder is not None else None
     async with (
         httpx2.AsyncClient(auth=provider, event_hooks=hooks, timeout=30.0) as http,
-        Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
+        mcp_session(http, url) as client,
     ):
         result = await client.call_tool(name, arguments or {})
     return tool_result_of(ToolCall(name, dict(arguments or {})), result)

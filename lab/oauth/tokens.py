@@ -32,3 +32,9 @@ TYP_JWT = "JWT"
 KEYCLOAK_TYP_ID = "ID"
 KEYCLOAK_TYP_BEARER = "Bearer"
 KEYCLOAK_TYP_REFRESH = "Refresh"
+
+# MCP extension both sides declare in initialize capabilities (SEP-990, "Enterprise-Managed
+# Authorization"; active only when client and server both declare it)
+MCP_EXTENSION_ENTERPRISE_MANAGED_AUTHORIZATION = (
+    "io.modelcontextprotocol/enterprise-managed-authorization"
+)
