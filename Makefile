@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run down test lint docs docs-serve bench bench-scale clean
+.PHONY: setup run down test interop-tools lint docs docs-serve bench bench-scale clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,9 @@ down: ## stop the backend
 
 test: setup ## every test, the offline kind checks and the strict docs build
 	$(BIN)/python -m pytest -q
+
+interop-tools: setup ## node 22, the MCP conformance suite, TS client and Inspector into ~/.cache/idjag-lab/npm
+	$(BIN)/python -m tests.npmtools
 
 lint: setup
 	$(BIN)/ruff check lab tests bench

@@ -344,10 +344,11 @@ def run_prompt(
     method: str = "code",
     scope: str = DEFAULT_SCOPE,
     realm_file: Path = DEFAULT_REALM_FILE,
+    config: AgentConfig | None = None,
 ) -> PromptResult:
     """The whole chain: sign in → ID-JAG for ``scope`` (resource = the MCP server) → redeem →
     prompt. Stops at the first refused link and says which (``PromptResult.stopped_at``)."""
-    with Agent(endpoints, settings, recorder, realm_file=realm_file) as agent:
+    with Agent(endpoints, settings, recorder, realm_file=realm_file, config=config) as agent:
         exchanges = agent.recorder.exchanges
         signed_in = agent.sign_in(username, password, method=method)
         if not signed_in.ok or signed_in.id_token is None:

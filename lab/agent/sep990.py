@@ -1,15 +1,18 @@
 """Interop: the official MCP SDK's SEP-990 client, unmodified, against the lab's PDP and MCP server.
 
 ``IdentityAssertionOAuthProvider`` does leg 2 itself (RFC 7523 jwt-bearer at the configured
-issuer, ``client_secret_post``) whenever the MCP server answers 401. Leg 1, getting the ID-JAG,
-is ours: its ``assertion_provider`` asks the PDP for an ID-JAG exactly as the lab's own agent
-does (RFC 8693, ``private_key_jwt``). The SDK supports only client-secret authentication, so
-the agent's secret comes from the PDP's lab extension
-``POST /zms/v1/domain/ai/service/agent/secret`` (contracts §3).
+issuer, ``client_secret_post`` by default) whenever the MCP server answers 401, and steps up on
+403 ``insufficient_scope``. Leg 1, getting the ID-JAG, is ours: its ``assertion_provider`` asks
+for an ID-JAG exactly as the lab's own agent does (at the PDP in the tutorial's topology, or at
+the IdP in draft -04's). The client id and the issuer are the agent's, as configured and
+discovered (``lab.agent.config``, ``lab.agent.discovery``), never fixed here. The SDK supports
+only client-secret authentication, so the agent needs its own secret, registered in the PDP by
+the lab extension ``POST /zms/v1/domain/{domain}/service/{service}/secret`` (contracts §3).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -20,11 +23,14 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from lab.agent.chain import DEFAULT_SCOPE
 from lab.agent.mcp_client import ToolCall, ToolResult, mcp_session, tool_result_of
-from lab.agent.pdp_client import PdpClient
+from lab.agent.pdp_client import PdpClient, TokenResponse
 from lab.agent.recorder import Recorder
 from lab.config import ADMIN_PRINCIPAL, AGENT_PRINCIPAL, Endpoints, Settings
 from lab.oauth.admin import make_admin_assertion
 from lab.oauth.jose import SigningKey
+
+#: Leg 1 as a callable: ``(audience, resource) -> TokenResponse`` carrying the ID-JAG.
+IdJagIssuer = Callable[[str, str], TokenResponse]
 
 
 class MemoryTokenStorage:
@@ -81,28 +87,34 @@ def build_provider(
     client_secret: str,
     *,
     pdp: PdpClient,
-    id_jag_scope: str = DEFAULT_SCOPE,
+    id_jag_scope: str | None = DEFAULT_SCOPE,
     scope: str | None = None,
+    issue_id_jag: IdJagIssuer | None = None,
 ) -> IdentityAssertionOAuthProvider:
-    """The SDK's SEP-990 provider pinned to the lab's ZTS, fetching a fresh ID-JAG per exchange."""
+    """The SDK's SEP-990 provider for the agent's client (``pdp.client_id``) at the issuer the
+    agent found (``pdp.server``), fetching a fresh ID-JAG per exchange. Everything else keeps
+    the SDK's defaults. ``issue_id_jag`` replaces leg 1 (default: the PDP issues it)."""
+
+    def at_pdp(audience: str, resource: str) -> TokenResponse:
+        return pdp.request_id_jag(id_token, id_jag_scope, resource, audience)
+
+    issue = issue_id_jag or at_pdp
 
     async def fetch_id_jag(audience: str, resource: str) -> str:
-        # The SDK passes the configured issuer as the ID-JAG audience and the MCP resource.
-        answer = await anyio.to_thread.run_sync(
-            lambda: pdp.request_id_jag(id_token, id_jag_scope, resource, audience)
-        )
+        # The SDK passes its configured issuer as the ID-JAG audience and the MCP resource.
+        answer = await anyio.to_thread.run_sync(lambda: issue(audience, resource))
         if not answer.ok or answer.token is None:
             raise RuntimeError(
-                f"the PDP refused the ID-JAG ({answer.status} {answer.error}): {answer.message}"
+                f"the ID-JAG was refused ({answer.status} {answer.error}): {answer.message}"
             )
         return answer.token
 
     return IdentityAssertionOAuthProvider(
         server_url=endpoints.mcp,
         storage=MemoryTokenStorage(),
-        client_id=AGENT_PRINCIPAL,
+        client_id=pdp.client_id,
         client_secret=client_secret,
-        issuer=endpoints.zts,
+        issuer=pdp.server.issuer,
         assertion_provider=fetch_id_jag,
         scope=scope,
     )
