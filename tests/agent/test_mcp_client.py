@@ -78,7 +78,7 @@ def test_prompt_not_understood_calls_nothing(lab_settings: Settings, fake_mcp_ur
         result = agent.prompt("make me a sandwich", GOOD_TOKEN)
         recorded = list(agent.recorder.exchanges)
     assert result.tool_results == [] and not result.ok
-    assert "get docs" in result.message
+    assert "did not understand" in result.message and "list my documents" in result.message
     assert recorded == []
 
 
