@@ -14,6 +14,7 @@ The CLI process never imports a part: imports stay light so ``lab up`` is health
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -652,13 +653,29 @@ def unavailable_app(part: str, detail: str) -> Starlette:
     )
 
 
-def build_apps(settings: Settings) -> dict[str, Starlette]:
-    """One app per port; a failed part is logged and replaced by :func:`unavailable_app`."""
+#: Parts built in the background while the others already serve (see lab.backends.deferred):
+#: the MCP server's SDK import is most of a warm `lab up` otherwise.
+DEFERRED_PARTS = ("mcp",)
+
+
+def build_apps(settings: Settings, deferred: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One app per port; a failed part is logged and replaced by :func:`unavailable_app`.
+
+    Parts named in ``deferred`` start building in a background thread and are served by a
+    :class:`~lab.backends.deferred.DeferredApp` meanwhile."""
     import logging
 
     log = logging.getLogger("lab.embedded")
-    built: dict[str, Starlette] = {}
+    built: dict[str, Any] = {}
+    later = []
     for key, factory in FACTORIES.items():
+        if key in deferred:
+            from lab.backends.deferred import DeferredApp
+
+            app = DeferredApp(key, functools.partial(factory, settings), unavailable_app)
+            built[key] = app
+            later.append(app)
+            continue
         started = time.perf_counter()
         try:
             built[key] = factory(settings)
@@ -666,6 +683,8 @@ def build_apps(settings: Settings) -> dict[str, Starlette]:
             log.exception("part %s failed to start", key)
             built[key] = unavailable_app(key, f"{type(exc).__name__}: {exc}")
         log.info("built %s in %.0f ms", key, (time.perf_counter() - started) * 1000)
+    for app in later:
+        app.start_building()
     return {
         "idp": built["idp"],
         "zms": built["pdp"],
@@ -709,7 +728,7 @@ def inherited_sockets(settings: Settings) -> dict[str, socket.socket]:
     return {name: socket_module.socket(fileno=int(fd)) for name, fd in fds.items()}
 
 
-async def serve_all(apps: Mapping[str, Starlette], sockets: Mapping[str, socket.socket]) -> None:
+async def serve_all(apps: Mapping[str, Any], sockets: Mapping[str, socket.socket]) -> None:
     """One uvicorn server per socket in this event loop; SIGTERM/SIGINT stop them all."""
     import asyncio
     import logging
@@ -768,7 +787,7 @@ def main() -> None:
         settings = replace(settings, home=settings.home.resolve(), ports=ports)
         write_runtime(settings, os.getpid(), settings.endpoints)  # so `lab status` sees it
     ensure_lab_keys(settings)
-    apps = build_apps(settings)
+    apps = build_apps(settings, deferred=DEFERRED_PARTS)
     log.info(
         "runtime %s ready to serve after %.0f ms",
         os.getpid(),

@@ -196,14 +196,17 @@ def create_app(settings: Settings) -> Starlette:
     # Contracts §1: the MCP server creates its key if the backend has not, so that step 5 can
     # register the public half (keys/api.api-mcp.pub.pem) with the PDP.
     SigningKey.load_or_create(settings.key_file(MCP_PRINCIPAL))
+    # One long-lived client for the MCP server's calls to the PDP and the document API.
+    http = lab_http.SharedAsyncClient(timeout=10.0)
     exchanger = Exchanger(
+        http=http,
         token_endpoint=endpoints.zts_token,
         issuer=endpoints.zts,
         client_id=MCP_PRINCIPAL,
         key_path=settings.key_file(MCP_PRINCIPAL),
         audience=API_DOMAIN,
     )
-    docapi = DocApiClient(endpoints.docapi_protected)
+    docapi = DocApiClient(endpoints.docapi_protected, http)
 
     mcp = MCPServer(
         "idjag-lab-docs",
@@ -308,18 +311,18 @@ def create_app(settings: Settings) -> Starlette:
 class DocApiClient:
     """Calls the protected document API with the exchanged token only."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, http: lab_http.SharedAsyncClient | None = None) -> None:
         self.base_url = base_url
+        self.http = http or lab_http.SharedAsyncClient(timeout=10.0)
 
     async def call(
         self, method: str, path: str, token: str, body: dict[str, Any] | None
     ) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
         try:
-            async with lab_http.async_client(timeout=10.0) as client:
-                response = await client.request(
-                    method, url, json=body, headers={"Authorization": f"Bearer {token}"}
-                )
+            response = await self.http.get().request(
+                method, url, json=body, headers={"Authorization": f"Bearer {token}"}
+            )
         except httpx.HTTPError as exc:
             raise ToolError(
                 f"the document API at {self.base_url} could not be reached: {exc}"

@@ -79,6 +79,7 @@ class Exchanger:
         key_path: Path,
         audience: str,
         timeout_s: float = 10.0,
+        http: lab_http.SharedAsyncClient | None = None,
     ) -> None:
         self.token_endpoint = token_endpoint
         self.issuer = issuer
@@ -86,10 +87,25 @@ class Exchanger:
         self.key_path = key_path
         self.audience = audience
         self.timeout_s = timeout_s
+        self.http = http or lab_http.SharedAsyncClient(timeout=timeout_s)
+        self._key: tuple[tuple[int, int], SigningKey] | None = None
+
+    def _signing_key(self) -> SigningKey:
+        # The backend (or step 5) may create or rotate the key at any time: re-read the file
+        # whenever it changed (a stat per call, not a PEM parse per call).
+        try:
+            stat = self.key_path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = (0, 0)
+        if self._key is None or self._key[0] != stamp or stamp == (0, 0):
+            key = SigningKey.load_or_create(self.key_path)
+            stat = self.key_path.stat()
+            self._key = ((stat.st_mtime_ns, stat.st_size), key)
+        return self._key[1]
 
     def _assertion(self) -> str:
-        # Loaded per call: the backend (or step 5) may create or rotate the key at any time.
-        key = SigningKey.load_or_create(self.key_path)
+        key = self._signing_key()
         # RFC 7523 §3: aud = the authorization server's issuer (contracts §2).
         return make_client_assertion(self.client_id, key, self.issuer)
 
@@ -111,9 +127,8 @@ class Exchanger:
             "client_assertion": self._assertion(),
         }
         try:
-            async with lab_http.async_client(timeout=self.timeout_s) as client:
-                headers = {"X-Correlation-Id": correlation_id} if correlation_id else {}
-                response = await client.post(self.token_endpoint, data=form, headers=headers)
+            headers = {"X-Correlation-Id": correlation_id} if correlation_id else {}
+            response = await self.http.get().post(self.token_endpoint, data=form, headers=headers)
         except httpx.HTTPError as exc:
             raise ExchangeRefused(
                 role,

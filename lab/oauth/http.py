@@ -8,8 +8,10 @@ but a learner may point a part at an https URL, so verification stays on.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ssl
+import weakref
 from typing import Any
 
 import httpx
@@ -34,3 +36,32 @@ def get(url: str, **options: Any) -> httpx.Response:
     """A one-off GET without building (and throwing away) a fresh TLS context."""
     with client(timeout=options.pop("timeout", 5.0)) as http:
         return http.get(url, **options)
+
+
+class SharedAsyncClient:
+    """One long-lived ``AsyncClient`` per event loop, for a part's calls to the other parts.
+
+    A client per call meant a new TCP connection (and connection-pool set-up) for every internal
+    request: the MCP server made two per tool call. Keep-alive connections are reused instead.
+    An ``AsyncClient`` belongs to the loop it first ran in, so each loop gets its own (tests
+    serve the same app from several loops); a loop that ends takes its entry with it.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
+        self._clients = weakref.WeakKeyDictionary()
+
+    def get(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        current = self._clients.get(loop)
+        if current is None or current.is_closed:
+            current = async_client(**self._options)
+            self._clients[loop] = current
+        return current
+
+    async def aclose(self) -> None:
+        """Close this loop's client (a part's shutdown)."""
+        current = self._clients.pop(asyncio.get_running_loop(), None)
+        if current is not None:
+            await current.aclose()
