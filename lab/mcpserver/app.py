@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from lab.config import ADMIN_PRINCIPAL, API_DOMAIN, MCP_PRINCIPAL, Settings
 from lab.mcpserver.correlation import CorrelationContext, current_correlation_id
 from lab.mcpserver.exchange import Exchanger, ExchangeRefused
-from lab.mcpserver.extension import EnterpriseManagedAuthorization
+from lab.mcpserver.extension import SERVER_EXTENSIONS, declare_in_legacy_initialize
 from lab.oauth import http as lab_http
 from lab.oauth.errors import InsufficientScope, InvalidRequest, OAuthError
 from lab.oauth.jose import JwksCache, SigningKey, token_fingerprint, unverified_claims
@@ -218,8 +218,9 @@ def create_app(settings: Settings) -> Starlette:
             # Two audiences are valid (api, this URL); PdpTokenVerifier checks aud itself.
             validate_token_resource=False,
         ),
-        extensions=[EnterpriseManagedAuthorization()],
+        extensions=list(SERVER_EXTENSIONS),
     )
+    declare_in_legacy_initialize(mcp, SERVER_EXTENSIONS)
 
     async def call_docapi(
         role: str, method: str, path: str, body: dict[str, Any] | None = None
