@@ -23,7 +23,9 @@ STEPS_DIR = REPO_ROOT / "steps"
 DATA_DIR = REPO_ROOT / "build" / "docs-data"
 
 _VALUE = re.compile(r"\$\{\s*([A-Za-z0-9_.\-]+)\s*\}|\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
-_KIND_KEYS = ("request", "keygen", "agent", "mcp", "setting", "providers", "wait", "audit")
+_KIND_KEYS = (
+    "request", "keygen", "agent", "mcp", "gateway", "setting", "providers", "wait", "audit"
+)  # fmt: skip
 
 
 class StepFileError(ValueError):

@@ -79,6 +79,9 @@ class TokenKeeper:
         self.reuse = reuse  # False: a new ID-JAG and access token for every request (teaching)
         self.renewals = 0
         self.subject: str | None = None
+        #: Requested roles the PDP left out of the last ID-JAG: Athenz issues for the roles the
+        #: user holds now and refuses only when none is held (STEPS.md step 13).
+        self.dropped_roles: tuple[str, ...] = ()
         self._id_token: HeldToken | None = None
         self._access: HeldToken | None = None
         self._lock = threading.Lock()
@@ -112,6 +115,8 @@ class TokenKeeper:
         id_jag = self.agent.request_id_jag(id_token, self.scope)
         if not id_jag.ok or id_jag.token is None:
             raise _refused("id_jag", id_jag)
+        granted = str(unverified_claims(id_jag.token).get("scope") or "").split()
+        self.dropped_roles = tuple(r for r in self.scope.split() if granted and r not in granted)
         access = self.agent.redeem_id_jag(id_jag.token)
         if not access.ok or access.token is None:
             raise _refused("redeem", access)

@@ -78,9 +78,12 @@ class Hop:
 class HopLog:
     """Reads new exchanges off a recorder and logs each as a :class:`Hop`."""
 
-    def __init__(self, recorder: Recorder, names: dict[str, str]) -> None:
+    def __init__(
+        self, recorder: Recorder, names: dict[str, str], retain: list[Exchange] | None = None
+    ) -> None:
         self.recorder = recorder
         self.names = names  # URL prefix -> hop name, e.g. the ZTS token endpoint -> "pdp"
+        self.retain = retain  # a step run keeps the exchanges to show them
         #: The latest hops (a long-running gateway must not grow without bound).
         self.hops: deque[Hop] = deque(maxlen=MAX_HOPS_KEPT)
         self.count = 0
@@ -91,6 +94,8 @@ class HopLog:
         with self._lock:
             fresh = list(self.recorder.exchanges)
             self.recorder.clear()  # logged once; the recorder keeps bodies, the log does not
+            if self.retain is not None:
+                self.retain.extend(fresh)
             hops = [self._hop(exchange, self.count + i + 1) for i, exchange in enumerate(fresh)]
             self.count += len(hops)
             self.hops.extend(hops)

@@ -18,7 +18,7 @@ import uvicorn
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
-from lab.agent import Agent, Recorder
+from lab.agent import Agent, Exchange, Recorder
 from lab.config import Endpoints, Settings
 from lab.gateway.chain import SignInPlan, TokenKeeper
 from lab.gateway.hops import HopLog
@@ -51,6 +51,7 @@ class Gateway:
         *,
         margin_s: float | None = None,
         reuse: bool = True,
+        retain_exchanges: list[Exchange] | None = None,
     ) -> Gateway:
         recorder = Recorder()
         agent = Agent(endpoints, settings, recorder)
@@ -65,6 +66,7 @@ class Gateway:
                 endpoints.zts: "pdp",
                 endpoints.mcp: "mcp",
             },
+            retain_exchanges,
         )
         upstream = Upstream(endpoints.mcp, recorder, {"User-Agent": user_agent})
         proxy = GatewayProxy(keeper, upstream, hops)

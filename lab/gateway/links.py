@@ -11,6 +11,7 @@ reaches the AI client unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: The links, in chain order, as a learner reads them.
@@ -80,10 +81,24 @@ def explain(link: str, detail: str, lesson: str | None) -> str:
     return f"lab gateway: the chain broke at {where}{label}: {detail}"
 
 
-def tool_error_text(text: str) -> str | None:
+def tool_error_text(
+    text: str, dropped: Sequence[str] = (), subject: str | None = None
+) -> str | None:
     """The MCP server's tool error with the broken link named in front of it, or None when the
-    error is not about the chain (a missing document is just a tool error)."""
+    error is not about the chain (a missing document is just a tool error).
+
+    ``dropped`` are roles the gateway asked for but the PDP left out of its ID-JAG: when the MCP
+    server then finds one missing from the token, the cause is a membership (F2), which the MCP
+    server cannot see but the gateway can."""
     lesson = lesson_of(None, None, text)
     if lesson is None and "token exchange" not in text.lower():
         return None
+    missing = [role for role in dropped if role in text]
+    if lesson is None and missing:
+        lesson = "F2"
+        who = subject or "the user"
+        text += (
+            f" The PDP left {', '.join(missing)} out of the gateway's ID-JAG and access token: "
+            f"{who} is not a member of it now."
+        )
     return explain("tool", text, lesson)

@@ -86,7 +86,7 @@ class GatewayProxy:
             return result
         text = "\n".join(b.text for b in result.content if isinstance(b, TextContent))
         log.warning("tools/call %s: the MCP server answered a tool error: %s", name, text)
-        named = tool_error_text(text)
+        named = tool_error_text(text, self.keeper.dropped_roles, self.keeper.subject)
         if named is None:
             return result
         return result.model_copy(update={"content": [TextContent(type="text", text=named)]})

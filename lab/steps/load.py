@@ -259,6 +259,7 @@ _REQUIRED_SPEC = {
     "keygen": ("principal",),
     "agent": ("op",),
     "mcp": ("tool",),
+    "gateway": ("tool",),
     "setting": ("part", "name", "value"),
     "providers": ("set",),
     "wait": ("seconds",),

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 #: Every action has exactly one of these keys (docs/reference/step-format.md, "Actions").
-ACTION_KINDS = ("request", "keygen", "agent", "mcp", "setting", "providers", "wait", "audit")
+ACTION_KINDS = (
+    "request", "keygen", "agent", "mcp", "gateway", "setting", "providers", "wait", "audit"
+)  # fmt: skip
 #: Query words shared by captures and expectations ("Queries").
 QUERY_KEYS = ("status", "header", "json", "result", "token", "capture", "body")
 #: Predicates on expectations ("Predicates").

@@ -53,3 +53,18 @@ def test_a_tool_error_unrelated_to_the_chain_is_left_alone() -> None:
     assert tool_error_text("document 7 not found") is None
     named = tool_error_text(f"token exchange for api:role.docs-getter refused: {ATHENZ_MEMBERSHIP}")
     assert named is not None and "F2" in named and "token exchange for the tool" in named
+
+
+def test_a_role_the_pdp_left_out_is_named_as_a_missing_membership() -> None:
+    text = (
+        "token exchange for api:role.docs-getter refused by the PDP (HTTP 400 invalid_scope): "
+        "Invalid scope for token exchange. Missing permission: the token the MCP server "
+        "received does not carry api:role.docs-getter."
+    )
+    named = tool_error_text(text, ("api:role.docs-getter",), "human.idjag-learner")
+    assert named is not None
+    assert "(F2: role configured, membership missing)" in named
+    assert named.endswith("human.idjag-learner is not a member of it now.")
+    # Without knowing the PDP dropped it, the gateway does not guess a lesson.
+    unnamed = tool_error_text(text)
+    assert unnamed is not None and "F2" not in unnamed

@@ -146,6 +146,7 @@ REFUSALS: dict[int, list[tuple[str, int | None, str]]] = {
         ("redeem_not_trusted_to_grant", 400, "invalid_grant"),
         ("redeem_replayed", 400, "invalid_grant"),
     ],
+    20: [("ask_again", None, "F2: role configured, membership missing")],
 }
 
 #: Where each refusal is fixed: (step, action that then succeeds). Steps 13, 15 and 16 teach a
@@ -160,17 +161,19 @@ FIXES: dict[int, tuple[int, str]] = {
     14: (14, "create_allowed"),
     18: (18, "id_jag_from_idp"),
     19: (19, "redeem_external"),
+    20: (20, "ask_once_more"),
 }
 
 
 def test_step_files_cover_the_catalog() -> None:
     steps = load_steps()
-    assert [s.number for s in steps] == list(range(1, 20))
+    assert [s.number for s in steps] == list(range(1, 21))
     assert [s.slug for s in steps] == [
         "document-api", "domain-role-policy", "service-identity", "role-membership", "mcp-server",
         "mcp-token-exchange-denied", "grant-token-exchange", "protect-mcp", "sign-in", "trust-idp",
         "id-jag-policy", "id-jag-end-to-end", "revoke-membership", "challenge-post-docs",
         "agent-deny", "replay", "audit-trail", "idp-issues-id-jag", "external-id-jag",
+        "bring-your-own-client",
     ]  # fmt: skip
 
 
@@ -186,12 +189,12 @@ def test_every_expectation_says_why() -> None:
 
 
 def test_every_state_changing_step_has_a_check_block() -> None:
-    state_changing = {2, 3, 4, 5, 7, 8, 10, 11, 13, 14, 15, 17, 19}
+    state_changing = {2, 3, 4, 5, 7, 8, 10, 11, 13, 14, 15, 17, 19, 20}
     without = [s.number for s in load_steps() if s.number in state_changing and not s.check_actions]
     assert without == []
 
 
-def test_verify_passes_all_19_steps(verified_lab: LabProcess) -> None:
+def test_verify_passes_every_step(verified_lab: LabProcess) -> None:
     assert verified_lab.verify_report is not None, verified_lab.verify_output[-4000:]
     records = step_records(verified_lab.verify_report)
     failed = {
@@ -200,7 +203,7 @@ def test_verify_passes_all_19_steps(verified_lab: LabProcess) -> None:
         if r.get("status") != "passed"
     }
     assert failed == {}, verified_lab.verify_output[-4000:]
-    assert sorted(records) == list(range(1, 20))
+    assert sorted(records) == list(range(1, 21))
     assert verified_lab.verify_exit == 0, verified_lab.verify_output[-4000:]
 
 

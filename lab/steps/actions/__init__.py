@@ -7,13 +7,24 @@ from types import ModuleType
 
 
 def module_for(kind: str) -> ModuleType:
-    from lab.steps.actions import agent, audit, keygen, mcp, providers, request, setting, wait
+    from lab.steps.actions import (
+        agent,
+        audit,
+        gateway,
+        keygen,
+        mcp,
+        providers,
+        request,
+        setting,
+        wait,
+    )
 
     modules: dict[str, ModuleType] = {
         "request": request,
         "keygen": keygen,
         "agent": agent,
         "mcp": mcp,
+        "gateway": gateway,
         "setting": setting,
         "providers": providers,
         "wait": wait,
