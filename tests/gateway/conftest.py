@@ -7,7 +7,6 @@ The gateway itself runs as the real command, ``python -m lab.cli gateway --headl
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -91,10 +90,3 @@ def _wait_for_url(process: subprocess.Popen[str], home: Path, log: Path) -> str:
             return running.url
         time.sleep(0.05)
     raise RuntimeError(f"lab gateway did not start in {START_TIMEOUT_S}s: {log.read_text()}")
-
-
-def ci_requires(reason: str) -> None:
-    """Skip with ``reason`` — unless CI=true, where a missing tool this machine can run fails."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and {reason}")
-    pytest.skip(reason)

@@ -18,9 +18,9 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from lab.config import AGENT_PRINCIPAL, LEARNER_PRINCIPAL, MCP_PRINCIPAL
+from tests import npmtools
 from tests.agent.labsetup import Admin
-from tests.gateway.conftest import RunningGateway, ci_requires, gateway_command
-from tests.gateway.inspector import ToolMissing, ensure_inspector
+from tests.gateway.conftest import RunningGateway, gateway_command
 from tests.stack import ROOT, Stack
 
 LAB_TOOLS = {"list_docs", "get_doc", "create_doc", "delete_doc"}
@@ -60,20 +60,14 @@ async def test_sdk_http_client_lists_and_calls_list_docs(http_gateway: RunningGa
     assert_docs_for_learner(result)
 
 
-def test_inspector_cli_lists_and_calls_list_docs(
-    http_gateway: RunningGateway, lab_stack: Stack
-) -> None:
-    try:
-        inspector = ensure_inspector()
-    except ToolMissing as missing:
-        ci_requires(f"the MCP Inspector CLI cannot be installed: {missing}")
-    env = inspector.env(dict(lab_stack.env))
-    base = [http_gateway.url, "--transport", "http"]
-    listed = _run(inspector.command(*base, "--method", "tools/list"), env)
+def test_inspector_cli_lists_and_calls_list_docs(http_gateway: RunningGateway) -> None:
+    npmtools.require(npmtools.INSPECTOR)  # installs into the cache; with CI=true never skips
+    inspector = [str(npmtools.INSPECTOR.bin("mcp-inspector")), "--cli"]
+    env = npmtools.node_env()
+    base = [*inspector, http_gateway.url, "--transport", "http"]
+    listed = _run([*base, "--method", "tools/list"], env)
     assert {tool["name"] for tool in json.loads(listed)["tools"]} >= LAB_TOOLS
-    called = json.loads(
-        _run(inspector.command(*base, "--method", "tools/call", "--tool-name", "list_docs"), env)
-    )
+    called = json.loads(_run([*base, "--method", "tools/call", "--tool-name", "list_docs"], env))
     assert called.get("isError") is not True, called
     assert [doc["id"] for doc in called["structuredContent"]["docs"]] == [1, 2]
 
