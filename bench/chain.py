@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from lab.config import LEARNER_USERNAME, Settings
 
-SCOPE = "api:role.docs-getter api:role.mcp-accessor"
+SCOPE = "api:role.docs-getter mcp:role.mcp-accessor"
 
 
 def setup_chain_state(settings: Settings) -> None:

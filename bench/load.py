@@ -29,7 +29,7 @@ from lab.serving import bind_socket
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 LUA = BENCH / "bodies.lua"
-SCOPE = "api:role.docs-getter api:role.mcp-accessor"
+SCOPE = "api:role.docs-getter mcp:role.mcp-accessor"
 
 
 class WrkMissing(RuntimeError):

@@ -14,8 +14,11 @@ from pathlib import Path
 
 REALM = "idjag"
 API_DOMAIN = "api"
+#: The MCP server's own domain, as in the public tutorial (its ``mcp`` domain and
+#: ``mcp.idthw-api-mcp`` service); tokens for the MCP server belong to it.
+MCP_DOMAIN = "mcp"
 ADMIN_PRINCIPAL = "user.athenz_admin"
-MCP_PRINCIPAL = "api.api-mcp"
+MCP_PRINCIPAL = "mcp.api-mcp"
 AGENT_PRINCIPAL = "ai.agent"
 LEARNER_USERNAME = "idjag-learner"
 LEARNER_PRINCIPAL = "human.idjag-learner"

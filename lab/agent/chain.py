@@ -42,7 +42,7 @@ from lab.oauth import http as lab_http
 from lab.oauth.jose import SigningKey
 
 #: The roles the agent asks an ID-JAG for (STEPS.md step 11).
-DEFAULT_SCOPE = "api:role.docs-getter api:role.mcp-accessor"
+DEFAULT_SCOPE = "api:role.docs-getter mcp:role.mcp-accessor"
 HTTP_TIMEOUT_S = 30.0
 
 #: Code-flow failures that mean "this login page cannot be driven", not "wrong password":

@@ -15,7 +15,7 @@ from typer.core import TyperGroup
 
 from lab.cli import common
 
-DEFAULT_SCOPE = "api:role.docs-getter api:role.mcp-accessor"
+DEFAULT_SCOPE = "api:role.docs-getter mcp:role.mcp-accessor"
 
 
 class PromptFirstGroup(TyperGroup):

@@ -70,7 +70,7 @@ def _names(listing: Any) -> list[str]:
 
 
 def _short(name: str) -> str:
-    """``api:role.docs-getter`` → ``docs-getter``; ``api.api-mcp`` stays."""
+    """``api:role.docs-getter`` → ``docs-getter``; ``mcp.api-mcp`` stays."""
     return name.split(":", 1)[-1].split(".", 1)[-1] if ":" in name else name
 
 

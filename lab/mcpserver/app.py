@@ -1,9 +1,10 @@
 """The MCP server: an MCP resource server (official ``mcp`` SDK, Streamable HTTP at ``/mcp``).
 
-It accepts PDP access tokens (audience ``api``, or its own URL per RFC 8707 for tokens the
-agent got through the ID-JAG flow), optionally requires ``access`` on ``api:mcp`` (step 8), and
-for every tool call exchanges the caller's token at the PDP (RFC 8693) for a token scoped to the
-one role that tool needs, authenticated as ``api.api-mcp``. Only that exchanged token reaches
+It accepts only PDP access tokens whose audience is its own URL (RFC 8707; the MCP authorization
+spec: tokens must be issued for the MCP server itself), optionally requires ``access`` on
+``mcp:mcp`` (step 8), and for every tool call exchanges the caller's token at the PDP (RFC 8693)
+for a token scoped to the one role that tool needs, authenticated as ``mcp.api-mcp``: the
+exchange crosses from domain ``mcp`` into domain ``api``. Only that exchanged token reaches
 the document API — the token the MCP server received is never forwarded (MCP authorization spec,
 "Token Passthrough").
 """
@@ -34,7 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from lab.config import ADMIN_PRINCIPAL, API_DOMAIN, MCP_PRINCIPAL, Settings
+from lab.config import ADMIN_PRINCIPAL, API_DOMAIN, MCP_DOMAIN, MCP_PRINCIPAL, Settings
 from lab.mcpserver.correlation import CorrelationContext, current_correlation_id
 from lab.mcpserver.exchange import Exchanger, ExchangeRefused
 from lab.mcpserver.extension import SERVER_EXTENSIONS, declare_in_legacy_initialize
@@ -51,7 +52,7 @@ from lab.oauth.starlette import exception_handlers, json_response, read_json
 
 log = logging.getLogger("lab.mcpserver")
 
-ACCESS_RESOURCE = f"{API_DOMAIN}:mcp"
+ACCESS_RESOURCE = f"{MCP_DOMAIN}:mcp"
 ACCESS_ACTION = "access"
 MCP_PATH = "/mcp"
 
@@ -99,16 +100,17 @@ class ServerSettings:
 
 
 class PdpTokenVerifier:
-    """The SDK's ``TokenVerifier``: PDP access tokens for ``api`` or for this server's URL.
+    """The SDK's ``TokenVerifier``: PDP access tokens whose ``aud`` is this server's URL.
 
-    ``validate_token_resource`` is off in the SDK because two audiences are accepted; the
-    audience is checked here instead (RFC 9068 §4, RFC 8707 §2).
+    Nothing else: a token for the document API (``aud`` ``api``) is refused here with 401
+    ``invalid_token``, just as the document API refuses this server's tokens (RFC 9068 §4,
+    RFC 8707 §2; MCP authorization spec, "Token Audience Binding").
     """
 
     def __init__(self, jwks: JwksCache, issuer: str, resource: str) -> None:
         self.jwks = jwks
         self.issuer = issuer
-        self.audiences = [API_DOMAIN, resource]
+        self.audiences = [resource]
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
@@ -134,7 +136,7 @@ class PdpTokenVerifier:
 
 
 class AccessGate:
-    """Between the SDK's bearer check and the transport: ``access`` on ``api:mcp`` (step 8).
+    """Between the SDK's bearer check and the transport: ``access`` on ``mcp:mcp`` (step 8).
 
     Evaluated locally from the signed policy data with the token's roles; a refusal is RFC 6750
     §3.1 ``insufficient_scope`` with the RFC 9728 ``resource_metadata`` pointer.
@@ -164,7 +166,7 @@ class AccessGate:
         except OAuthError as exc:
             return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
         decision = decide_locally(
-            policy, claims, domain=API_DOMAIN, action=ACCESS_ACTION, resource=ACCESS_RESOURCE
+            policy, claims, domain=MCP_DOMAIN, action=ACCESS_ACTION, resource=ACCESS_RESOURCE
         )
         if decision.allowed:
             return None
@@ -191,10 +193,11 @@ def create_app(settings: Settings) -> Starlette:
     admin_pub = settings.key_file(ADMIN_PRINCIPAL).with_suffix(".pub.pem")
 
     jwks = JwksCache(endpoints.zts_jwks)
-    policy = PolicyCache(endpoints.zts, API_DOMAIN, jwks, refresh_s=settings.policy_refresh_s)
+    # The MCP server's policies live in its own domain, mcp (tutorial: the Runtime Proxy's ZPU).
+    policy = PolicyCache(endpoints.zts, MCP_DOMAIN, jwks, refresh_s=settings.policy_refresh_s)
     server_settings = ServerSettings(settings.home / "mcpserver-settings.json")
     # Contracts §1: the MCP server creates its key if the backend has not, so that step 5 can
-    # register the public half (keys/api.api-mcp.pub.pem) with the PDP.
+    # register the public half (keys/mcp.api-mcp.pub.pem) with the PDP.
     SigningKey.load_or_create(settings.key_file(MCP_PRINCIPAL))
     # One long-lived client for the MCP server's calls to the PDP and the document API.
     http = lab_http.SharedAsyncClient(timeout=10.0)
@@ -204,6 +207,7 @@ def create_app(settings: Settings) -> Starlette:
         issuer=endpoints.zts,
         client_id=MCP_PRINCIPAL,
         key_path=settings.key_file(MCP_PRINCIPAL),
+        source_domain=MCP_DOMAIN,
         audience=API_DOMAIN,
     )
     docapi = DocApiClient(endpoints.docapi_protected, http)
@@ -215,7 +219,7 @@ def create_app(settings: Settings) -> Starlette:
         auth=AuthSettings(
             issuer_url=AnyHttpUrl(endpoints.zts),  # RFC 9728 authorization_servers
             resource_server_url=AnyHttpUrl(resource_url),
-            # Two audiences are valid (api, this URL); PdpTokenVerifier checks aud itself.
+            # PdpTokenVerifier checks aud itself (only this URL), with the reason in its log.
             validate_token_resource=False,
         ),
         extensions=list(SERVER_EXTENSIONS),

@@ -1,8 +1,9 @@
-"""The MCP server's RFC 8693 token exchange at the PDP, as ``api.api-mcp`` (private_key_jwt).
+"""The MCP server's RFC 8693 token exchange at the PDP, as ``mcp.api-mcp`` (private_key_jwt).
 
 One exchange per tool call, for exactly the role the tool needs: the document API then sees a
 token whose ``sub`` is still the user, whose ``client_id`` (and ``act.sub``) is the MCP server,
-and whose audience is ``api`` — never the token the MCP server received.
+and whose audience is ``api`` — never the token the MCP server received. The exchange crosses
+from the MCP server's domain ``mcp`` (the received token's audience) into ``api``.
 """
 
 from __future__ import annotations
@@ -28,10 +29,17 @@ class ExchangeRefused(Exception):
     """The PDP did not issue the exchanged token; carries what a learner needs to fix it."""
 
     def __init__(
-        self, role: str, client_id: str, status: int | None, error: str | None, message: str
+        self,
+        role: str,
+        client_id: str,
+        status: int | None,
+        error: str | None,
+        message: str,
+        source_domain: str = "mcp",
     ) -> None:
         super().__init__(message)
         self.role = role
+        self.source_domain = source_domain
         self.client_id = client_id
         self.status = status
         self.error = error
@@ -41,10 +49,11 @@ class ExchangeRefused(Exception):
         domain, _, role_name = self.role.partition(":role.")
         if self.error == "unauthorized_client":
             # Athenz's exchange policy resources: <source>:<target> and <target>:<source>:role.<r>.
+            source = self.source_domain
             return (
                 f"{self.client_id} is not allowed to exchange tokens for {self.role} "
-                f"(needs 'zts.token_source_exchange' on '{domain}:{domain}' and "
-                f"'zts.token_target_exchange' on '{domain}:{domain}:role.{role_name}')"
+                f"(needs 'zts.token_source_exchange' on '{source}:{domain}' and "
+                f"'zts.token_target_exchange' on '{domain}:{source}:role.{role_name}')"
             )
         if self.error == "invalid_scope" and self.status == 403:
             return f"the user is not a member of {self.role}"
@@ -78,9 +87,11 @@ class Exchanger:
         client_id: str,
         key_path: Path,
         audience: str,
+        source_domain: str = "mcp",
         timeout_s: float = 10.0,
         http: lab_http.SharedAsyncClient | None = None,
     ) -> None:
+        self.source_domain = source_domain
         self.token_endpoint = token_endpoint
         self.issuer = issuer
         self.client_id = client_id
@@ -136,6 +147,7 @@ class Exchanger:
                 None,
                 None,
                 f"the PDP at {self.token_endpoint} could not be reached: {exc}",
+                self.source_domain,
             ) from None
         body = _json_object(response)
         if response.status_code != 200:
@@ -146,6 +158,7 @@ class Exchanger:
                 response.status_code,
                 _str_or_none(body.get("error")),
                 str(message),
+                self.source_domain,
             )
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
@@ -155,6 +168,7 @@ class Exchanger:
                 response.status_code,
                 None,
                 "the PDP's answer carried no access_token",
+                self.source_domain,
             )
         return token
 

@@ -73,6 +73,6 @@ def short_entity(domain: str, value: object, kind: str) -> str:
 
 
 def split_principal(principal: str) -> tuple[str, str]:
-    """``api.api-mcp`` → (``api``, ``api-mcp``): the service is the last label."""
+    """``mcp.api-mcp`` → (``mcp``, ``api-mcp``): the service is the last label."""
     domain, _, service = principal.rpartition(".")
     return domain, service

@@ -66,7 +66,7 @@ def parse_timestamp(value: str) -> float:
 
 
 def short_name(full: str) -> str:
-    """``api:role.docs-getter`` → ``docs-getter``; ``api.api-mcp`` → ``api-mcp``."""
+    """``api:role.docs-getter`` → ``docs-getter``; ``mcp.api-mcp`` → ``api-mcp``."""
     for marker in (":role.", ":policy."):
         if marker in full:
             return full.split(marker, 1)[1]

@@ -104,7 +104,7 @@ class Admin:
 def provision(admin: Admin, settings: Settings) -> None:
     """STEPS.md steps 2–11 as configuration: the state in which step 12 (get docs) succeeds."""
     endpoints = settings.endpoints
-    for domain in ("api", "human", "ai"):
+    for domain in ("api", "mcp", "human", "ai"):
         admin.domain(domain)
     # 2-4: docs-getter may get api:docs; the learner holds it
     admin.role("api", "docs-getter")
@@ -113,18 +113,20 @@ def provision(admin: Admin, settings: Settings) -> None:
     admin.member("api", "docs-getter", LEARNER_PRINCIPAL)
     # 5, 7: the MCP server, and its right to exchange the user's token for docs-getter
     admin.service(MCP_PRINCIPAL, {"providerEndpoint": endpoints.mcp})
-    admin.role("api", "docs-token-exchanger", (MCP_PRINCIPAL,))
+    # (the exchange crosses mcp -> api: each domain grants its half, the tutorial's names)
+    admin.role("mcp", "to-api-exchanger", (MCP_PRINCIPAL,))
+    admin.policy(
+        "mcp", "to-api-exchanger", [("to-api-exchanger", "zts.token_source_exchange", "mcp:api")]
+    )
+    admin.role("api", "docs-getter-exchanger", (MCP_PRINCIPAL,))
     admin.policy(
         "api",
-        "docs-token-exchanger",
-        [
-            ("docs-token-exchanger", "zts.token_source_exchange", "api:api"),
-            ("docs-token-exchanger", "zts.token_target_exchange", "api:api:role.docs-getter"),
-        ],
+        "docs-getter-exchanger",
+        [("docs-getter-exchanger", "zts.token_target_exchange", "api:mcp:role.docs-getter")],
     )
-    # 8: the MCP server requires access on api:mcp; the learner holds mcp-accessor
-    admin.role("api", "mcp-accessor", (LEARNER_PRINCIPAL,))
-    admin.policy("api", "mcp-accessor", [("mcp-accessor", "access", "api:mcp")])
+    # 8: the MCP server requires access on mcp:mcp; the learner holds mcp-accessor
+    admin.role("mcp", "mcp-accessor", (LEARNER_PRINCIPAL,))
+    admin.policy("mcp", "mcp-accessor", [("mcp-accessor", "access", "mcp:mcp")])
     admin.call(
         "PUT",
         f"{endpoints.mcp_origin}/lab/settings",
@@ -143,12 +145,15 @@ def provision(admin: Admin, settings: Settings) -> None:
     admin.call("POST", f"{endpoints.zts}/lab/reload", endpoints.zts)
     # 11: the agent may ask for ID-JAGs for both roles
     admin.service(AGENT_PRINCIPAL)
-    admin.role("api", "token-exchangable-ai-agents", (AGENT_PRINCIPAL,))
+    admin.role("api", "docs-getter-jag-exchanger", (AGENT_PRINCIPAL,))
     admin.policy(
         "api",
-        "token-exchangable-ai-agents",
-        [
-            ("token-exchangable-ai-agents", "zts.jag_exchange", "api:role.docs-getter"),
-            ("token-exchangable-ai-agents", "zts.jag_exchange", "api:role.mcp-accessor"),
-        ],
+        "docs-getter-jag-exchanger",
+        [("docs-getter-jag-exchanger", "zts.jag_exchange", "api:role.docs-getter")],
+    )
+    admin.role("mcp", "mcp-accessor-jag-exchanger", (AGENT_PRINCIPAL,))
+    admin.policy(
+        "mcp",
+        "mcp-accessor-jag-exchanger",
+        [("mcp-accessor-jag-exchanger", "zts.jag_exchange", "mcp:role.mcp-accessor")],
     )

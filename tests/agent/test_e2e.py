@@ -98,7 +98,7 @@ def test_create_without_the_poster_role_is_refused_at_the_mcp_servers_exchange(
 
 
 def test_id_jag_is_refused_when_the_agent_may_not_act_for_users(running_lab: RunningLab) -> None:
-    running_lab.admin.remove_member("api", "token-exchangable-ai-agents", AGENT_PRINCIPAL)
+    running_lab.admin.remove_member("api", "docs-getter-jag-exchanger", AGENT_PRINCIPAL)
     result = run_prompt(running_lab.settings, running_lab.endpoints, "get docs", USER, PASSWORD)
     assert result.stopped_at == "id_jag"
     assert (result.id_jag.status, result.id_jag.error) == (403, "unauthorized_client")

@@ -40,10 +40,10 @@ def test_a_pod_never_forwards_its_own_ports() -> None:
 def test_install_keys_copies_secret_files_0600_and_skips_volume_internals(tmp_path: Path) -> None:
     mount = tmp_path / "mount"
     mount.mkdir()
-    (mount / "api.api-mcp.pem").write_bytes(b"private")
+    (mount / "mcp.api-mcp.pem").write_bytes(b"private")
     (mount / "..data").mkdir()  # what a Secret volume holds beside the real names
     written = pod.install_keys(mount, tmp_path / "home" / "keys")
-    assert [p.name for p in written] == ["api.api-mcp.pem"]
+    assert [p.name for p in written] == ["mcp.api-mcp.pem"]
     assert written[0].read_bytes() == b"private"
     assert stat.S_IMODE(os.stat(written[0]).st_mode) == 0o600
 

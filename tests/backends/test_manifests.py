@@ -160,7 +160,7 @@ def test_each_part_gets_only_the_keys_it_needs() -> None:
     assert private == {
         "lab-pdp-keys": ["pdp-signing.pem", "user.athenz_admin.pem"],
         "lab-docapi-keys": [],
-        "lab-mcpserver-keys": ["api.api-mcp.pem"],
+        "lab-mcpserver-keys": ["mcp.api-mcp.pem"],
     }
     assert all("ai.agent.pem" not in data for data in secrets.values())  # stays on the laptop
     assert (

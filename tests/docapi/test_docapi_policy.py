@@ -8,7 +8,7 @@ from tests.docapi.conftest import DocApi
 
 LEARNER = "human.idjag-learner"
 AGENT = "ai.agent"
-MCP = "api.api-mcp"
+MCP = "mcp.api-mcp"
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -97,18 +97,25 @@ class ZtsStandIn:
             from lab.policy.signed import sign_policy_data
 
             self.policy_fetches += 1
-            if request.path_params["domain"] != "api":
+            domain = request.path_params["domain"]
+            if domain not in ("api", "mcp"):
                 return JSONResponse({"code": 404, "message": "No such domain"}, status_code=404)
+            # Athenz: a policy belongs to the domain its resource names (api:docs, mcp:mcp).
+            mine = [a for a in self.assertions if a["resource"].startswith(f"{domain}:")]
             policy_data = {
-                "domain": "api",
+                "domain": domain,
                 "policies": [
                     {
-                        "name": "api:policy.test",
+                        "name": f"{domain}:policy.test",
                         "modified": "2026-01-01T00:00:00.000Z",
-                        "assertions": [dict(a, id=i) for i, a in enumerate(self.assertions, 1)],
+                        "assertions": [dict(a, id=i) for i, a in enumerate(mine, 1)],
                     }
                 ],
-                "roles": [{"name": r, "members": m} for r, m in sorted(self.roles.items())],
+                "roles": [
+                    {"name": r, "members": m}
+                    for r, m in sorted(self.roles.items())
+                    if r.startswith(f"{domain}:")
+                ],
             }
             etag = (
                 '"'

@@ -12,7 +12,7 @@ from lab.oauth.jose import unverified_claims
 from tests.mcpserver.conftest import McpStack, call_tool, tool_text
 
 LEARNER = "human.idjag-learner"
-MCP = "api.api-mcp"
+MCP = "mcp.api-mcp"
 
 
 def grant_reading(stack: McpStack) -> None:
@@ -23,7 +23,7 @@ async def test_list_docs_reaches_the_api_with_an_exchanged_token_not_the_receive
     stack: McpStack,
 ) -> None:
     grant_reading(stack)
-    received = stack.zts.token(LEARNER, ["docs-getter"])
+    received = stack.zts.token(LEARNER, ["api:role.docs-getter"], aud=stack.mcp_url)
     result = await call_tool(stack.mcp_url, received, "list_docs")
     assert result.is_error is False
     data = result.structured_content
@@ -48,7 +48,7 @@ async def test_each_tool_exchanges_for_the_role_it_needs(stack: McpStack) -> Non
     stack.zts.allow("api:role.docs-poster", "post")
     stack.zts.allow("api:role.docs-deleter", "delete")
     grant_reading(stack)
-    token = stack.zts.token(LEARNER, ["docs-getter"])
+    token = stack.zts.token(LEARNER, ["api:role.docs-getter"], aud=stack.mcp_url)
     created = await call_tool(
         stack.mcp_url, token, "create_doc", {"name": "via mcp", "content": "x"}
     )
@@ -67,7 +67,11 @@ async def test_refused_exchange_is_a_tool_error_with_the_pdps_message_and_status
 ) -> None:
     grant_reading(stack)
     stack.zts.exchange_allowed = False
-    result = await call_tool(stack.mcp_url, stack.zts.token(LEARNER, ["docs-getter"]), "list_docs")
+    result = await call_tool(
+        stack.mcp_url,
+        stack.zts.token(LEARNER, ["api:role.docs-getter"], aud=stack.mcp_url),
+        "list_docs",
+    )
     assert result.is_error is True
     text = tool_text(result)
     assert "Principal not authorized for token impersonation from source domain" in text
@@ -79,7 +83,7 @@ async def test_document_api_refusal_is_a_tool_error_with_status_and_reason(stack
     # Exchange succeeds but no policy grants 'post' on api:docs.
     result = await call_tool(
         stack.mcp_url,
-        stack.zts.token(LEARNER, ["docs-getter"]),
+        stack.zts.token(LEARNER, ["api:role.docs-getter"], aud=stack.mcp_url),
         "create_doc",
         {"name": "n", "content": "c"},
     )
@@ -92,36 +96,41 @@ async def test_document_api_refusal_is_a_tool_error_with_status_and_reason(stack
 async def test_unknown_document_is_a_tool_error_not_a_crash(stack: McpStack) -> None:
     grant_reading(stack)
     result = await call_tool(
-        stack.mcp_url, stack.zts.token(LEARNER, ["docs-getter"]), "get_doc", {"id": 99}
+        stack.mcp_url,
+        stack.zts.token(LEARNER, ["api:role.docs-getter"], aud=stack.mcp_url),
+        "get_doc",
+        {"id": 99},
     )
     assert result.is_error is True
     assert "HTTP 404" in tool_text(result)
 
 
-def test_require_access_refuses_a_token_without_access_on_api_mcp(
+def test_require_access_refuses_a_token_without_access_on_mcp_mcp(
     stack: McpStack, lab_settings: Settings
 ) -> None:
     grant_reading(stack)
-    stack.zts.allow("api:role.mcp-accessor", "access", resource="api:mcp")
+    stack.zts.allow("mcp:role.mcp-accessor", "access", resource="mcp:mcp")
     httpx.put(
         f"{stack.origin}/lab/settings", json={"require_access": True}, headers=stack.admin_headers()
     )
     from tests.mcpserver.test_mcp_auth import INITIALIZE, MCP_HEADERS
 
-    old = stack.zts.token(LEARNER, ["docs-getter"])
+    old = stack.zts.token(LEARNER, ["api:role.docs-getter"], aud=stack.mcp_url)
     refused = httpx.post(
         stack.mcp_url, json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": f"Bearer {old}"}
     )
     assert refused.status_code == 403
     assert refused.json()["error"] == "insufficient_scope"
-    assert "Token does not have 'access' action on 'api:mcp'" in refused.json()["error_description"]
+    assert "Token does not have 'access' action on 'mcp:mcp'" in refused.json()["error_description"]
     challenge = refused.headers["www-authenticate"]
     assert challenge.startswith('Bearer error="insufficient_scope"')
     assert (
         f'resource_metadata="{stack.origin}/.well-known/oauth-protected-resource/mcp"' in challenge
     )
 
-    both = stack.zts.token(LEARNER, ["docs-getter", "mcp-accessor"], aud=lab_settings.endpoints.mcp)
+    both = stack.zts.token(
+        LEARNER, ["api:role.docs-getter", "mcp-accessor"], aud=lab_settings.endpoints.mcp
+    )
     allowed = httpx.post(
         stack.mcp_url, json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": f"Bearer {both}"}
     )
@@ -132,12 +141,12 @@ async def test_tool_call_with_both_roles_succeeds_when_access_is_required(
     stack: McpStack, lab_settings: Settings
 ) -> None:
     grant_reading(stack)
-    stack.zts.allow("api:role.mcp-accessor", "access", resource="api:mcp")
+    stack.zts.allow("mcp:role.mcp-accessor", "access", resource="mcp:mcp")
     httpx.put(
         f"{stack.origin}/lab/settings", json={"require_access": True}, headers=stack.admin_headers()
     )
     token = stack.zts.token(
-        LEARNER, ["docs-getter", "mcp-accessor"], aud=lab_settings.endpoints.mcp
+        LEARNER, ["api:role.docs-getter", "mcp-accessor"], aud=lab_settings.endpoints.mcp
     )
     result = await call_tool(stack.mcp_url, token, "list_docs")
     assert result.is_error is False
@@ -150,7 +159,7 @@ async def test_the_four_document_tools_are_listed_with_their_arguments(stack: Mc
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
-    token = stack.zts.token(LEARNER, ["docs-getter"])
+    token = stack.zts.token(LEARNER, ["api:role.docs-getter"], aud=stack.mcp_url)
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http,
         Client(streamable_http_client(stack.mcp_url, http_client=http)) as client,
@@ -164,7 +173,7 @@ async def test_the_four_document_tools_are_listed_with_their_arguments(stack: Mc
 
 
 async def test_bad_tool_arguments_are_tool_errors_and_trigger_no_exchange(stack: McpStack) -> None:
-    token = stack.zts.token(LEARNER, ["docs-getter"])
+    token = stack.zts.token(LEARNER, ["api:role.docs-getter"], aud=stack.mcp_url)
     negative = await call_tool(stack.mcp_url, token, "get_doc", {"id": -1})
     assert negative.is_error is True
     assert "positive integer" in tool_text(negative)

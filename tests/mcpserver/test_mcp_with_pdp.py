@@ -79,11 +79,14 @@ class Lab:
         }
         self.zms("PUT", f"/domain/{domain}/service/{service}", body)
 
-    def learner_token(self, scope: str) -> str:
+    def learner_token(self, scope: str, resource: str | None = "mcp") -> str:
+        """The learner's client-credentials token: for the MCP server (RFC 8707 resource = its
+        URL, as steps 6-8 ask) unless ``resource`` is None (then Athenz's ``aud`` = domain)."""
         endpoints = self.settings.endpoints
         form = {
             "grant_type": GRANT_CLIENT_CREDENTIALS,
             "scope": scope,
+            **({"resource": endpoints.mcp} if resource else {}),
             "client_assertion_type": CLIENT_ASSERTION_TYPE_JWT_BEARER,
             "client_assertion": make_client_assertion(
                 LEARNER_PRINCIPAL, self.learner, endpoints.zts
@@ -103,22 +106,29 @@ class Lab:
         assert response.status_code == 200
 
     def grant_token_exchange(self) -> None:
-        """Step 7: the MCP server may exchange api tokens for api:role.docs-getter."""
-        self.add_role("api", "docs-token-exchanger", [MCP_PRINCIPAL])
+        """Step 7: the MCP server may take mcp tokens into api, for api:role.docs-getter."""
+        self.add_role("mcp", "to-api-exchanger", [MCP_PRINCIPAL])
         self.add_policy(
-            "api",
-            "docs-token-exchanger",
+            "mcp",
+            "to-api-exchanger",
             [
                 {
-                    "role": "api:role.docs-token-exchanger",
+                    "role": "mcp:role.to-api-exchanger",
                     "action": "zts.token_source_exchange",
-                    "resource": "api:api",
-                },
+                    "resource": "mcp:api",
+                }
+            ],
+        )
+        self.add_role("api", "docs-getter-exchanger", [MCP_PRINCIPAL])
+        self.add_policy(
+            "api",
+            "docs-getter-exchanger",
+            [
                 {
-                    "role": "api:role.docs-token-exchanger",
+                    "role": "api:role.docs-getter-exchanger",
                     "action": "zts.token_target_exchange",
-                    "resource": "api:api:role.docs-getter",
-                },
+                    "resource": "api:mcp:role.docs-getter",
+                }
             ],
         )
 
@@ -141,7 +151,7 @@ def lab(
         settings=lab_settings, mcp_origin=mcp_origin, docapi=docapi, admin=admin, learner=learner
     )
     # Steps 2-5: domains, the docs-getter role and policy, the learner and MCP services.
-    for domain in ("api", "human"):
+    for domain in ("api", "mcp", "human"):
         setup.zms("POST", "/domain", {"name": domain, "adminUsers": [ADMIN_PRINCIPAL]})
     setup.add_role("api", "docs-getter", [LEARNER_PRINCIPAL])
     setup.add_policy(
@@ -150,12 +160,12 @@ def lab(
         [{"role": "api:role.docs-getter", "action": "get", "resource": "api:docs"}],
     )
     setup.add_service("human", "idjag-learner", learner)
-    setup.add_service("api", "api-mcp", mcp_key, providerEndpoint=lab_settings.endpoints.mcp)
+    setup.add_service("mcp", "api-mcp", mcp_key, providerEndpoint=lab_settings.endpoints.mcp)
     return setup
 
 
 def test_learner_token_reads_the_protected_api_directly(lab: Lab) -> None:
-    token = lab.learner_token("api:role.docs-getter")
+    token = lab.learner_token("api:role.docs-getter", resource=None)
     response = httpx.get(f"{lab.docapi}/api/docs", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert response.json()["caller"]["sub"] == LEARNER_PRINCIPAL
@@ -189,7 +199,7 @@ async def test_granted_exchange_reaches_the_api_with_a_new_token_for_the_learner
     assert data["caller"]["aud"] == "api"
 
 
-async def test_required_access_on_api_mcp_refuses_then_admits_with_mcp_accessor(lab: Lab) -> None:
+async def test_required_access_on_mcp_mcp_refuses_then_admits_with_mcp_accessor(lab: Lab) -> None:
     lab.grant_token_exchange()
     lab.require_access()
     old = lab.learner_token("api:role.docs-getter")
@@ -200,13 +210,13 @@ async def test_required_access_on_api_mcp_refuses_then_admits_with_mcp_accessor(
     assert refused.json()["error"] == "insufficient_scope"
     assert "resource_metadata=" in refused.headers["www-authenticate"]
 
-    lab.add_role("api", "mcp-accessor", [LEARNER_PRINCIPAL])
+    lab.add_role("mcp", "mcp-accessor", [LEARNER_PRINCIPAL])
     lab.add_policy(
-        "api",
+        "mcp",
         "mcp-accessor",
-        [{"role": "api:role.mcp-accessor", "action": "access", "resource": "api:mcp"}],
+        [{"role": "mcp:role.mcp-accessor", "action": "access", "resource": "mcp:mcp"}],
     )
-    both = lab.learner_token("api:role.docs-getter api:role.mcp-accessor")
+    both = lab.learner_token("api:role.docs-getter mcp:role.mcp-accessor")
     result = await call_tool(lab.mcp_url, both, "list_docs")
     assert result.is_error is False, tool_text(result)
     assert result.structured_content["caller"]["client_id"] == MCP_PRINCIPAL
@@ -229,7 +239,7 @@ async def test_removed_membership_fails_the_exchange_naming_the_missing_role(lab
 
 
 def test_deleted_policy_stops_the_direct_call_on_the_next_request(lab: Lab) -> None:
-    token = lab.learner_token("api:role.docs-getter")
+    token = lab.learner_token("api:role.docs-getter", resource=None)
     headers = {"Authorization": f"Bearer {token}"}
     assert httpx.get(f"{lab.docapi}/api/docs", headers=headers).status_code == 200
     lab.zms("DELETE", "/domain/api/policy/docs-getter")

@@ -60,13 +60,14 @@ async def test_tool_call_works_when_all_parts_share_one_event_loop(
     one_loop: ZtsStandIn, lab_settings: Settings
 ) -> None:
     one_loop.allow("api:role.docs-getter", "get")
-    token = one_loop.token(LEARNER, ["docs-getter"])
+    token = one_loop.token(LEARNER, ["api:role.docs-getter"], aud=lab_settings.endpoints.mcp)
     result = await call_tool(lab_settings.endpoints.mcp, token, "list_docs")
     assert result.is_error is False
-    assert result.structured_content["caller"]["client_id"] == "api.api-mcp"
+    assert result.structured_content["caller"]["client_id"] == "mcp.api-mcp"
+    api_token = one_loop.token(LEARNER, ["docs-getter"])
     direct = httpx.get(
         f"{lab_settings.endpoints.docapi_protected}/api/docs",
-        headers={"Authorization": f"Bearer {token}"},
+        headers={"Authorization": f"Bearer {api_token}"},
         timeout=10,
     )
     assert direct.status_code == 200

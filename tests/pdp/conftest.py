@@ -38,7 +38,7 @@ from lab.oauth.tokens import (
 from lab.pdp.app import create_app
 
 LEARNER = "human.idjag-learner"
-MCP = "api.api-mcp"
+MCP = "mcp.api-mcp"
 AGENT = "ai.agent"
 
 
@@ -174,7 +174,7 @@ class PdpLab:
         self,
         id_token: str,
         client: str = AGENT,
-        scope: str = "api:role.docs-getter api:role.mcp-accessor",
+        scope: str = "api:role.docs-getter mcp:role.mcp-accessor",
         resource: str | None = None,
         **extra: str,
     ) -> httpx.Response:
@@ -258,52 +258,31 @@ def pdp_lab(
 def world(pdp_lab: PdpLab) -> PdpLab:
     """The state the steps build by the end of the tutorial (step 14), via ZMS over HTTP."""
     lab = pdp_lab
-    for domain in ("api", "human", "ai"):
+    for domain in ("api", "mcp", "human", "ai"):
         lab.create_domain(domain)
     lab.register_service(LEARNER)
     lab.register_service(MCP, provider_endpoint=lab.settings.endpoints.mcp)
     lab.register_service(AGENT)
     lab.role("api", "docs-getter", [LEARNER])
-    lab.role("api", "mcp-accessor", [LEARNER])
-    lab.role("api", "docs-token-exchanger", [MCP])
-    lab.role("api", "token-exchangable-ai-agents", [AGENT])
+    lab.role("mcp", "mcp-accessor", [LEARNER])
+    # The tutorial's names: the exchange crosses mcp -> api, each domain grants its half.
+    lab.role("mcp", "to-api-exchanger", [MCP])
+    lab.role("api", "docs-getter-exchanger", [MCP])
+    lab.role("api", "docs-getter-jag-exchanger", [AGENT])
+    lab.role("mcp", "mcp-accessor-jag-exchanger", [AGENT])
     lab.allow("api", "docs-getter", "docs-getter", "get", "api:docs")
-    lab.allow("api", "mcp-accessor", "mcp-accessor", "access", "api:mcp")
-    lab.ok(
-        "PUT",
-        "/domain/api/policy/token-exchange",
-        {
-            "assertions": [
-                {
-                    "role": "api:role.docs-token-exchanger",
-                    "resource": "api:api",
-                    "action": "zts.token_source_exchange",
-                },
-                {
-                    "role": "api:role.docs-token-exchanger",
-                    "resource": "api:api:role.docs-getter",
-                    "action": "zts.token_target_exchange",
-                },
-            ]
-        },
+    lab.allow("mcp", "mcp-accessor", "mcp-accessor", "access", "mcp:mcp")
+    lab.allow("mcp", "source-exchange", "to-api-exchanger", "zts.token_source_exchange", "mcp:api")
+    lab.allow(
+        "api",
+        "target-exchange",
+        "docs-getter-exchanger",
+        "zts.token_target_exchange",
+        "api:mcp:role.docs-getter",
     )
-    lab.ok(
-        "PUT",
-        "/domain/api/policy/jag",
-        {
-            "assertions": [
-                {
-                    "role": "api:role.token-exchangable-ai-agents",
-                    "resource": "api:role.docs-getter",
-                    "action": "zts.jag_exchange",
-                },
-                {
-                    "role": "api:role.token-exchangable-ai-agents",
-                    "resource": "api:role.mcp-accessor",
-                    "action": "zts.jag_exchange",
-                },
-            ]
-        },
+    lab.allow("api", "jag", "docs-getter-jag-exchanger", "zts.jag_exchange", "api:role.docs-getter")
+    lab.allow(
+        "mcp", "jag", "mcp-accessor-jag-exchanger", "zts.jag_exchange", "mcp:role.mcp-accessor"
     )
     lab.write_providers()
     assert lab.reload_providers().status_code == 200

@@ -38,7 +38,8 @@ def test_non_member_gets_403_with_athenz_message(world: PdpLab) -> None:
     assert body["error"] == "invalid_scope"
     assert (
         body["message"]
-        == "principal human.idjag-learner is not included in the requested role(s) in domain api"
+        == "postaccesstokenrequest: principal human.idjag-learner is not included in the "
+        "requested role(s) in domain api"
     )
 
 

@@ -12,7 +12,7 @@ from lab.oauth.jose import SigningKey, new_jti, now
 from lab.oauth.tokens import TYP_ID_JAG
 from tests.pdp.conftest import AGENT, LEARNER, MCP, PdpLab
 
-SCOPE = "api:role.docs-getter api:role.mcp-accessor"
+SCOPE = "api:role.docs-getter mcp:role.mcp-accessor"
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_external_id_jag_is_redeemed_for_the_mapped_user(ext: PdpLab) -> None:
     assert claims["sub"] == LEARNER  # principalTemplate human.{preferred_username}
     assert claims["client_id"] == AGENT
     assert claims["aud"] == ext.settings.endpoints.mcp
-    assert claims["scp"] == ["docs-getter", "mcp-accessor"]
+    assert claims["scp"] == ["api:role.docs-getter", "mcp-accessor"]  # domain mcp's token
 
 
 def test_one_element_audience_array_is_accepted(ext: PdpLab) -> None:
@@ -101,7 +101,8 @@ def test_audience_array_of_two_is_refused(ext: PdpLab) -> None:
 
 
 def test_client_id_of_another_client_is_refused(ext: PdpLab) -> None:
-    ext.role("api", "token-exchangable-ai-agents", [AGENT, MCP])
+    ext.role("api", "docs-getter-jag-exchanger", [AGENT, MCP])
+    ext.role("mcp", "mcp-accessor-jag-exchanger", [AGENT, MCP])
     assert refused(ext, idp_jag(ext), client=MCP) == "Invalid jag assertion client_id"
 
 
@@ -145,7 +146,8 @@ def test_user_not_in_the_role_gets_nothing(ext: PdpLab) -> None:
     response = ext.redeem(idp_jag(ext, preferred_username="idjag-other"))
     assert response.status_code == 403
     assert response.json()["message"] == (
-        "principal human.idjag-other is not included in the requested role(s) in domain api"
+        "postaccesstokenrequest: principal human.idjag-other is not included in the "
+        "requested role(s) in domain api"
     )
 
 

@@ -1,4 +1,4 @@
-"""RFC 8693 exchange of a trusted IdP's ID token for an ID-JAG (draft -03), and each refusal."""
+"""RFC 8693 exchange of a trusted IdP's ID token for an ID-JAG (draft -04), and each refusal."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_id_jag_is_issued_in_the_drafts_shape(world: PdpLab) -> None:
     assert body["issued_token_type"] == TOKEN_TYPE_ID_JAG
     assert body["token_type"] == "N_A"
     assert body["expires_in"] > 0
-    assert body["scope"] == "api:role.docs-getter api:role.mcp-accessor"
+    assert body["scope"] == "api:role.docs-getter mcp:role.mcp-accessor"
     header = jwt.get_unverified_header(body["access_token"])
     assert header["typ"] == "oauth-id-jag+jwt"
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
@@ -79,19 +79,8 @@ def test_client_without_jag_exchange_is_refused(world: PdpLab) -> None:
 
 
 def test_jag_exchange_is_needed_for_every_requested_role(world: PdpLab) -> None:
-    world.ok(
-        "PUT",
-        "/domain/api/policy/jag",
-        {
-            "assertions": [
-                {
-                    "role": "api:role.token-exchangable-ai-agents",
-                    "resource": "api:role.docs-getter",
-                    "action": "zts.jag_exchange",
-                }
-            ]
-        },
-    )
+    # Domain mcp withdraws zts.jag_exchange on mcp:role.mcp-accessor; api's grant remains.
+    world.ok("DELETE", "/domain/mcp/policy/jag")
     response = world.request_id_jag(world.id_token())
     assert response.status_code == 403
     assert response.json()["error"] == "unauthorized_client"
@@ -102,7 +91,8 @@ def test_user_in_no_requested_role_is_refused(world: PdpLab) -> None:
     assert response.status_code == 403
     assert (
         response.json()["message"]
-        == "principal human.idjag-other is not included in the requested role(s) in domain api"
+        == "postaccesstokenrequest: principal human.idjag-other is not included in the "
+        "requested role(s) in domain api"
     )
 
 

@@ -24,15 +24,16 @@ def test_id_jag_redeems_for_a_token_audienced_to_the_mcp_server(world: PdpLab) -
         claims["aud"] == world.settings.endpoints.mcp
     )  # RFC 8707: not replayable at the document API
     assert claims["sub"] == LEARNER and claims["client_id"] == AGENT
-    assert claims["scp"] == ["docs-getter", "mcp-accessor"]
+    # The token belongs to the MCP server's domain: its roles by short name, api's by full name.
+    assert claims["scp"] == ["api:role.docs-getter", "mcp-accessor"]
 
 
-def test_without_resource_the_audience_is_the_domain(world: PdpLab) -> None:
+def test_id_jag_without_resource_does_not_redeem_to_an_api_token(world: PdpLab) -> None:
     jag = world.request_id_jag(world.id_token(), resource="").json()["access_token"]
-    claims = jwt.decode(
-        world.redeem(jag).json()["access_token"], options={"verify_signature": False}
-    )
-    assert claims["aud"] == "api"
+    response = world.redeem(jag)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_grant"
+    assert "access_token" not in response.json()
 
 
 def test_replayed_id_jag_is_refused(world: PdpLab) -> None:
@@ -45,7 +46,8 @@ def test_replayed_id_jag_is_refused(world: PdpLab) -> None:
 
 
 def test_id_jag_of_another_client_is_refused(world: PdpLab) -> None:
-    world.role("api", "token-exchangable-ai-agents", [AGENT, MCP])
+    world.role("api", "docs-getter-jag-exchanger", [AGENT, MCP])
+    world.role("mcp", "mcp-accessor-jag-exchanger", [AGENT, MCP])
     response = world.redeem(_jag(world), client=MCP)
     assert response.status_code == 400
     assert response.json()["message"] == "Invalid jag assertion client_id"
@@ -53,7 +55,7 @@ def test_id_jag_of_another_client_is_refused(world: PdpLab) -> None:
 
 def test_scope_wider_than_the_id_jag_is_refused(world: PdpLab) -> None:
     jag = _jag(world, scope="api:role.docs-getter")
-    response = world.redeem(jag, scope="api:role.docs-getter api:role.mcp-accessor")
+    response = world.redeem(jag, scope="api:role.docs-getter mcp:role.mcp-accessor")
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_scope"
     assert (
@@ -63,7 +65,7 @@ def test_scope_wider_than_the_id_jag_is_refused(world: PdpLab) -> None:
 
 
 def test_narrower_scope_is_granted(world: PdpLab) -> None:
-    response = world.redeem(_jag(world), scope="api:role.mcp-accessor")
+    response = world.redeem(_jag(world), scope="mcp:role.mcp-accessor")
     assert response.status_code == 200
     assert jwt.decode(response.json()["access_token"], options={"verify_signature": False})[
         "scp"
@@ -78,8 +80,8 @@ def test_membership_is_checked_at_redemption(world: PdpLab) -> None:
     assert jwt.decode(partial.json()["access_token"], options={"verify_signature": False})[
         "scp"
     ] == ["mcp-accessor"]
-    jag2 = _jag(world, scope="api:role.mcp-accessor")
-    world.ok("DELETE", f"/domain/api/role/mcp-accessor/member/{LEARNER}")
+    jag2 = _jag(world, scope="mcp:role.mcp-accessor")
+    world.ok("DELETE", f"/domain/mcp/role/mcp-accessor/member/{LEARNER}")
     refused = world.redeem(jag2)
     assert refused.status_code == 403
     assert refused.json()["error"] == "invalid_scope"

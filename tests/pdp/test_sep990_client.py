@@ -71,7 +71,7 @@ async def test_sdk_client_gets_a_pdp_token_with_an_id_jag(
             "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
             "audience": audience,
             "resource": resource,
-            "scope": "api:role.docs-getter api:role.mcp-accessor",
+            "scope": "api:role.docs-getter mcp:role.mcp-accessor",
             **world.client_assertion(AGENT),
         }
         async with httpx.AsyncClient() as client:
@@ -92,5 +92,10 @@ async def test_sdk_client_gets_a_pdp_token_with_an_id_jag(
     async with httpx2.AsyncClient(auth=provider, timeout=10) as http:
         response = await http.get(world.settings.endpoints.mcp)
     assert response.status_code == 200, response.text
-    assert response.json() == {"sub": LEARNER, "client_id": AGENT, "scp": ["docs-getter"]}
+    # The token belongs to domain mcp (its resource's owner): api's role keeps its full name.
+    assert response.json() == {
+        "sub": LEARNER,
+        "client_id": AGENT,
+        "scp": ["api:role.docs-getter"],
+    }
     assert seen == [(world.zts, world.settings.endpoints.mcp)]

@@ -21,7 +21,7 @@ def test_state_survives_a_restart(world: PdpLab, lab_settings: Settings) -> None
         keys = world.http.get(url + "/zts/v1/oauth2/keys").json()
         assert keys == world.http.get(world.zts + "/oauth2/keys").json()
     assert restarted.state.pdp.store.export_state() == before
-    assert [d["name"] for d in before["domains"]] == ["ai", "api", "human"]
+    assert [d["name"] for d in before["domains"]] == ["ai", "api", "human", "mcp"]
 
 
 def test_baseline_is_seeded_once(lab_settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -155,20 +155,20 @@ def test_names_are_validated(world: PdpLab) -> None:
 
 
 def test_services_keys_and_provider_endpoint(world: PdpLab) -> None:
-    service = world.ok("GET", "/domain/api/service/api-mcp").json()
+    service = world.ok("GET", "/domain/mcp/service/api-mcp").json()
     assert service["name"] == MCP
     assert service["providerEndpoint"] == world.settings.endpoints.mcp
     assert service["publicKeys"][0]["id"] == world.key(MCP).kid
     world.ok("DELETE", "/domain/ai/service/agent")
     assert world.zms_call("GET", "/domain/ai/service/agent").status_code == 404
     # A deleted service can no longer authenticate with its key.
-    response = world.client_credentials(AGENT, "api:role.token-exchangable-ai-agents")
+    response = world.client_credentials(AGENT, "api:role.docs-getter-jag-exchanger")
     assert response.status_code == 401 and response.json()["error"] == "invalid_client"
 
 
 def test_lab_state_round_trip_is_admin_only(world: PdpLab) -> None:
     state = world.ok("GET", "/lab/state").json()
-    assert [d["name"] for d in state["domains"]] == ["ai", "api", "human"]
+    assert [d["name"] for d in state["domains"]] == ["ai", "api", "human", "mcp"]
     assert world.zms_call("GET", "/lab/state", principal=MCP).status_code == 403
     world.ok("PUT", "/lab/state", {"version": 1, "domains": []})
     assert world.ok("GET", "/domain").json()["names"] == []

@@ -65,8 +65,8 @@ def realm_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def lab(tmp_path_factory: pytest.TempPathFactory, realm_file: Path) -> Iterator[RunningLab]:
     with full_lab(tmp_path_factory.mktemp("concurrency") / "home", realm_file) as running:
         for username in EXTRA_USERS:
-            for role in ("docs-getter", "mcp-accessor"):
-                running.admin.member("api", role, f"human.{username}")
+            for domain, role in (("api", "docs-getter"), ("mcp", "mcp-accessor")):
+                running.admin.member(domain, role, f"human.{username}")
         yield running
 
 

@@ -47,8 +47,8 @@ def passed_and_failed(key_dir: Path) -> list[StepResult]:
             "sub": "human.idjag-learner",
             "aud": "api",
             "scope": "docs-getter",
-            "act": {"sub": "api.api-mcp"},
-            "client_id": "api.api-mcp",
+            "act": {"sub": "mcp.api-mcp"},
+            "client_id": "mcp.api-mcp",
         },
         first,
     )

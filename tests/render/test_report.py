@@ -34,7 +34,7 @@ def test_json_record_per_step_with_checks_and_raw_tokens(tmp_path: Path) -> None
         "error": None,
     }
     assert first["tokens"][0]["token"] == results[0].tokens[0].token
-    assert first["tokens"][1]["claims"]["act"] == {"sub": "api.api-mcp"}
+    assert first["tokens"][1]["claims"]["act"] == {"sub": "mcp.api-mcp"}
     assert records[1]["checks"][0]["actual"] == 403 and records[1]["checks"][0]["passed"] is False
     assert records[1]["checks"][0]["reproduce"] == "lab mcp call list_docs --token T"
     assert "reproduce" not in first["checks"][0]

@@ -21,8 +21,8 @@ def test_verbose_step_shows_decoded_tokens_and_diff(tmp_path: Path) -> None:
     assert "sub         human.idjag-learner" in text
     assert "(" in text and "UTC)" in text  # exp shown as a time too
     assert "changed since get.access_token:" in text
-    assert "client_id: (absent) → api.api-mcp" in text
-    assert 'act: (absent) → {"sub": "api.api-mcp"}' in text
+    assert "client_id: (absent) → mcp.api-mcp" in text
+    assert 'act: (absent) → {"sub": "mcp.api-mcp"}' in text
     assert ok.tokens[0].token not in text  # raw tokens stay in reports, not on screen
     assert "✓ The learner holds the role." in text
     assert "PASSED  1/1 checks" in text and "Next: lab step 5" in text
@@ -78,7 +78,7 @@ def test_lineage_and_sequence_follow_the_chain(tmp_path: Path) -> None:
     lineage = text.split("Token lineage", 1)[1]
     assert lineage.index("access_token") < lineage.index("exchanged by the MCP server")
     assert lineage.count("exchanged by the MCP server") == 1  # each token once
-    assert "act: " in lineage and "api.api-mcp" in lineage
+    assert "act: " in lineage and "mcp.api-mcp" in lineage
     sequence = text.split("Sequence", 1)[1]
     lanes = sequence.splitlines()[1]
     assert re.search(r"agent\s+IdP\s+PDP\s+MCP server\s+document API", lanes)
@@ -114,7 +114,7 @@ def test_default_view_is_focused_opening_first_claims_that_matter(tmp_path: Path
     lines = text.splitlines()
     assert lines[1].startswith("You now hold docs-getter")  # the narrative's opening first
     assert "fp " not in text and "header.alg" not in text  # every claim only with --verbose
-    assert "client_id  api.api-mcp" in text  # a claim the step's checks read
+    assert "client_id  mcp.api-mcp" in text  # a claim the step's checks read
     assert "✓ The learner holds the role." in text and "(status equals 200)" not in text
 
 

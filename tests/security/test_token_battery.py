@@ -6,7 +6,7 @@ status and OAuth error the target must answer with. Targets:
 
 * ``id-jag``  — PDP token endpoint, token exchange ID token → ID-JAG (subject_token), as ai.agent
 * ``redeem``  — PDP token endpoint, jwt-bearer grant (assertion = ID-JAG), as ai.agent
-* ``exchange`` — PDP token endpoint, token exchange access token → access token, as api.api-mcp
+* ``exchange`` — PDP token endpoint, token exchange access token → access token, as mcp.api-mcp
 * ``mcp``     — the MCP server's ``/mcp`` (Bearer, RFC 6750)
 * ``docapi``  — the protected document API's ``/api/docs`` (Bearer, RFC 6750)
 
@@ -56,7 +56,7 @@ from lab.oauth.tokens import (
 from tests.agent.labsetup import RunningLab
 from tests.security.fullstack import full_lab
 
-JAG_SCOPE = "api:role.docs-getter api:role.mcp-accessor"
+JAG_SCOPE = "api:role.docs-getter mcp:role.mcp-accessor"
 MCP_INIT = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -610,7 +610,7 @@ ESCALATION_CASES = [
         "redeem",
         lambda k: Attempt(k.genuine_jag(), form={"resource": "https://elsewhere.example/mcp"}),
         400,
-        "invalid_target",
+        "invalid_grant",  # MCP enterprise-managed authorization: aud/resource mismatch
     ),
     Case(
         "ID-JAG for a role the user does not hold",
@@ -731,6 +731,11 @@ def bearer_cases(target: str) -> list[Case]:
     ]
     if target == "docapi":
         rows.append(("MCP-audience token passed through", lambda k: Attempt(k.mcp_access_raw)))
+    if target == "mcp":
+        # The reverse direction: a token for the document API is not a token for the MCP server.
+        rows.append(
+            ("document API token (aud api) at the MCP server", lambda k: Attempt(k.api_at()))
+        )
     return [Case(name, target, forge, 401, "invalid_token") for name, forge in rows]
 
 

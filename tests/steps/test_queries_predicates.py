@@ -43,7 +43,7 @@ def test_jsonpath_must_start_with_dollar() -> None:
 def token(tmp_path: Path) -> str:
     key = SigningKey.load_or_create(tmp_path / "k.pem")
     return key.sign(
-        {"sub": "human.idjag-learner", "act": {"sub": "api.api-mcp"}, "scope": "docs-getter"},
+        {"sub": "human.idjag-learner", "act": {"sub": "mcp.api-mcp"}, "scope": "docs-getter"},
         typ="at+jwt",
     )
 
@@ -68,7 +68,7 @@ def outcome(token: str) -> Outcome:
         (Query("result", "data.docs[0].name"), (True, "n")),
         (Query("capture", "seen"), (True, "before")),
         (Query("capture", "unseen"), (False, None)),
-        (Query("token", "$.access_token", claim="act.sub"), (True, "api.api-mcp")),
+        (Query("token", "$.access_token", claim="act.sub"), (True, "mcp.api-mcp")),
         (Query("token", "$.access_token", token_header="typ"), (True, "at+jwt")),
         (Query("token", "$.absent", claim="sub"), (False, None)),
     ],

@@ -170,7 +170,7 @@ def command(spec: dict[str, Any], ctx: RunContext, mask_secrets: bool = False) -
             "--id-token",
             q(str(spec["id_token"])),
             "--scope",
-            q(str(spec.get("scope") or "api:role.docs-getter api:role.mcp-accessor")),
+            q(str(spec.get("scope") or "api:role.docs-getter mcp:role.mcp-accessor")),
             "--resource",
             q(str(spec.get("resource", ctx.endpoints.mcp))),
         ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from lab.oauth.errors import InvalidRequest, InvalidScope
+from lab.oauth.errors import InvalidRequest, InvalidScope, InvalidTarget
 from lab.oauth.jose import new_jti, now
 from lab.oauth.tokens import TYP_ACCESS_TOKEN
 from lab.pdp.core import Pdp
@@ -63,27 +63,57 @@ class Grant:
 
 @dataclass(frozen=True)
 class Scope:
-    domain: str
-    roles: tuple[str, ...]  # short names; empty with all_roles
-    all_roles: bool = False
+    """Requested roles by full name (``api:role.docs-getter``), in request order.
 
-    def full(self, role: str) -> str:
-        return f"{self.domain}:role.{role}"
+    ``all_domains`` holds the domains asked for as ``D:domain`` (every role the principal holds
+    there). Athenz allows one domain per scope; the lab, like the multi-domain ZTS build the
+    tutorial uses (``athenz.zts.access_token_max_domains``), allows several when the token is
+    for a registered resource (RFC 8707 ``resource``) or is an ID-JAG.
+    """
+
+    roles: tuple[str, ...]
+    all_domains: tuple[str, ...] = ()
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        seen: list[str] = []
+        for role in self.roles:
+            domain = role_domain(role)
+            if domain not in seen:
+                seen.append(domain)
+        for domain in self.all_domains:
+            if domain not in seen:
+                seen.append(domain)
+        return tuple(seen)
+
+    @property
+    def domain(self) -> str:
+        """The first domain named: the one Athenz's single-domain messages speak of."""
+        return self.domains[0]
+
+    def text(self) -> str:
+        return " ".join([*self.roles, *(f"{d}:domain" for d in self.all_domains)])
 
 
-def parse_scope(scope: str | None, *, default_domain: str | None = None) -> Scope:
+def role_domain(role: str) -> str:
+    return role.partition(":role.")[0]
+
+
+def parse_scope(
+    scope: str | None, *, default_domain: str | None = None, multi_domain: bool = False
+) -> Scope:
     """Athenz scope grammar (OAuthTokenScope): ``D:role.R`` (space separated) or ``D:domain``.
 
     ``openid`` is ignored; a bare role name is read in ``default_domain`` when one is known (the
-    jwt-bearer grant, whose ID-JAG fixes the domain). One domain per request.
+    jwt-bearer grant, whose ID-JAG fixes the domain). One domain per request unless
+    ``multi_domain``.
     """
     if scope is None or not scope.strip():
         raise InvalidRequest(
             "missing required parameter scope", athenz_message="Invalid request: no scope provided"
         )
-    domains: set[str] = set()
     roles: list[str] = []
-    all_roles = False
+    all_domains: list[str] = []
     for item in scope.split():
         item = item.lower()
         if item == "openid":
@@ -91,9 +121,9 @@ def parse_scope(scope: str | None, *, default_domain: str | None = None) -> Scop
         if ":role." in item:
             domain, _, role = item.partition(":role.")
         elif item.endswith(":domain"):
-            domain, role, all_roles = item[: -len(":domain")], "", True
+            domain, role = item[: -len(":domain")], ""
         elif default_domain and SIMPLE_RE.fullmatch(item):
-            domain, role = default_domain, item
+            domain, role = default_domain.lower(), item
         else:
             raise InvalidScope(
                 f"invalid scope value {item!r}", athenz_message=f"Invalid scope: {item}"
@@ -102,32 +132,55 @@ def parse_scope(scope: str | None, *, default_domain: str | None = None) -> Scop
             raise InvalidScope(
                 f"invalid scope value {item!r}", athenz_message=f"Invalid scope: {item}"
             )
-        domains.add(domain)
-        if role and role not in roles:
-            roles.append(role)
-    if not domains:
+        if not role:
+            if domain not in all_domains:
+                all_domains.append(domain)
+        elif f"{domain}:role.{role}" not in roles:
+            roles.append(f"{domain}:role.{role}")
+    parsed = Scope(roles=tuple(roles), all_domains=tuple(all_domains))
+    if not parsed.domains:
         raise InvalidScope(
             "scope names no domain", athenz_message="Scope value does not contain any roles"
         )
-    if len(domains) > 1:
-        raise InvalidScope("only one domain per scope", athenz_message="Multiple domains in scope")
-    return Scope(domain=domains.pop(), roles=tuple(roles), all_roles=all_roles)
+    if len(parsed.domains) > 1 and not multi_domain:
+        raise InvalidScope(
+            "only one domain per scope (several only for a registered resource, RFC 8707)",
+            athenz_message="Multiple domains in scope",
+        )
+    return parsed
 
 
 def not_included(principal: str, domain: str) -> InvalidScope:
-    """Athenz: 403 when the principal holds none of the requested roles (contracts §3.2)."""
+    """Athenz: 403 when the principal holds none of the requested roles (contracts §3.2).
+
+    ZTS prefixes the message with its method name, ``postaccesstokenrequest: ``."""
     message = f"principal {principal} is not included in the requested role(s) in domain {domain}"
-    return InvalidScope(message, status=403, athenz_message=message)
+    return InvalidScope(message, status=403, athenz_message=f"postaccesstokenrequest: {message}")
 
 
 def granted_roles(pdp: Pdp, principal: str, scope: Scope) -> list[str]:
-    """Short names of requested roles the principal holds right now (partial grants allowed)."""
-    held = pdp.roles_of(scope.domain, principal)
-    prefix = f"{scope.domain}:role."
-    held_short = [role[len(prefix) :] for role in held if role.startswith(prefix)]
-    if scope.all_roles:
-        return sorted(held_short)
-    return [role for role in scope.roles if role in held_short]
+    """Full names of requested roles the principal holds right now (partial grants allowed).
+
+    Every domain named must exist (404 ``No such domain``)."""
+    granted: list[str] = []
+    for domain in scope.domains:
+        held = pdp.roles_of(domain, principal)
+        if domain in scope.all_domains:
+            granted.extend(role for role in sorted(held) if role not in granted)
+        else:
+            granted.extend(
+                role
+                for role in scope.roles
+                if role_domain(role) == domain and role in held and role not in granted
+            )
+    return granted
+
+
+def short_names(roles: list[str], domain: str) -> list[str]:
+    """Athenz's ``scp``: roles of the token's own domain by short name, others by full name
+    (the multi-domain layout, e.g. ``["mcp-accessor", "api:role.docs-getter"]``)."""
+    prefix = f"{domain}:role."
+    return [role[len(prefix) :] if role.startswith(prefix) else role for role in roles]
 
 
 def lifetime(request: TokenRequest) -> int:
@@ -149,13 +202,18 @@ def mint_access_token(
     subject: str,
     client: str,
     audience: str,
+    domain: str,
     roles: list[str],
     lifetime_s: int,
     act: dict[str, Any] | None = None,
     uid: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """An RFC 9068 access token in Athenz's claim layout (contracts §3.1)."""
+    """An RFC 9068 access token in Athenz's claim layout (contracts §3.1).
+
+    ``audience`` is a domain name or a registered resource URL; ``domain`` is the domain the
+    audience belongs to, whose roles ``scp`` names by short name."""
     issued = now()
+    scp = short_names(roles, domain)
     claims: dict[str, Any] = {
         "ver": 1,
         "iss": pdp.issuer,
@@ -163,8 +221,8 @@ def mint_access_token(
         "sub": subject,
         "client_id": client,
         "uid": uid or subject,
-        "scp": list(roles),
-        "scope": " ".join(roles),
+        "scp": scp,
+        "scope": " ".join(scp),
         "jti": new_jti(),
         "iat": issued,
         "auth_time": issued,
@@ -175,11 +233,27 @@ def mint_access_token(
     return pdp.signing_key.sign(claims, typ=TYP_ACCESS_TOKEN), claims
 
 
-def bearer_response(token: str, claims: dict[str, Any], domain: str) -> dict[str, Any]:
-    full = " ".join(f"{domain}:role.{role}" for role in claims["scp"])
+def bearer_response(token: str, claims: dict[str, Any], roles: list[str]) -> dict[str, Any]:
+    """RFC 6749 §5.1 response; ``scope`` lists the granted roles by full name (RFC 6749 §3.3:
+    the issued scope, which may differ from the requested one)."""
     return {
         "access_token": token,
         "token_type": "Bearer",
         "expires_in": claims["exp"] - claims["iat"],
-        "scope": full,
+        "scope": " ".join(roles),
     }
+
+
+def registered_resource(pdp: Pdp, resource: str) -> tuple[str, str]:
+    """RFC 8707: a ``resource`` must be a registered resource - the ``providerEndpoint`` a
+    service recorded in ZMS - and the token's audience becomes that URL. Returns the domain of
+    the service that owns it and the URL as registered; anything else is ``invalid_target``
+    (RFC 8707 §2)."""
+    service = pdp.store.service_by_endpoint(resource)
+    if service is None:
+        raise InvalidTarget(
+            f"resource {resource} is not a registered resource "
+            "(no service registered it as its providerEndpoint)",
+            athenz_message=f"Invalid resource: {resource}",
+        )
+    return str(service["name"]).rsplit(".", 1)[0], str(service["providerEndpoint"])

@@ -1,6 +1,14 @@
-"""RFC 6749 §4.4 client credentials: a principal's own access token for roles it holds."""
+"""RFC 6749 §4.4 client credentials: a principal's own access token for roles it holds.
+
+Without ``resource`` the token is Athenz's: one domain per scope, ``aud`` = that domain. With an
+RFC 8707 ``resource`` (a registered resource such as the MCP server's URL) the token's ``aud`` is
+that URL and the scope may name roles of several domains - how a principal fetches a token for
+the MCP server, whose domain ``mcp`` differs from the document API's ``api`` (step 6).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from lab.oauth.tokens import GRANT_CLIENT_CREDENTIALS
 from lab.pdp.zts.grants.base import (
@@ -14,31 +22,45 @@ from lab.pdp.zts.grants.base import (
     mint_access_token,
     not_included,
     parse_scope,
+    registered_resource,
 )
+
+
+@dataclass
+class ClientCredentials:
+    scope: Scope
+    roles: list[str]
+    audience: str
+    domain: str
 
 
 class ClientCredentialsGrant(Grant):
     grant_type = GRANT_CLIENT_CREDENTIALS
 
-    def validate(self, request: TokenRequest) -> tuple[Scope, list[str]]:
-        scope = parse_scope(request.param("scope"))
+    def validate(self, request: TokenRequest) -> ClientCredentials:
+        resource = request.param("resource")
+        scope = parse_scope(request.param("scope"), multi_domain=resource is not None)
         request.subject = request.client
-        request.resource = " ".join(scope.full(r) for r in scope.roles) or f"{scope.domain}:domain"
+        request.resource = scope.text()
+        if resource is not None:
+            domain, audience = registered_resource(self.pdp, resource)
+        else:
+            domain = audience = scope.domain  # Athenz: aud is the scope's domain
         roles = granted_roles(self.pdp, request.client, scope)  # 404 No such domain first
         if not roles:
             raise not_included(request.client, scope.domain)
-        return scope, roles
+        return ClientCredentials(scope=scope, roles=roles, audience=audience, domain=domain)
 
-    def issue(self, request: TokenRequest, validated: tuple[Scope, list[str]]) -> GrantResult:
-        scope, roles = validated
+    def issue(self, request: TokenRequest, validated: ClientCredentials) -> GrantResult:
         token, claims = mint_access_token(
             self.pdp,
             subject=request.client,
             client=request.client,
-            audience=scope.domain,  # Athenz: aud is the scope's domain
-            roles=roles,
+            audience=validated.audience,
+            domain=validated.domain,
+            roles=validated.roles,
             lifetime_s=lifetime(request),
         )
         request.jti = claims["jti"]
-        request.reason = f"principal holds {', '.join(scope.full(r) for r in roles)}"
-        return GrantResult(bearer_response(token, claims, scope.domain))
+        request.reason = f"principal holds {', '.join(validated.roles)}"
+        return GrantResult(bearer_response(token, claims, validated.roles))

@@ -35,6 +35,7 @@ from lab.pdp.zts.grants.base import (
     mint_access_token,
     not_included,
     parse_scope,
+    registered_resource,
 )
 from lab.pdp.zts.grants.external_id_jag import verify_external_id_jag
 from lab.pdp.zts.grants.token_exchange import JAG_EXCHANGE, NOT_AUTHORIZED_TARGET
@@ -61,6 +62,7 @@ class IdJagRedemption:
     roles: list[str]
     claims: dict[str, Any]
     audience: str
+    domain: str
     subject: str = ""
 
 
@@ -118,10 +120,10 @@ class JwtBearerGrant(Grant):
             raise InvalidGrant(
                 "ID-JAG has no scope", athenz_message="Invalid jag assertion - missing scope"
             )
-        jag_scope = parse_scope(jag_scope_text)
+        jag_scope = parse_scope(jag_scope_text, multi_domain=True)
         scope = self._requested_scope(request, jag_scope)
-        request.resource = " ".join(scope.full(r) for r in scope.roles)
-        audience_out = self._token_audience(request, claims, scope)
+        request.resource = scope.text()
+        audience_out, domain = self._token_audience(request, claims)
         # RFC 7523 §3 item 7 / MCP enterprise-managed authorization: jti replay detection.
         # Checked here, recorded with the audit record of this request (one transaction).
         if self.pdp.store.jti_seen(jti_key):
@@ -133,7 +135,12 @@ class JwtBearerGrant(Grant):
         if external:
             self._check_jag_exchange(request, scope)
         return IdJagRedemption(
-            scope=scope, roles=roles, claims=claims, audience=audience_out, subject=subject
+            scope=scope,
+            roles=roles,
+            claims=claims,
+            audience=audience_out,
+            domain=domain,
+            subject=subject,
         )
 
     def _check_jag_exchange(self, request: TokenRequest, scope: Scope) -> None:
@@ -141,12 +148,11 @@ class JwtBearerGrant(Grant):
         issued under the IdP's policy only, so the resource's owners decide here which clients
         may carry their roles for a user."""
         for role in scope.roles:
-            decision = self.pdp.check_access(request.client, JAG_EXCHANGE, scope.full(role))
+            decision = self.pdp.check_access(request.client, JAG_EXCHANGE, role)
             if not decision.allowed:
-                request.resource, request.action = scope.full(role), JAG_EXCHANGE
+                request.resource, request.action = role, JAG_EXCHANGE
                 raise UnauthorizedClient(
-                    f"{request.client} lacks {JAG_EXCHANGE} on {scope.full(role)}: "
-                    f"{decision.reason}",
+                    f"{request.client} lacks {JAG_EXCHANGE} on {role}: {decision.reason}",
                     status=403,
                     athenz_message=NOT_AUTHORIZED_TARGET,
                 )
@@ -155,8 +161,8 @@ class JwtBearerGrant(Grant):
         requested_text = request.param("scope")
         if requested_text is None:
             return jag_scope
-        requested = parse_scope(requested_text, default_domain=jag_scope.domain)
-        if requested.domain != jag_scope.domain or not set(requested.roles) <= set(jag_scope.roles):
+        requested = parse_scope(requested_text, default_domain=jag_scope.domain, multi_domain=True)
+        if requested.all_domains or not set(requested.roles) <= set(jag_scope.roles):
             raise InvalidScope(
                 "requested scope is not a subset of the ID-JAG scope",
                 athenz_message=(
@@ -165,26 +171,30 @@ class JwtBearerGrant(Grant):
             )
         return requested
 
-    def _token_audience(self, request: TokenRequest, claims: dict[str, Any], scope: Scope) -> str:
-        """RFC 8707: with a ``resource`` in the ID-JAG the token is audienced to it (the MCP
-        server), provided a service in the scope's domain registered it as providerEndpoint."""
+    def _token_audience(self, request: TokenRequest, claims: dict[str, Any]) -> tuple[str, str]:
+        """The access token is for the ID-JAG's ``resource`` and nothing else (RFC 8707; MCP
+        enterprise-managed authorization: audience-restricted to the MCP server), so no ID-JAG
+        redeems to a token the document API (``aud`` ``api``) would accept. A missing,
+        unregistered or mismatched resource is ``invalid_grant`` (the MCP extension's code for
+        an ``aud``/``resource`` mismatch at redemption). Returns the audience and its domain."""
         resource = claims.get("resource")
         sent = request.param("resource")
-        if resource is None:
-            return scope.domain
-        if sent is not None and sent.rstrip("/") != str(resource).rstrip("/"):
-            raise InvalidTarget(
-                "resource differs from the ID-JAG resource",
+        if not isinstance(resource, str) or not resource:
+            raise InvalidGrant(
+                "the ID-JAG names no resource; tokens from an ID-JAG are issued only for a "
+                "registered resource (ask for the ID-JAG with resource=<the MCP server's URL>)",
+                athenz_message="Invalid jag assertion - missing resource",
+            )
+        if sent is not None and sent.rstrip("/") != resource.rstrip("/"):
+            raise InvalidGrant(
+                f"resource {sent} differs from the ID-JAG's resource {resource}",
                 athenz_message=f"Invalid resource: {sent}",
             )
-        service = self.pdp.store.service_by_endpoint(str(resource))
-        if service is None or not str(service.get("name", "")).startswith(scope.domain + "."):
-            raise InvalidTarget(
-                f"resource {resource} is not registered as a providerEndpoint "
-                f"in domain {scope.domain}",
-                athenz_message=f"Invalid resource: {resource}",
-            )
-        return str(resource)
+        try:
+            domain, registered = registered_resource(self.pdp, resource)
+        except InvalidTarget as exc:
+            raise InvalidGrant(exc.description, athenz_message=exc.athenz_message) from None
+        return registered, domain
 
     def issue(self, request: TokenRequest, validated: IdJagRedemption) -> GrantResult:
         remaining = max(1, lifetime(request))
@@ -193,12 +203,13 @@ class JwtBearerGrant(Grant):
             subject=validated.subject,
             client=request.client,
             audience=validated.audience,
+            domain=validated.domain,
             roles=validated.roles,
             lifetime_s=remaining,
         )
         request.jti = claims["jti"]
         request.reason = (
             f"ID-JAG {validated.claims['jti']} redeemed; {claims['sub']} holds "
-            f"{', '.join(validated.scope.full(r) for r in validated.roles)} now"
+            f"{', '.join(validated.roles)} now"
         )
-        return GrantResult(bearer_response(token, claims, validated.scope.domain))
+        return GrantResult(bearer_response(token, claims, validated.roles))

@@ -7,7 +7,7 @@ Two shapes share the grant type (reference/athenz.md §3):
   ``zts.token_target_exchange`` on ``<target>:<source>:role.<role>``. The issued token keeps the
   user as ``sub`` and, beyond Athenz, names the service in an RFC 8693 §4.1 ``act`` claim.
 - ``subject_token_type`` id_token with ``requested_token_type`` id-jag: the Identity Assertion
-  JWT Authorization Grant (draft-ietf-oauth-identity-assertion-authz-grant-03 §4.3).
+  JWT Authorization Grant (draft-ietf-oauth-identity-assertion-authz-grant-04 §4.3).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from lab.pdp.zts.grants.base import (
     mint_access_token,
     not_included,
     parse_scope,
+    registered_resource,
 )
 
 SOURCE_EXCHANGE = "zts.token_source_exchange"
@@ -89,7 +90,7 @@ class TokenExchangeGrant(Grant):
         requested = request.param("requested_token_type")
         if requested == TOKEN_TYPE_ID_JAG:
             if subject_type != TOKEN_TYPE_ID_TOKEN:
-                # ID-JAG draft -03 §4.3: the subject token is an ID token (or SAML assertion).
+                # ID-JAG draft -04 §4.3: the subject token is an ID token (or SAML assertion).
                 raise InvalidRequest(
                     f"an ID-JAG is issued only for subject_token_type {TOKEN_TYPE_ID_TOKEN}",
                     athenz_message=f"Invalid subject token type: {subject_type}",
@@ -138,14 +139,16 @@ class TokenExchangeGrant(Grant):
                 "scope domain must equal audience",
                 athenz_message="Invalid scope for token exchange",
             )
-        request.resource = " ".join(scope.full(r) for r in scope.roles) or f"{scope.domain}:domain"
+        target = scope.domain
+        request.resource = scope.text()
         self.pdp.view(source)  # Athenz: 404 for an unknown source domain
         roles = granted_roles(self.pdp, subject, scope)  # 404 for an unknown target domain
         self._check_narrowing(claims, source, scope)
         if not roles:
-            raise not_included(subject, scope.domain)
-        # Athenz (impersonation): the caller may take tokens out of the source domain ...
-        source_resource = f"{source}:{scope.domain}"
+            raise not_included(subject, target)
+        # Athenz (impersonation): the caller may take tokens out of the source domain into the
+        # target domain (resource <source>:<target>, a policy of the source domain) ...
+        source_resource = f"{source}:{target}"
         decision = self.pdp.check_access(request.client, SOURCE_EXCHANGE, source_resource)
         if not decision.allowed:
             request.resource, request.action = source_resource, SOURCE_EXCHANGE
@@ -154,9 +157,10 @@ class TokenExchangeGrant(Grant):
                 status=403,
                 athenz_message=NOT_AUTHORIZED_SOURCE,
             )
-        # ... and into each granted role of the target domain.
+        # ... and into each granted role (resource <target>:<source>:role.<role>, a policy of
+        # the target domain).
         for role in roles:
-            target_resource = f"{scope.domain}:{source}:role.{role}"
+            target_resource = f"{target}:{source}:role.{role.partition(':role.')[2]}"
             decision = self.pdp.check_access(request.client, TARGET_EXCHANGE, target_resource)
             if not decision.allowed:
                 request.resource, request.action = target_resource, TARGET_EXCHANGE
@@ -176,8 +180,8 @@ class TokenExchangeGrant(Grant):
         for role in claims.get("scp") or str(claims.get("scope", "")).split():
             role = str(role).lower()
             held.add(role if ":role." in role else f"{source}:role.{role}")
-        requested = {scope.full(role) for role in scope.roles}
-        if scope.all_roles or not requested <= held:
+        requested = set(scope.roles)
+        if scope.all_domains or not requested <= held:
             missing = ", ".join(sorted(requested - held)) or f"{scope.domain}:domain"
             raise InvalidScope(
                 f"the subject token does not carry {missing}; an exchange may only narrow",
@@ -186,7 +190,7 @@ class TokenExchangeGrant(Grant):
 
     def _source_domain(self, aud: Any) -> str:
         """The subject token's domain: its ``aud``, or the domain whose service registered the
-        ``aud`` URL as providerEndpoint (tokens audienced to the MCP server, RFC 8707)."""
+        ``aud`` URL as providerEndpoint (tokens audienced to the MCP server: domain ``mcp``)."""
         audiences = aud if isinstance(aud, list) else [aud]
         for value in audiences:
             if isinstance(value, str) and DOMAIN_RE.fullmatch(value):
@@ -213,6 +217,7 @@ class TokenExchangeGrant(Grant):
             subject=str(subject_claims["sub"]),
             client=request.client,
             audience=validated.scope.domain,
+            domain=validated.scope.domain,
             roles=validated.roles,
             lifetime_s=min(lifetime(request), max(1, int(subject_claims["exp"]) - now())),
             act=act,
@@ -221,15 +226,18 @@ class TokenExchangeGrant(Grant):
         request.jti = claims["jti"]
         request.reason = (
             f"{request.client} holds {SOURCE_EXCHANGE} and {TARGET_EXCHANGE}; "
-            f"{claims['sub']} holds {', '.join(validated.scope.full(r) for r in validated.roles)}"
+            f"{claims['sub']} holds {', '.join(validated.roles)}"
         )
-        body = bearer_response(token, claims, validated.scope.domain)
+        body = bearer_response(token, claims, validated.roles)
         # RFC 8693 §2.2.1: issued_token_type is REQUIRED in a token-exchange response.
         body["issued_token_type"] = TOKEN_TYPE_ACCESS_TOKEN
         return GrantResult(body)
 
     # ------------------------------------------------------------------ ID token → ID-JAG
     def _validate_id_jag(self, request: TokenRequest, id_token: str) -> IdJagIssue:
+        # ID-JAG draft -04 §4.3: audience is REQUIRED - the issuer of the resource
+        # authorization server that will redeem the ID-JAG (Athenz words the refusal so).
+        audience = request.require("audience", "Invalid request: no audience provided")
         try:
             issuer = unverified_claims(id_token).get("iss")
         except JwtValidationError as exc:
@@ -260,12 +268,8 @@ class TokenExchangeGrant(Grant):
                 f"{request.client}",
                 athenz_message="Invalid subject token audience",
             )
-        audience = request.param("audience")
-        if audience is not None and audience.rstrip("/") not in (
-            self.pdp.issuer,
-            self.pdp.token_endpoint,
-        ):
-            # ID-JAG draft -03 §4.3: audience is the issuer of the resource authorization server.
+        if audience.rstrip("/") not in (self.pdp.issuer, self.pdp.token_endpoint):
+            # ID-JAG draft -04 §4.3: audience is the issuer of the resource authorization server.
             raise InvalidTarget(
                 f"audience must be this authorization server ({self.pdp.issuer})",
                 athenz_message=f"Invalid audience: {audience}",
@@ -277,23 +281,29 @@ class TokenExchangeGrant(Grant):
                 athenz_message="Invalid subject token - missing subject",
             )
         request.subject = subject
-        scope = parse_scope(request.param("scope"))
+        resource = request.param("resource")
+        if resource is not None:
+            # The MCP extension: resource, if sent, is the resource server's RFC 9728 resource;
+            # the lab accepts only a registered one (RFC 8707 §2 invalid_target otherwise).
+            resource = registered_resource(self.pdp, resource)[1]
+        # One ID-JAG may carry roles of several domains (the tutorial asks for
+        # api:role.docs-getter and mcp:role.mcp-accessor together).
+        scope = parse_scope(request.param("scope"), multi_domain=True)
         if not scope.roles:
             raise InvalidScope(
                 "scope names no roles", athenz_message="Scope value does not contain any roles"
             )
-        request.resource = " ".join(scope.full(r) for r in scope.roles)
+        request.resource = scope.text()
         roles = granted_roles(self.pdp, subject, scope)
         if not roles:
             raise not_included(subject, scope.domain)
         # Athenz checks zts.jag_exchange for every requested role, not only the granted ones.
         for role in scope.roles:
-            decision = self.pdp.check_access(request.client, JAG_EXCHANGE, scope.full(role))
+            decision = self.pdp.check_access(request.client, JAG_EXCHANGE, role)
             if not decision.allowed:
-                request.resource, request.action = scope.full(role), JAG_EXCHANGE
+                request.resource, request.action = role, JAG_EXCHANGE
                 raise UnauthorizedClient(
-                    f"{request.client} lacks {JAG_EXCHANGE} on {scope.full(role)}: "
-                    f"{decision.reason}",
+                    f"{request.client} lacks {JAG_EXCHANGE} on {role}: {decision.reason}",
                     status=403,
                     athenz_message=NOT_AUTHORIZED_TARGET,
                 )
@@ -302,12 +312,12 @@ class TokenExchangeGrant(Grant):
             subject=subject,
             roles=roles,
             id_claims=claims,
-            resource=request.param("resource"),
+            resource=resource,
         )
 
     def _issue_id_jag(self, request: TokenRequest, validated: IdJagIssue) -> GrantResult:
         issued = now()
-        scope_text = " ".join(validated.scope.full(r) for r in validated.roles)
+        scope_text = " ".join(validated.roles)
         claims: dict[str, Any] = {
             "iss": self.pdp.issuer,
             "sub": validated.subject,
@@ -327,7 +337,7 @@ class TokenExchangeGrant(Grant):
         request.reason = (
             f"{request.client} holds {JAG_EXCHANGE}; {validated.subject} holds {scope_text}"
         )
-        # ID-JAG draft -03 §4.3.2: the response shape of an ID-JAG issuance.
+        # ID-JAG draft -04 §4.3.4: the response shape of an ID-JAG issuance.
         return GrantResult(
             {
                 "issued_token_type": TOKEN_TYPE_ID_JAG,
