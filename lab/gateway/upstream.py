@@ -1,5 +1,8 @@
 """The gateway's calls to the lab's MCP server, through the official SDK client.
 
+Sessions are the agent's (:func:`lab.agent.mcp_client.mcp_session`): ``initialize`` declares the
+SEP-990 extension, since the gateway gets its tokens the enterprise-managed way.
+
 Results pass through unchanged (the tool list with annotations and schemas, each
 ``CallToolResult`` with its content blocks and structured content): the gateway re-lists the
 server's tools as its own and only adds what the server cannot know, the state of the chain.
@@ -14,11 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx2
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, Tool
 
-from lab.agent.mcp_client import refusal_of
+from lab.agent.mcp_client import mcp_session, refusal_of
 from lab.agent.recorder import Recorder
 
 TIMEOUT_S = 30.0
@@ -83,7 +84,7 @@ class Upstream:
         try:
             async with (
                 self._http(token, headers or {}, hook) as http,
-                Client(streamable_http_client(self.url, http_client=http), mode="legacy") as client,
+                mcp_session(http, self.url) as client,
             ):
                 return list((await client.list_tools()).tools)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a named refusal
@@ -100,7 +101,7 @@ class Upstream:
         try:
             async with (
                 self._http(token, headers or {}, hook) as http,
-                Client(streamable_http_client(self.url, http_client=http), mode="legacy") as client,
+                mcp_session(http, self.url) as client,
             ):
                 return await client.call_tool(name, arguments)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a named refusal
