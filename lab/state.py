@@ -19,6 +19,7 @@ in between (fast-forward). Step results for ``lab steps`` live in ``$LAB_HOME/re
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import time
@@ -31,8 +32,6 @@ from urllib.parse import urlsplit
 from lab.config import ADMIN_PRINCIPAL, Endpoints, Settings
 
 if TYPE_CHECKING:
-    import httpx
-
     from lab.backends.base import Backend
     from lab.oauth.jose import SigningKey
 
@@ -172,12 +171,12 @@ class StateClient:
         self._key: SigningKey | None = None
 
     @contextlib.contextmanager
-    def _client(self) -> Iterator[httpx.Client]:
-
-        from lab.oauth import http as lab_http
-
-        with lab_http.client(timeout=STATE_TIMEOUT_S, trust_env=False) as client:
+    def _client(self) -> Iterator[JsonClient]:
+        client = JsonClient(timeout_s=STATE_TIMEOUT_S)
+        try:
             yield client
+        finally:
+            client.close()
 
     def _admin_header(self, audience: str) -> dict[str, str]:
         from lab.oauth.admin import make_admin_assertion
@@ -201,24 +200,25 @@ class StateClient:
         }
 
     def _call(
-        self, client: httpx.Client, method: str, piece: str, body: Any = None
+        self, client: JsonClient, method: str, piece: str, body: Any = None
     ) -> dict[str, Any]:
-        import httpx
-
         url, audience = self._targets()[piece]
         try:
-            response = client.request(method, url, headers=self._admin_header(audience), json=body)
-        except httpx.HTTPError as exc:
+            status, text = client.request(method, url, self._admin_header(audience), body)
+        except OSError as exc:
             raise StateError(
                 f"{piece} did not answer at {url} ({type(exc).__name__})",
                 "check that the lab is up: `lab status`",
             ) from None
-        if response.status_code >= 300:
+        if status >= 300:
             raise StateError(
-                f"{method} {url} answered {response.status_code}: {response.text[:300]}",
+                f"{method} {url} answered {status}: {text[:300]}",
                 f"see `lab logs {piece}`",
             )
-        data = response.json()
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise StateError(f"{method} {url} answered with a body that is not JSON") from None
         return data if isinstance(data, dict) else {"value": data}
 
     def snapshot(self) -> Snapshot:
@@ -239,6 +239,69 @@ class StateClient:
         if self.backend.get_providers() != snapshot.providers:
             self.backend.set_providers(snapshot.providers)
         save_captures(self.settings, snapshot.captures)
+
+
+class JsonClient:
+    """JSON over one keep-alive connection per origin, with the standard library.
+
+    ``lab reset`` is a command people run between steps, so its start-up counts: importing
+    httpx (which pulls in its own CLI's rich and pygments) costs more than the three requests
+    a reset makes (issue #21). Same rule as ``probe_part``: plain ``http.client`` on this path.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._connections: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
+
+    def request(
+        self, method: str, url: str, headers: Mapping[str, str], body: Any = None
+    ) -> tuple[int, str]:
+        parts = urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        payload = None if body is None else json.dumps(body).encode()
+        sent = {**headers, "Accept": "application/json"}
+        if payload is not None:
+            sent["Content-Type"] = "application/json"
+        for attempt in (1, 2):
+            connection = self._connection(parts.scheme, parts.hostname or "127.0.0.1", parts.port)
+            try:
+                connection.request(method, path or "/", body=payload, headers=sent)
+                response = connection.getresponse()
+                return response.status, response.read().decode("utf-8", "replace")
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self._drop(parts.scheme, parts.hostname or "127.0.0.1", parts.port)
+                if attempt == 2:  # a kept-alive connection the server had closed: retry once
+                    raise
+            except http.client.HTTPException as exc:
+                self._drop(parts.scheme, parts.hostname or "127.0.0.1", parts.port)
+                raise OSError(str(exc)) from None
+        raise AssertionError("unreachable")
+
+    def _connection(self, scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
+        key = (scheme, host, port or (443 if scheme == "https" else 80))
+        connection = self._connections.get(key)
+        if connection is None:
+            if scheme == "https":
+                import ssl
+
+                connection = http.client.HTTPSConnection(
+                    host, key[2], timeout=self.timeout_s, context=ssl.create_default_context()
+                )
+            else:
+                connection = http.client.HTTPConnection(host, key[2], timeout=self.timeout_s)
+            self._connections[key] = connection
+        return connection
+
+    def _drop(self, scheme: str, host: str, port: int | None) -> None:
+        key = (scheme, host, port or (443 if scheme == "https" else 80))
+        connection = self._connections.pop(key, None)
+        if connection is not None:
+            connection.close()
+
+    def close(self) -> None:
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
 
 
 def _origin(url: str) -> str:

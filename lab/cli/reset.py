@@ -25,11 +25,12 @@ def reset(
     """
     from lab.cli.engine import StepSession, find_step, load_all_steps
     from lab.state import reset_to_step
-    from lab.steps.load import step_numbers
 
     session = StepSession.open()
     runner = None
     if to is not None and to > 1:
+        from lab.steps.load import step_numbers
+
         numbers = step_numbers()
         if to not in numbers:
             common.fail(

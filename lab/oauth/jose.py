@@ -18,15 +18,15 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from lab.oauth import http as lab_http
+if TYPE_CHECKING:
+    import httpx
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -375,6 +375,12 @@ class JwksCache:
         return time.monotonic() - self._fetched_at >= self._min_refresh
 
     def _refresh(self) -> None:
+        # httpx is imported here, not at the top: signing (lab reset's admin assertions) needs
+        # this module but no HTTP client, and httpx's import is most of such a command's start.
+        import httpx
+
+        from lab.oauth import http as lab_http
+
         try:
             if self._client is not None:
                 response = self._client.get(self.url, timeout=self._timeout)
