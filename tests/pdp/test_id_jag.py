@@ -117,3 +117,19 @@ def test_providers_reload_needs_the_admin(world: PdpLab) -> None:
     assert world.reload_providers().json()["providers"][0]["issuerUri"] == world.issuer_idp
     assert json.loads(world.settings.providers_file.read_text())
     assert MCP  # keeps the import list honest
+
+
+def test_audience_is_required_at_issuance(world: PdpLab) -> None:
+    """Draft -04 §4.3: audience is REQUIRED; Athenz: 'Invalid request: no audience provided'."""
+    response = world.request_id_jag(world.id_token(), audience="")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert response.json()["message"] == "Invalid request: no audience provided"
+
+
+def test_unregistered_resource_is_invalid_target_at_issuance(world: PdpLab) -> None:
+    for resource in ("http://127.0.0.1:1/not-registered", "api", world.settings.endpoints.zts):
+        response = world.request_id_jag(world.id_token(), resource=resource)
+        assert response.status_code == 400, (resource, response.text)
+        assert response.json()["error"] == "invalid_target"
+        assert "access_token" not in response.json()

@@ -107,3 +107,11 @@ def test_id_jag_for_another_audience_is_refused(world: PdpLab) -> None:
     response = world.redeem(foreign)
     assert other and response.status_code == 400
     assert response.json()["message"] == "Unknown jag assertion audience"
+
+
+def test_redemption_for_another_resource_is_invalid_grant(world: PdpLab) -> None:
+    """MCP enterprise-managed authorization: an aud/resource mismatch is invalid_grant."""
+    response = world.redeem(_jag(world), resource="http://127.0.0.1:1/other")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+    assert "access_token" not in response.json()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lab.config import ADMIN_PRINCIPAL
 from lab.oauth.admin import make_admin_assertion
-from lab.oauth.jose import SigningKey, make_client_assertion
+from lab.oauth.jose import SigningKey, make_client_assertion, public_pem, ybase64_encode
 from tests.pdp.conftest import AGENT, LEARNER, MCP, PdpLab
 
 
@@ -200,3 +200,20 @@ def test_long_lived_assertion_is_refused(pdp_lab: PdpLab) -> None:
     )
     assert response.status_code == 401
     assert "lifetime" in response.json()["error_description"]
+
+
+def test_another_service_cannot_register_the_mcp_servers_endpoint(world: PdpLab) -> None:
+    """The first registration of a providerEndpoint owns it: no other domain's service can
+    make tokens for the MCP server's URL belong to it."""
+    key = world.key("ai.rogue")
+    body = {
+        "name": "ai.rogue",
+        "publicKeys": [{"id": key.kid, "key": ybase64_encode(public_pem(key.key))}],
+        "providerEndpoint": world.settings.endpoints.mcp,
+    }
+    response = world.zms_call("PUT", "/domain/ai/service/rogue", body)
+    assert response.status_code == 409
+    assert response.json()["error"] == "conflict"
+    assert MCP in response.json()["message"]
+    # The owner re-registers its own URL freely (step 5 run twice).
+    world.register_service(MCP, provider_endpoint=world.settings.endpoints.mcp)

@@ -136,6 +136,12 @@ REFUSALS: dict[int, list[tuple[str, int | None, str]]] = {
         ("id_token_as_assertion", 400, "invalid_grant"),
         ("tampered_token_at_api", 401, "invalid_token"),
         ("passthrough_at_api", 401, "invalid_token"),
+        ("id_jag_without_audience", 400, "invalid_request"),
+        ("id_jag_for_unregistered_resource", 400, "invalid_target"),
+        ("redeem_without_resource", 400, "invalid_grant"),
+        ("redeem_for_other_resource", 400, "invalid_grant"),
+        ("api_token_refused_at_mcp", 401, 'error="invalid_token"'),
+        ("claim_mcp_url", 409, "conflict"),
     ],
     18: [
         ("id_jag_not_allow_listed", 400, "invalid_target"),

@@ -425,6 +425,19 @@ class Zms:
                 or len(endpoint) > 2048
             ):
                 raise InvalidRequest("providerEndpoint must be an http(s) URL")
+            # The endpoint is how ZTS maps an RFC 8707 resource to a domain (a token for the MCP
+            # server's URL belongs to domain mcp): the first service to register a URL owns it,
+            # so no other service - in any domain - can claim tokens meant for it.
+            holder = self.store.service_by_endpoint(endpoint)
+            if holder is not None and str(holder.get("name")) != full:
+                raise Conflict(
+                    f"providerEndpoint {endpoint} is already registered by service "
+                    f"{holder.get('name')}",
+                    athenz_message=(
+                        f"putServiceIdentity: providerEndpoint {endpoint} is already "
+                        f"registered by service {holder.get('name')}"
+                    ),
+                )
             data["providerEndpoint"] = endpoint
         if isinstance(body.get("description"), str):
             data["description"] = body["description"]

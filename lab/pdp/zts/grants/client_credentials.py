@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lab.oauth.errors import InvalidTarget
 from lab.oauth.tokens import GRANT_CLIENT_CREDENTIALS
 from lab.pdp.zts.grants.base import (
     Grant,
@@ -46,6 +47,15 @@ class ClientCredentialsGrant(Grant):
             domain, audience = registered_resource(self.pdp, resource)
         else:
             domain = audience = scope.domain  # Athenz: aud is the scope's domain
+        sent_audience = request.param("audience")
+        if sent_audience is not None and sent_audience.rstrip("/") != audience.rstrip("/"):
+            # Client credentials take no RFC 8693 audience; the token's audience comes from the
+            # scope's domain or the RFC 8707 resource, and nothing else may choose it.
+            raise InvalidTarget(
+                f"audience {sent_audience} is not this token's audience ({audience}); "
+                "name a registered resource with resource= instead",
+                athenz_message=f"Invalid audience: {sent_audience}",
+            )
         roles = granted_roles(self.pdp, request.client, scope)  # 404 No such domain first
         if not roles:
             raise not_included(request.client, scope.domain)
