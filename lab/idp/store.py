@@ -7,6 +7,7 @@ whenever the store is touched, so memory stays bounded by what is live.
 
 from __future__ import annotations
 
+import heapq
 import secrets
 import threading
 import time
@@ -68,10 +69,16 @@ T = TypeVar("T")
 
 @dataclass
 class _Expiring(Generic[T]):
+    """Items with an expiry. Expired ones are swept in expiry order from a heap, so a sweep
+    costs what it removes, not one pass over every live session per sign-in (issue #21)."""
+
     items: dict[str, tuple[float, T]] = field(default_factory=dict)
+    #: (expires_at, key) for every put; an entry whose item was re-put since is skipped.
+    heap: list[tuple[float, str]] = field(default_factory=list)
 
     def put(self, key: str, value: T, expires_at: float) -> None:
         self.items[key] = (expires_at, value)
+        heapq.heappush(self.heap, (expires_at, key))
 
     def get(self, key: str, now: float) -> T | None:
         entry = self.items.get(key)
@@ -84,8 +91,11 @@ class _Expiring(Generic[T]):
         return None if entry is None else entry[1]
 
     def sweep(self, now: float) -> None:
-        for key in [k for k, (exp, _) in self.items.items() if exp <= now]:
-            del self.items[key]
+        while self.heap and self.heap[0][0] <= now:
+            _, key = heapq.heappop(self.heap)
+            entry = self.items.get(key)
+            if entry is not None and entry[0] <= now:
+                del self.items[key]
 
 
 class IdpStore:
