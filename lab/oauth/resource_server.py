@@ -202,9 +202,16 @@ def decide_locally(
     actor_roles: set[str] = set()
     for actor in actor_principals(claims):
         actor_roles.update(policy.roles_of(actor))
+    roles = token_roles(claims, domain)
+    # Only assertions naming a held or acting role (or a role glob) can match: indexed.
+    candidates = (
+        policy.assertions_for([*roles, *actor_roles])
+        if hasattr(policy, "assertions_for")
+        else policy.assertions
+    )
     decision = decide(
-        policy.assertions,
-        roles=token_roles(claims, domain),
+        candidates,
+        roles=roles,
         action=action,
         resource=resource,
         actor_roles=tuple(sorted(actor_roles)),

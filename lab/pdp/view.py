@@ -5,7 +5,7 @@ endpoint asks "which roles hold this principal?" and "which assertions name thos
 every request. A :class:`DomainView` answers both from indexes:
 
 - member → roles: exact members in a dict keyed by the lower-cased name; ``prefix*`` and ``*``
-  members (Athenz wildcards) in a short list scanned on each lookup;
+  members (Athenz wildcards) in a short list matched with ``member_matches`` on each lookup;
 - role → assertions: assertions whose ``role`` is a literal name in a dict keyed by the
   lower-cased role; assertions whose role is a glob in a list always considered.
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
-from lab.policy.engine import Assertion
+from lab.policy.engine import Assertion, member_matches
 
 #: Position of an assertion in the domain's full, ordered list: (policy short name, index).
 Position = tuple[str, int]
@@ -86,7 +86,7 @@ class DomainView:
     policy_rows: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     #: lower-cased exact member → {full role name: member dict}
     members_exact: Mapping[str, Mapping[str, dict[str, Any]]] = field(default_factory=dict)
-    #: (lower-cased prefix, full role name, member dict) for ``prefix*`` members
+    #: (member pattern, full role name, member dict) for ``prefix*`` (glob) members
     members_wild: tuple[tuple[str, str, dict[str, Any]], ...] = ()
     #: lower-cased literal role → {position: assertion}
     by_role: Mapping[str, Mapping[Position, Assertion]] = field(default_factory=dict)
@@ -131,7 +131,7 @@ class DomainView:
                 full = old[0]
                 for member in old[1]:
                     key = str(member.get("memberName", ""))
-                    if key.endswith("*"):
+                    if _is_glob(key):
                         continue
                     key = key.lower()
                     if key not in touched:
@@ -149,8 +149,8 @@ class DomainView:
             role_rows[short] = (full, members)
             for member in members:
                 name = str(member.get("memberName", ""))
-                if name.endswith("*"):
-                    wild.append((name[:-1].lower(), full, member))
+                if _is_glob(name):
+                    wild.append((name, full, member))  # matched by member_matches itself
                     continue
                 key = name.lower()
                 if key not in touched:
@@ -208,8 +208,8 @@ class DomainView:
             for role, member in (self.members_exact.get(lowered) or {}).items()
             if member_live(member, now)
         }
-        for prefix, role, member in self.members_wild:
-            if lowered.startswith(prefix) and member_live(member, now):
+        for pattern, role, member in self.members_wild:
+            if member_matches(pattern, principal) and member_live(member, now):
                 held.add(role)
         # The store lists roles by short name; within one domain that is the full name's order.
         return sorted(held, key=lambda role: role.split(":role.", 1)[-1])

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import jwt
@@ -46,11 +47,49 @@ class PolicyData:
 
     def roles_of(self, principal: str) -> set[str]:
         """Full role names whose (unexpired) members include ``principal`` (wildcards too)."""
-        return {
-            role
-            for role, members in self.roles.items()
-            if any(member_matches(member, principal) for member in members)
-        }
+        exact, patterns = self._member_index
+        held = set(exact.get(principal.lower(), ()))
+        held.update(role for member, role in patterns if member_matches(member, principal))
+        return held
+
+    def assertions_for(self, roles: Iterable[str]) -> list[Assertion]:
+        """The assertions that can match a holder of ``roles`` (literal role names by index,
+        role globs always), in their original order: ``decide`` over them decides as it would
+        over all of them, without a pass over every assertion of a 100k-assertion domain."""
+        literal, globs = self._role_index
+        chosen = set(globs)
+        for role in roles:
+            chosen.update(literal.get(role.lower(), ()))
+        return [self.assertions[index] for index in sorted(chosen)]
+
+    @cached_property
+    def _member_index(self) -> tuple[dict[str, set[str]], list[tuple[str, str]]]:
+        """Literal members (lower-cased) → roles; members with glob characters kept aside and
+        matched with :func:`member_matches` itself."""
+        exact: dict[str, set[str]] = {}
+        patterns: list[tuple[str, str]] = []
+        for role, members in self.roles.items():
+            for member in members:
+                if _has_glob(member):
+                    patterns.append((member, role))
+                else:
+                    exact.setdefault(member.lower(), set()).add(role)
+        return exact, patterns
+
+    @cached_property
+    def _role_index(self) -> tuple[dict[str, list[int]], list[int]]:
+        literal: dict[str, list[int]] = {}
+        globs: list[int] = []
+        for index, assertion in enumerate(self.assertions):
+            if _has_glob(assertion.role):
+                globs.append(index)
+            else:
+                literal.setdefault(assertion.role.lower(), []).append(index)
+        return literal, globs
+
+
+def _has_glob(pattern: str) -> bool:
+    return "*" in pattern or "?" in pattern
 
 
 def sign_policy_data(signed_policy_data: dict[str, Any], key: SigningKey) -> dict[str, Any]:

@@ -569,9 +569,7 @@ def swimlane_lines(hops: list[dict[str, Any]], width: int) -> list[Text]:
     return out
 
 
-def hop_lines(
-    hop: dict[str, Any], centers: dict[str, int], blank: Any, right: int
-) -> list[Text]:
+def hop_lines(hop: dict[str, Any], centers: dict[str, int], blank: Any, right: int) -> list[Text]:
     """One arrow with its label inside when it fits, else the label on a line above."""
     a, b = centers[hop["from"]], centers[hop["to"]]
     status = "" if hop["status"] is None else f" {hop['status']}"

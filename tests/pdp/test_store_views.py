@@ -133,3 +133,57 @@ def test_many_writes_fall_back_to_a_rebuild_with_the_same_result(tmp_path: Path)
     assert view is not None and "api:role.r7" in view.roles_of("human.u7")
     assert "api:role.r8" not in view.roles_of("human.u7")
     _same_decisions(view, _fresh(store, "api"))
+
+
+def test_indexed_view_decides_as_a_scan_of_every_assertion() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from lab.pdp.view import DomainView
+    from lab.policy.engine import decide, member_matches
+
+    roles = ["api:role.a", "api:role.b", "api:role.*", "API:ROLE.A"]
+    members = ["human.x", "human.*", "*", "HUMAN.X", "ai.agent"]
+    assertion = st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(roles),
+            "resource": st.sampled_from(["api:docs", "api:*"]),
+            "action": st.sampled_from(["get", "*"]),
+            "effect": st.sampled_from(["ALLOW", "DENY"]),
+        }
+    )
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        st.dictionaries(
+            st.sampled_from(["a", "b"]), st.lists(st.sampled_from(members), max_size=3)
+        ),
+        st.dictionaries(st.sampled_from(["p1", "p2"]), st.lists(assertion, max_size=4)),
+        st.sampled_from(["human.x", "ai.agent", "Human.X", "other"]),
+    )
+    def check(
+        role_rows: dict[str, list[str]], policies: dict[str, list[dict[str, str]]], who: str
+    ) -> None:
+        view = DomainView.build(
+            "api",
+            "",
+            [
+                (s, {"name": f"api:role.{s}", "roleMembers": [{"memberName": m} for m in ms]})
+                for s, ms in sorted(role_rows.items())
+            ],
+            [
+                (s, {"name": f"api:policy.{s}", "assertions": a})
+                for s, a in sorted(policies.items())
+            ],
+        )
+        scanned = sorted(
+            f"api:role.{s}"
+            for s, ms in role_rows.items()
+            if any(member_matches(m, who) for m in ms)
+        )
+        assert sorted(view.roles_of(who)) == scanned
+        for action in ("get", "delete"):
+            full = decide(view.assertions, scanned, action, "api:docs")
+            assert decide(view.assertions_for(scanned), scanned, action, "api:docs") == full
+
+    check()
