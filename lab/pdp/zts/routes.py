@@ -65,6 +65,7 @@ class SignedPolicy(NamedTuple):
     document: dict[str, Any]
     expires: float  # the signature's own expiry (epoch seconds)
     stale_at: float  # the first membership expiry after it was built: live members change
+    body: bytes | None = None  # the document as JSON bytes, encoded on the first 200
 
 
 def build_routes(pdp: Pdp) -> list[Route]:
@@ -197,12 +198,23 @@ def build_routes(pdp: Pdp) -> list[Route]:
         )
         return etag, document
 
+    def signed_policy_body(domain: str, etag: str) -> bytes:
+        cached = policy_cache.get(domain)
+        if cached is None or cached.etag != etag:  # replaced meanwhile: encode what we answer
+            return bytes(JSONResponse(signed_policy_sync(domain)[1]).body)
+        if cached.body is None:
+            encoded = bytes(JSONResponse(cached.document).body)
+            policy_cache[domain] = cached = cached._replace(body=encoded)
+        return cached.body or b""
+
     async def signed_policy_data(request: Request) -> Response:
         domain = domain_name(request.path_params["domain"])
-        etag, document = await run_in_threadpool(signed_policy_sync, domain)
+        etag, _ = await run_in_threadpool(signed_policy_sync, domain)
         if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
             return Response(status_code=304, headers={"ETag": etag})
-        return JSONResponse(document, headers={"ETag": etag})
+        # The body is encoded once per version too (40 MB at 100k assertions), not per 200.
+        body = await run_in_threadpool(signed_policy_body, domain, etag)
+        return Response(body, media_type="application/json", headers={"ETag": etag})
 
     async def reload(request: Request) -> Response:
         verify_principal_assertion(
