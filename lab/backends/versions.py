@@ -1,4 +1,4 @@
-"""Every pinned version the kind backend uses, in one place (``lab doctor`` prints them).
+"""Every pinned version the backends use, in one place (``lab doctor`` prints them).
 
 Bump a pin here and nowhere else: the plan, the manifests, the workflow and the docs page read
 these names. The Kubernetes version is the one the manifests are validated against offline
@@ -7,8 +7,15 @@ these names. The Kubernetes version is the one the manifests are validated again
 
 from __future__ import annotations
 
-#: Keycloak for the real IdP (dev mode, realm imported at start); 26.x as the realm file expects.
-KEYCLOAK_IMAGE = "quay.io/keycloak/keycloak:26.3.0"
+#: Keycloak for the real IdP, both as a local process (``lab up --idp keycloak``, the Maven
+#: distribution ``org.keycloak:keycloak-quarkus-dist``) and as the kind backend's container. The
+#: newest 26.x patch the lab's machines resolve; 26.6+ runs on Java 25 as well as 21.
+KEYCLOAK_VERSION = "26.7.3"
+KEYCLOAK_IMAGE = f"quay.io/keycloak/keycloak:{KEYCLOAK_VERSION}"
+#: The distribution's Maven coordinates (group:artifact:version:type).
+KEYCLOAK_DIST_ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{KEYCLOAK_VERSION}:tar.gz"
+#: Java the pinned Keycloak needs at least (26.x: 21; 25 is supported from 26.6).
+KEYCLOAK_MIN_JAVA = 21
 
 #: kind release the workflow installs and the docs page names; its node images include v1.33.x.
 KIND_VERSION = "v0.29.0"
@@ -30,6 +37,7 @@ PYTHON_IMAGE = "python:3.11-slim"
 def pinned() -> dict[str, str]:
     """The pins as shown by ``lab doctor`` and the dry-run plan."""
     return {
+        "keycloak": KEYCLOAK_VERSION,
         "keycloak image": KEYCLOAK_IMAGE,
         "kind": KIND_VERSION,
         "kind node image": KIND_NODE_IMAGE,

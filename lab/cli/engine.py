@@ -7,7 +7,7 @@ each outcome for ``lab steps`` and takes a checkpoint after each passed step (fo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -117,12 +117,17 @@ def print_result(result: StepResult, verbose: bool = False) -> None:
     print_step_result(common.out(), result, verbose=verbose, program=common.lab_program())
 
 
-def report_json(results: Sequence[StepResult]) -> str:
+def report_json(results: Sequence[StepResult], served_by: Mapping[str, str] | None = None) -> str:
+    """The step records; ``served_by`` (backend and IdP as the servers name themselves) is
+    added to each record, so a record read alone still says what it ran against."""
     import json
 
     from lab.render.report import to_json
 
     data = to_json(list(results))
+    if served_by:
+        for record in data:
+            record["served_by"] = dict(served_by)
     return data if isinstance(data, str) else json.dumps(data, indent=2, default=str)
 
 

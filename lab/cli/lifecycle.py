@@ -33,6 +33,10 @@ PART_LABELS: dict[str, str] = {
 DRY_RUN_HELP = "Print what would be done and exit; start or stop nothing."
 CONTEXT_HELP = "kind backend: deploy onto this existing kubeconfig context (no new cluster)."
 NAMESPACE_HELP = "kind backend: the Kubernetes namespace to use (default idjag-lab)."
+IDP_HELP = (
+    "embedded (the lab's Keycloak-compatible IdP, default) or keycloak (real Keycloak as a local "
+    "Java process, no Docker; Java 21+, fetched once). Default: LAB_IDP."
+)
 
 
 @app.command()
@@ -41,12 +45,13 @@ def up(
     dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
     context: str | None = typer.Option(None, "--context", help=CONTEXT_HELP),
     namespace: str | None = typer.Option(None, "--namespace", help=NAMESPACE_HELP),
+    idp: str | None = typer.Option(None, "--idp", help=IDP_HELP),
 ) -> None:
     """Start every part (IdP, PDP, document APIs, MCP server) and wait until each is healthy.
 
     Running it again is fine: a lab that is already up is left as it is.
     """
-    settings = common.settings()
+    settings = with_idp(common.settings(), idp)
     name = lifecycle_backend_name(settings, context, namespace)
     if dry_run and name == "embedded":
         print_plan("embedded", embedded_up_plan(settings), json_output)
@@ -62,7 +67,10 @@ def up(
         common.print_json({"backend": chosen.name, "endpoints": endpoints.as_dict()})
         return
     console = common.out()
-    console.print(endpoints_table(endpoints, chosen.name))
+    shown = chosen.name
+    if chosen.name == "embedded" and settings.idp == "keycloak":
+        shown += ", IdP: real Keycloak"
+    console.print(endpoints_table(endpoints, shown))
     console.print(next_after_up(settings))
 
 
@@ -103,6 +111,21 @@ def down(
         print_plan(chosen.name, getattr(chosen, "last_plan", ""), json_output=False)
         return
     common.err().print(f"The {chosen.name} backend is stopped.")
+
+
+def with_idp(settings: Settings, idp: str | None) -> Settings:
+    """``--idp`` over ``LAB_IDP``; the kind backend always runs real Keycloak."""
+    from dataclasses import replace
+
+    from lab.config import IDP_KINDS
+
+    if idp is None:
+        return settings
+    if idp not in IDP_KINDS:
+        raise typer.BadParameter(
+            f"{idp!r} is not one of: {', '.join(IDP_KINDS)}", param_hint="--idp"
+        )
+    return replace(settings, idp=idp)
 
 
 def lifecycle_backend_name(settings: Settings, context: str | None, namespace: str | None) -> str:
@@ -158,6 +181,17 @@ def embedded_up_plan(settings: Settings) -> str:
         shown = "any free port" if port == 0 else str(port)
         label = PART_LABELS.get(part, part)
         lines.append(f"  {label:<28} {shown:>5}  {urls[part]}  ({variable})")
+    if settings.idp == "keycloak":
+        from lab.backends import keycloak_process as kc
+        from lab.backends import versions
+
+        lines += [
+            f"IdP: real Keycloak {versions.KEYCLOAK_VERSION} (LAB_IDP=keycloak), a second process:",
+            f"  fetch once: {kc.tarball_path(settings.cache_dir)} (mvn, else HTTPS + SHA-1)",
+            f"  unpack: {settings.home.resolve() / 'keycloak' / kc.DIST_DIRNAME}",
+            "  run: kc.sh start-dev --import-realm (realm-idjag.json), "
+            f"features {','.join(kc.FEATURES)}; log {settings.logs_dir.resolve() / 'keycloak.log'}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -287,8 +321,8 @@ class PartProgress:
         self.states[part] = (state, detail)
         if self.live is not None:
             self.live.update(self.render())
-        elif state != "starting":
-            suffix = f" ({detail})" if state == "failed" and detail else ""
+        elif state != "starting" or detail:
+            suffix = f" ({detail})" if state != "healthy" and detail else ""
             self.console.print(f"{part}: {state}{suffix}", markup=False)
 
     def render(self) -> RenderableType:
@@ -297,7 +331,7 @@ class PartProgress:
         table = Table.grid(padding=(0, 1))
         for name, (state, detail) in self.states.items():
             mark = {"healthy": "[green]✓[/]", "failed": "[red]✗[/]"}.get(state, "[yellow]…[/]")
-            shown = detail if state == "failed" else state
+            shown = detail if state == "failed" or (state == "starting" and detail) else state
             table.add_row(mark, PART_LABELS.get(name, name), _escape(shown))
         return table
 

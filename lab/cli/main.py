@@ -37,6 +37,8 @@ def start_runtime_early(args: list[str]) -> None:
         settings = Settings.from_env()
         if settings.backend != "embedded" or _runtime_backend(settings) not in (None, "embedded"):
             return
+        if settings.idp != "embedded":
+            return  # real Keycloak: `up` checks Java and the IdP port before starting anything
         from lab.backends.embedded import EmbeddedBackend
 
         EmbeddedBackend(settings).start()

@@ -218,15 +218,20 @@ def verify_all(
             result = session.run(step)
             with progress.paused():  # the spinner line is cleared before a result line is printed
                 print_verify_line(console, result)
-                if not result.passed and not quiet:
+                if not result.passed and result.status != "skipped" and not quiet:
                     print_result(result)
     results = session.results
     if json_path:
-        common.write_output(json_path, report_json(results))
+        common.write_output(json_path, report_json(results, served_by(session)))
     if junit_path:
         common.write_output(junit_path, report_junit(results))
-    failed = [r for r in results if not r.passed]
-    summary = f"{len(results) - len(failed)}/{len(results)} steps passed"
+    # A skip is a step whose declared requirement the running IdP lacks (it says which).
+    skipped = [r for r in results if r.status == "skipped"]
+    failed = [r for r in results if not r.passed and r.status != "skipped"]
+    passed = len(results) - len(failed) - len(skipped)
+    summary = f"{passed}/{len(results)} steps passed"
+    if skipped:
+        summary += f", {len(skipped)} skipped ({', '.join(str(r.number) for r in skipped)})"
     if failed:
         common.err().print(
             f"[red]✗[/] {summary}; failed: {', '.join(str(r.number) for r in failed)}"
@@ -235,8 +240,17 @@ def verify_all(
     common.err().print(f"[green]✓[/] {summary}")
 
 
+def served_by(session: StepSession) -> dict[str, str]:
+    """Which backend and which IdP served this run, the IdP asked over HTTP (not configured)."""
+    from lab.backends.keycloak_process import server_identity
+
+    return {"backend": session.backend.name, "idp": server_identity(session.endpoints.idp_base)}
+
+
 def print_verify_line(console: Console, result: StepResult) -> None:
     mark = "[green]✓[/]" if result.passed else "[red]✗[/]"
+    if result.status == "skipped":
+        mark = "[yellow]-[/]"
     extra = f" — {result.message}" if result.message and not result.passed else ""
     console.print(
         f"{mark} {result.number:2d} {result.slug} ({result.duration_ms:.0f} ms){extra}",

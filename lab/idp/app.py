@@ -41,6 +41,8 @@ from lab.oauth.tokens import (
 )
 
 log = logging.getLogger("lab.idp")
+#: How the embedded IdP names itself on ``/healthz`` (Keycloak reports "Keycloak 26.x").
+SERVER_NAME = "lab embedded IdP (Keycloak-compatible)"
 
 DEFAULT_REALM_FILE = Path(__file__).resolve().parents[2] / "keycloak" / "realm-idjag.json"
 SIGNING_KEY_NAME = "idp-signing"
@@ -337,7 +339,8 @@ def _routes(idp: IdentityProvider) -> list[Route]:
         return JSONResponse({"status": "UP", "checks": []})
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "part": "idp"})
+        # ``server`` names the product, as Keycloak's serverinfo does (lab verify records it).
+        return JSONResponse({"status": "ok", "part": "idp", "server": SERVER_NAME})
 
     async def unknown_realm(request: Request) -> Response:
         # Keycloak's answer for a realm it does not have.

@@ -105,6 +105,12 @@ def run_step(step: Step, ctx: RunContext, solutions: bool = True) -> StepResult:
     (the learner's turn: not a failure). ``lab run``, ``lab verify``, ``lab reset`` and
     ``--solution`` run every action (the default), so a challenge step passes end to end.
     """
+    if step.requires:
+        from lab.steps.requirements import unmet
+
+        reason = unmet(step.requires, ctx.endpoints)
+        if reason is not None:
+            return _not_run(step, "skipped", "run", reason)
     if solutions or not has_solution_actions(step):
         return run_actions(step, step.actions, ctx, mode="run")
     first = next(i for i, a in enumerate(step.actions) if a.solution)

@@ -106,6 +106,7 @@ def build_step(path: Path, meta: dict[str, Any], body: str, first_line: int = 2)
     if not actions:
         raise StepFileError(f"{path}: actions: a step needs at least one action")
     check_actions = parse_actions(path, meta.get("check") or [], "check")
+    requires = _requires(path, meta.get("requires"))
     return Step(
         number=number,
         slug=str(meta["slug"]),
@@ -117,7 +118,23 @@ def build_step(path: Path, meta: dict[str, Any], body: str, first_line: int = 2)
         hint=str(meta.get("hint") or ""),
         solution=solution,
         body=body,
+        requires=requires,
     )
+
+
+def _requires(path: Path, raw: Any) -> tuple[str, ...]:
+    from lab.steps.requirements import REQUIREMENTS
+
+    if raw is None:
+        return ()
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise StepFileError(f"{path}: requires: expected a list of capability names")
+    unknown = [n for n in names if n not in REQUIREMENTS]
+    if unknown:
+        known = ", ".join(sorted(REQUIREMENTS))
+        raise StepFileError(f"{path}: requires: unknown {', '.join(unknown)} (known: {known})")
+    return tuple(names)
 
 
 def solution_path(step_path: Path, solution: str) -> Path:

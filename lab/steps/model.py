@@ -104,6 +104,8 @@ class Step:
     hint: str = ""
     solution: str | None = None
     body: str = ""
+    #: Capabilities the running lab must have (``lab.steps.requirements``), else a skip.
+    requires: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

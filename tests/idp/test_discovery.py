@@ -71,7 +71,11 @@ def test_realm_endpoint_publishes_the_public_key_like_keycloak(idp: Idp) -> None
 
 def test_health_endpoints_answer_ready(idp: Idp) -> None:
     assert httpx.get(f"{idp.url}/health/ready").json()["status"] == "UP"
-    assert httpx.get(f"{idp.url}/healthz").json() == {"status": "ok", "part": "idp"}
+    assert httpx.get(f"{idp.url}/healthz").json() == {
+        "status": "ok",
+        "part": "idp",
+        "server": "lab embedded IdP (Keycloak-compatible)",  # `lab verify --json` served_by
+    }
 
 
 def test_unknown_realm_is_a_keycloak_style_404(idp: Idp) -> None:
