@@ -242,8 +242,6 @@ class EmbeddedBackend:
             process.prepare(java, lambda detail: report("idp", "starting", detail))
             # Keycloak would say "Port(s) already bound" deep in its log; say it here instead.
             _listen(settings.host, process.port, settings.port_variable("idp")).close()
-            first = not process.built()
-            report("idp", "starting", "building Keycloak (first start)" if first else "starting")
             pid = process.spawn(java)
             record_keycloak(settings, pid, process.home, java.describe())
         try:
@@ -933,7 +931,7 @@ def main() -> None:
     in_foreground = FDS_VARIABLE not in os.environ  # run by hand, not by `lab up`
     sockets = inherited_sockets(settings)
     if in_foreground:
-        ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
+        ports = {**settings.ports, **{n: sock.getsockname()[1] for n, sock in sockets.items()}}
         settings = replace(settings, home=settings.home.resolve(), ports=ports)
         write_runtime(settings, os.getpid(), settings.endpoints)  # so `lab status` sees it
     ensure_lab_keys(settings)
