@@ -40,7 +40,13 @@ from lab.mcpserver.correlation import CorrelationContext, current_correlation_id
 from lab.mcpserver.exchange import Exchanger, ExchangeRefused
 from lab.mcpserver.extension import SERVER_EXTENSIONS, declare_in_legacy_initialize
 from lab.oauth import http as lab_http
-from lab.oauth.errors import InsufficientScope, InvalidRequest, OAuthError
+from lab.oauth.errors import (
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+    MissingToken,
+    OAuthError,
+)
 from lab.oauth.jose import JwksCache, SigningKey, token_fingerprint, unverified_claims
 from lab.oauth.resource_server import (
     PolicyCache,
@@ -60,6 +66,15 @@ MCP_PATH = "/mcp"
 ROLE_GET = f"{API_DOMAIN}:role.docs-getter"
 ROLE_POST = f"{API_DOMAIN}:role.docs-poster"
 ROLE_DELETE = f"{API_DOMAIN}:role.docs-deleter"
+#: The role step 8 grants access on mcp:mcp to (the tutorial's Runtime Proxy is configured with
+#: the same scope, mcp:role.mcp-accessor).
+ROLE_ACCESS = f"{MCP_DOMAIN}:role.mcp-accessor"
+#: RFC 9728 scopes_supported: every role a token for this server may need - its own door and
+#: the roles its tools exchange into.
+SCOPES_SUPPORTED = (ROLE_ACCESS, ROLE_GET, ROLE_POST, ROLE_DELETE)
+#: The scope= of the 401/403 challenges (MCP authorization spec, scope selection): what a
+#: client needs to get in and read - a client steps up with exactly this.
+CHALLENGE_SCOPE = f"{ROLE_ACCESS} {ROLE_GET}"
 READ_ONLY = ToolAnnotations(read_only_hint=True)
 
 
@@ -136,10 +151,15 @@ class PdpTokenVerifier:
 
 
 class AccessGate:
-    """Between the SDK's bearer check and the transport: ``access`` on ``mcp:mcp`` (step 8).
+    """The bearer gate of ``/mcp``, in place of the SDK's ``RequireAuthMiddleware``.
 
-    Evaluated locally from the signed policy data with the token's roles; a refusal is RFC 6750
-    §3.1 ``insufficient_scope`` with the RFC 9728 ``resource_metadata`` pointer.
+    - no ``Authorization`` header: 401 whose challenge carries no ``error`` (RFC 6750 §3.1),
+      only ``scope`` and the RFC 9728 ``resource_metadata`` pointer;
+    - a token the verifier refused (bad signature, expired, another audience such as ``api``):
+      401 ``invalid_token``, same ``scope`` and pointer;
+    - with ``require_access`` (step 8): ``access`` on ``mcp:mcp``, decided locally from domain
+      ``mcp``'s signed policy data; refused: 403 ``insufficient_scope`` with ``scope``, so a
+      client can step up (MCP authorization spec, "Scope Selection Strategy").
     """
 
     def __init__(
@@ -152,12 +172,33 @@ class AccessGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         user = scope.get("user")
-        if self.settings.require_access and isinstance(user, AuthenticatedUser):
+        if not isinstance(user, AuthenticatedUser):
+            await self._unauthenticated(scope)(scope, receive, send)
+            return
+        if self.settings.require_access:
             refusal = await self._refusal(user.access_token)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _unauthenticated(self, scope: Scope) -> Response:
+        sent = any(name.lower() == b"authorization" for name, _ in scope.get("headers", []))
+        error: OAuthError
+        if sent:
+            error = InvalidToken(
+                "the access token is not valid here: it must be a PDP access token issued for "
+                "this MCP server (aud = its URL), unexpired and correctly signed",
+                resource_metadata=self.metadata_url,
+                scope=CHALLENGE_SCOPE,
+            )
+        else:
+            error = MissingToken(
+                "this MCP server needs an access token: Authorization: Bearer <token>",
+                resource_metadata=self.metadata_url,
+                scope=CHALLENGE_SCOPE,
+            )
+        return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers())
 
     async def _refusal(self, token: AccessToken) -> Response | None:
         claims = token.claims or {}
@@ -181,6 +222,7 @@ class AccessGate:
             f"Token does not have '{ACCESS_ACTION}' action on '{ACCESS_RESOURCE}' "
             f"({decision.reason})",
             resource_metadata=self.metadata_url,
+            scope=CHALLENGE_SCOPE,
         )
         return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers())
 
@@ -221,6 +263,9 @@ def create_app(settings: Settings) -> Starlette:
             resource_server_url=AnyHttpUrl(resource_url),
             # PdpTokenVerifier checks aud itself (only this URL), with the reason in its log.
             validate_token_resource=False,
+            # RFC 9728 scopes_supported. The SDK would also demand these of every token; the
+            # AccessGate replaces its bearer middleware on /mcp, so they are only advertised.
+            required_scopes=list(SCOPES_SUPPORTED),
         ),
         extensions=list(SERVER_EXTENSIONS),
     )
@@ -354,14 +399,20 @@ class DocApiClient:
 
 
 def _insert_access_gate(app: Starlette, gate: type[AccessGate], *args: Any) -> None:
-    """Wrap the transport behind the SDK's RequireAuthMiddleware on ``/mcp`` with the gate.
+    """Put the gate in place of the SDK's RequireAuthMiddleware on ``/mcp``.
 
-    The SDK has no hook for a policy check after authentication; its bearer middleware keeps
-    the wrapped transport in ``.app``, so the gate goes in between (401s stay the SDK's own).
+    The SDK's middleware answers every unauthenticated request with ``error="invalid_token"``
+    (even without credentials, against RFC 6750 §3.1), puts no ``scope`` in its challenges and
+    has no hook for a policy check after authentication. Its authentication backend stays (it
+    fills ``scope["user"]``); the gate takes over from there, around the same transport.
     """
     for route in app.router.routes:
         if isinstance(route, Route) and route.path == MCP_PATH and hasattr(route.endpoint, "app"):
-            route.endpoint.app = gate(route.endpoint.app, *args)
+            if route.app is not route.endpoint:
+                raise RuntimeError("the MCP SDK wraps its /mcp route; the bearer gate cannot go in")
+            replacement = gate(route.endpoint.app, *args)
+            route.endpoint = replacement
+            route.app = replacement
             return
     raise RuntimeError("the MCP SDK app has no authenticated /mcp route to protect")
 

@@ -25,6 +25,9 @@ INITIALIZE = {
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
+CHALLENGE_SCOPE = 'scope="mcp:role.mcp-accessor api:role.docs-getter"'
+
+
 def test_protected_resource_metadata_names_the_pdp_as_authorization_server(
     stack: McpStack, lab_settings: Settings
 ) -> None:
@@ -33,9 +36,19 @@ def test_protected_resource_metadata_names_the_pdp_as_authorization_server(
     metadata = response.json()
     assert metadata["resource"] == lab_settings.endpoints.mcp
     assert metadata["authorization_servers"] == [lab_settings.endpoints.zts]
+    # RFC 9728 §2: the scopes a client can ask for - never an empty array.
+    assert metadata["scopes_supported"] == [
+        "mcp:role.mcp-accessor",
+        "api:role.docs-getter",
+        "api:role.docs-poster",
+        "api:role.docs-deleter",
+    ]
+    assert [name for name, value in metadata.items() if value == []] == []
 
 
-def test_call_without_token_is_401_pointing_at_the_metadata(stack: McpStack) -> None:
+def test_call_without_token_is_401_pointing_at_the_metadata_without_an_error_code(
+    stack: McpStack,
+) -> None:
     response = httpx.post(stack.mcp_url, json=INITIALIZE, headers=MCP_HEADERS)
     assert response.status_code == 401
     challenge = response.headers["www-authenticate"]
@@ -44,7 +57,10 @@ def test_call_without_token_is_401_pointing_at_the_metadata(stack: McpStack) -> 
     assert (
         f'resource_metadata="{stack.origin}/.well-known/oauth-protected-resource/mcp"' in challenge
     )
-    assert response.json()["error"] == "invalid_token"
+    # RFC 6750 §3.1: no credentials, no error code; the MCP spec: scope to ask for.
+    assert "error=" not in challenge
+    assert CHALLENGE_SCOPE in challenge
+    assert response.json()["error"] == "unauthorized"
 
 
 @pytest.mark.parametrize("audience", ["api", "mcp", "other-domain", "http://127.0.0.1:1/mcp"])
@@ -58,6 +74,7 @@ def test_token_for_another_audience_is_401_invalid_token(stack: McpStack, audien
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
     assert "resource_metadata=" in response.headers["www-authenticate"]
+    assert CHALLENGE_SCOPE in response.headers["www-authenticate"]
     assert response.json()["error"] == "invalid_token"
 
 

@@ -124,6 +124,8 @@ def test_require_access_refuses_a_token_without_access_on_mcp_mcp(
     assert "Token does not have 'access' action on 'mcp:mcp'" in refused.json()["error_description"]
     challenge = refused.headers["www-authenticate"]
     assert challenge.startswith('Bearer error="insufficient_scope"')
+    # The MCP authorization spec: the challenge names the scope to step up to.
+    assert 'scope="mcp:role.mcp-accessor api:role.docs-getter"' in challenge
     assert (
         f'resource_metadata="{stack.origin}/.well-known/oauth-protected-resource/mcp"' in challenge
     )

@@ -404,7 +404,7 @@ ID_TOKEN_CASES = [
     ),
 ]
 
-# Attacks on the ID-JAG (PDP, jwt-bearer redemption, ID-JAG draft -03 §4.4.1).
+# Attacks on the ID-JAG (PDP, jwt-bearer redemption, ID-JAG draft -04 §4.4.1).
 ID_JAG_CASES = [
     Case(
         "alg none",

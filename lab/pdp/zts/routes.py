@@ -21,6 +21,7 @@ from lab.oauth.tokens import (
     GRANT_JWT_BEARER,
     GRANT_PROFILE_ID_JAG,
     GRANT_TOKEN_EXCHANGE,
+    TOKEN_TYPE_ID_JAG,
     TYP_ACCESS_TOKEN,
     TYP_ID_JAG,
 )
@@ -30,6 +31,7 @@ from lab.pdp.names import domain_name
 from lab.pdp.providers import ProvidersFileError
 from lab.pdp.store import timestamp
 from lab.pdp.zts.dispatcher import TokenEndpoint
+from lab.pdp.zts.grants.resource_scope import all_roles
 from lab.policy.signed import canonical_json, sign_policy_data
 
 POLICY_VALIDITY_S = 24 * 3600
@@ -38,7 +40,7 @@ POLICY_VALIDITY_S = 24 * 3600
 def metadata(pdp: Pdp) -> dict[str, Any]:
     """RFC 8414 §2 authorization server metadata."""
     issuer = pdp.issuer
-    return {
+    document: dict[str, Any] = {
         "issuer": issuer,
         # The PDP has no interactive login; the endpoint exists because the MCP SDK's metadata
         # model requires it, and answers with an explanation.
@@ -51,10 +53,16 @@ def metadata(pdp: Pdp) -> dict[str, Any]:
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
         "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "response_types_supported": ["code"],
-        "scopes_supported": [],
-        # ID-JAG draft -03 §7: a resource AS advertises that it accepts ID-JAGs.
+        # The roles this PDP can put in a token, by full name (Athenz scope grammar); a client
+        # may also send no scope and get the roles its resource needs (resource_scope.py).
+        "scopes_supported": all_roles(pdp),
+        # ID-JAG draft -04 §7: a resource AS advertises that it accepts ID-JAGs, and (being the
+        # tutorial's ID-JAG issuer too) that it issues them by token exchange.
         "authorization_grant_profiles_supported": [GRANT_PROFILE_ID_JAG],
+        "identity_chaining_requested_token_types_supported": [TOKEN_TYPE_ID_JAG],
     }
+    # RFC 8414 §2: a member with no values is omitted, never an empty array.
+    return {name: value for name, value in document.items() if value != []}
 
 
 class SignedPolicy(NamedTuple):

@@ -25,6 +25,7 @@ from lab.pdp.zts.grants.base import (
     parse_scope,
     registered_resource,
 )
+from lab.pdp.zts.grants.resource_scope import roles_for_resource
 
 
 @dataclass
@@ -40,13 +41,23 @@ class ClientCredentialsGrant(Grant):
 
     def validate(self, request: TokenRequest) -> ClientCredentials:
         resource = request.param("resource")
-        scope = parse_scope(request.param("scope"), multi_domain=resource is not None)
+        scope_text = request.param("scope")
         request.subject = request.client
-        request.resource = scope.text()
         if resource is not None:
             domain, audience = registered_resource(self.pdp, resource)
+            if scope_text is None:
+                # RFC 6749 §4.4.2: scope is optional. Default: the roles the resource needs
+                # (lab.pdp.zts.grants.resource_scope); the principal gets those it holds.
+                needed = roles_for_resource(self.pdp, resource)
+                if not needed:
+                    raise not_included(request.client, domain)
+                scope = Scope(roles=tuple(needed))
+            else:
+                scope = parse_scope(scope_text, multi_domain=True)
         else:
+            scope = parse_scope(scope_text)
             domain = audience = scope.domain  # Athenz: aud is the scope's domain
+        request.resource = scope.text()
         sent_audience = request.param("audience")
         if sent_audience is not None and sent_audience.rstrip("/") != audience.rstrip("/"):
             # Client credentials take no RFC 8693 audience; the token's audience comes from the

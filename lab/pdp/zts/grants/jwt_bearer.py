@@ -78,7 +78,7 @@ class JwtBearerGrant(Grant):
             raise invalid_assertion(exc.reason) from None
         audience = unverified.get("aud")
         issuer = unverified.get("iss")
-        # ID-JAG draft -04 §3: the assertion is explicitly typed oauth-id-jag+jwt.
+        # ID-JAG draft -04 §3.1 / §4.4.1: the assertion is explicitly typed oauth-id-jag+jwt.
         if str(typ).lower() != TYP_ID_JAG:
             raise invalid_assertion(f"token type {typ!r} is not {TYP_ID_JAG}")
         # ID-JAG draft -04 §4.4.1: aud MUST identify this authorization server.

@@ -47,6 +47,7 @@ from lab.pdp.zts.grants.base import (
     parse_scope,
     registered_resource,
 )
+from lab.pdp.zts.grants.resource_scope import roles_for_resource
 
 SOURCE_EXCHANGE = "zts.token_source_exchange"
 TARGET_EXCHANGE = "zts.token_target_exchange"
@@ -132,8 +133,24 @@ class TokenExchangeGrant(Grant):
         subject = str(claims["sub"])
         request.subject = subject
         source = self._source_domain(claims["aud"])
-        scope = parse_scope(request.param("scope"), default_domain=request.param("audience"))
         audience = request.param("audience")
+        scope_text = request.param("scope")
+        if scope_text is None and audience is not None:
+            # RFC 8693 §2.1: scope is optional. Default: every role of the audience domain the
+            # subject token carries - the widest token an exchange may give (it only narrows).
+            in_target = tuple(
+                role
+                for role in self._carried_roles(claims, source)
+                if role.startswith(f"{audience.lower()}:role.")
+            )
+            if not in_target:
+                raise InvalidScope(
+                    f"the subject token carries no role of domain {audience}",
+                    athenz_message="Invalid scope for token exchange",
+                )
+            scope = Scope(roles=in_target)
+        else:
+            scope = parse_scope(scope_text, default_domain=audience)
         if audience is not None and audience.lower() != scope.domain:
             raise InvalidScope(
                 "scope domain must equal audience",
@@ -176,10 +193,7 @@ class TokenExchangeGrant(Grant):
     def _check_narrowing(claims: dict[str, Any], source: str, scope: Scope) -> None:
         """Athenz: an exchange may only narrow - every requested role must already be in the
         subject token's scope (short names there belong to the source domain)."""
-        held: set[str] = set()
-        for role in claims.get("scp") or str(claims.get("scope", "")).split():
-            role = str(role).lower()
-            held.add(role if ":role." in role else f"{source}:role.{role}")
+        held = set(TokenExchangeGrant._carried_roles(claims, source))
         requested = set(scope.roles)
         if scope.all_domains or not requested <= held:
             missing = ", ".join(sorted(requested - held)) or f"{scope.domain}:domain"
@@ -187,6 +201,18 @@ class TokenExchangeGrant(Grant):
                 f"the subject token does not carry {missing}; an exchange may only narrow",
                 athenz_message="Invalid scope for token exchange",
             )
+
+    @staticmethod
+    def _carried_roles(claims: dict[str, Any], source: str) -> list[str]:
+        """Full names of the roles a subject token carries; short names belong to its own
+        domain (``source``), other domains' roles are written in full."""
+        carried: list[str] = []
+        for role in claims.get("scp") or str(claims.get("scope", "")).split():
+            role = str(role).lower()
+            full = role if ":role." in role else f"{source}:role.{role}"
+            if full not in carried:
+                carried.append(full)
+        return carried
 
     def _source_domain(self, aud: Any) -> str:
         """The subject token's domain: its ``aud``, or the domain whose service registered the
@@ -288,7 +314,11 @@ class TokenExchangeGrant(Grant):
             resource = registered_resource(self.pdp, resource)[1]
         # One ID-JAG may carry roles of several domains (the tutorial asks for
         # api:role.docs-getter and mcp:role.mcp-accessor together).
-        scope = parse_scope(request.param("scope"), multi_domain=True)
+        scope_text = request.param("scope")
+        if scope_text is None and resource is not None:
+            scope = self._default_id_jag_scope(request, resource)
+        else:
+            scope = parse_scope(scope_text, multi_domain=True)
         if not scope.roles:
             raise InvalidScope(
                 "scope names no roles", athenz_message="Scope value does not contain any roles"
@@ -314,6 +344,26 @@ class TokenExchangeGrant(Grant):
             id_claims=claims,
             resource=resource,
         )
+
+    def _default_id_jag_scope(self, request: TokenRequest, resource: str) -> Scope:
+        """Draft -04 §4.3: scope is optional. Without one, the ID-JAG is for the roles the
+        resource needs (:mod:`lab.pdp.zts.grants.resource_scope`) that this client may carry
+        for users (``zts.jag_exchange``); the user's membership then decides as usual."""
+        needed = roles_for_resource(self.pdp, resource)
+        carried = tuple(
+            role
+            for role in needed
+            if self.pdp.check_access(request.client, JAG_EXCHANGE, role).allowed
+        )
+        if not carried:
+            request.resource, request.action = " ".join(needed) or resource, JAG_EXCHANGE
+            raise UnauthorizedClient(
+                f"{request.client} may carry none of the roles {resource} needs "
+                f"({', '.join(needed) or 'none found in policy'})",
+                status=403,
+                athenz_message=NOT_AUTHORIZED_TARGET,
+            )
+        return Scope(roles=carried)
 
     def _issue_id_jag(self, request: TokenRequest, validated: IdJagIssue) -> GrantResult:
         issued = now()
