@@ -280,5 +280,7 @@ def test_run_applies_the_challenge_answer_and_the_last_step_finishes_the_lab(lab
     result = lab.invoke("run", "--from", "14")
     assert result.exit_code == 0, result.output
     assert "create_poster_role" in result.output
-    assert "Next: lab step 18" not in result.output
+    last = load_steps()[-1].number
+    assert f"Step {last} ·" in result.output  # the run went on to the last step ...
+    assert f"Next: lab step {last + 1}" not in result.output  # ... and stopped there
     assert "You have finished the lab" in result.output
