@@ -88,6 +88,8 @@ class PromptResult:
 
 
 def _refusal(what: str, response: TokenResponse) -> str:
+    if response.status == 0:  # never sent: no metadata, no common auth method, unreachable
+        return f"the agent could not make the request ({response.error}): {response.message}"
     return f"{what} ({response.status} {response.error}): {response.message}"
 
 

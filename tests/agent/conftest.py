@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Callable, Iterator
 
@@ -48,3 +49,20 @@ def running_lab(
         yield RunningLab(lab_settings, lab_settings.endpoints, admin)
     finally:
         admin.http.close()
+
+
+@pytest.fixture
+def draft_lab(running_lab: RunningLab) -> RunningLab:
+    """The lab where the IdP may also issue ID-JAGs the PDP redeems (``idJagIssuer``)."""
+    endpoints = running_lab.endpoints
+    providers = [
+        {
+            "issuerUri": endpoints.idp_issuer,
+            "jwksUri": endpoints.idp_jwks,
+            "principalTemplate": "human.{preferred_username}",
+            "idJagIssuer": True,
+        }
+    ]
+    running_lab.settings.providers_file.write_text(json.dumps(providers))
+    running_lab.admin.call("POST", f"{endpoints.zts}/lab/reload", endpoints.zts)
+    return running_lab

@@ -18,6 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from lab.agent import Agent
+from lab.agent.sep990 import obtain_client_secret
+from lab.config import AGENT_PRINCIPAL
+from tests.agent.labsetup import RunningLab
 from tests.npmtools import CONFORMANCE_PRERELEASE, CONFORMANCE_RELEASE, NpmTool, node_env, require
 
 AGENT_COMMAND = f"{sys.executable} -m lab.agent.conformance"
@@ -96,3 +100,34 @@ def test_conformance_client_names_what_is_missing_without_a_context() -> None:
     )
     assert done.returncode == 2
     assert "missing client configuration: client_id, idp_client_id, idp_id_token" in done.stderr
+
+
+def test_the_same_conformance_client_runs_the_whole_lab_chain(draft_lab: RunningLab) -> None:
+    """No harness: the lab's IdP issues the ID-JAG, the PDP redeems it with the agent's own
+    registered secret (client_secret_basic, advertised), the MCP server answers list_docs."""
+    settings, endpoints = draft_lab.settings, draft_lab.endpoints
+    with Agent(endpoints, settings) as agent:
+        id_token = str(agent.sign_in("idjag-learner", "password").id_token)
+        secret = obtain_client_secret(settings, endpoints, agent.http)
+        idp_secret = agent.idp_client.client_secret
+    context = {
+        "client_id": AGENT_PRINCIPAL,
+        "client_secret": secret,
+        "idp_client_id": AGENT_PRINCIPAL,
+        "idp_client_secret": idp_secret,
+        "idp_issuer": endpoints.idp_issuer,
+        "idp_id_token": id_token,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "lab.agent.conformance", endpoints.mcp],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MCP_CONFORMANCE_CONTEXT": json.dumps(context)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"authorization server {endpoints.zts}" in done.stderr
+    assert f"client_secret_basic at {endpoints.zts}" in done.stderr
+    assert "called list_docs: ok" in done.stderr
+    for value in (secret, idp_secret, id_token):
+        assert value not in done.stdout + done.stderr

@@ -23,7 +23,6 @@ from urllib.parse import parse_qsl
 
 import anyio
 import httpx2
-import pytest
 from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuthProvider
 
 from lab.agent import DEFAULT_SCOPE, Agent, Recorder, run_prompt
@@ -38,23 +37,6 @@ from tests.npmtools import INSPECTOR, TS_CLIENT, node_bin_dir, node_env, require
 
 USER, PASSWORD = "idjag-learner", "password"
 TS_SCRIPT = Path(__file__).with_name("ts_cross_app_access.mjs")
-
-
-@pytest.fixture
-def draft_lab(running_lab: RunningLab) -> RunningLab:
-    """The lab where the IdP may also issue ID-JAGs the PDP redeems (``idJagIssuer``)."""
-    endpoints = running_lab.endpoints
-    providers = [
-        {
-            "issuerUri": endpoints.idp_issuer,
-            "jwksUri": endpoints.idp_jwks,
-            "principalTemplate": "human.{preferred_username}",
-            "idJagIssuer": True,
-        }
-    ]
-    running_lab.settings.providers_file.write_text(json.dumps(providers))
-    running_lab.admin.call("POST", f"{endpoints.zts}/lab/reload", endpoints.zts)
-    return running_lab
 
 
 def assert_docs(data: dict) -> None:
