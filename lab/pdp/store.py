@@ -22,6 +22,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,17 @@ def member_is_live(member: dict[str, Any], at: float | None = None) -> bool:
         return False
 
 
+@dataclass
+class _PendingAppend:
+    """One append waiting for the committer thread (see :meth:`Store.append_audit`)."""
+
+    build: Any
+    single_use: tuple[tuple[str, int], ...]
+    done: threading.Event = field(default_factory=threading.Event)
+    record: dict[str, Any] | None = None
+    error: BaseException | None = None
+
+
 class ReplayDetected(Exception):
     """A single-use jti was already recorded."""
 
@@ -108,6 +120,9 @@ class Store:
         self._changes: dict[str, list[tuple[int, str, str | None]]] = {}
         self._views: dict[str, DomainView | None] = {}
         self._view_versions: dict[str, int] = {}
+        self._audit_queue: list[_PendingAppend] = []
+        self._audit_queue_ready = threading.Condition()
+        self._committer: threading.Thread | None = None
         self._conn().executescript(SCHEMA)
 
     # ------------------------------------------------------------------ connections
@@ -451,24 +466,85 @@ class Store:
     ) -> dict[str, Any]:
         """Append one record; ``build(seq, prev_hash)`` returns it complete with its hash.
 
-        ``single_use`` jtis are marked used in the same transaction (one fsync per token
-        request): if one was used meanwhile, nothing is written and :class:`ReplayDetected`
-        is raised.
+        ``single_use`` jtis are marked used in the same transaction as the record: if one was
+        used meanwhile, nothing is written and :class:`ReplayDetected` is raised. Returns once
+        the record is durable (committed with ``synchronous=FULL``).
+
+        Group commit: every token request ends here, and each commit is an fsync. Concurrent
+        appends are handed to one committer thread that writes whatever has queued up in one
+        transaction (one fsync for the batch), each append in its own savepoint so a replay
+        rolls back only its own rows. Alone, an append is committed at once as before.
         """
+        pending = _PendingAppend(build, tuple(single_use))
+        with self._audit_queue_ready:
+            self._audit_queue.append(pending)
+            if self._committer is None:
+                self._committer = threading.Thread(
+                    target=self._commit_audit_forever, name="audit-committer", daemon=True
+                )
+                self._committer.start()
+            self._audit_queue_ready.notify()
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.record is not None
+        return pending.record
+
+    #: Most appends one transaction carries.
+    AUDIT_BATCH = 256
+
+    def _commit_audit_forever(self) -> None:
+        while True:
+            with self._audit_queue_ready:
+                while not self._audit_queue:
+                    self._audit_queue_ready.wait()
+                batch = self._audit_queue[: self.AUDIT_BATCH]
+                del self._audit_queue[: self.AUDIT_BATCH]
+            try:
+                self._commit_audit_batch(batch)
+            except BaseException as exc:  # noqa: BLE001 - every waiter hears of it
+                for item in batch:  # nothing of a batch whose commit failed was written
+                    item.record = None
+                    item.error = item.error or exc
+            finally:
+                for item in batch:
+                    item.done.set()
+
+    def _commit_audit_batch(self, batch: list[_PendingAppend]) -> None:
         with self.write(changes_policy=False) as conn:
-            for jti, exp in single_use:
-                try:
-                    conn.execute("INSERT INTO used_jti (jti, exp) VALUES (?, ?)", (jti, exp))
-                except sqlite3.IntegrityError:
-                    raise ReplayDetected(jti) from None
-            if single_use and int(time.time()) % 60 == 0:
-                conn.execute("DELETE FROM used_jti WHERE exp < ?", (int(time.time()) - 3600,))
             row = conn.execute("SELECT seq, record FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-            seq = 1 if row is None else row[0] + 1
-            prev_hash = "" if row is None else json.loads(row[1])["hash"]
-            record = build(seq, prev_hash)
-            conn.execute("INSERT INTO audit (seq, record) VALUES (?, ?)", (seq, json.dumps(record)))
-        return record
+            seq = 0 if row is None else int(row[0])
+            prev_hash = "" if row is None else str(json.loads(row[1])["hash"])
+            prune = False
+            for item in batch:
+                conn.execute("SAVEPOINT append")
+                try:
+                    for jti, exp in item.single_use:
+                        try:
+                            conn.execute(
+                                "INSERT INTO used_jti (jti, exp) VALUES (?, ?)", (jti, exp)
+                            )
+                        except sqlite3.IntegrityError:
+                            raise ReplayDetected(jti) from None
+                    record = item.build(seq + 1, prev_hash)
+                    conn.execute(
+                        "INSERT INTO audit (seq, record) VALUES (?, ?)",
+                        (seq + 1, json.dumps(record)),
+                    )
+                except Exception as exc:  # noqa: BLE001 - this append fails, the batch goes on
+                    conn.execute("ROLLBACK TO append")
+                    conn.execute("RELEASE append")
+                    item.error = exc
+                    continue
+                conn.execute("RELEASE append")
+                seq += 1
+                prev_hash = str(record["hash"])
+                item.record = record
+                prune = prune or bool(item.single_use)
+            if prune and int(time.time()) % 60 == 0:
+                conn.execute("DELETE FROM used_jti WHERE exp < ?", (int(time.time()) - 3600,))
+        # The records exist only once the transaction committed: a failed COMMIT raises above
+        # and the caller marks every record of the batch failed.
 
     def audit_page(self, since: int = 0, limit: int = 1000) -> list[tuple[int, str]]:
         """``(seq, record as stored JSON)`` after ``since``, at most ``limit``: the export sends

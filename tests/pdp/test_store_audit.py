@@ -128,3 +128,44 @@ def test_the_audit_export_refuses_a_bad_page_size(world: PdpLab) -> None:
         response = world.zms_call("GET", f"/lab/audit?{query}")
         assert response.status_code == 400, query
         assert response.json()["error"] == "invalid_request"
+
+
+def test_concurrent_appends_share_commits_and_still_form_one_chain(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from lab.pdp.audit import AuditLog
+
+    store = Store(tmp_path / "pdp.db")
+    log = AuditLog(store)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def append(index: int) -> None:
+        # Every pair of threads presents the same single-use jti: exactly one of each pair wins.
+        try:
+            log.record(
+                correlation_id=f"c{index}",
+                client="ai.agent",
+                subject=LEARNER,
+                resource="api:docs",
+                action="get",
+                allowed=True,
+                reason="test",
+                single_use=[(f"jti-{index // 2}", 2**31)],
+            )
+            result = "ok"
+        except ReplayDetected:
+            result = "replay"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["ok"] * 20 + ["replay"] * 20
+    records = store.audit_records()
+    assert [r["seq"] for r in records] == list(range(1, 21))  # no gap where a replay rolled back
+    assert verify_chain(records) == []
+    assert len({r["correlation_id"] for r in records}) == 20
