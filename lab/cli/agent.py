@@ -36,7 +36,18 @@ def _agent() -> Any:
     except ImportError as exc:
         common.fail(f"the agent cannot be loaded ({exc})", "reinstall with `make setup`")
     settings = common.settings()
-    return Agent(common.backend(settings).endpoints(), settings)
+    return Agent(common.backend(settings).endpoints(), settings, config=agent_config())
+
+
+def agent_config() -> Any:
+    """``LAB_AGENT_*`` (client authentication, where the ID-JAG comes from), checked up front."""
+    from lab.agent.config import AgentConfig
+    from lab.config import SettingsError
+
+    try:
+        return AgentConfig.from_env()
+    except SettingsError as exc:
+        common.fail(str(exc), f"fix or unset {exc.variable}", common.ExitCode.USAGE)
 
 
 @app.command("run")
@@ -71,7 +82,16 @@ def run_chain(
             common.print_json(report) if json_output else print_summary(report)
             raise typer.Exit(common.ExitCode.FAILED)
         scope = scope_for(plan, access_role(CHAIN_SCOPE))
-    result = run_prompt(settings, endpoints, prompt, username, password, method=method, scope=scope)
+    result = run_prompt(
+        settings,
+        endpoints,
+        prompt,
+        username,
+        password,
+        method=method,
+        scope=scope,
+        config=agent_config(),
+    )
     summary = summarize(result)
     summary["scope"] = scope
     if not summary["ok"]:
