@@ -38,6 +38,10 @@ def get(url: str, **options: Any) -> httpx.Response:
         return http.get(url, **options)
 
 
+#: Seconds an idle pooled connection is kept; below uvicorn's ``timeout_keep_alive`` (5 s).
+KEEPALIVE_EXPIRY_S = 2.0
+
+
 class SharedAsyncClient:
     """One long-lived ``AsyncClient`` per event loop, for a part's calls to the other parts.
 
@@ -48,6 +52,10 @@ class SharedAsyncClient:
     """
 
     def __init__(self, **options: Any) -> None:
+        # Drop an idle connection before the server does: uvicorn closes keep-alive connections
+        # after 5 s, httpx keeps them 5 s too, and a request sent on a connection the server is
+        # closing fails with an empty ReadError (seen as "the PDP could not be reached: ").
+        options.setdefault("limits", httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S))
         self._options = options
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
         self._clients = weakref.WeakKeyDictionary()
