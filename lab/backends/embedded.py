@@ -610,28 +610,29 @@ def check_parts(endpoints: Endpoints, idp: str = "embedded") -> tuple[PartStatus
 
 
 def reload_providers(settings: Settings, endpoints: Endpoints) -> None:
-    """``POST {zts}/lab/reload`` as the system admin, so the PDP re-reads the providers file."""
-    import httpx
+    """``POST {zts}/lab/reload`` as the system admin, so the PDP re-reads the providers file.
 
-    from lab.oauth import http as lab_http
+    Over ``http.client`` (lab.state's JsonClient): ``lab reset`` calls this whenever the trusted
+    providers change, and importing httpx for one request was a third of that command."""
     from lab.oauth.admin import make_admin_assertion
     from lab.oauth.jose import SigningKey
+    from lab.state import JsonClient
 
     key = SigningKey.load_or_create(settings.key_file(ADMIN_PRINCIPAL))
     assertion = make_admin_assertion(ADMIN_PRINCIPAL, key, endpoints.zts)
     url = f"{endpoints.zts}/lab/reload"
+    client = JsonClient(timeout_s=5)
     try:
-        response = lab_http.client(trust_env=False).post(
-            url, headers={"Authorization": f"Bearer {assertion}"}, timeout=5
-        )
-    except httpx.HTTPError as exc:
+        status, text = client.request("POST", url, {"Authorization": f"Bearer {assertion}"})
+    except OSError as exc:
         raise BackendError(
             f"the PDP did not answer at {url} ({exc})", "check `lab status`"
         ) from None
-    if response.status_code >= 300:
+    finally:
+        client.close()
+    if status >= 300:
         raise BackendError(
-            f"the PDP refused to reload its providers "
-            f"({response.status_code}: {response.text[:200]})",
+            f"the PDP refused to reload its providers ({status}: {text[:200]})",
             "check `lab logs pdp`",
         )
 
