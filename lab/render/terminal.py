@@ -94,8 +94,14 @@ def render_model(
         out.append(render_lineage(model["lineage"]))
     if model["sequence"] and (verbose or whole_chain):
         out.append(Group(Text(""), Text("Sequence", style="bold"), Swimlanes(model["sequence"])))
-    # A challenge stops before its answer; the rest of its narrative describes the solved state.
-    if show_body and narrative["rest"] and model["status"] != "challenge":
+    # A challenge stops before its answer and --check runs only the checks: the rest of the
+    # narrative describes values of the full run, which these modes do not have.
+    if (
+        show_body
+        and narrative["rest"]
+        and model["status"] != "challenge"
+        and model["mode"] != "check"
+    ):
         out.append(Rule(style="dim"))
         out.extend(render_prose(narrative["rest"]))
     out.append(render_summary(model, program))

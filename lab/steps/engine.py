@@ -111,7 +111,14 @@ def run_step(step: Step, ctx: RunContext, solutions: bool = True) -> StepResult:
         reason = unmet(step.requires, ctx.endpoints)
         if reason is not None:
             return _not_run(step, "skipped", "run", reason)
-    if solutions or not has_solution_actions(step):
+    if not has_solution_actions(step):
+        return run_actions(step, step.actions, ctx, mode="run")
+    if already_solved(step, ctx):
+        # The learner solved it (by hand or with --solution): the "still refused" actions no
+        # longer hold, and the answer is in place; run the rest, which shows it working.
+        actions = tuple(a for a in step.actions if not a.unsolved and not a.solution)
+        return run_actions(step, actions, ctx, mode="run")
+    if solutions:
         return run_actions(step, step.actions, ctx, mode="run")
     first = next(i for i, a in enumerate(step.actions) if a.solution)
     result = run_actions(step, step.actions[:first], ctx, mode="run")
@@ -126,12 +133,23 @@ def has_solution_actions(step: Step) -> bool:
     return any(a.solution for a in step.actions)
 
 
+def already_solved(step: Step, ctx: RunContext) -> bool:
+    """Does the step's ``--check`` pass now? (Run quietly: captures stay as they are.)"""
+    actions = step.check_actions or tuple(a for a in step.actions if a.check)
+    if not actions or not any(a.unsolved for a in step.actions):
+        return False
+    probe = dataclasses.replace(ctx, captures=dict(ctx.values), persist=False)
+    return run_actions(step, actions, probe, mode="check").passed
+
+
 def challenge_message(step: Step) -> str:
     n = step.number
+    # One command per line: a terminal never breaks a command in the middle.
     return (
-        f"Your turn: step {n} stops here, before its answer. Fix the configuration yourself, then "
-        f"`lab step {n} --check`; `lab step {n} --hint` nudges, `lab step {n} --solution` "
-        "applies the answer and runs the rest of the step."
+        f"Your turn: step {n} stops here, before its answer. Fix the configuration yourself.\n"
+        f"  check your work:  lab step {n} --check\n"
+        f"  a nudge:          lab step {n} --hint\n"
+        f"  the answer:       lab step {n} --solution (applies it and runs the rest)"
     )
 
 
@@ -153,7 +171,11 @@ def apply_solution(step: Step, ctx: RunContext) -> StepResult:
     file (a YAML list of actions, or ``{actions: [...]}``) is applied alone.
     """
     if has_solution_actions(step):
-        return run_actions(step, step.actions, ctx, mode="solution")
+        # Applying the answer again is harmless (ZMS writes are idempotent PUTs); what no longer
+        # holds once solved is the "still refused" part, so it is left out then.
+        solved = already_solved(step, ctx)
+        actions = tuple(a for a in step.actions if not (solved and a.unsolved))
+        return run_actions(step, actions, ctx, mode="solution")
     if not step.solution:
         return _not_run(step, "error", "solution", f"step {step.number} has no solution")
     try:

@@ -32,7 +32,9 @@ DEFAULT_STEPS_DIR = REPO_ROOT / "steps"
 SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 FILE_NAME = re.compile(r"^(\d{2})-([a-z0-9][a-z0-9-]*)\.md$")
 _ACTION_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-_ACTION_FIELDS = {"id", "say", "show", "capture", "expect", "check", "solution", *ACTION_KINDS}
+_ACTION_FIELDS = {
+    "id", "say", "show", "capture", "expect", "check", "solution", "unsolved", *ACTION_KINDS
+}  # fmt: skip
 _EXPECT_FIELDS = {"why", "claim", *QUERY_KEYS, *PREDICATES}
 
 
@@ -250,6 +252,7 @@ def parse_action(path: Path, raw: Any, where: str) -> Action:
         expectations=parse_expectations(path, raw.get("expect") or [], f"{where}.expect"),
         check=bool(raw.get("check", False)),
         solution=_flag(path, where, raw, "solution"),
+        unsolved=_flag(path, where, raw, "unsolved"),
     )
 
 

@@ -89,6 +89,9 @@ class Action:
     #: Part of a challenge's answer: skipped by a plain ``lab step N`` (the learner's turn), run by
     #: ``lab run``, ``lab verify`` and ``lab step N --solution`` (step-format.md, "Challenges").
     solution: bool = False
+    #: Shows the challenge still unsolved (a refusal the answer removes): skipped once the step's
+    #: check passes, so solving by hand then ``lab step N`` passes, and ``--solution`` twice too.
+    unsolved: bool = False
     line: int | None = None  # 1-based line of the action in the step file, when known
 
 

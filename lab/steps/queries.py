@@ -134,7 +134,21 @@ def _token_query(query: Query, outcome: Outcome) -> tuple[bool, Any]:
         part = unverified_claims(token) if query.claim else unverified_header(token)
     except JwtValidationError as exc:
         raise QueryError(f"{query.describe()}: the value is not a JWT ({exc.reason})") from None
+    if query.claim == LIFETIME and LIFETIME not in part:
+        return _lifetime(part)
     return dotted(part, query.claim or query.token_header or "")
+
+
+#: A derived claim: ``exp - iat`` in seconds, so a step can check a token is short-lived
+#: (an ID-JAG lives minutes, draft -04 §4.3.4 and SEP-990) whatever the clock says.
+LIFETIME = "lifetime"
+
+
+def _lifetime(claims: dict[str, Any]) -> tuple[bool, Any]:
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+        return False, None
+    return True, exp - iat
 
 
 def _as_text(value: Any) -> str:

@@ -177,3 +177,22 @@ def test_cli_small_items(stack: Stack) -> None:
     assert lab(stack, "decode", "garbage").returncode == 2
     helped = lab(stack, "run", "--help")
     assert helped.returncode == 0 and "``" not in helped.stdout
+
+
+def test_challenge_solved_then_run_passes_and_solution_is_idempotent(stack: Stack) -> None:
+    assert lab(stack, "reset", "--to", "14").returncode == 0
+    turn = lab(stack, "step", "14")
+    assert turn.returncode == 0 and "CHALLENGE" in turn.stdout
+    assert "${" not in turn.stdout and not too_wide(turn.stdout)
+    assert "lab step 14 --check" in turn.stdout.splitlines()[-3]  # a command on its own line
+    hint = lab(stack, "step", "14", "--hint").stdout
+    assert "docs-poster" not in hint and "zts.jag_exchange" not in hint  # nudges, no answer
+    for _ in range(2):  # --solution twice: the answer is applied again, nothing breaks
+        applied = lab(stack, "step", "14", "--solution")
+        assert applied.returncode == 0, applied.stdout
+    solved = lab(stack, "step", "14")
+    assert solved.returncode == 0, solved.stdout
+    assert re.search(r"PASSED\s+(\d+)/\1 checks", solved.stdout)
+    assert "${" not in solved.stdout and re.search(r"\(id\s+\d+\)", solved.stdout)
+    created = lab(stack, "agent", "create a doc titled x with content y")
+    assert created.returncode == 0, created.stdout
