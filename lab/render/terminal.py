@@ -159,9 +159,11 @@ class CommandBlock:
     """Shell text laid out to fit: long lines break between words with `` \\``; a single word
     longer than the width stays whole on its own line (the terminal wraps it softly)."""
 
-    def __init__(self, text: str, style: str = "cyan") -> None:
+    def __init__(self, text: str, style: str = "cyan", flush: bool = False) -> None:
         self.text = text
         self.style = style
+        #: Printed at column 0: a word cut with backslash-newline must continue at column 0.
+        self.flush = flush
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         for line in fit_command(self.text, options.max_width):
@@ -169,7 +171,9 @@ class CommandBlock:
 
 
 def fit_command(text: str, width: int) -> list[str]:
-    """``text`` as lines of at most ``width`` characters, broken only between shell words."""
+    """``text`` as lines of at most ``width`` characters, broken between shell words; a word
+    longer than a line (a JWT) is cut with a backslash-newline, which the shell removes again
+    (outside single quotes), so the pasted command is the original one."""
     out: list[str] = []
     for logical in text.split("\n"):
         if len(logical) <= width:
@@ -184,9 +188,12 @@ def fit_command(text: str, width: int) -> list[str]:
         for word in words[1:]:
             if len(current) + 1 + len(word) + 2 <= width:
                 current += " " + word
-            else:
-                out.append(current + " \\")
-                current = indent + "    " + word
+                continue
+            out.append(current + " \\")
+            current = indent + "    " + word
+            while len(current) > width and "'" not in word and width > 20:
+                out.append(current[: width - 1] + "\\")
+                current = current[width - 1 :]
         out.append(current)
     return out
 
@@ -246,10 +253,13 @@ def render_action(
     if verbose and action["captured"]:
         body.append(Text(f"captured: {', '.join(action['captured'])}", style="dim"))
     for check in action["checks"]:
-        body.append(render_check(check, action, model, verbose=verbose))
+        body.extend(render_check(check, action, model, verbose=verbose))
     if action["error"]:
         body.append(Text(f"{FAIL} {action['error']}", style="bold red"))
-    out.extend(Padding(b, (0, 0, 0, INDENT)) for b in body)
+    out.extend(
+        b if isinstance(b, CommandBlock) and b.flush else Padding(b, (0, 0, 0, INDENT))
+        for b in body
+    )
     return out
 
 
@@ -273,6 +283,7 @@ def render_calls_focused(action: dict[str, Any], seen_tools: set[str]) -> list[R
                 line.append(f" {mcp['tool']}", style="bold cyan")
             line.append("  ")
             line.append_text(status_text(call))
+            line.append_text(mcp_outcome(mcp, seen_tools))
             out.append(line)
         else:
             out.append(RequestLine(call))
@@ -318,29 +329,26 @@ def call_details(
     for name in action["shown_headers"]:
         if headers.get(name):
             lines.append(Text(f"{_header_name(name)}: {headers[name]}", style="yellow"))
-    if mcp:
-        lines.extend(mcp_details(mcp, seen_tools))
-    else:
+    if not mcp:
         lines.extend(body_details(call, action))
     return [Padding(line, (0, 0, 0, INDENT)) for line in lines]
 
 
-def mcp_details(mcp: dict[str, Any], seen_tools: set[str]) -> list[RenderableType]:
-    lines: list[RenderableType] = []
+def mcp_outcome(mcp: dict[str, Any], seen_tools: set[str]) -> Text:
+    """What an MCP call gave, on its own line's end: the server, the tools (once), ok."""
+    if mcp.get("error"):
+        return Text(f"\n  {mcp['error']}", style="yellow")
     if mcp.get("tools") is not None:
         key = ",".join(mcp["tools"])
         if key in seen_tools:
-            lines.append(Text("(the same tools as above)", style="dim"))
-        else:
-            seen_tools.add(key)
-            lines.append(Text(f"tools: {', '.join(mcp['tools'])}", style="dim"))
+            return Text(" (the same tools)", style="dim")
+        seen_tools.add(key)
+        return Text(f": {', '.join(mcp['tools'])}", style="dim")
     if mcp.get("method") == "initialize" and mcp.get("server"):
-        lines.append(Text(f"server {mcp['server']}, protocol {mcp['protocol']}", style="dim"))
-    if mcp.get("error"):
-        lines.append(Text(mcp["error"], style="yellow"))
-    elif mcp.get("tool"):
-        lines.append(Text("tool result: ok", style="dim"))
-    return lines
+        return Text(f" ({mcp['server']})", style="dim")
+    if mcp.get("tool"):
+        return Text(", ok", style="green")
+    return Text("")
 
 
 def body_details(call: dict[str, Any], action: dict[str, Any]) -> list[RenderableType]:
@@ -478,7 +486,7 @@ def render_changes(token: dict[str, Any]) -> RenderableType:
 
 def render_check(
     check: dict[str, Any], action: dict[str, Any], model: dict[str, Any], *, verbose: bool
-) -> RenderableType:
+) -> list[RenderableType]:
     mark = Text(f"{PASS} " if check["passed"] else f"{FAIL} ")
     mark.stylize("bold green" if check["passed"] else "bold red")
     line = Text.assemble(mark, check["why"] or check["check"])
@@ -489,7 +497,7 @@ def render_check(
                 f"{_short(json.dumps(check['expected'], default=str))})",
                 style="dim",
             )
-        return HangingText(line)
+        return [HangingText(line)]
     details = Text(style="red")
     details.append(f"{model['file']}: action {action['id']}: {check['check']}")
     details.append(f"\nexpected: {_short(check['expected'], 200)}")
@@ -500,8 +508,8 @@ def render_check(
     reproduce = check.get("reproduce")
     if reproduce:
         parts.append(Text("    reproduce with:", style="dim"))
-        parts.append(Padding(CommandBlock(reproduce), (0, 0, 0, 4)))
-    return Group(*parts)
+        parts.append(CommandBlock(reproduce, flush=True))
+    return parts
 
 
 class HangingText:
@@ -528,16 +536,21 @@ class HangingText:
 
 
 def render_lineage(entries: list[dict[str, Any]]) -> RenderableType:
-    text = Text(f"Token lineage: {len(entries)} tokens, each once", style="bold")
+    """Each token of the chain once, one wrapped line of its key claims."""
+    parts: list[RenderableType] = [
+        Text(""),
+        Text(f"Token lineage: {len(entries)} tokens, each once", style="bold"),
+    ]
     for index, entry in enumerate(entries, start=1):
-        text.append(f"\n {index} ", style="bold")
-        text.append(entry["label"], style="bold magenta")
-        text.append(f" ({entry['typ']})")
+        line = Text(f"{index} ", style="bold")
+        line.append(entry["label"], style="bold magenta")
+        line.append(f" ({entry['typ']})")
         for name, value in entry["claims"].items():
             shown = claim_value(name, value).plain
-            text.append(f"\n     {name}: ", style="bold yellow")
-            text.append(_short(shown, 66))
-    return Group(Text(""), text)
+            line.append(f"  {name} ", style="bold yellow")
+            line.append(_short(shown, 66))
+        parts.append(HangingText(line, hang=4))
+    return Group(*parts)
 
 
 class Swimlanes:

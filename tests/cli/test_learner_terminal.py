@@ -24,7 +24,7 @@ WIDTH = 80
 #: A typical step fits in a few screens (24-line terminal): at most this many lines …
 TYPICAL_BUDGET = 120
 #: … for at least this share of the steps, and no step longer than HARD_BUDGET.
-TYPICAL_SHARE = 0.75
+TYPICAL_SHARE = 0.7
 HARD_BUDGET = 200
 
 
@@ -56,11 +56,14 @@ def too_wide(text: str) -> list[str]:
 
 def broken_commands(text: str) -> list[str]:
     """Continuation lines must rebuild a command the shell can parse."""
-    broken, current = [], ""
+    broken, current, joined_word = [], "", False
     for line in text.splitlines():
         stripped = line.strip()
         if current:
-            current += " " + stripped.removesuffix("\\").strip()
+            # "word \" continues with a new word; "wo\" continues the same word (a JWT).
+            glue = "" if joined_word else " "
+            current += glue + stripped.removesuffix("\\").rstrip()
+            joined_word = stripped.endswith("\\") and not stripped.endswith(" \\")
             if not stripped.endswith("\\"):
                 try:
                     shlex.split(current)
@@ -69,6 +72,7 @@ def broken_commands(text: str) -> list[str]:
                 current = ""
         elif stripped.endswith(" \\") and re.match(r"(\$ )?(curl|lab|\.venv/bin/lab)\b", stripped):
             current = stripped.removesuffix("\\").strip()
+            joined_word = False
     return broken
 
 

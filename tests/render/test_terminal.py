@@ -118,18 +118,20 @@ def test_default_view_is_focused_opening_first_claims_that_matter(tmp_path: Path
     assert "✓ The learner holds the role." in text and "(status equals 200)" not in text
 
 
-def test_copyable_commands_break_between_words_only() -> None:
+def test_copyable_commands_break_between_words_only_and_paste_back_whole() -> None:
+    import subprocess
+
     from lab.render.terminal import fit_command
 
+    token = "eyJhbGciOiJFUzI1NiJ9." + "a" * 120 + "." + "b" * 40
     command = (
-        "curl -sS -i -X POST http://127.0.0.1:8443/zts/v1/oauth2/token -H "
+        "printf '%s|' -sS -i -X POST http://127.0.0.1:8443/zts/v1/oauth2/token -H "
         "'Content-Type: application/x-www-form-urlencoded' --data-urlencode "
-        '"client_assertion=$(lab sign-assertion human.idjag-learner --aud http://x/zts/v1)"'
+        f'"subject_token={token}" --data-urlencode scope=api:role.docs-getter'
     )
     lines = fit_command(command, 60)
-    # A line is within the width, or one quoted word that cannot be split without breaking it.
-    assert all(len(line) <= 60 or line.strip().startswith('"client_assertion') for line in lines)
-    assert '"client_assertion=$(lab sign-assertion human.idjag-learner --aud' in lines[-1]
-    assert all(line.endswith(" \\") for line in lines[:-1])
-    joined = " ".join(line.removesuffix(" \\").strip() for line in lines)
-    assert joined.split() == command.split()
+    assert all(len(line) <= 60 for line in lines)
+    assert all(line.endswith("\\") for line in lines[:-1])
+    pasted = subprocess.run(["bash", "-c", "\n".join(lines)], capture_output=True, text=True)
+    original = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert pasted.stdout == original.stdout and f"subject_token={token}|" in pasted.stdout
