@@ -78,7 +78,7 @@ def test_lineage_and_sequence_follow_the_chain(tmp_path: Path) -> None:
     lineage = text.split("Token lineage", 1)[1]
     assert lineage.index("access_token") < lineage.index("exchanged by the MCP server")
     assert lineage.count("exchanged by the MCP server") == 1  # each token once
-    assert "act: " in lineage and "mcp.api-mcp" in lineage
+    assert re.search(r"\bact\b", lineage) and "mcp.api-mcp" in lineage
     sequence = text.split("Sequence", 1)[1]
     lanes = sequence.splitlines()[1]
     assert re.search(r"agent\s+IdP\s+PDP\s+MCP server\s+document API", lanes)
