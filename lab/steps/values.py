@@ -30,10 +30,13 @@ class MissingValue(KeyError):
         super().__init__(name)
 
     def __str__(self) -> str:
-        at = f"{self.where}: " if self.where else ""
+        # The fix first: a learner who jumped ahead needs the command, not the internals.
+        step = re.search(r"(?:^|/)(\d\d)-[\w-]+\.md", self.where)
+        how = f" (`lab reset --to {int(step[1])}` does it for you)" if step else ""
+        at = f" ({self.where})" if self.where else ""
         return (
-            f"{at}no value for ${{{self.name}}} — it is not an endpoint, realm or key value, "
-            "and no earlier action captured it (run the earlier steps first)"
+            f"run the earlier steps first{how}: ${{{self.name}}} has no value yet - it is not "
+            f"an endpoint, realm or key value, and no earlier action captured it{at}"
         )
 
 

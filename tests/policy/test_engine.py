@@ -201,3 +201,14 @@ def test_reason_names_the_deciding_assertion() -> None:
     assert "DENY delete on api:docs" in decision.reason
     allowed = decide([GET_DOCS], roles=["api:role.docs-getter"], action="get", resource="api:docs")
     assert allowed.assertion == GET_DOCS and "api:policy.p" in allowed.reason
+
+
+@pytest.mark.parametrize("deny_first", [True, False])
+def test_actor_deny_wins_whatever_the_order_of_the_policies(deny_first: bool) -> None:
+    allow = Assertion("api:role.docs-deleter", "api:docs", "delete", "ALLOW", "docs-deleter_x")
+    deny = Assertion("api:role.ai-actors", "api:docs", "delete", "DENY", "zz-actors_x")
+    assertions = [deny, allow] if deny_first else [allow, deny]
+    decision = decide(
+        assertions, ["api:role.docs-deleter"], "delete", "api:docs", ["api:role.ai-actors"]
+    )
+    assert not decision.allowed and decision.effect == "DENY"
