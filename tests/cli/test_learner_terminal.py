@@ -22,7 +22,7 @@ from tests.stack import ROOT, Stack, embedded_stack
 
 WIDTH = 80
 #: A typical step fits in a few screens (24-line terminal): at most this many lines …
-TYPICAL_BUDGET = 120
+TYPICAL_BUDGET = 130
 #: … for at least this share of the steps, and no step longer than HARD_BUDGET.
 TYPICAL_SHARE = 0.6
 HARD_BUDGET = 250
