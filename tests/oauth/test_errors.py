@@ -33,5 +33,5 @@ def test_missing_token_challenge_has_no_error_code():
 
 def test_invalid_token_and_insufficient_scope_challenges():
     assert 'error="invalid_token"' in InvalidToken("expired").challenge()
-    err = InsufficientScope("need access on api:mcp", scope="api:role.mcp-accessor")
+    err = InsufficientScope("need access on mcp:mcp", scope="mcp:role.mcp-accessor")
     assert err.status_code == 403 and 'error="insufficient_scope"' in err.challenge()
