@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
+from lab.agent.signin import browser_like, parse_login_form
 from lab.config import AGENT_PRINCIPAL, LEARNER_PRINCIPAL
-from lab.gateway.chain import HEADLESS, HeldToken, SignInPlan
+from lab.gateway.chain import BROWSER, HEADLESS, HeldToken, SignInPlan
 from lab.gateway.launch import Gateway
 from lab.gateway.links import ChainBroken
 from lab.oauth.jose import unverified_claims
@@ -145,3 +148,31 @@ def test_chain_every_call_asks_for_a_new_id_jag_each_time(
         gateway.close()
     assert first != second and gateway.keeper.renewals == 2
     assert sign_ins(gateway) == 1  # the ID token is still reused
+
+
+def test_browser_sign_in_goes_through_the_loopback_redirect(
+    running_lab: RunningLab,  # noqa: F811
+) -> None:
+    opened: list[str] = []
+
+    def person_at_a_browser(url: str) -> None:
+        """The user's browser reduced to HTTP: show the login page, submit it, follow on."""
+        opened.append(url)
+        with browser_like(httpx.Client(follow_redirects=True)) as browser:
+            page = browser.get(url)
+            form = parse_login_form(page.text, str(page.url))
+            browser.post(
+                form.action,
+                data={**form.fields, "username": "idjag-learner", "password": "password"},
+            )
+
+    plan = SignInPlan(mode=BROWSER, opener=person_at_a_browser, timeout_s=10)
+    gateway = Gateway.create(running_lab.settings, running_lab.endpoints, plan)
+    try:
+        token = gateway.keeper.access_token()
+    finally:
+        gateway.close()
+    assert len(opened) == 1 and "code_challenge_method=S256" in opened[0]
+    redirect = parse_qs(urlsplit(opened[0]).query)["redirect_uri"][0]
+    assert urlsplit(redirect).hostname == "127.0.0.1"  # RFC 8252 §7.3 loopback redirect
+    assert unverified_claims(token)["sub"] == LEARNER_PRINCIPAL
