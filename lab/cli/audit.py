@@ -33,6 +33,11 @@ def audit(
     change: str = typer.Option("decision=allow", "--set", help="With --tamper: field=value."),
     json_output: bool = typer.Option(False, "--json", help="Print the records as JSON."),
     last: int = typer.Option(20, "--last", min=1, help="How many of the latest records to show."),
+    correlation: str | None = typer.Option(
+        None,
+        "--correlation",
+        help="Show only records whose correlation id starts with this (gw- = lab gateway).",
+    ),
 ) -> None:
     """Show who asked for what and what the PDP decided (one record per decision)."""
     if tamper:
@@ -43,7 +48,8 @@ def audit(
     records = iter_file(file) if file is not None else iter_pdp_records()
     if json_output:
         everything = list(records)  # --json prints every record: it has to hold them
-        data: dict[str, Any] = {"records": everything, "count": len(everything)}
+        shown = [r for r in everything if _correlated(r, correlation)]
+        data: dict[str, Any] = {"records": shown, "count": len(shown)}
         if export is not None:
             write_export(export, everything)
         if verify:
@@ -68,7 +74,8 @@ def audit(
                 verifier.feed(item)
             if writer is not None:
                 writer.add(item)
-            tail.append(item)
+            if _correlated(item, correlation):
+                tail.append(item)
     finally:
         if writer is not None:
             writer.close()
@@ -84,6 +91,12 @@ def audit(
 
 #: Records per request when reading the PDP's trail (the PDP allows up to 10,000).
 PAGE = 5000
+
+
+def _correlated(record: dict[str, Any], prefix: str | None) -> bool:
+    """The gateway marks its calls (``gw-<client>-<launch>-<n>``); ``--correlation`` finds them.
+    Export and ``--verify`` still see every record: the hash chain needs them all."""
+    return prefix is None or str(record.get("correlation_id") or "").startswith(prefix)
 
 
 def iter_pdp_records(page: int = PAGE) -> Iterator[dict[str, Any]]:

@@ -102,16 +102,22 @@ async def test_gateway_calls_are_marked_in_the_pdp_audit(
 ) -> None:
     async with Client(streamable_http_client(http_gateway.url)) as client:
         await client.call_tool("list_docs", {})
-    audit = lab_stack.lab("audit", "--json")
+    audit = lab_stack.lab("audit", "--json", "--correlation", "gw-")
     assert audit.returncode == 0, audit.stderr
-    marked = [
-        r for r in json.loads(audit.stdout)["records"] if r["correlation_id"].startswith("gw-")
-    ]
+    marked = json.loads(audit.stdout)["records"]
+    assert marked and all(r["correlation_id"].startswith("gw-") for r in marked)
     by_action = {(r["action"], r["client"]) for r in marked}
     assert ("id-jag", AGENT_PRINCIPAL) in by_action, by_action
     assert ("token:jwt-bearer", AGENT_PRINCIPAL) in by_action, by_action
     # The MCP server passes the gateway's id on with its own exchange: the last hop is marked too.
     assert ("token:token-exchange", MCP_PRINCIPAL) in by_action, by_action
+    none = lab_stack.lab("audit", "--json", "--correlation", "no-such-client-")
+    assert json.loads(none.stdout)["count"] == 0
+    table = lab_stack.lab("audit", "--correlation", "gw-", "--last", "3")
+    # The latest gateway records may all be the MCP server's exchanges (the gateway reuses its
+    # token): each acts for the learner either way.
+    assert table.returncode == 0 and LEARNER_PRINCIPAL in table.stdout, table.stdout
+    assert AGENT_PRINCIPAL in table.stdout or MCP_PRINCIPAL in table.stdout, table.stdout
 
 
 def test_hops_are_logged_with_fingerprints_never_whole_tokens(
