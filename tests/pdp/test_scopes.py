@@ -35,6 +35,7 @@ def test_metadata_lists_every_role_and_the_id_jag_profiles(world: PdpLab) -> Non
     document = _metadata(world)
     assert [name for name, value in document.items() if value == []] == []
     assert {"api:role.docs-getter", "mcp:role.mcp-accessor"} <= set(document["scopes_supported"])
+    assert not [s for s in document["scopes_supported"] if s.endswith(":role.admin")]
     # ID-JAG draft -04 §7.
     assert document["authorization_grant_profiles_supported"] == [
         "urn:ietf:params:oauth:grant-profile:id-jag"

@@ -71,10 +71,15 @@ def roles_for_resource(pdp: Pdp, resource: str) -> list[str]:
 
 def all_roles(pdp: Pdp) -> list[str]:
     """Every role of every domain by full name: the scopes this PDP can issue (RFC 8414
-    ``scopes_supported``)."""
+    ``scopes_supported``). ``<domain>:role.admin`` is left out: it administers ZMS, which takes
+    signed assertions, and is no scope a client should ask a token for."""
     names: list[str] = []
     for domain in pdp.store.list_domains():
         view = pdp.store.domain_view(domain)
         if view is not None:
-            names.extend(sorted(role.lower() for role in view.roles))
+            names.extend(
+                sorted(
+                    role.lower() for role in view.roles if not role.lower().endswith(":role.admin")
+                )
+            )
     return names
