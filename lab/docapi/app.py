@@ -33,6 +33,7 @@ from lab.oauth.resource_server import (
     verify_admin_request,
 )
 from lab.oauth.starlette import exception_handlers, json_response, read_json
+from lab.policy.signed import verify_signed_policy_data
 
 log = logging.getLogger("lab.docapi")
 
@@ -53,19 +54,29 @@ class Guard:
         self.issuer = endpoints.zts
         self.jwks = JwksCache(endpoints.zts_jwks)
         self.policy = PolicyCache(
-            endpoints.zts, API_DOMAIN, self.jwks, refresh_s=settings.policy_refresh_s
+            endpoints.zts,
+            API_DOMAIN,
+            self.jwks,
+            verify=verify_signed_policy_data,
+            refresh_s=settings.policy_refresh_s,
         )
 
-    def check(self, token: str | None, action: str) -> dict[str, Any]:
-        """Return the accepted token's claims or raise 401/403 (RFC 6750 §3.1). Blocking."""
+    def authenticate(self, token: str | None) -> dict[str, Any]:
+        """Return the accepted token's claims or raise 401 (RFC 6750 §3.1). Blocking."""
         if token is None:
             # RFC 6750 §3.1: no credentials → challenge without an error code.
             raise MissingToken("this API needs an access token: Authorization: Bearer <token>")
         # RFC 9068 §4 / RFC 8707: only tokens for audience "api" — an MCP-audience token
         # passed through by the MCP server is refused here.
-        claims = verify_access_token(token, self.jwks, issuer=self.issuer, audience=API_DOMAIN)
+        return verify_access_token(token, self.jwks, issuer=self.issuer, audience=API_DOMAIN)
+
+    async def check(self, token: str | None, action: str) -> dict[str, Any]:
+        """Authenticate, then decide locally (ZPE style); raise 401/403 or return the claims."""
+        claims = await run_in_threadpool(self.authenticate, token)
+        # The policy is read without holding a worker thread while another request refreshes it.
+        policy = await self.policy.current_async()
         decision = decide_locally(
-            self.policy.current(), claims, domain=API_DOMAIN, action=action, resource=RESOURCE
+            policy, claims, domain=API_DOMAIN, action=action, resource=RESOURCE
         )
         if not decision.allowed:
             log.info(
@@ -102,8 +113,7 @@ def create_app(settings: Settings, protected: bool) -> Starlette:
     async def authorize(request: Request) -> dict[str, Any] | None:
         if guard is None:
             return None
-        action = ACTIONS[request.method]
-        return await run_in_threadpool(guard.check, bearer_token(request.headers), action)
+        return await guard.check(bearer_token(request.headers), ACTIONS[request.method])
 
     def respond(data: dict[str, Any], caller: dict[str, Any] | None, status: int = 200) -> Response:
         if caller is not None:
@@ -150,7 +160,13 @@ def create_app(settings: Settings, protected: bool) -> Starlette:
         return json_response({"docs": store.all()})
 
     async def healthz(request: Request) -> Response:
-        return json_response({"status": "ok", "part": "docapi", "protected": protected})
+        # Answered from a worker thread, so a part whose threads are all stuck is not "ok";
+        # the protected port also says whether it can get its policy data.
+        ok, detail = await run_in_threadpool(guard.policy.health) if guard else (True, "none")
+        body = {"status": "ok" if ok else "unavailable", "part": "docapi", "protected": protected}
+        if guard is not None:
+            body["policy"] = detail
+        return json_response(body, 200 if ok else 503)
 
     async def openapi(request: Request) -> Response:
         return json_response(docapi_openapi(base_url, protected))

@@ -55,6 +55,7 @@ from lab.oauth.resource_server import (
     verify_admin_request,
 )
 from lab.oauth.starlette import exception_handlers, json_response, read_json
+from lab.policy.signed import verify_signed_policy_data
 
 log = logging.getLogger("lab.mcpserver")
 
@@ -203,7 +204,7 @@ class AccessGate:
     async def _refusal(self, token: AccessToken) -> Response | None:
         claims = token.claims or {}
         try:
-            policy = await run_in_threadpool(self.policy.current)
+            policy = await self.policy.current_async()
         except OAuthError as exc:
             return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
         decision = decide_locally(
@@ -236,7 +237,13 @@ def create_app(settings: Settings) -> Starlette:
 
     jwks = JwksCache(endpoints.zts_jwks)
     # The MCP server's policies live in its own domain, mcp (tutorial: the Runtime Proxy's ZPU).
-    policy = PolicyCache(endpoints.zts, MCP_DOMAIN, jwks, refresh_s=settings.policy_refresh_s)
+    policy = PolicyCache(
+        endpoints.zts,
+        MCP_DOMAIN,
+        jwks,
+        verify=verify_signed_policy_data,
+        refresh_s=settings.policy_refresh_s,
+    )
     server_settings = ServerSettings(settings.home / "mcpserver-settings.json")
     # Contracts §1: the MCP server creates its key if the backend has not, so that step 5 can
     # register the public half (keys/mcp.api-mcp.pub.pem) with the PDP.
@@ -330,7 +337,11 @@ def create_app(settings: Settings) -> Starlette:
         return await call_docapi(ROLE_DELETE, "DELETE", f"/api/docs/{_positive(id)}")
 
     async def healthz(request: Request) -> Response:
-        return json_response({"status": "ok", "part": "mcpserver"})
+        # Answered from a worker thread: if every thread is stuck the check fails too, and a
+        # part that cannot reach its policy data says so instead of answering 200.
+        ok, detail = await run_in_threadpool(policy.health)
+        body = {"status": "ok" if ok else "unavailable", "part": "mcpserver", "policy": detail}
+        return json_response(body, 200 if ok else 503)
 
     async def lab_settings(request: Request) -> Response:
         await run_in_threadpool(verify_admin_request, request.headers, admin_pub, admin_audience)

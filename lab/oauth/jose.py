@@ -359,20 +359,37 @@ class JwksCache:
         self._lock = threading.Lock()
 
     def resolve(self, kid: str | None) -> PublicKey:
-        with self._lock:
-            stale = time.monotonic() - self._fetched_at > self._max_age
-            if stale or (kid not in self._keys and self._may_refresh()):
-                self._refresh()
-            if kid is None and len(self._keys) == 1:
-                return next(iter(self._keys.values()))
-            if kid is None or kid not in self._keys:
-                raise JwtValidationError(f"unknown signing key id {kid!r}")
-            return self._keys[kid]
+        keys = self._keys
+        stale = time.monotonic() - self._fetched_at > self._max_age
+        if stale or (kid not in keys and self._may_refresh()):
+            keys = self._refresh_once()
+        if kid is None and len(keys) == 1:
+            return next(iter(keys.values()))
+        if kid is None or kid not in keys:
+            raise JwtValidationError(f"unknown signing key id {kid!r}")
+        return keys[kid]
 
     __call__ = resolve
 
     def _may_refresh(self) -> bool:
         return time.monotonic() - self._fetched_at >= self._min_refresh
+
+    def _refresh_once(self) -> dict[str, PublicKey]:
+        """Single-flight refresh; no lock is held while waiting for the network by anyone
+        else: callers arriving during a refresh use the keys already known, and only a caller
+        with no keys at all waits (bounded by the timeout) for the first fetch to finish."""
+        deadline = time.monotonic() + self._timeout
+        while not self._lock.acquire(blocking=False):
+            if self._keys or time.monotonic() > deadline:
+                return self._keys
+            time.sleep(0.01)
+        try:
+            if self._keys and time.monotonic() - self._fetched_at < self._min_refresh:
+                return self._keys  # another caller just refreshed
+            self._refresh()
+            return self._keys
+        finally:
+            self._lock.release()
 
     def _refresh(self) -> None:
         # httpx is imported here, not at the top: signing (lab reset's admin assertions) needs

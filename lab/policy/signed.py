@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -25,7 +25,7 @@ from lab.oauth.jose import (
     SigningKey,
     algorithm_for,
 )
-from lab.policy.engine import Assertion, member_matches
+from lab.policy.engine import Assertion, Decision, decide, member_matches
 
 
 class PolicyDataError(ValueError):
@@ -44,6 +44,21 @@ class PolicyData:
     roles: dict[str, list[str]] = field(default_factory=dict)
     modified: str = ""
     expires: str = ""
+    #: ``expires`` as epoch seconds; a resource server stops using the copy after it.
+    expires_at: float | None = None
+
+    def decide(
+        self,
+        roles: Iterable[str],
+        action: str,
+        resource: str,
+        actor_roles: Iterable[str] = (),
+    ) -> Decision:
+        """The ZPE decision on this document's assertions (DENY wins, no match denies); only
+        the assertions that can match the held or acting roles are scanned (indexed)."""
+        held, actors = tuple(roles), tuple(actor_roles)
+        candidates = self.assertions_for([*held, *actors])
+        return decide(candidates, held, action, resource, actor_roles=actors)
 
     def roles_of(self, principal: str) -> set[str]:
         """Full role names whose (unexpired) members include ``principal`` (wildcards too)."""
@@ -130,8 +145,9 @@ def verify_signed_policy_data(document: Mapping[str, Any], resolve_key: KeyResol
         raise PolicyDataError(f"signature does not verify: {exc}") from None
     if payload != canonical_json(signed):
         raise PolicyDataError("signature does not cover this signedPolicyData")
-    _check_not_expired(signed.get("expires"))
-    return parse_policy_data(signed.get("policyData"), signed)
+    expires_at = _check_not_expired(signed.get("expires"))
+    policy = parse_policy_data(signed.get("policyData"), signed)
+    return replace(policy, expires_at=expires_at)
 
 
 def parse_policy_data(policy_data: Any, signed: Mapping[str, Any] | None = None) -> PolicyData:
@@ -167,12 +183,14 @@ def parse_policy_data(policy_data: Any, signed: Mapping[str, Any] | None = None)
     )
 
 
-def _check_not_expired(expires: Any) -> None:
-    if not expires:
-        return
+def _check_not_expired(expires: Any) -> float:
+    """Epoch seconds of ``expires``; a document without one, or past it, is refused."""
+    if not isinstance(expires, str) or not expires:
+        raise PolicyDataError("signed policy data has no expires timestamp")
     try:
-        stamp = datetime.strptime(str(expires).replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
+        stamp = datetime.strptime(expires.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
     except ValueError:
         raise PolicyDataError(f"expires {expires!r} is not an Athenz timestamp") from None
     if stamp.timestamp() < time.time():
         raise PolicyDataError(f"signed policy data expired at {expires}")
+    return stamp.timestamp()

@@ -14,6 +14,12 @@ from lab.pdp.names import DOMAIN_RE, SIMPLE_RE
 DEFAULT_LIFETIME_S = 3600
 MAX_LIFETIME_S = 7200
 ID_JAG_LIFETIME_S = 300
+#: Longest ID-JAG redeemed (``exp - iat``): the draft's ID-JAGs are short-lived (-04 §3).
+MAX_ID_JAG_LIFETIME_S = 600
+#: Bounds on a requested scope: every value is checked against policy, so their number and
+#: size bound the work one request can cause.
+MAX_SCOPE_LENGTH = 2048
+MAX_SCOPE_ITEMS = 32
 
 
 @dataclass
@@ -112,6 +118,11 @@ def parse_scope(
         raise InvalidRequest(
             "missing required parameter scope", athenz_message="Invalid request: no scope provided"
         )
+    if len(scope) > MAX_SCOPE_LENGTH or len(scope.split()) > MAX_SCOPE_ITEMS:
+        raise InvalidScope(
+            f"scope is longer than {MAX_SCOPE_LENGTH} characters or {MAX_SCOPE_ITEMS} values",
+            athenz_message="Invalid scope: too long",
+        )
     roles: list[str] = []
     all_domains: list[str] = []
     for item in scope.split():
@@ -176,6 +187,22 @@ def granted_roles(pdp: Pdp, principal: str, scope: Scope) -> list[str]:
     return granted
 
 
+def explicit_scope(pdp: Pdp, principal: str, scope: Scope) -> Scope:
+    """``D:domain`` spelled out as the roles of ``D`` the principal holds now, beside the roles
+    named explicitly. Grants run their checks on this explicit list, so every role in an issued
+    token has passed exactly the checks a named role passes (issue #16: ``api:domain`` carried
+    roles past ``zts.jag_exchange``). Unknown domains are 404 ``No such domain``; a scope that
+    spells out to nothing is the 403 "not included" refusal."""
+    if not scope.all_domains:
+        return scope
+    roles = list(scope.roles)
+    for domain in scope.all_domains:
+        roles.extend(role for role in sorted(pdp.roles_of(domain, principal)) if role not in roles)
+    if not roles:
+        raise not_included(principal, scope.all_domains[0])
+    return Scope(roles=tuple(roles))
+
+
 def short_names(roles: list[str], domain: str) -> list[str]:
     """Athenz's ``scp``: roles of the token's own domain by short name, others by full name
     (the multi-domain layout, e.g. ``["mcp-accessor", "api:role.docs-getter"]``)."""
@@ -183,17 +210,17 @@ def short_names(roles: list[str], domain: str) -> list[str]:
     return [role[len(prefix) :] if role.startswith(prefix) else role for role in roles]
 
 
-def lifetime(request: TokenRequest) -> int:
+def lifetime(request: TokenRequest, cap: int = MAX_LIFETIME_S) -> int:
+    """The token lifetime: the client's ``expires_in`` (decimal seconds) capped at ``cap``."""
     raw = request.param("expires_in")
     if raw is None:
-        return DEFAULT_LIFETIME_S
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest("expires_in must be a number of seconds") from None
+        return min(DEFAULT_LIFETIME_S, cap)
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+        raise InvalidRequest("expires_in must be a number of seconds")
+    value = int(raw)
     if value <= 0:
         raise InvalidRequest("expires_in must be positive")
-    return min(value, MAX_LIFETIME_S)
+    return min(value, cap)
 
 
 def mint_access_token(

@@ -18,6 +18,7 @@ from lab.pdp.zts.grants.base import (
     Scope,
     TokenRequest,
     bearer_response,
+    explicit_scope,
     granted_roles,
     lifetime,
     mint_access_token,
@@ -58,6 +59,8 @@ class ClientCredentialsGrant(Grant):
             scope = parse_scope(scope_text)
             domain = audience = scope.domain  # Athenz: aud is the scope's domain
         request.resource = scope.text()
+        # D:domain becomes the roles held now (404 No such domain first), each checked alike.
+        scope = explicit_scope(self.pdp, request.client, scope)
         sent_audience = request.param("audience")
         if sent_audience is not None and sent_audience.rstrip("/") != audience.rstrip("/"):
             # Client credentials take no RFC 8693 audience; the token's audience comes from the

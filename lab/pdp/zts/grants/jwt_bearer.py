@@ -25,6 +25,7 @@ from lab.oauth.errors import InvalidGrant, InvalidScope, InvalidTarget, Unauthor
 from lab.oauth.jose import JwtValidationError, unverified_claims, unverified_header, verify_jwt
 from lab.oauth.tokens import GRANT_JWT_BEARER, TYP_ID_JAG
 from lab.pdp.zts.grants.base import (
+    MAX_ID_JAG_LIFETIME_S,
     Grant,
     GrantResult,
     Scope,
@@ -102,6 +103,7 @@ class JwtBearerGrant(Grant):
                     issuer=self.pdp.issuer,
                     audience=self.pdp.issuer,
                     required=("exp", "iat", "iss", "sub", "aud", "jti", "client_id"),
+                    max_lifetime=MAX_ID_JAG_LIFETIME_S,
                 )
             except JwtValidationError as exc:
                 raise invalid_assertion(exc.reason) from None
@@ -158,9 +160,15 @@ class JwtBearerGrant(Grant):
                 )
 
     def _requested_scope(self, request: TokenRequest, jag_scope: Scope) -> Scope:
+        if not jag_scope.roles:
+            raise InvalidGrant(
+                "the ID-JAG names no roles (a D:domain scope in an ID-JAG grants nothing)",
+                athenz_message="Invalid jag assertion - scope names no roles",
+            )
         requested_text = request.param("scope")
         if requested_text is None:
-            return jag_scope
+            # Only roles the ID-JAG names count: a D:domain in it adds nothing (issue #16).
+            return Scope(roles=jag_scope.roles)
         requested = parse_scope(requested_text, default_domain=jag_scope.domain, multi_domain=True)
         if requested.all_domains or not set(requested.roles) <= set(jag_scope.roles):
             raise InvalidScope(

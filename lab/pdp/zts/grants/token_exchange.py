@@ -40,6 +40,7 @@ from lab.pdp.zts.grants.base import (
     Scope,
     TokenRequest,
     bearer_response,
+    explicit_scope,
     granted_roles,
     lifetime,
     mint_access_token,
@@ -78,6 +79,7 @@ class IdJagIssue:
     roles: list[str]
     id_claims: dict[str, Any]
     resource: str | None
+    lifetime_s: int = ID_JAG_LIFETIME_S
 
 
 class TokenExchangeGrant(Grant):
@@ -245,7 +247,7 @@ class TokenExchangeGrant(Grant):
             audience=validated.scope.domain,
             domain=validated.scope.domain,
             roles=validated.roles,
-            lifetime_s=min(lifetime(request), max(1, int(subject_claims["exp"]) - now())),
+            lifetime_s=self._remaining(request, subject_claims),
             act=act,
             uid=request.client,
         )
@@ -258,6 +260,16 @@ class TokenExchangeGrant(Grant):
         # RFC 8693 §2.2.1: issued_token_type is REQUIRED in a token-exchange response.
         body["issued_token_type"] = TOKEN_TYPE_ACCESS_TOKEN
         return GrantResult(body)
+
+    @staticmethod
+    def _remaining(request: TokenRequest, subject_claims: dict[str, Any]) -> int:
+        """RFC 8693 §2.1: the issued token never outlives its subject token, and never the
+        client's ``expires_in``. A subject token already past its ``exp`` (accepted within the
+        clock-skew leeway) gives nothing."""
+        left = int(subject_claims["exp"]) - now()
+        if left <= 0:
+            raise invalid_subject("subject token has expired")
+        return min(lifetime(request), left)
 
     # ------------------------------------------------------------------ ID token → ID-JAG
     def _validate_id_jag(self, request: TokenRequest, id_token: str) -> IdJagIssue:
@@ -319,6 +331,10 @@ class TokenExchangeGrant(Grant):
             scope = self._default_id_jag_scope(request, resource)
         else:
             scope = parse_scope(scope_text, multi_domain=True)
+        request.resource = scope.text()
+        # D:domain is spelled out as the roles the user holds, so zts.jag_exchange is checked
+        # on every role the ID-JAG will carry, exactly as for roles named one by one.
+        scope = explicit_scope(self.pdp, subject, scope)
         if not scope.roles:
             raise InvalidScope(
                 "scope names no roles", athenz_message="Scope value does not contain any roles"
@@ -343,6 +359,8 @@ class TokenExchangeGrant(Grant):
             roles=roles,
             id_claims=claims,
             resource=resource,
+            # expires_in may shorten an ID-JAG, never lengthen it past the short default.
+            lifetime_s=lifetime(request, cap=ID_JAG_LIFETIME_S),
         )
 
     def _default_id_jag_scope(self, request: TokenRequest, resource: str) -> Scope:
@@ -375,7 +393,7 @@ class TokenExchangeGrant(Grant):
             "client_id": request.client,
             "jti": new_jti(),
             "iat": issued,
-            "exp": issued + ID_JAG_LIFETIME_S,
+            "exp": issued + validated.lifetime_s,
             "auth_time": validated.id_claims.get("auth_time", validated.id_claims["iat"]),
             "scope": scope_text,
         }
@@ -393,7 +411,7 @@ class TokenExchangeGrant(Grant):
                 "issued_token_type": TOKEN_TYPE_ID_JAG,
                 "access_token": token,
                 "token_type": "N_A",
-                "expires_in": ID_JAG_LIFETIME_S,
+                "expires_in": validated.lifetime_s,
                 "scope": scope_text,
             }
         )

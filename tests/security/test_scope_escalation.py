@@ -1,0 +1,106 @@
+"""``<domain>:domain`` must never carry a role past a check a named role would fail.
+
+The finding: at jwt-bearer redemption ``scope=api:domain`` passed "requested ⊆ ID-JAG scope"
+(its listed-role set is empty) and the token got every role the user holds; at ID-JAG issuance
+``api:role.docs-getter api:domain`` was checked for ``zts.jag_exchange`` on the named role only.
+Here the learner also holds ``docs-poster``, for which the agent has no ``zts.jag_exchange``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lab.oauth.jose import unverified_claims
+from tests.pdp.conftest import AGENT, LEARNER, PdpLab
+
+
+@pytest.fixture
+def poster_world(world: PdpLab) -> PdpLab:
+    world.role("api", "docs-poster", [LEARNER, AGENT])
+    world.allow("api", "docs-poster", "docs-poster", "post", "api:docs")
+    return world
+
+
+def body(response: Any) -> dict[str, Any]:
+    return dict(response.json())
+
+
+def id_jag(lab: PdpLab, scope: str) -> str:
+    # resource "" = no RFC 8707 resource: the token's audience is the scope's domain.
+    response = lab.request_id_jag(lab.id_token(), scope=scope, resource="")
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        "api:role.docs-getter api:domain",
+        "api:domain api:role.docs-getter",
+        "api:domain",
+        "API:DOMAIN api:role.mcp-accessor",
+    ],
+)
+def test_id_jag_domain_scope_checks_jag_exchange_on_every_role(
+    poster_world: PdpLab, scope: str
+) -> None:
+    response = poster_world.request_id_jag(poster_world.id_token(), scope=scope, resource="")
+    assert response.status_code == 403, response.text
+    assert body(response)["error"] == "unauthorized_client"
+    assert "docs-poster" in body(response)["error_description"]
+
+
+def test_id_jag_domain_scope_allowed_when_every_held_role_is_granted(world: PdpLab) -> None:
+    response = world.request_id_jag(world.id_token(), scope="api:domain", resource="")
+    assert response.status_code == 200, response.text
+    scope = unverified_claims(response.json()["access_token"])["scope"].split()
+    assert sorted(scope) == ["api:role.docs-getter", "api:role.mcp-accessor"]
+
+
+@pytest.mark.parametrize("requested", ["api:domain", "api:role.docs-getter api:domain"])
+def test_redeeming_with_domain_scope_grants_only_the_id_jag_roles(
+    poster_world: PdpLab, requested: str
+) -> None:
+    jag = id_jag(poster_world, "api:role.docs-getter")
+    response = poster_world.redeem(jag, scope=requested)
+    assert response.status_code == 200, response.text
+    assert unverified_claims(response.json()["access_token"])["scp"] == ["docs-getter"]
+
+
+def test_redeeming_a_role_the_id_jag_does_not_name_is_invalid_scope(poster_world: PdpLab) -> None:
+    jag = id_jag(poster_world, "api:role.docs-getter")
+    response = poster_world.redeem(jag, scope="api:role.docs-poster api:domain")
+    assert response.status_code == 400, response.text
+    assert body(response)["error"] == "invalid_scope"
+
+
+def test_client_credentials_domain_scope_is_the_roles_held(poster_world: PdpLab) -> None:
+    response = poster_world.client_credentials(AGENT, "api:domain")
+    assert response.status_code == 200, response.text
+    roles = set(unverified_claims(response.json()["access_token"])["scp"])
+    assert roles == {"docs-poster", "token-exchangable-ai-agents"}
+
+
+def test_client_credentials_domain_scope_without_roles_is_refused(pdp_lab: PdpLab) -> None:
+    pdp_lab.create_domain("api")
+    pdp_lab.register_service(AGENT.replace("ai.", "api."))
+    response = pdp_lab.client_credentials(AGENT.replace("ai.", "api."), "api:domain")
+    assert response.status_code == 403, response.text
+    assert body(response)["error"] == "invalid_scope"
+
+
+def test_token_exchange_with_domain_scope_is_invalid_scope(poster_world: PdpLab) -> None:
+    access = poster_world.client_credentials(AGENT, "api:role.docs-poster").json()["access_token"]
+    mcp = [p for p in poster_world.keys if p.endswith("api-mcp")] or ["api.api-mcp"]
+    response = poster_world.exchange(access, client=mcp[0], scope="api:domain")
+    assert response.status_code == 400, response.text
+    assert body(response)["error"] == "invalid_scope"
+
+
+@pytest.mark.parametrize("scope", ["api:role.docs-getter " * 40, "api:role." + "a" * 3000])
+def test_oversized_scope_is_invalid_scope(world: PdpLab, scope: str) -> None:
+    response = world.client_credentials(AGENT, scope)
+    assert response.status_code == 400, response.text
+    assert body(response)["error"] == "invalid_scope"
