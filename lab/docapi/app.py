@@ -32,7 +32,7 @@ from lab.oauth.resource_server import (
     verify_access_token,
     verify_admin_request,
 )
-from lab.oauth.starlette import exception_handlers, json_response, read_json
+from lab.oauth.starlette import exception_handlers, harden, json_response, read_json
 from lab.policy.signed import verify_signed_policy_data
 
 log = logging.getLogger("lab.docapi")
@@ -182,6 +182,8 @@ def create_app(settings: Settings, protected: bool) -> Starlette:
         Route("/lab/state", lab_state, methods=["GET", "PUT"]),
     ]
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
+    # Both ports, the unprotected one too: it shares the store (DNS rebinding, issue #16).
+    harden(app, settings)
     app.state.store = store
     return app
 

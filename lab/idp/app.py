@@ -31,7 +31,7 @@ from lab.idp.store import IdpStore
 from lab.idp.tokens import Subject, TokenIssuer, resolve_scopes
 from lab.oauth.errors import InvalidGrant, InvalidRequest, InvalidToken, OAuthError
 from lab.oauth.jose import JwtValidationError, SigningKey, jwks
-from lab.oauth.starlette import NO_STORE, exception_handlers, read_form
+from lab.oauth.starlette import NO_STORE, exception_handlers, harden, read_form
 from lab.oauth.tokens import (
     GRANT_TOKEN_EXCHANGE,
     KEYCLOAK_TYP_BEARER,
@@ -283,6 +283,7 @@ def create_app(settings: Settings, realm_file: Path = DEFAULT_REALM_FILE) -> Sta
     handlers = exception_handlers()
     handlers[OAuthError] = keycloak_error
     app = Starlette(routes=_routes(idp), exception_handlers=handlers)
+    harden(app, settings)
     app.state.idp = idp
     return app
 

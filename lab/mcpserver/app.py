@@ -54,7 +54,7 @@ from lab.oauth.resource_server import (
     verify_access_token,
     verify_admin_request,
 )
-from lab.oauth.starlette import exception_handlers, json_response, read_json
+from lab.oauth.starlette import exception_handlers, harden, json_response, read_json
 from lab.policy.signed import verify_signed_policy_data
 
 log = logging.getLogger("lab.mcpserver")
@@ -362,6 +362,7 @@ def create_app(settings: Settings) -> Starlette:
         host=settings.host,
     )
     app.exception_handlers.update(exception_handlers())
+    harden(app, settings)
     _insert_access_gate(app, AccessGate, server_settings, policy, metadata_url)
     app.add_middleware(CorrelationContext)
     app.state.server_settings = server_settings

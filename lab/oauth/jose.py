@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
 import secrets
 import threading
@@ -227,12 +228,33 @@ def now() -> int:
 # Reading tokens
 
 
+#: Longest token any verifier reads (the lab's are under 2 KB; Keycloak's under 4 KB).
+MAX_TOKEN_LENGTH = 16_384
+
+#: RFC 7519 §2 NumericDate claims. They must be JSON numbers (not strings, not booleans),
+#: finite and below 2^53, so that nothing downstream (SQLite's 64-bit integers, ``int()``)
+#: can overflow on them.
+TIME_CLAIMS = ("exp", "iat", "nbf", "auth_time")
+MAX_NUMERIC_DATE = 2**53
+
+#: What a hostile token can make pyjwt's JSON parsing raise besides PyJWTError.
+_PARSE_ERRORS = (RecursionError, ValueError, TypeError, OverflowError, UnicodeError)
+
+
+def _check_length(token: object) -> str:
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        raise JwtValidationError("token is empty or too large")
+    return token
+
+
 def unverified_header(token: str) -> dict[str, Any]:
     """The JOSE header, for routing only (which key, which kind). Never trusted for access."""
     try:
-        header = jwt.get_unverified_header(token)
+        header = jwt.get_unverified_header(_check_length(token))
     except jwt.PyJWTError as exc:
         raise JwtValidationError(f"malformed token: {exc}") from None
+    except _PARSE_ERRORS:
+        raise JwtValidationError("malformed token header") from None
     if not isinstance(header, dict):
         raise JwtValidationError("malformed token header")
     return header
@@ -241,12 +263,31 @@ def unverified_header(token: str) -> dict[str, Any]:
 def unverified_claims(token: str) -> dict[str, Any]:
     """Claims without checking anything: for display and for picking the issuer to check against."""
     try:
-        claims = jwt.decode(token, options={"verify_signature": False})
+        claims = jwt.decode(_check_length(token), options={"verify_signature": False})
     except jwt.PyJWTError as exc:
         raise JwtValidationError(f"malformed token: {exc}") from None
+    except _PARSE_ERRORS:
+        raise JwtValidationError("malformed token claims") from None
     if not isinstance(claims, dict):
         raise JwtValidationError("malformed token claims")
     return claims
+
+
+def check_numeric_dates(claims: Mapping[str, Any]) -> None:
+    """RFC 7519 §4.1.4-6: ``exp``/``iat``/``nbf`` are NumericDates — JSON numbers. A string
+    ``"exp": "9999999999"`` (which pyjwt would coerce), a boolean, NaN or an integer beyond
+    2^53 is refused."""
+    for name in TIME_CLAIMS:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or not 0 <= value < MAX_NUMERIC_DATE
+        ):
+            raise JwtValidationError(f"{name} must be a NumericDate (seconds since the epoch)")
 
 
 KeyResolver = Callable[[str | None], PublicKey]
@@ -261,16 +302,18 @@ def verify_jwt(
     audience: str | Iterable[str] | None = None,
     required: Iterable[str] = ("exp", "iat"),
     leeway: int = LEEWAY,
+    max_lifetime: int | None = None,
 ) -> dict[str, Any]:
     """Verify signature, alg, ``typ``, ``iss``, ``aud``, ``exp``/``nbf``/``iat``; return claims.
 
     ``typ`` compares case-insensitively and ignores an ``application/`` prefix (RFC 9068 §4).
     ``resolve_key(kid)`` returns the public key or raises :class:`JwtValidationError`.
+    ``max_lifetime`` (seconds) bounds both ``exp - iat`` and how far ``exp`` lies ahead: a
+    credential meant to live minutes is refused when it claims years.
     Every failure is a :class:`JwtValidationError` whose reason can be shown to the client.
     """
-    if not isinstance(token, str) or not token or len(token) > 16_384:
-        raise JwtValidationError("token is empty or too large")
     header = unverified_header(token)
+    check_numeric_dates(unverified_claims(token))
     alg = header.get("alg")
     if alg not in ALLOWED_ALGORITHMS:
         raise JwtValidationError(f"algorithm {alg!r} is not allowed")
@@ -312,7 +355,23 @@ def verify_jwt(
         raise JwtValidationError("token signature is invalid") from None
     except jwt.PyJWTError as exc:
         raise JwtValidationError(f"token is invalid: {exc}") from None
+    except _PARSE_ERRORS:
+        raise JwtValidationError("token is malformed") from None
+    if max_lifetime is not None:
+        check_lifetime(claims, max_lifetime, leeway)
     return claims
+
+
+def check_lifetime(claims: Mapping[str, Any], max_lifetime: int, leeway: int = LEEWAY) -> None:
+    """Refuse a token whose ``exp`` is more than ``max_lifetime`` after ``iat`` or after now."""
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        raise JwtValidationError("token has no numeric exp")
+    iat = claims.get("iat")
+    if isinstance(iat, int | float) and not isinstance(iat, bool) and exp - iat > max_lifetime:
+        raise JwtValidationError(f"token lifetime exp - iat exceeds {max_lifetime} seconds")
+    if exp - time.time() > max_lifetime + leeway:
+        raise JwtValidationError(f"token expires more than {max_lifetime} seconds from now")
 
 
 def _normal_typ(value: object) -> str | None:

@@ -23,6 +23,7 @@ import anyio.to_thread
 import httpx
 
 from lab.oauth import http as lab_http
+from lab.oauth.admin import ReplayCache
 from lab.oauth.errors import InvalidToken, OAuthError
 from lab.oauth.jose import (
     JwksCache,
@@ -311,6 +312,10 @@ def decide_locally(
     return AccessDecision(allowed, str(decision.effect), str(decision.reason))
 
 
+#: Admin assertions seen by this process's document API and MCP server (single use).
+_ADMIN_ASSERTIONS_SEEN = ReplayCache()
+
+
 def verify_admin_request(
     headers: Mapping[str, str], admin_public_pem: Any, audience: str
 ) -> dict[str, Any]:
@@ -334,4 +339,10 @@ def verify_admin_request(
             verify_principal_assertion(None, static_key_resolver({}), audience)
         raise InvalidToken(f"the admin public key {path.name} is not provisioned yet") from None
     resolver = static_key_resolver({key_id(public): public})
-    return verify_principal_assertion(token, resolver, audience, expected_principal=ADMIN_PRINCIPAL)
+    return verify_principal_assertion(
+        token,
+        resolver,
+        audience,
+        expected_principal=ADMIN_PRINCIPAL,
+        single_use=_ADMIN_ASSERTIONS_SEEN,
+    )

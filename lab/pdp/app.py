@@ -10,12 +10,13 @@ import logging
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lab.config import Settings
-from lab.oauth.starlette import exception_handlers
+from lab.oauth.starlette import exception_handlers, harden
 from lab.pdp.core import Pdp
 from lab.pdp.zms.routes import build_routes as zms_routes
 from lab.pdp.zts.routes import build_routes as zts_routes
@@ -28,11 +29,14 @@ def create_app(settings: Settings, baseline: Path | None = None) -> Starlette:
     pdp = Pdp.open(settings, baseline)
 
     async def healthz(request: Request) -> Response:
+        # Read the store from a worker thread: "ok" means a token request could be served now.
+        await run_in_threadpool(pdp.store.get_meta, "seeded")
         return JSONResponse({"status": "ok", "part": "pdp"})
 
     app = Starlette(
         routes=[Route("/healthz", healthz, methods=["GET"]), *zms_routes(pdp), *zts_routes(pdp)],
         exception_handlers=exception_handlers(),
     )
+    harden(app, settings)
     app.state.pdp = pdp
     return app

@@ -23,6 +23,9 @@ from lab.pdp.names import PRINCIPAL_RE
 
 REPLAYED_CLIENT_ASSERTION = "client assertion jti has already been used"
 
+#: Longest client assertion accepted (``exp - iat`` and ``exp - now``), in seconds.
+MAX_CLIENT_ASSERTION_LIFETIME_S = 300
+
 AUTH_METHODS = ("private_key_jwt", "client_secret_basic", "client_secret_post")
 
 
@@ -115,13 +118,15 @@ def _private_key_jwt(
             pdp.key_resolver(claimed.lower()),
             audience=[pdp.issuer, pdp.token_endpoint],
             required=("exp", "iat", "iss", "sub", "jti"),
+            # Athenz and Keycloak bound client assertions to minutes; a 10-year one is refused.
+            max_lifetime=MAX_CLIENT_ASSERTION_LIFETIME_S,
         )
     except JwtValidationError as exc:
         raise refuse_client(exc.reason) from None
     if claims["iss"] != claims["sub"]:
         raise refuse_client("iss and sub must both name the client")
-    if not isinstance(claims["jti"], str):
-        raise refuse_client("jti must be a string")
+    if not isinstance(claims["jti"], str) or not claims["jti"] or len(claims["jti"]) > 128:
+        raise refuse_client("jti must be a string of at most 128 characters")
     # RFC 7523 §3 item 7: the authorization server may ensure JWTs are not replayed.
     key, exp = f"client:{claims['jti']}", int(claims["exp"])
     if single_use is None:

@@ -156,13 +156,17 @@ def test_assertion_signed_by_another_key_is_refused(docapi: DocApi, lab_settings
 
 
 def test_state_export_and_import_round_trip(docapi: DocApi) -> None:
-    headers = docapi.admin_headers(docapi.protected)
+    def headers() -> dict[str, str]:  # admin assertions are single use: a fresh one per call
+        return docapi.admin_headers(docapi.protected)
+
     state = {"docs": [{"id": 7, "name": "seven", "content": "7"}]}
-    put = httpx.put(f"{docapi.protected}/lab/state", json=state, headers=headers)
+    put = httpx.put(f"{docapi.protected}/lab/state", json=state, headers=headers())
     assert put.status_code == 200
-    assert httpx.get(f"{docapi.protected}/lab/state", headers=headers).json() == state
+    assert httpx.get(f"{docapi.protected}/lab/state", headers=headers()).json() == state
     assert httpx.get(f"{docapi.unprotected}/api/docs").json() == state
-    bad = httpx.put(f"{docapi.protected}/lab/state", json={"docs": [{"id": "x"}]}, headers=headers)
+    bad = httpx.put(
+        f"{docapi.protected}/lab/state", json={"docs": [{"id": "x"}]}, headers=headers()
+    )
     assert bad.status_code == 400
     assert bad.json()["error"] == "invalid_request"
 

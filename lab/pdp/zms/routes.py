@@ -85,7 +85,10 @@ class Zms:
             if not PRINCIPAL_RE.fullmatch(claimed):
                 raise InvalidToken("assertion iss must name a principal")
         claims = verify_principal_assertion(
-            token, self.pdp.key_resolver(claimed), self.pdp.settings.endpoints.zms
+            token,
+            self.pdp.key_resolver(claimed),
+            self.pdp.settings.endpoints.zms,  # exactly ZMS: a ZTS-addressed one is refused
+            single_use=self.pdp.store.use_jti,
         )
         # Contracts §2: a request credential is short-lived, never a long-term API key.
         lifetime = claims["exp"] - claims["iat"] if _numbers(claims["exp"], claims["iat"]) else None
