@@ -105,7 +105,12 @@ class EmbeddedBackend:
         if runtime is not None:
             wait_until_gone(runtime.get("pid"))
         clear_runtime(self.settings)
-        return self._start_process()
+        previous = os.umask(0o077)  # runtime.json, logs: owner-only, like the rest of $LAB_HOME
+        try:
+            preflight(self.settings)
+            return self._start_process()
+        finally:
+            os.umask(previous)
 
     def up(self, progress: Progress | None = None) -> Endpoints:
         """Start the runtime unless it already runs; return once every part is healthy.
@@ -203,11 +208,12 @@ class EmbeddedBackend:
     # ------------------------------------------------------------------ providers
 
     def get_providers(self) -> list[dict[str, Any]]:
-        path = self.settings.providers_file
-        if not path.exists():
-            return []
-        data = json.loads(path.read_text())
-        return list(data) if isinstance(data, list) else []
+        from lab.homefiles import HomeFileError, read_providers_file
+
+        try:
+            return read_providers_file(self.settings.providers_file)
+        except HomeFileError as exc:
+            raise BackendError(str(exc), exc.fix) from None
 
     def set_providers(self, providers: list[dict[str, Any]]) -> None:
         """Write the providers file and ask the running PDP to re-read it (contracts §3)."""
@@ -380,6 +386,21 @@ def free_port(host: str) -> int:
 
 def _suggest_port(port: int) -> int:
     return port + 10000 if port < 55535 else port - 10000
+
+
+def preflight(settings: Settings) -> None:
+    """Refuse to start on a damaged store or a broken providers file (exit 3, naming the file
+    and the fix), and make ``$LAB_HOME`` owner-only; see :mod:`lab.homefiles`."""
+    from lab.homefiles import HomeFileError, prepare_home
+
+    try:
+        prepare_home(
+            settings.home,
+            [settings.pdp_db, settings.docapi_db],
+            settings.providers_file,
+        )
+    except HomeFileError as exc:
+        raise BackendError(str(exc), exc.fix) from None
 
 
 def spawn_runtime(settings: Settings, fds: Mapping[str, int]) -> int:
@@ -925,6 +946,9 @@ def main() -> None:
     import asyncio
     import logging
 
+    from lab.homefiles import owner_only_umask
+
+    owner_only_umask()  # keys, stores and logs under $LAB_HOME are owner-only from the start
     settings = Settings.from_env()
     configure_logging(settings)
     log = logging.getLogger("lab.embedded")

@@ -54,6 +54,8 @@ def audit(
             write_export(export, everything)
         if verify:
             problems = verify_records(everything)
+            if file is None:
+                problems += seal_problems()
             data.update(valid=not problems, problems=problems)
         common.print_json(data)
         if verify and problems:
@@ -81,6 +83,10 @@ def audit(
             writer.close()
     if writer is not None:
         common.err().print(f"Saved {writer.count} record(s) to {export}.")
+    if verify and file is None:
+        # The PDP's own check of its MAC seals (chain head, checkpoints): a rewrite with every
+        # later hash recomputed, or a truncation, passes the hash chain but not the seals.
+        verifier.problems += seal_problems()
     if export is None or verify:
         print_records(list(tail))
         if verify:
@@ -142,6 +148,31 @@ def iter_pdp_records(page: int = PAGE) -> Iterator[dict[str, Any]]:
             since = body["next"]
     finally:
         client.close()
+
+
+def seal_problems() -> list[str]:
+    """Ask the PDP to check its sealed chain head and checkpoints (it alone holds the key)."""
+    import httpx
+
+    from lab.config import ADMIN_PRINCIPAL
+    from lab.oauth.admin import make_admin_assertion
+    from lab.oauth.jose import SigningKey
+
+    settings = common.settings()
+    endpoints = common.backend(settings).endpoints()
+    key = SigningKey.load_or_create(settings.key_file(ADMIN_PRINCIPAL))
+    assertion = make_admin_assertion(ADMIN_PRINCIPAL, key, endpoints.zms)
+    response = httpx.get(
+        f"{endpoints.zms}/lab/audit/seal",
+        headers={"Authorization": f"Bearer {assertion}"},
+        timeout=60,
+        trust_env=False,
+    )
+    if response.status_code != 200:
+        common.fail(
+            f"the PDP refused the seal check ({response.status_code})", "see `lab logs pdp`"
+        )
+    return [str(p) for p in response.json().get("problems", [])]
 
 
 def fetch_records() -> list[dict[str, Any]]:

@@ -26,9 +26,7 @@ def show(
 
     settings = common.settings()
     endpoints = common.backend(settings).endpoints()
-    with httpx.Client(
-        timeout=10, trust_env=False, headers=admin_header(settings, endpoints)
-    ) as client:
+    with httpx.Client(timeout=10, trust_env=False, auth=admin_auth(settings, endpoints)) as client:
         names = [domain.lower()] if domain else domain_names(client, endpoints)
         domains = [read_domain(client, endpoints, name) for name in names]
     if json_output:
@@ -41,14 +39,15 @@ def show(
         common.out().print(domain_tree(data))
 
 
-def admin_header(settings: Any, endpoints: Endpoints) -> dict[str, str]:
-    """ZMS reads are open in Athenz; the lab signs them anyway so one call works everywhere."""
+def admin_auth(settings: Any, endpoints: Endpoints) -> Any:
+    """ZMS reads are open in Athenz; the lab signs them anyway so one call works everywhere.
+    Each request carries a fresh assertion (they are single use)."""
     from lab.config import ADMIN_PRINCIPAL
-    from lab.oauth.admin import make_admin_assertion
+    from lab.oauth.admin import AdminAssertionAuth
     from lab.oauth.jose import SigningKey
 
     key = SigningKey.load_or_create(settings.key_file(ADMIN_PRINCIPAL))
-    return {"Authorization": f"Bearer {make_admin_assertion(ADMIN_PRINCIPAL, key, endpoints.zms)}"}
+    return AdminAssertionAuth(ADMIN_PRINCIPAL, key, endpoints.zms)
 
 
 def _get(client: httpx.Client, url: str) -> Any:

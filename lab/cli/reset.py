@@ -17,12 +17,21 @@ def reset(
         None, "--to", min=1, help="Leave the lab ready for step N (default: the baseline)."
     ),
     json_output: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+    hard: bool = typer.Option(
+        False,
+        "--hard",
+        help="Stop the lab and delete its stores (PDP, documents); keys stay. For a damaged "
+        "store: `lab up` then starts from the baseline.",
+    ),
 ) -> None:
     """Put the lab back: PDP data, documents, MCP settings, trusted IdPs and captured values.
 
     With --to N it restores the checkpoint taken after step N-1, or replays the steps before N
     when there is none.
     """
+    if hard:
+        hard_reset(json_output)
+        return
     from lab.cli.engine import StepSession, find_step, load_all_steps
     from lab.state import reset_to_step
 
@@ -77,3 +86,33 @@ def reset(
         )
         console.print(f"Restored {source}{replayed} in {outcome.duration_ms:.0f} ms.")
     console.print(f"Next: [bold]{common.lab_command(f'step {outcome.target}')}[/]")
+
+
+def hard_reset(json_output: bool) -> None:
+    """Stop the embedded lab and remove its SQLite stores (with their WAL/SHM files)."""
+    settings = common.settings()
+    if common.backend_name(settings) != "embedded":
+        common.fail(
+            "--hard deletes the embedded backend's local stores; this lab runs elsewhere",
+            "use `lab reset` (or recreate the kind namespace)",
+            common.ExitCode.USAGE,
+        )
+    common.backend(settings).down()
+    removed = []
+    for store in (settings.pdp_db, settings.docapi_db):
+        for path in (
+            store,
+            store.with_name(store.name + "-wal"),
+            store.with_name(store.name + "-shm"),
+        ):
+            if path.exists():
+                path.unlink()
+                removed.append(str(path))
+    if json_output:
+        common.print_json({"removed": removed})
+        return
+    common.err().print(f"Removed {len(removed)} store file(s); the lab is stopped.")
+    common.err().print(
+        f"Next: [bold]{common.lab_command('up')}[/] (starts from the baseline), "
+        f"then [bold]{common.lab_command('step 1')}[/]"
+    )

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
+from lab.homefiles import check_store
+
 DEFAULT_DOCS: tuple[tuple[str, str], ...] = (
     ("first default doc", "hello world"),
     ("second default doc", "how are you?"),
@@ -30,6 +32,7 @@ class DocStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        check_store(path)  # a damaged page must be an error, never silently wrong data
         self._create_schema()
 
     @contextlib.contextmanager

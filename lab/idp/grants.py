@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from lab.idp import pkce
+from lab.idp.bruteforce import BruteForceDetector
 from lab.idp.realm import Client, User
 from lab.idp.store import IdpStore, UserSession
 from lab.idp.tokens import Grant, Subject, TokenIssuer, resolve_scopes
@@ -57,6 +58,7 @@ class Grants:
         self.issuer = issuer
         self.store = store
         self.realm = issuer.realm
+        self.brute_force = BruteForceDetector(self.realm.brute_force)
 
     def run(self, grant_type: str, client: Client, form: dict[str, str]) -> dict[str, Any]:
         handlers = {
@@ -108,13 +110,22 @@ class Grants:
             raise UnauthorizedClient("Client not allowed for direct access grants")
         scopes = resolve_scopes(client, param(form, "scope"))
         username = param(form, "username")
-        user = check_password(self.realm.user_by_username(username or ""), param(form, "password"))
+        known = self.realm.user_by_username(username or "")
+        # Keycloak's brute-force detection: a locked user gets the wrong-password answer
+        # even with the right password, and the attempt is not checked at all.
+        if known is not None and self.brute_force.locked(known.id):
+            log.info("password grant refused for client %s: user locked", client.client_id)
+            raise InvalidGrant(INVALID_USER_CREDENTIALS, status=401)
+        user = check_password(known, param(form, "password"))
         if user is None:
+            if known is not None:
+                self.brute_force.failure(known.id)
             log.info("password grant refused for client %s", client.client_id)
             # Keycloak 26 answers 400 here (older releases: 401); the real thing is the reference.
             raise InvalidGrant(INVALID_USER_CREDENTIALS)
         if not user.enabled:
             raise InvalidGrant("Account disabled")
+        self.brute_force.success(user.id)
         session = self.store.start_session(user.id, client.client_id)
         return self._respond(Subject.of_user(user), client, scopes, session)
 

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.idp.bruteforce import BruteForcePolicy
+from lab.oauth.usernames import normalize_username
+
 log = logging.getLogger("lab.idp")
 
 #: Keycloak's defaults for a new realm (seconds), used when the file leaves them out.
@@ -55,6 +58,14 @@ _REALM_FIELDS = frozenset(
         "rememberMe",
         "verifyEmail",
         "bruteForceProtected",
+        "permanentLockout",
+        "maxTemporaryLockouts",
+        "maxFailureWaitSeconds",
+        "minimumQuickLoginWaitSeconds",
+        "waitIncrementSeconds",
+        "quickLoginCheckMilliSeconds",
+        "maxDeltaTimeSeconds",
+        "failureFactor",
         "clients",
         "users",
         "roles",
@@ -205,6 +216,8 @@ class Realm:
     clients: tuple[Client, ...]
     users: tuple[User, ...]
     source: Path
+    #: Keycloak's brute-force detection; None when ``bruteForceProtected`` is off (default).
+    brute_force: BruteForcePolicy | None = None
 
     def client(self, client_id: str) -> Client | None:
         return next((c for c in self.clients if c.client_id == client_id), None)
@@ -212,9 +225,12 @@ class Realm:
     def user_by_username(self, username: str) -> User | None:
         # Keycloak stores usernames lower-cased and also accepts the email when
         # loginWithEmailAllowed is on (its default).
-        wanted = username.strip().lower()
+        # NFKC + casefold; a name that normalization would change is nobody's (issue #16).
+        wanted = normalize_username(username)
+        if wanted is None:
+            return None
         for user in self.users:
-            if user.username == wanted or (user.email and user.email.lower() == wanted):
+            if user.username == wanted or (user.email and normalize_username(user.email) == wanted):
                 return user
         return None
 
@@ -259,6 +275,20 @@ def _parse_realm(r: _Reader) -> Realm:
         clients=clients,
         users=users,
         source=r.path,
+        brute_force=_brute_force(r),
+    )
+
+
+def _brute_force(r: _Reader) -> BruteForcePolicy | None:
+    if not r.flag("bruteForceProtected", False):
+        return None
+    defaults = BruteForcePolicy()
+    return BruteForcePolicy(
+        failure_factor=r.positive_int("failureFactor", defaults.failure_factor),
+        wait_increment_s=r.positive_int("waitIncrementSeconds", defaults.wait_increment_s),
+        max_wait_s=r.positive_int("maxFailureWaitSeconds", defaults.max_wait_s),
+        max_delta_s=r.positive_int("maxDeltaTimeSeconds", defaults.max_delta_s),
+        permanent_lockout=r.flag("permanentLockout", False),
     )
 
 
@@ -313,9 +343,14 @@ def _parse_user(r: _Reader) -> User:
         uuid.UUID(user_id)
     except ValueError:
         raise RealmFileError(r.path, r.field("id"), f"must be a UUID, not {user_id!r}") from None
+    normalized = normalize_username(username)
+    if normalized is None:
+        raise RealmFileError(
+            r.path, r.field("username"), "changes under NFKC normalization; use a plain name"
+        )
     return User(
         id=user_id,
-        username=username.lower(),
+        username=normalized,
         email=r.optional_text("email"),
         email_verified=r.flag("emailVerified", False),
         first_name=r.optional_text("firstName"),

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
+
+import httpx
 
 from lab.oauth.errors import InvalidToken, MissingToken
 from lab.oauth.jose import (
@@ -31,6 +33,18 @@ MAX_ASSERTION_LIFETIME_S = 300
 def make_admin_assertion(principal: str, key: SigningKey, audience: str) -> str:
     """A principal's signed request credential for ``audience`` (a server's base URL)."""
     return make_client_assertion(principal, key, audience, lifetime_s=ADMIN_ASSERTION_LIFETIME_S)
+
+
+class AdminAssertionAuth(httpx.Auth):
+    """httpx auth that signs a fresh assertion for every request (they are single use)."""
+
+    def __init__(self, principal: str, key: SigningKey, audience: str) -> None:
+        self.principal, self.key, self.audience = principal, key, audience
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = make_admin_assertion(self.principal, self.key, self.audience)
+        request.headers["Authorization"] = f"Bearer {token}"
+        yield request
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:

@@ -4,16 +4,46 @@ Each record's ``hash`` is ``sha256(prev_hash + canonical JSON of the record with
 so editing, dropping or reordering any record breaks every hash after it. :func:`verify_chain`
 works offline on an exported ``{"records": [...]}`` file; :class:`ChainVerifier` does the same
 one record at a time, so a million-record trail is checked without holding it.
+
+A hash chain alone does not stop someone who can write the store: they rewrite a record and
+recompute every later hash, or delete the newest records. So the PDP also *seals* the chain
+with an HMAC-SHA256 key only it holds (``keys/audit-mac.key``, 0600): the chain head
+(``seq`` + ``hash`` of the newest record) on every append, and a checkpoint every
+:data:`SEAL_EVERY` records. :meth:`AuditLog.verify` finds a rewrite (a sealed hash no longer
+matches), a truncation (the sealed head or a checkpoint is past the last record), and a forged
+seal (the MAC does not verify). Restoring an older head together with truncating back to it is
+only caught when a checkpoint lies beyond it — the limit of any MAC without an outside witness.
+
+Unauthenticated requests (no client identified) may add records only at a bounded rate and
+with bounded field sizes, so a flood cannot grow the log or its fsyncs without limit.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from lab.pdp.store import Store, timestamp
 from lab.policy.signed import canonical_json
+
+log = logging.getLogger("lab.pdp.audit")
+
+#: A sealed checkpoint every this many records (besides the head, sealed on every append).
+SEAL_EVERY = 50
+#: Longest text kept in any field of a record.
+MAX_FIELD_CHARS = 512
+#: Records unauthenticated requests may add: a burst, then this many per second.
+UNAUTHENTICATED_BURST = 50
+UNAUTHENTICATED_PER_S = 5.0
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
@@ -61,9 +91,73 @@ def verify_chain(records: Iterable[Mapping[str, Any]], anchored: bool = True) ->
     return verifier.problems
 
 
+def load_mac_key(path: Path) -> bytes:
+    """The PDP's audit MAC key (32 random bytes), created owner-only on first use."""
+    try:
+        key = path.read_bytes()
+        if len(key) >= 32:
+            return key
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, key)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return key
+
+
+def seal_mac(key: bytes, kind: str, seq: int, record_hash_value: str) -> str:
+    message = f"{kind}:{seq}:{record_hash_value}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _bounded(value: str | None) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if len(text) <= MAX_FIELD_CHARS else text[:MAX_FIELD_CHARS] + "…"
+
+
+class _TokenBucket:
+    def __init__(self, burst: int, per_s: float) -> None:
+        self.capacity = float(burst)
+        self.tokens = float(burst)
+        self.per_s = per_s
+        self.updated = time.monotonic()
+        self.dropped = 0
+        self.lock = threading.Lock()
+
+    def take(self) -> tuple[bool, int]:
+        """(admitted, records dropped since the last admitted one)."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_s)
+            self.updated = now
+            if self.tokens < 1:
+                self.dropped += 1
+                return False, 0
+            self.tokens -= 1
+            dropped, self.dropped = self.dropped, 0
+            return True, dropped
+
+
 class AuditLog:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, mac_key: bytes | None = None) -> None:
         self.store = store
+        self.mac_key = mac_key if mac_key is not None else secrets.token_bytes(32)
+        self._unauthenticated = _TokenBucket(UNAUTHENTICATED_BURST, UNAUTHENTICATED_PER_S)
+
+    def _seal(self, seq: int, record_hash_value: str) -> dict[str, Any]:
+        head = {"seq": seq, "hash": record_hash_value}
+        head["mac"] = seal_mac(self.mac_key, "head", seq, record_hash_value)
+        checkpoint = None
+        if seq % SEAL_EVERY == 0:
+            checkpoint = seal_mac(self.mac_key, "checkpoint", seq, record_hash_value)
+        return {"head": head, "checkpoint": checkpoint}
 
     def build_record(
         self,
@@ -109,19 +203,82 @@ class AuditLog:
         reason: str,
         jti: str | None = None,
         single_use: Sequence[tuple[str, int]] = (),
-    ) -> dict[str, Any]:
+        authenticated: bool = True,
+    ) -> dict[str, Any] | None:
+        """Append one sealed record; ``None`` when an unauthenticated one is over the rate."""
+        dropped = 0
+        if not authenticated:
+            admitted, dropped = self._unauthenticated.take()
+            if not admitted:
+                return None
+        if dropped:
+            reason = f"{reason} ({dropped} unauthenticated record(s) dropped before this one)"
+
         def build(seq: int, prev_hash: str) -> dict[str, Any]:
             return self.build_record(
                 seq,
                 prev_hash,
-                correlation_id=correlation_id,
-                client=client,
-                subject=subject,
-                resource=resource,
-                action=action,
+                correlation_id=_bounded(correlation_id) or "",
+                client=_bounded(client),
+                subject=_bounded(subject),
+                resource=_bounded(resource),
+                action=_bounded(action) or "",
                 allowed=allowed,
-                reason=reason,
-                jti=jti,
+                reason=_bounded(reason) or "",
+                jti=_bounded(jti),
             )
 
-        return self.store.append_audit(build, single_use)
+        return self.store.append_audit(build, single_use, seal=self._seal)
+
+    def verify(self) -> list[str]:
+        """Problems with the chain *and* its seals (rewrites, truncation, forged seals).
+
+        Streams the trail page by page (constant memory, like ``lab audit --verify``)."""
+        checkpoints = {seq: (cp_hash, mac) for seq, cp_hash, mac in self.store.audit_checkpoints()}
+        verifier = ChainVerifier()
+        seen_checkpoints: dict[int, str] = {}
+        last: dict[str, Any] | None = None
+        since = 0
+        while True:
+            rows = self.store.audit_page(since, 5000)
+            for seq, raw in rows:
+                record = json.loads(raw)
+                verifier.feed(record)
+                if seq in checkpoints:
+                    seen_checkpoints[seq] = str(record.get("hash"))
+                last = record
+            if len(rows) < 5000:
+                break
+            since = rows[-1][0]
+        problems = [str(p) for p in verifier.problems]
+        head_raw = self.store.get_meta("audit_head")
+        if head_raw is None:
+            if last is not None:
+                problems.append("the chain head is not sealed (records without a PDP seal)")
+            return problems
+        try:
+            head = json.loads(head_raw)
+            seq, head_hash, mac = int(head["seq"]), str(head["hash"]), str(head["mac"])
+        except (ValueError, KeyError, TypeError):
+            return [*problems, "the sealed chain head is unreadable"]
+        if not hmac.compare_digest(mac, seal_mac(self.mac_key, "head", seq, head_hash)):
+            problems.append("the chain head's seal does not verify (forged or foreign key)")
+        if last is None or last.get("seq") != seq:
+            shown = last.get("seq") if last else "none"
+            problems.append(
+                f"the sealed head is record {seq} but the last record is {shown} "
+                "(records were removed or added behind the PDP's back)"
+            )
+        elif last.get("hash") != head_hash:
+            problems.append(f"record {seq} differs from the sealed chain head (rewritten)")
+        for cp_seq, (cp_hash, cp_mac) in sorted(checkpoints.items()):
+            if not hmac.compare_digest(
+                cp_mac, seal_mac(self.mac_key, "checkpoint", cp_seq, cp_hash)
+            ):
+                problems.append(f"checkpoint {cp_seq}: seal does not verify")
+            found = seen_checkpoints.get(cp_seq)
+            if found is None:
+                problems.append(f"checkpoint {cp_seq}: the record is missing (truncated)")
+            elif found != cp_hash:
+                problems.append(f"checkpoint {cp_seq}: the record was rewritten")
+        return problems

@@ -26,7 +26,7 @@ from lab.oauth.jose import (
     load_public_key,
     ybase64_decode,
 )
-from lab.pdp.audit import AuditLog
+from lab.pdp.audit import AuditLog, load_mac_key
 from lab.pdp.names import split_principal
 from lab.pdp.providers import Providers
 from lab.pdp.store import Store
@@ -69,7 +69,7 @@ class Pdp:
             store=store,
             signing_key=signing_key,
             providers=Providers(settings.providers_file),
-            audit=AuditLog(store),
+            audit=AuditLog(store, load_mac_key(settings.keys_dir / "audit-mac.key")),
             admin_public=admin_key.public_key(),
         )
         pdp.seed(baseline or BASELINE_FILE)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.oauth.jose import JwksCache
+from lab.oauth.usernames import normalize_username
 
 log = logging.getLogger("lab.pdp")
 
@@ -50,9 +51,12 @@ class Provider:
             value = claims.get(name)
             if name == "preferred_username" and not value:
                 value = claims.get("sub")  # the upstream plugin falls back to sub
-            if not isinstance(value, str) or not value:
+            # NFKC + casefold, refusing names that normalization would change (issue #16:
+            # the Kelvin sign lower-cased onto an existing principal).
+            normalized = normalize_username(value)
+            if normalized is None:
                 return None
-            values[name] = value.lower()
+            values[name] = normalized
         try:
             return self.principal_template.format(**values)
         except (KeyError, IndexError, ValueError):

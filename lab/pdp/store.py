@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lab.homefiles import check_store
 from lab.pdp.view import DomainView
 
 SCHEMA = """
@@ -44,6 +45,9 @@ CREATE TABLE IF NOT EXISTS secrets (principal TEXT PRIMARY KEY, hash TEXT NOT NU
 CREATE TABLE IF NOT EXISTS used_jti (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, mac TEXT NOT NULL
+);
 """
 
 _CHILD_TABLES = ("roles", "policies", "services")
@@ -91,6 +95,8 @@ class _PendingAppend:
 
     build: Any
     single_use: tuple[tuple[str, int], ...]
+    #: ``seal(seq, hash)`` -> the MACed chain head and maybe a checkpoint (lab.pdp.audit).
+    seal: Any = None
     done: threading.Event = field(default_factory=threading.Event)
     record: dict[str, Any] | None = None
     error: BaseException | None = None
@@ -108,6 +114,7 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        check_store(path)  # a damaged page must be an error, never silently wrong data
         self._local = threading.local()
         self._generation = 0
         self._lock = threading.Lock()
@@ -462,7 +469,7 @@ class Store:
 
     # ------------------------------------------------------------------ audit
     def append_audit(
-        self, build: Any, single_use: Sequence[tuple[str, int]] = ()
+        self, build: Any, single_use: Sequence[tuple[str, int]] = (), seal: Any = None
     ) -> dict[str, Any]:
         """Append one record; ``build(seq, prev_hash)`` returns it complete with its hash.
 
@@ -475,7 +482,7 @@ class Store:
         transaction (one fsync for the batch), each append in its own savepoint so a replay
         rolls back only its own rows. Alone, an append is committed at once as before.
         """
-        pending = _PendingAppend(build, tuple(single_use))
+        pending = _PendingAppend(build, tuple(single_use), seal)
         with self._audit_queue_ready:
             self._audit_queue.append(pending)
             if self._committer is None:
@@ -489,6 +496,20 @@ class Store:
             raise pending.error
         assert pending.record is not None
         return pending.record
+
+    @staticmethod
+    def _write_seal(conn: sqlite3.Connection, seq: int, record_hash: str, seal: Any) -> None:
+        """The MACed head (and a checkpoint now and then) commit with the record they seal."""
+        sealed = seal(seq, record_hash)
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('audit_head', ?)",
+            (json.dumps(sealed["head"]),),
+        )
+        if sealed.get("checkpoint"):
+            conn.execute(
+                "INSERT OR REPLACE INTO audit_checkpoints (seq, hash, mac) VALUES (?, ?, ?)",
+                (seq, record_hash, sealed["checkpoint"]),
+            )
 
     #: Most appends one transaction carries.
     AUDIT_BATCH = 256
@@ -531,6 +552,8 @@ class Store:
                         "INSERT INTO audit (seq, record) VALUES (?, ?)",
                         (seq + 1, json.dumps(record)),
                     )
+                    if item.seal is not None:
+                        self._write_seal(conn, seq + 1, str(record["hash"]), item.seal)
                 except Exception as exc:  # noqa: BLE001 - this append fails, the batch goes on
                     conn.execute("ROLLBACK TO append")
                     conn.execute("RELEASE append")
@@ -559,6 +582,10 @@ class Store:
 
     def audit_last_seq(self) -> int:
         return int(self._one("SELECT COALESCE(MAX(seq), 0) FROM audit"))
+
+    def audit_checkpoints(self) -> list[tuple[int, str, str]]:
+        rows = self._conn().execute("SELECT seq, hash, mac FROM audit_checkpoints ORDER BY seq")
+        return [(int(seq), str(h), str(mac)) for seq, h, mac in rows.fetchall()]
 
     def audit_records(self, since: int = 0) -> list[dict[str, Any]]:
         return [

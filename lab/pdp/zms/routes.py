@@ -16,16 +16,23 @@ from starlette.routing import Route
 
 from lab.config import ADMIN_PRINCIPAL
 from lab.oauth.admin import bearer_token, verify_principal_assertion
-from lab.oauth.errors import AccessDenied, Conflict, InvalidRequest, InvalidToken, NotFound
+from lab.oauth.errors import (
+    AccessDenied,
+    Conflict,
+    InvalidRequest,
+    InvalidToken,
+    NotFound,
+    OAuthError,
+)
 from lab.oauth.jose import (
     JwtValidationError,
     load_public_key,
+    new_jti,
     new_secret,
     unverified_claims,
     ybase64_decode,
 )
 from lab.oauth.starlette import NO_STORE, read_json
-from lab.pdp.audit import verify_chain
 from lab.pdp.core import Pdp, hash_secret
 from lab.pdp.names import (
     PRINCIPAL_RE,
@@ -113,6 +120,38 @@ class Zms:
             raise NotFound(f"No such domain: {domain}", athenz_message=f"No such domain: {domain}")
         return data
 
+    def audited(
+        self, request: Request, principal: str, method: Callable[..., Any], args: list[Any]
+    ) -> Any:
+        """Run one ZMS write and record it in the audit chain, applied or refused (only
+        authenticated writes reach here, so the log grows at the admins' pace)."""
+        action = f"zms:{request.method.lower()}"
+        resource = request.url.path.removeprefix("/zms/v1")
+        correlation_id = request.headers.get("x-correlation-id", "")[:64] or new_jti()[:16]
+        try:
+            result = method(*args)
+        except OAuthError as exc:
+            self.pdp.audit.record(
+                correlation_id=correlation_id,
+                client=principal,
+                subject=None,
+                resource=resource,
+                action=action,
+                allowed=False,
+                reason=f"{exc.error}: {exc.athenz_message}",
+            )
+            raise
+        self.pdp.audit.record(
+            correlation_id=correlation_id,
+            client=principal,
+            subject=None,
+            resource=resource,
+            action=action,
+            allowed=True,
+            reason=f"{principal} changed {resource}",
+        )
+        return result
+
     # ------------------------------------------------------------------ domains
     def create_domain(self, principal: str, body: Any, parent: str | None = None) -> dict[str, Any]:
         body = _obj(body)
@@ -195,14 +234,16 @@ class Zms:
             return []
         if not isinstance(value, list):
             raise InvalidRequest("roleMembers must be a list")
-        members: list[dict[str, Any]] = []
+        members: dict[str, dict[str, Any]] = {}
         for item in value:
             member = _obj(item)
             entry: dict[str, Any] = {"memberName": member_name(member.get("memberName"))}
             if member.get("expiration"):
                 entry["expiration"] = self._expiration(member["expiration"])
-            members.append(entry)
-        return members
+            # A member named twice is stored once (the last entry wins, as in put_member).
+            members.pop(entry["memberName"], None)
+            members[entry["memberName"]] = entry
+        return list(members.values())
 
     def _expiration(self, value: Any) -> str:
         try:
@@ -516,10 +557,17 @@ class Zms:
         records = ",\n".join(raw for _, raw in rows)
         return (f'{{"records":[\n{records}\n],"next":{next_seq},"last_seq":{last_seq}}}').encode()
 
+    def get_audit_seal(self, principal: str) -> dict[str, Any]:
+        """The full check, hash chain plus the PDP's MAC seals (only the PDP holds the key)."""
+        self.require_system_admin(principal)
+        problems = self.pdp.audit.verify()
+        return {"valid": not problems, "problems": problems}
+
     def get_audit(self, principal: str, since: int) -> dict[str, Any]:
         self.require_system_admin(principal)
         records = self.store.audit_records(since)
-        return {"records": records, "problems": verify_chain(records) if since == 0 else []}
+        # The full check (hash chain + the PDP's MAC seals) needs the PDP's key: done here.
+        return {"records": records, "problems": self.pdp.audit.verify() if since == 0 else []}
 
 
 #: The most records one page of the audit export carries.
@@ -584,7 +632,10 @@ def build_routes(pdp: Pdp) -> list[Route]:
             payload = (None if empty else await read_json(request)) if body else None
             principal = await run_in_threadpool(zms.principal, request)
             call_args = [principal, *args] + ([payload] if body else [])
-            result = await run_in_threadpool(method, *call_args)
+            if request.method == "GET":
+                result = await run_in_threadpool(method, *call_args)
+            else:
+                result = await run_in_threadpool(zms.audited, request, principal, method, call_args)
             if result is None or (
                 status == 204 and request.headers.get("athenz-return-object") != "true"
             ):
@@ -616,6 +667,11 @@ def build_routes(pdp: Pdp) -> list[Route]:
             )
         body = await run_in_threadpool(zms.get_audit_page, principal, since, limit, last)
         return Response(body, media_type="application/json", headers=NO_STORE)
+
+    async def audit_seal(request: Request) -> Response:
+        principal = await run_in_threadpool(zms.principal, request)
+        result = await run_in_threadpool(zms.get_audit_seal, principal)
+        return JSONResponse(result, headers=NO_STORE)
 
     async def openapi(request: Request) -> Response:
         from lab.pdp.openapi import zms_openapi
@@ -694,5 +750,6 @@ def build_routes(pdp: Pdp) -> list[Route]:
         Route("/zms/v1/lab/state", endpoint(zms.get_state), methods=["GET"]),
         Route("/zms/v1/lab/state", endpoint(zms.put_state, body=True), methods=["PUT"]),
         Route("/zms/v1/lab/audit", audit, methods=["GET"]),
+        Route("/zms/v1/lab/audit/seal", audit_seal, methods=["GET"]),
         Route("/zms/v1/openapi.json", openapi, methods=["GET"]),
     ]

@@ -85,7 +85,12 @@ class TokenEndpoint:
             reason=reason,
             jti=request.jti,
             single_use=request.single_use,
+            # A request whose client did not authenticate adds records at a bounded rate.
+            authenticated=bool(request.client),
         )
+        if record is None:
+            log.info("token deny (unauthenticated, over the audit rate; not recorded)")
+            return
         log.info(
             "token %s client=%s subject=%s jti=%s seq=%s",
             record["decision"],
