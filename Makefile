@@ -49,6 +49,12 @@ bench: setup ## whole commands, chain vs floor, token endpoints vs a bare POST (
 bench-scale: setup ## policy 10 → 100k, audit 1M, RSS after 1k vs 10k chains
 	$(BIN)/python bench/scale.py
 
+mutate: setup ## mutation testing of the security-critical modules (slow; not in CI)
+	$(BIN)/python -m pip install -q -e '.[mutate]'
+	$(BIN)/mutmut run $(MUTATE_ARGS) || true
+	$(BIN)/mutmut results
+	@echo "score and survivors: docs/dev/mutation.md"
+
 clean:
 	-$(BIN)/lab down
 	rm -rf .lab site

@@ -70,6 +70,9 @@ def test_truncated_chain_is_detected(world: PdpLab) -> None:
     rewrite(world, lambda records: records[:-2])
     problems = audit(world)["problems"]
     assert any("last record" in p or "truncated" in p for p in problems), problems
+    # The endpoint `lab audit --verify` asks for the seal check says the same.
+    sealed = world.ok("GET", "/lab/audit/seal").json()
+    assert sealed["valid"] is False and sealed["problems"] == problems
 
 
 def test_truncation_below_a_checkpoint_is_detected_even_with_an_old_head(world: PdpLab) -> None:
