@@ -115,7 +115,7 @@ class Grants:
         # even with the right password, and the attempt is not checked at all.
         if known is not None and self.brute_force.locked(known.id):
             log.info("password grant refused for client %s: user locked", client.client_id)
-            raise InvalidGrant(INVALID_USER_CREDENTIALS, status=401)
+            raise InvalidGrant(INVALID_USER_CREDENTIALS)
         user = check_password(known, param(form, "password"))
         if user is None:
             if known is not None:
