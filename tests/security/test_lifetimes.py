@@ -65,7 +65,7 @@ def test_long_lived_client_assertion_is_invalid_client(world: PdpLab, changes: A
 
 
 def test_a_30_day_id_jag_is_not_redeemed(world: PdpLab) -> None:
-    issued = world.request_id_jag(world.id_token(), resource="")
+    issued = world.request_id_jag(world.id_token())
     claims = unverified_claims(issued.json()["access_token"])
     claims.update(jti=new_jti(), exp=now() + 30 * 24 * 3600)
     forged = pdp_key(world).sign(claims, typ=TYP_ID_JAG)
@@ -75,12 +75,12 @@ def test_a_30_day_id_jag_is_not_redeemed(world: PdpLab) -> None:
 
 
 def test_id_jag_honours_a_shorter_expires_in(world: PdpLab) -> None:
-    response = world.request_id_jag(world.id_token(), resource="", expires_in="60")
+    response = world.request_id_jag(world.id_token(), expires_in="60")
     assert response.status_code == 200, response.text
     claims = unverified_claims(response.json()["access_token"])
     assert claims["exp"] - claims["iat"] == 60
     assert response.json()["expires_in"] == 60
-    longer = world.request_id_jag(world.id_token(), resource="", expires_in="86400")
+    longer = world.request_id_jag(world.id_token(), expires_in="86400")
     claims = unverified_claims(longer.json()["access_token"])
     assert claims["exp"] - claims["iat"] == 300
 
@@ -106,8 +106,17 @@ def test_malformed_expires_in_is_invalid_request(world: PdpLab, asked: str) -> N
 
 
 def _short_subject_token(lab: PdpLab, seconds_left: int) -> str:
-    real = lab.client_credentials(LEARNER, "api:role.docs-getter").json()["access_token"]
-    claims = unverified_claims(real)
+    """The learner's token for the MCP server (domain mcp), re-signed to expire soon."""
+    real = lab.token(
+        {
+            "grant_type": "client_credentials",
+            "scope": "mcp:role.mcp-accessor api:role.docs-getter",
+            "resource": lab.settings.endpoints.mcp,
+        },
+        client=LEARNER,
+    )
+    assert real.status_code == 200, real.text
+    claims = unverified_claims(real.json()["access_token"])
     claims.update(jti=new_jti(), iat=now() - 100, exp=now() + seconds_left)
     return pdp_key(lab).sign(claims, typ=TYP_ACCESS_TOKEN)
 

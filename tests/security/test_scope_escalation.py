@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from lab.oauth.jose import unverified_claims
-from tests.pdp.conftest import AGENT, LEARNER, PdpLab
+from lab.oauth.jose import SigningKey, new_jti, unverified_claims
+from lab.oauth.tokens import TYP_ID_JAG
+from tests.pdp.conftest import AGENT, LEARNER, MCP, PdpLab
 
 
 @pytest.fixture
@@ -28,8 +29,7 @@ def body(response: Any) -> dict[str, Any]:
 
 
 def id_jag(lab: PdpLab, scope: str) -> str:
-    # resource "" = no RFC 8707 resource: the token's audience is the scope's domain.
-    response = lab.request_id_jag(lab.id_token(), scope=scope, resource="")
+    response = lab.request_id_jag(lab.id_token(), scope=scope)
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
 
@@ -46,32 +46,48 @@ def id_jag(lab: PdpLab, scope: str) -> str:
 def test_id_jag_domain_scope_checks_jag_exchange_on_every_role(
     poster_world: PdpLab, scope: str
 ) -> None:
-    response = poster_world.request_id_jag(poster_world.id_token(), scope=scope, resource="")
+    response = poster_world.request_id_jag(poster_world.id_token(), scope=scope)
     assert response.status_code == 403, response.text
     assert body(response)["error"] == "unauthorized_client"
     assert "docs-poster" in body(response)["error_description"]
 
 
 def test_id_jag_domain_scope_allowed_when_every_held_role_is_granted(world: PdpLab) -> None:
-    response = world.request_id_jag(world.id_token(), scope="api:domain", resource="")
+    response = world.request_id_jag(world.id_token(), scope="api:domain mcp:domain")
     assert response.status_code == 200, response.text
     scope = unverified_claims(response.json()["access_token"])["scope"].split()
-    assert sorted(scope) == ["api:role.docs-getter", "api:role.mcp-accessor"]
+    assert sorted(scope) == ["api:role.docs-getter", "mcp:role.mcp-accessor"]
 
 
 @pytest.mark.parametrize("requested", ["api:domain", "api:role.docs-getter api:domain"])
-def test_redeeming_with_domain_scope_grants_only_the_id_jag_roles(
+def test_redeeming_with_a_domain_scope_is_invalid_scope(
     poster_world: PdpLab, requested: str
 ) -> None:
     jag = id_jag(poster_world, "api:role.docs-getter")
     response = poster_world.redeem(jag, scope=requested)
+    assert response.status_code == 400, response.text
+    assert body(response)["error"] == "invalid_scope"
+
+
+def test_a_domain_scope_inside_an_id_jag_grants_nothing(poster_world: PdpLab) -> None:
+    claims = unverified_claims(id_jag(poster_world, "api:role.docs-getter"))
+    claims.update(jti=new_jti(), scope="api:domain")
+    pdp = SigningKey.load_or_create(poster_world.settings.key_file("pdp-signing"))
+    response = poster_world.redeem(pdp.sign(claims, typ=TYP_ID_JAG))
+    assert response.status_code == 400, response.text
+    assert body(response)["error"] == "invalid_grant"
+    claims.update(jti=new_jti(), scope="api:role.docs-getter api:domain")
+    response = poster_world.redeem(pdp.sign(claims, typ=TYP_ID_JAG))
     assert response.status_code == 200, response.text
-    assert unverified_claims(response.json()["access_token"])["scp"] == ["docs-getter"]
+    granted = unverified_claims(response.json()["access_token"])["scp"]
+    assert "docs-poster" not in str(granted) and "api:role.docs-getter" in str(
+        response.json()["scope"]
+    )
 
 
 def test_redeeming_a_role_the_id_jag_does_not_name_is_invalid_scope(poster_world: PdpLab) -> None:
     jag = id_jag(poster_world, "api:role.docs-getter")
-    response = poster_world.redeem(jag, scope="api:role.docs-poster api:domain")
+    response = poster_world.redeem(jag, scope="api:role.docs-poster")
     assert response.status_code == 400, response.text
     assert body(response)["error"] == "invalid_scope"
 
@@ -80,7 +96,7 @@ def test_client_credentials_domain_scope_is_the_roles_held(poster_world: PdpLab)
     response = poster_world.client_credentials(AGENT, "api:domain")
     assert response.status_code == 200, response.text
     roles = set(unverified_claims(response.json()["access_token"])["scp"])
-    assert roles == {"docs-poster", "token-exchangable-ai-agents"}
+    assert roles == {"docs-poster", "docs-getter-jag-exchanger"}
 
 
 def test_client_credentials_domain_scope_without_roles_is_refused(pdp_lab: PdpLab) -> None:
@@ -92,11 +108,21 @@ def test_client_credentials_domain_scope_without_roles_is_refused(pdp_lab: PdpLa
 
 
 def test_token_exchange_with_domain_scope_is_invalid_scope(poster_world: PdpLab) -> None:
-    access = poster_world.client_credentials(AGENT, "api:role.docs-poster").json()["access_token"]
-    mcp = [p for p in poster_world.keys if p.endswith("api-mcp")] or ["api.api-mcp"]
-    response = poster_world.exchange(access, client=mcp[0], scope="api:domain")
-    assert response.status_code == 400, response.text
-    assert body(response)["error"] == "invalid_scope"
+    access = poster_world.token(
+        {
+            "grant_type": "client_credentials",
+            "scope": "mcp:role.mcp-accessor api:role.docs-getter",
+            "resource": poster_world.settings.endpoints.mcp,
+        },
+        client=LEARNER,
+    ).json()["access_token"]
+    for scope in ("api:domain", "api:role.docs-getter api:domain"):
+        response = poster_world.exchange(access, client=MCP, scope=scope)
+        assert response.status_code == 400, response.text
+        assert body(response)["error"] == "invalid_scope"
+    # The named role alone is exchanged (the control: the refusals above are the scope's doing).
+    response = poster_world.exchange(access, client=MCP, scope="api:role.docs-getter")
+    assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize("scope", ["api:role.docs-getter " * 40, "api:role." + "a" * 3000])
