@@ -150,8 +150,8 @@ def test_200_concurrent_chains_all_succeed_without_5xx(tmp_path: Path) -> None:
     counts: Counter[str] = Counter()
     with one_loop_lab(tmp_path / "home", realm_file, counts) as lab:
         for username in EXTRA_USERS:
-            for role in ("docs-getter", "mcp-accessor"):
-                lab.admin.member("api", role, f"human.{username}")
+            for domain, role in (("api", "docs-getter"), ("mcp", "mcp-accessor")):
+                lab.admin.member(domain, role, f"human.{username}")
         users = [USERS[n % len(USERS)] for n in range(CHAINS)]
         with ThreadPoolExecutor(max_workers=CHAINS) as pool:
             outcomes = list(pool.map(lambda user: chain(lab, realm_file, user), users))
