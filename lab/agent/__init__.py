@@ -4,6 +4,7 @@ Used as a library by the step engine and by ``lab agent "get docs"`` (see contra
 """
 
 from lab.agent.chain import DEFAULT_SCOPE, Agent, PromptResult, run_prompt
+from lab.agent.config import AgentConfig
 from lab.agent.mcp_client import ToolCall, ToolResult
 from lab.agent.pdp_client import TokenResponse
 from lab.agent.planner import Plan, plan_rules
@@ -13,6 +14,7 @@ from lab.agent.signin import SignIn
 __all__ = [
     "DEFAULT_SCOPE",
     "Agent",
+    "AgentConfig",
     "CapturedToken",
     "Exchange",
     "Plan",
