@@ -8,6 +8,8 @@ build; the lab's own state is a fresh temporary ``LAB_HOME``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -43,8 +45,6 @@ class KeycloakLab:
 
 @pytest.fixture(scope="session")
 def keycloak_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeycloakLab]:
-    import time
-
     try:
         kc.find_java()
     except kc.JavaNotFound as exc:
@@ -56,10 +56,35 @@ def keycloak_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeycloakL
         except kc.BackendError as exc:
             skip_or_fail(f"the Keycloak distribution is not cached and {exc.message}")
     home = tmp_path_factory.mktemp("keycloak-lab")
+    with keycloak_dir(cache, tmp_path_factory) as keycloak_home:
+        yield from _run_lab(home, cache, keycloak_home)
+
+
+@contextlib.contextmanager
+def keycloak_dir(cache: Path, factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The shared, already built Keycloak copy in the cache when no other test run holds it;
+    else a private one (unpacked and built again: slower, but two runs never share a database)."""
+    shared = cache / "keycloak" / "pytest"
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    with (cache / "keycloak" / "pytest.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield factory.mktemp("keycloak-private")
+            return
+        try:
+            yield shared
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run_lab(home: Path, cache: Path, keycloak_home: Path) -> Iterator[KeycloakLab]:
+    import time
+
     extra = {
         "LAB_IDP": "keycloak",
         "LAB_CACHE": str(cache),
-        "LAB_KEYCLOAK_DIR": str(cache / "keycloak" / "pytest"),
+        "LAB_KEYCLOAK_DIR": str(keycloak_home),
         "LAB_KEYCLOAK_TIMEOUT_S": str(UP_TIMEOUT_S),
     }
     env = stack_env(home, free_ports(), extra)
