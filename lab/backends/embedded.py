@@ -244,8 +244,8 @@ class EmbeddedBackend:
             pid = int(recorded["pid"])
         else:
             report("idp", "starting", "looking for Java 21+")
-            java = kc.find_java()
-            process.prepare(java, lambda detail: report("idp", "starting", detail))
+            java = kc.find_java()  # before the download: a missing Java fails at once
+            process.prepare(lambda detail: report("idp", "starting", detail))
             # Keycloak would say "Port(s) already bound" deep in its log; say it here instead.
             _listen(settings.host, process.port, settings.port_variable("idp")).close()
             pid = process.spawn(java)

@@ -352,13 +352,8 @@ class KeycloakProcess:
     def ready_url(self) -> str:
         return f"{self.base_url}/realms/{REALM}/.well-known/openid-configuration"
 
-    def built(self) -> bool:
-        """Has this copy been built before (then a start takes seconds, not a minute)?"""
-        return (self.home / "lib" / "quarkus" / "build-system.properties").exists()
-
-    def prepare(self, java: JavaRuntime, report: Report) -> None:
+    def prepare(self, report: Report) -> None:
         """Fetch (once), unpack (once per lab home) and stage the realm file for import."""
-        del java  # found first so a missing Java fails before a long download
         tarball = ensure_distribution(self.settings.cache_dir, report)
         if not (self.home / "bin" / "kc.sh").exists():
             report(f"unpacking Keycloak {versions.KEYCLOAK_VERSION}")
@@ -437,14 +432,12 @@ class KeycloakProcess:
 
     def wait_ready(self, pid: int, report: Report, timeout_s: float | None = None) -> None:
         """Poll the realm's discovery document; name each phase from Keycloak's log meanwhile."""
-        import http.client
-
         timeout_s = timeout_s or keycloak_timeout(os.environ)
         deadline = time.monotonic() + timeout_s
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         shown = ""
         while True:
-            if _answers(self.ready_url, http.client):
+            if _answers(self.ready_url):
                 return
             phase = self._phase(offset) or "starting Keycloak"
             if phase != shown:
@@ -484,7 +477,8 @@ class KeycloakProcess:
         return (errors or lines or ["(no output)"])[-1].strip()[:300]
 
 
-def _answers(url: str, http_client: object) -> bool:
+def _answers(url: str) -> bool:
+    """Does ``url`` answer 200 now? (``http.client``: no connection pool to go stale.)"""
     import http.client
     from urllib.parse import urlsplit
 
