@@ -81,8 +81,8 @@ def read_providers_file(path: Path) -> list[Any]:
 
 
 def tighten(home: Path) -> None:
-    """Make ``home`` and everything in it owner-only (dirs 0700, files 0600); never follows
-    symlinks out of it."""
+    """Make ``home`` and everything in it owner-only (dirs 0700, files 0600, programs 0700);
+    never follows symlinks out of it."""
     if not home.is_dir():
         return
     _chmod(home, DIR_MODE)
@@ -90,12 +90,16 @@ def tighten(home: Path) -> None:
         for name in dirs:
             _chmod(Path(root) / name, DIR_MODE)
         for name in files:
-            _chmod(Path(root) / name, FILE_MODE)
+            _chmod(Path(root) / name, FILE_MODE, keep_exec=True)
 
 
-def _chmod(path: Path, mode: int) -> None:
+def _chmod(path: Path, mode: int, keep_exec: bool = False) -> None:
     try:
         info = path.lstat()
+        if keep_exec and info.st_mode & stat.S_IXUSR:
+            # A program stays runnable by its owner (0700): `lab up --idp keycloak` runs the
+            # Keycloak unpacked under $LAB_HOME/keycloak (bin/kc.sh).
+            mode |= stat.S_IXUSR
         if stat.S_ISLNK(info.st_mode) or stat.S_IMODE(info.st_mode) == mode:
             return
         path.chmod(mode)

@@ -385,6 +385,8 @@ class KeycloakProcess:
         host = self.settings.host
         shown = f"[{host}]" if ":" in host else host
         return [
+            # Through sh, so the script runs whatever its file mode (copies, owner-only homes).
+            shutil.which("sh") or "/bin/sh",
             str(self.home / "bin" / "kc.sh"),
             "start-dev",
             "--import-realm",

@@ -160,7 +160,7 @@ def test_a_changed_realm_file_gets_a_fresh_database(tmp_path: Path) -> None:
 def test_command_pins_the_issuer_to_the_labs_idp_url(tmp_path: Path) -> None:
     process = keycloak(tmp_path)
     command = process.command()
-    assert command[:3] == [str(process.home / "bin" / "kc.sh"), "start-dev", "--import-realm"]
+    assert command[1:4] == [str(process.home / "bin" / "kc.sh"), "start-dev", "--import-realm"]
     assert "--http-host=127.0.0.1" in command and "--http-port=21999" in command
     assert "--hostname=http://127.0.0.1:21999" in command
     assert f"--features={','.join(kc.FEATURES)}" in command

@@ -119,6 +119,16 @@ def test_tighten_makes_everything_owner_only(tmp_path: Path) -> None:
     assert mode(outside) == 0o755  # a symlink out of $LAB_HOME is not followed
 
 
+def test_tighten_keeps_programs_runnable_by_their_owner_only(tmp_path: Path) -> None:
+    """Real Keycloak is unpacked under $LAB_HOME/keycloak: its kc.sh must stay executable."""
+    script = tmp_path / "home" / "keycloak" / "keycloak-26.7.3" / "bin" / "kc.sh"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    tighten(tmp_path / "home")
+    assert mode(script) == 0o700
+
+
 @pytest.mark.slow
 def test_lab_up_leaves_home_directories_0700_and_files_0600(cli: Lab) -> None:
     home = cli.home
