@@ -200,8 +200,8 @@ def audit_scaling(lab: Lab, count: int) -> dict[str, Any]:
         "t = time.perf_counter()\n"
         "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
         "e = time.perf_counter() - t\n"
-        "r = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-        "print(p.returncode, e, r)\n"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(p.returncode, e, u.ru_maxrss, u.ru_utime + u.ru_stime)\n"
         "sys.stderr.write(p.stdout[-400:] + p.stderr[-400:])\n"
     )
     proc = subprocess.run(
@@ -213,7 +213,7 @@ def audit_scaling(lab: Lab, count: int) -> dict[str, Any]:
         timeout=1800,
         check=False,
     )
-    code, elapsed, rss = proc.stdout.split()
+    code, elapsed, rss, cpu = proc.stdout.split()
     from bench.chain import rss_kb
 
     return {
@@ -221,6 +221,8 @@ def audit_scaling(lab: Lab, count: int) -> dict[str, Any]:
         "fill_s": round(fill_s, 1),
         "verify_exit": int(code),
         "verify_s": round(float(elapsed), 2),
+        # CPU seconds do not stretch with the machine's load the way wall-clock seconds do.
+        "verify_cpu_s": round(float(cpu), 2),
         "verify_peak_rss_mb": round(int(rss) / 1024, 1),
         "runtime_peak_rss_mb": round(rss_kb(pid, "VmHWM") / 1024, 1),
         "tail": proc.stderr[-300:],
