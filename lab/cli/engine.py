@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab.cli import common
@@ -108,7 +109,12 @@ class StepSession:
     def manual(self, step: Step) -> str:
         from lab.steps.manual import manual_commands
 
-        return "\n\n".join(manual_commands(step, self.context()))
+        snippets = manual_commands(step, self.context())
+        program = common.lab_program()
+        if program != "lab":
+            # `lab` is not on PATH in this shell: the pasted script defines it first.
+            snippets.insert(0, f'lab() {{ "{Path(program).absolute()}" "$@"; }}')
+        return "\n\n".join(snippets)
 
 
 def print_result(result: StepResult, verbose: bool = False) -> None:

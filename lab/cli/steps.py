@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -119,6 +120,25 @@ def run_step_mode(session: StepSession, step: Step, *, check: bool, solution: bo
     else:
         result = session.run(step, solutions=False)  # a challenge stops before its answer
     return result
+
+
+@app.command("captured")
+def captured(
+    name: str = typer.Argument(..., help="A value an earlier step captured, e.g. id_token."),
+) -> None:
+    """Print a value an earlier step captured (what `lab step N --manual` scripts read)."""
+    from lab.steps.captures import load_captures
+
+    values, _redacted = load_captures(common.settings())
+    if name not in values:
+        known = ", ".join(sorted(values)) or "none yet"
+        common.fail(
+            f"no step has captured {name!r} yet (captured: {known})",
+            "run the earlier steps first, e.g. `lab reset --to N`",
+            common.ExitCode.FAILED,
+        )
+    value = values[name]
+    typer.echo(value if isinstance(value, str) else json.dumps(value))
 
 
 def show_hint(step: Step) -> None:

@@ -22,14 +22,16 @@ def manual_ctx(lab_settings: Settings) -> RunContext:
 
 
 def test_sample_manual_commands(manual_ctx: RunContext, lab_settings: Settings) -> None:
-    snippets = manual_commands(load_step(SAMPLES / "01-sample.md"), manual_ctx)
+    preamble, *snippets = manual_commands(load_step(SAMPLES / "01-sample.md"), manual_ctx)
+    assert preamble.startswith("# values") and "access_token" in preamble.splitlines()[1]
     ep = lab_settings.endpoints
     assert (
         snippets[0].splitlines()[0]
         == "# without_token: Ask the protected port for the documents, carrying no token at all."
     )
     assert f"curl -sS -i {ep.docapi_protected}/api/docs" in snippets[0]
-    assert snippets[1].splitlines()[1] == "lab keygen human.idjag-learner"
+    assert snippets[1].splitlines()[1] == "OUT=$(lab keygen human.idjag-learner)"
+    assert "learner_kid=$(printf" in snippets[1]  # the capture becomes a shell variable
     token = snippets[2]
     assert token.startswith("# get_token") and "RESPONSE=$(curl -sS " in token
     assert f'"client_assertion=$(lab sign-assertion human.idjag-learner --aud {ep.zts})"' in token
@@ -59,7 +61,10 @@ def test_admin_json_body_and_realm_secret(
         "---\n",
         encoding="utf-8",
     )
-    snippets = manual_commands(load_step(path), manual_ctx)
+    preamble, *snippets = manual_commands(load_step(path), manual_ctx)
+    # Values from earlier steps come from `lab captured`, so the pasted script needs no copying.
+    assert "agent_token=$(lab captured agent_token)" in preamble
+    assert "role_name=$(lab captured role_name)" in preamble
     ep = lab_settings.endpoints
     assert (
         f'-H "Authorization: Bearer $(lab sign-assertion user.athenz_admin --aud {ep.zms})"'
