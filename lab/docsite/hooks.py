@@ -6,6 +6,7 @@ Nothing generated is written into ``docs/``: the step files stay the single sour
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,29 @@ def on_files(files: Files, config: Any) -> Files:
     return files
 
 
+CHAIN_MARKER = "<!-- lab:chain-diagram -->"
+MERMAID_FENCE = re.compile(r"^```mermaid\n(.*?)^```[ \t]*$", re.S | re.M)
+
+
+def _drawn(match: re.Match[str]) -> str:
+    """A Mermaid sequence diagram becomes inline SVG at build time (offline, no library)."""
+    from lab.render.sequence_svg import svg_from_mermaid
+
+    svg = svg_from_mermaid(match.group(1))
+    return f'<figure class="lab-diagram">{svg}</figure>' if svg else match.group(0)
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
     # The data-files reference ends with a summary read from the files, so it cannot go stale.
     if page.file.src_uri == pages.DATA_FILES_PAGE:
         return markdown.rstrip() + "\n\n" + pages.render_data_summary()
+    markdown = MERMAID_FENCE.sub(_drawn, markdown)
+    if CHAIN_MARKER in markdown:
+        # Drawn here, at build time, as inline SVG: no diagram library is fetched by the page.
+        from lab.render.sequence_svg import CHAIN, sequence_svg
+
+        figure = f'<figure class="lab-diagram">{sequence_svg(CHAIN)}</figure>'
+        markdown = markdown.replace(CHAIN_MARKER, figure)
     return markdown
 
 

@@ -287,6 +287,19 @@ def _run_section(run: dict[str, Any], svg_name: str | None) -> list[str]:
             f"![terminal output]({svg_name})",
             "",
         ]
+    if run.get("sequence") and any(
+        str(e.get("label", "")).startswith("exchanged") for e in run.get("lineage") or []
+    ):
+        # The same hops `lab step` draws as terminal swimlanes, as an SVG drawn at build time.
+        from lab.render.sequence_svg import sequence_svg
+
+        title = f"Step {run.get('number')}: the calls of the run"
+        out += [
+            "### The sequence",
+            "",
+            f'<figure class="lab-diagram">{sequence_svg(run["sequence"], title)}</figure>',
+            "",
+        ]
     tokens = [t for t in (_token_parts(t) for t in run.get("tokens") or []) if t]
     if tokens:
         out += ["### Tokens issued in this step", ""]
