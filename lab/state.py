@@ -458,6 +458,22 @@ def _write_results(settings: Settings, results: Mapping[int, dict[str, Any]]) ->
     _write_json(results_file(settings), {"steps": {str(n): r for n, r in sorted(results.items())}})
 
 
+def runs_dir(settings: Settings) -> Path:
+    """Where the last run model of each step is kept (``lab ui`` draws it)."""
+    return settings.home / "runs"
+
+
+def save_run_model(settings: Settings, number: int, record: Mapping[str, Any]) -> None:
+    """Keep the run model (:func:`lab.render.run_model.step_model`) of step ``number``'s last
+    run, 0600 like the checkpoints: it holds the step's tokens (secrets already redacted)."""
+    _write_json(runs_dir(settings) / f"step-{number:02d}.json", dict(record))
+
+
+def load_run_model(settings: Settings, number: int) -> dict[str, Any] | None:
+    data = _read_json(runs_dir(settings) / f"step-{number:02d}.json", None)
+    return data if isinstance(data, dict) else None
+
+
 def last_passed_step(results: Mapping[int, Mapping[str, Any]]) -> int:
     """The highest N such that steps 1..N all passed (0 when step 1 has not passed)."""
     number = 0

@@ -82,6 +82,7 @@ def _compose() -> None:
 
     for module in (lifecycle, steps, reset, tokens, keys, audit, doctor):
         app.add_typer(module.app)
+    app.add_typer(importlib.import_module("lab.cli.ui").app)  # `lab ui`, the web view
     app.add_typer(agent.app, name="agent", help='Act as the AI agent: lab agent "get docs".')
     app.add_typer(
         keys.providers_app, name="providers", help="The PDP's trusted identity providers."

@@ -80,6 +80,7 @@ class StepSession:
 
         if record:
             record_result(self.settings, step.number, step.slug, result.status, result.duration_ms)
+            keep_run_model(self.settings, result)
             if result.passed and self.checkpoints:
                 save_checkpoint(self.state, step.number)
         self.results.append(result)
@@ -115,6 +116,14 @@ class StepSession:
             # `lab` is not on PATH in this shell: the pasted script defines it first.
             snippets.insert(0, f'lab() {{ "{Path(program).absolute()}" "$@"; }}')
         return "\n\n".join(snippets)
+
+
+def keep_run_model(settings: Settings, result: StepResult) -> None:
+    """Save the run's model for ``lab ui`` (the same record ``lab step N --json`` prints)."""
+    from lab.render.run_model import step_model
+    from lab.state import save_run_model
+
+    save_run_model(settings, result.number, step_model(result))
 
 
 def print_result(result: StepResult, verbose: bool = False) -> None:

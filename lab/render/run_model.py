@@ -16,7 +16,8 @@ Record shape (keys are stable; renderers ignore what they do not draw)::
                checks: [{action check query predicate expected actual passed why error
                          reproduce}]}]
     lineage: [{label typ claims}]       the chain's tokens, each once
-    sequence: [{from to call status}]   the hops of the chain, in order
+    sequence: [{from to call status action index refusal}]   the hops of the chain, in order;
+                                        action/index locate the call in ``actions``
     checks tokens errors                flat lists (the original report's keys)
 """
 
@@ -288,10 +289,10 @@ def sequence(result: StepResult) -> list[dict[str, Any]]:
     call to the document API are reported in the tool result, so they appear after the call.
     """
     hops: list[dict[str, Any]] = []
-    for action in result.actions:
+    for index, action in enumerate(result.actions):
         if action.kind not in ("agent", "mcp"):
             continue
-        for exchange in action.exchanges:
+        for position, exchange in enumerate(action.exchanges):
             call = call_model(exchange)
             mcp = call["mcp"]
             if mcp and mcp["method"].startswith("notifications/"):
@@ -302,6 +303,10 @@ def sequence(result: StepResult) -> list[dict[str, Any]]:
                     "to": call["party"],
                     "call": hop_label(call),
                     "status": call["status"],
+                    # Where the full call sits in the record (the web view opens it).
+                    "action": index,
+                    "index": position,
+                    "refusal": refusal(call),
                 }
             )
         for claims in unique(exchanged_tokens(action.result)):
@@ -311,6 +316,9 @@ def sequence(result: StepResult) -> list[dict[str, Any]]:
                     "to": "PDP",
                     "call": f"RFC 8693 exchange → aud {claims.get('aud', '?')}",
                     "status": 200,
+                    "action": index,
+                    "index": None,
+                    "refusal": None,
                 }
             )
             hops.append(
@@ -319,9 +327,25 @@ def sequence(result: StepResult) -> list[dict[str, Any]]:
                     "to": "document API",
                     "call": "GET /api/docs (exchanged token)",
                     "status": 200,
+                    "action": index,
+                    "index": None,
+                    "refusal": None,
                 }
             )
     return hops if len(hops) >= 2 else []
+
+
+def refusal(call: dict[str, Any]) -> str | None:
+    """Why a hop was refused (the OAuth/Athenz error of a 4xx/5xx, or an MCP tool error)."""
+    mcp = call["mcp"] or {}
+    status = call["status"]
+    if isinstance(status, int) and status >= 400:
+        return call["summary"] or call["error"] or f"HTTP {status}"
+    if call["error"]:
+        return str(call["error"])
+    if mcp.get("error"):
+        return str(mcp["error"])
+    return None
 
 
 def unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,0 +1,247 @@
+"""The ``lab ui`` Starlette app: the steps, each step's last run model, live updates, and
+(with the launch token) running or resetting to a step.
+
+Routes::
+
+    GET  /                      the page (lab/ui/static/index.html)
+    GET  /static/...            its CSS and JS, shipped in the package
+    GET  /api/steps             every step: number, slug, title, teaches, last status
+    GET  /api/runs/{n}          step n's last run model (404 before its first run)
+    GET  /api/events            Server-Sent Events: "changed" whenever a step result is saved
+    POST /api/steps/{n}/run     run step n (`lab step n --json`); needs the launch token
+    POST /api/reset             {"to": n}: `lab reset --to n`; needs the launch token
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from lab.config import Settings
+from lab.oauth.errors import InvalidRequest
+from lab.oauth.starlette import HostCheck, exception_handlers, read_json
+from lab.ui.guard import TOKEN_HEADER, OriginCheck, token_matches
+
+STATIC = Path(__file__).resolve().parent / "static"
+#: How often the event stream looks at $LAB_HOME for new results (a file stat, cheap).
+POLL_S = 0.25
+#: A comment line this often keeps proxies and the browser from closing an idle stream.
+KEEPALIVE_S = 15.0
+#: A step that runs longer than this is stopped (the slowest step takes a few seconds).
+RUN_TIMEOUT_S = 300.0
+
+#: Every page response: no framing (clickjacking), only this server's own scripts and styles.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass
+class LabCommands:
+    """Runs ``lab`` subcommands as subprocesses: the CLI's own engine, lock and recorder."""
+
+    env: Mapping[str, str]
+    cwd: Path | None = None
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "lab.cli", *args],
+            env={**dict(self.env), "NO_COLOR": "1"},
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+            check=False,
+        )
+        return done.returncode, done.stdout, done.stderr
+
+
+Runner = Callable[..., tuple[int, str, str]]
+
+
+def create_app(settings: Settings, token: str, runner: Runner) -> Starlette:
+    """The view of the lab whose state lives in ``settings.home``."""
+    busy = asyncio.Lock()
+
+    def require_token(request: Request) -> None:
+        if not token_matches(request.headers.get(TOKEN_HEADER), token):
+            raise Forbidden("running or resetting needs the token `lab ui` printed")
+
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+    async def steps(request: Request) -> Response:
+        return JSONResponse({"steps": step_rows(settings)}, headers={"Cache-Control": "no-store"})
+
+    async def run_of(request: Request) -> Response:
+        from lab.state import load_run_model
+
+        number = int(request.path_params["number"])
+        record = load_run_model(settings, number)
+        if record is None:
+            return JSONResponse(
+                {"error": "not_found", "error_description": f"step {number} has not run yet"},
+                status_code=404,
+            )
+        return JSONResponse(record, headers={"Cache-Control": "no-store"})
+
+    async def run_step(request: Request) -> Response:
+        require_token(request)
+        number = int(request.path_params["number"])
+        if number not in {row["number"] for row in step_rows(settings)}:
+            return JSONResponse(
+                {"error": "not_found", "error_description": f"there is no step {number}"},
+                status_code=404,
+            )
+        if busy.locked():
+            return conflict()
+        async with busy:
+            code, out, err = await asyncio.to_thread(runner, "step", str(number), "--json")
+        try:
+            record = json.loads(out)
+        except ValueError:
+            return JSONResponse(
+                {"error": "step_not_run", "error_description": last_line(err)}, status_code=502
+            )
+        return JSONResponse({"exit_code": code, "run": record})
+
+    async def reset(request: Request) -> Response:
+        require_token(request)
+        body = await read_json(request)
+        to = body.get("to") if isinstance(body, dict) else None
+        if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 1):
+            raise InvalidRequest('"to" must be a step number (or null for the baseline)')
+        if busy.locked():
+            return conflict()
+        args = ["reset", "--json", *(["--to", str(to)] if to else [])]
+        async with busy:
+            code, out, err = await asyncio.to_thread(runner, *args)
+        if code != 0:
+            return JSONResponse(
+                {"error": "reset_failed", "error_description": last_line(err or out)},
+                status_code=502,
+            )
+        return JSONResponse({"exit_code": code, "to": to})
+
+    async def events(request: Request) -> Response:
+        return StreamingResponse(
+            change_events(settings, request),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    routes = [
+        Route("/", page),
+        Route("/api/steps", steps),
+        Route("/api/runs/{number:int}", run_of),
+        Route("/api/steps/{number:int}/run", run_step, methods=["POST"]),
+        Route("/api/reset", reset, methods=["POST"]),
+        Route("/api/events", events),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    ]
+    handlers = exception_handlers()
+    handlers[Forbidden] = forbidden
+    return Starlette(
+        routes=routes,
+        exception_handlers=handlers,
+        # Outermost first: Host (DNS rebinding, nosniff), then Origin (other pages).
+        middleware=[Middleware(HostCheck), Middleware(OriginCheck)],
+    )
+
+
+class Forbidden(Exception):
+    pass
+
+
+async def forbidden(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": "forbidden", "error_description": str(exc)}, status_code=403)
+
+
+def conflict() -> Response:
+    return JSONResponse(
+        {"error": "busy", "error_description": "another run or reset is still going"},
+        status_code=409,
+    )
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "the lab command printed nothing"
+
+
+def step_rows(settings: Settings) -> list[dict[str, Any]]:
+    """Each step with its last outcome (what ``lab steps --json`` lists) and opening prose."""
+    from lab.render.run_model import split_narrative
+    from lab.state import load_results
+    from lab.steps import load_steps
+
+    results = load_results(settings)
+    rows = []
+    for step in load_steps():
+        opening, _ = split_narrative(step.body)
+        rows.append(
+            {
+                "number": step.number,
+                "slug": step.slug,
+                "title": step.title,
+                "teaches": step.teaches,
+                "opening": opening,
+                "status": results.get(step.number, {}).get("status", "not run"),
+            }
+        )
+    return rows
+
+
+def state_version(settings: Settings) -> tuple[float, ...]:
+    """Changes whenever a result or a run model is written (atomic replace: a new mtime)."""
+    from lab.state import results_file, runs_dir
+
+    stamps = []
+    for path in [results_file(settings), *sorted(runs_dir(settings).glob("step-*.json"))]:
+        try:
+            stamps.append(path.stat().st_mtime_ns)
+        except FileNotFoundError:
+            stamps.append(0)
+    return tuple(stamps)
+
+
+async def change_events(settings: Settings, request: Request) -> AsyncIterator[str]:
+    """``event: changed`` at once (the page loads its data) and after every saved result."""
+    seen: tuple[float, ...] | None = None
+    quiet = 0.0
+    while not await request.is_disconnected():
+        version = state_version(settings)
+        if version != seen:
+            seen = version
+            quiet = 0.0
+            yield f"event: changed\ndata: {json.dumps({'steps': step_statuses(settings)})}\n\n"
+        elif quiet >= KEEPALIVE_S:
+            quiet = 0.0
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(POLL_S)
+        quiet += POLL_S
+
+
+def step_statuses(settings: Settings) -> dict[str, str]:
+    from lab.state import load_results
+
+    return {str(n): str(r.get("status", "not run")) for n, r in load_results(settings).items()}

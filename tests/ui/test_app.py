@@ -1,0 +1,207 @@
+"""The `lab ui` app: read-only by default, the launch token for changes, no foreign pages."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from lab.config import Settings
+from lab.serving import bind_socket, serve_in_thread
+from lab.state import load_run_model, record_result, save_run_model
+from lab.ui.app import create_app
+
+TOKEN = "launch-token-for-tests"
+LOCAL = "http://127.0.0.1"
+
+RECORD = {
+    "number": 12,
+    "slug": "id-jag-end-to-end",
+    "status": "passed",
+    "sequence": [
+        {
+            "from": "agent",
+            "to": "PDP",
+            "call": "token exchange → ID-JAG",
+            "status": 200,
+            "action": 0,
+            "index": 0,
+            "refusal": None,
+        },
+    ],
+    "actions": [],
+}
+
+
+class FakeLab:
+    """Stands in for `lab step N --json` / `lab reset`: records the command lines it got."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self.calls.append(args)
+        if args[0] == "step":
+            return 0, json.dumps({**RECORD, "number": int(args[1])}), ""
+        return 0, '{"reset": true}', ""
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture
+def fake_lab() -> FakeLab:
+    return FakeLab()
+
+
+@pytest.fixture
+def client(settings: Settings, fake_lab: FakeLab) -> TestClient:
+    return TestClient(create_app(settings, TOKEN, fake_lab), base_url=LOCAL)
+
+
+def test_page_and_assets_are_served_from_the_package_with_a_strict_policy(
+    client: TestClient,
+) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["x-frame-options"] == "DENY"
+    links = re.findall(r'(?:src|href)="([^"]*)"', page.text)
+    assert "/static/app.js" in links
+    assert all(link.startswith(("/", "#")) for link in links)  # nothing from another host
+    for asset in ("/static/app.js", "/static/app.css"):
+        assert client.get(asset).status_code == 200
+
+
+def test_steps_are_listed_with_their_last_status(client: TestClient, settings: Settings) -> None:
+    record_result(settings, 1, "document-api", "passed", 12.0)
+    rows = client.get("/api/steps").json()["steps"]
+    numbers = [row["number"] for row in rows]
+    assert numbers == sorted(numbers) and 12 in numbers and 6 in numbers
+    by_number = {row["number"]: row for row in rows}
+    assert by_number[1]["status"] == "passed"
+    assert by_number[2]["status"] == "not run"
+    assert by_number[12]["title"] == "The whole chain, end to end"
+
+
+def test_a_saved_run_model_is_served_and_a_missing_one_is_404(
+    client: TestClient, settings: Settings
+) -> None:
+    missing = client.get("/api/runs/12")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    save_run_model(settings, 12, RECORD)
+    assert client.get("/api/runs/12").json()["sequence"][0]["call"] == "token exchange → ID-JAG"
+    assert (settings.home / "runs" / "step-12.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_running_a_step_without_the_launch_token_is_refused(
+    client: TestClient, fake_lab: FakeLab
+) -> None:
+    for headers in ({}, {"X-Lab-UI-Token": "guessed"}):
+        response = client.post("/api/steps/12/run", headers=headers)
+        assert response.status_code == 403
+        assert response.json()["error"] == "forbidden"
+    refused = client.post("/api/reset", json={"to": 12})
+    assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+    assert fake_lab.calls == []
+
+
+def test_running_a_step_with_the_token_runs_lab_step_json(
+    client: TestClient, fake_lab: FakeLab
+) -> None:
+    response = client.post("/api/steps/12/run", headers={"X-Lab-UI-Token": TOKEN})
+    assert response.status_code == 200
+    assert response.json()["run"]["number"] == 12
+    assert fake_lab.calls == [("step", "12", "--json")]
+    reset = client.post("/api/reset", json={"to": 12}, headers={"X-Lab-UI-Token": TOKEN})
+    assert reset.status_code == 200
+    assert fake_lab.calls[-1] == ("reset", "--json", "--to", "12")
+
+
+def test_a_bad_reset_target_or_unknown_step_is_a_precise_error(client: TestClient) -> None:
+    headers = {"X-Lab-UI-Token": TOKEN}
+    bad = client.post("/api/reset", json={"to": "twelve"}, headers=headers)
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
+    unknown = client.post("/api/steps/99/run", headers=headers)
+    assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
+
+
+def test_requests_from_a_foreign_origin_are_refused_even_with_the_token(
+    client: TestClient, fake_lab: FakeLab
+) -> None:
+    headers = {"X-Lab-UI-Token": TOKEN, "Origin": "https://evil.example"}
+    response = client.post("/api/steps/12/run", headers=headers)
+    assert response.status_code == 403 and response.json()["error"] == "forbidden"
+    assert client.get("/api/steps", headers={"Origin": "null"}).status_code == 403
+    cross = client.get("/api/steps", headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403
+    assert fake_lab.calls == []
+    local = client.get("/api/steps", headers={"Origin": "http://127.0.0.1:8700"})
+    assert local.status_code == 200
+
+
+def test_a_foreign_host_header_is_refused(settings: Settings, fake_lab: FakeLab) -> None:
+    rebound = TestClient(create_app(settings, TOKEN, fake_lab), base_url="http://evil.example")
+    response = rebound.get("/api/steps")
+    assert response.status_code == 421 and response.json()["error"] == "invalid_request"
+
+
+def test_the_event_stream_announces_a_saved_result(settings: Settings, fake_lab: FakeLab) -> None:
+    app = create_app(settings, TOKEN, fake_lab)
+    with (
+        serve_in_thread(app, bind_socket("127.0.0.1", 0)) as url,
+        httpx.stream("GET", f"{url}/api/events", timeout=10) as stream,
+    ):
+        events = event_lines(stream)
+        assert next(events).startswith("event: changed")  # at once: the page loads
+        record_result(settings, 3, "service-identity", "failed", 5.0)
+        data: dict[str, Any] = {}
+        for line in events:
+            if line.startswith("data: "):
+                data = json.loads(line.removeprefix("data: "))
+                if data["steps"].get("3") == "failed":
+                    break
+        assert data["steps"]["3"] == "failed"
+
+
+def event_lines(stream: httpx.Response) -> Any:
+    for line in stream.iter_lines():
+        if line:
+            yield line
+
+
+def test_lab_ui_names_the_setting_when_its_port_is_busy(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "lab.cli", "ui"],
+            env={"PATH": "/usr/bin:/bin", "LAB_HOME": str(tmp_path), "LAB_UI_PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 3
+    assert f"port {port}" in done.stderr and "LAB_UI_PORT" in done.stderr
+
+
+def test_the_engine_keeps_each_steps_run_model(settings: Settings) -> None:
+    from lab.cli.engine import keep_run_model
+    from lab.steps.model import StepResult
+
+    result = StepResult(4, "role-membership", "Role membership", "passed", 3.0)
+    keep_run_model(settings, result)
+    kept = load_run_model(settings, result.number)
+    assert kept is not None and kept["number"] == result.number and kept["slug"] == result.slug
