@@ -128,7 +128,9 @@ function hopButton(hop, i) {
   const left = Math.min(from, to), right = Math.max(from, to);
   const toRight = to >= from;
   const refused = Boolean(hop.refusal) || (typeof hop.status === "number" && hop.status >= 400);
-  const label = `${toRight ? "" : "← "}${hop.call} ${toRight ? "→" : ""}`;
+  // The arrowhead sits at the receiving lane's end of the line.
+  const head = (side) => el("span", { class: "head", "aria-hidden": "true" },
+    side === "left" ? (toRight ? "" : "◀") : (toRight ? "▶" : ""));
   const button = el("button", {
     type: "button",
     class: `hop${toRight ? "" : " left"}${refused ? " refused" : ""}`,
@@ -138,8 +140,10 @@ function hopButton(hop, i) {
     "aria-label": `${hop.from} to ${hop.to}: ${hop.call}, status ${hop.status}` +
       (hop.refusal ? `, refused: ${hop.refusal}` : ""),
     onclick: () => openHop(i),
-  }, label, " ", el("span", { class: "code" }, hop.status));
-  if (hop.refusal) button.append(el("span", { class: "refusal" }, hop.refusal));
+  }, head("left"),
+  el("span", { class: "label" }, `${hop.call} `, el("span", { class: "code" }, `(${hop.status})`),
+    hop.refusal ? el("span", { class: "refusal" }, hop.refusal) : null),
+  head("right"));
   return button;
 }
 
