@@ -20,6 +20,7 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -345,7 +346,7 @@ class StartPortForwards:
     namespace: str
     context: str
     settings: Settings
-    title: str = "Forward ports to 127.0.0.1"
+    title: str = "Forward ports to the learner-facing host (LAB_HOST)"
 
     def describe(self) -> str:
         return "\n".join("$ " + " ".join(c) + " &" for c in self.commands())
@@ -353,7 +354,7 @@ class StartPortForwards:
     def commands(self) -> list[list[str]]:
         base = ["kubectl", "--context", self.context, "-n", self.namespace, "port-forward"]
         return [
-            [*base, "--address", "127.0.0.1", f"svc/{service}"]
+            [*base, "--address", self.settings.host, f"svc/{service}"]
             + [str(self.settings.ports[part]) for part in parts]
             for service, parts in PORT_FORWARDS.items()
         ]
@@ -379,7 +380,7 @@ class StartPortForwards:
 class WaitHealthy:
     endpoints: Endpoints
     timeout_s: float = HEALTH_TIMEOUT_S
-    title: str = "Check every endpoint on 127.0.0.1"
+    title: str = "Check every endpoint where the learner reaches it"
 
     def describe(self) -> str:
         return "\n".join(f"GET {url}" for url in health_urls(self.endpoints).values())
@@ -863,11 +864,13 @@ def kind_doctor(
     which: Callable[[str], str | None] = shutil.which, run: Runner = run_command
 ) -> list[DoctorCheck]:
     """docker (engine answers), kind and kubectl (installed, versions), plus the pinned images."""
-    checks = [
-        check_docker(),
-        check_cli("kind", ["kind", "version"], which, run),
-        check_cli("kubectl", ["kubectl", "version", "--client"], which, run),
-    ]
+    checks = [check_docker()]
+    clis = (("kind", ["kind", "version"]), ("kubectl", ["kubectl", "version", "--client"]))
+    for name, argv in clis:
+        installed = check_cli(name, argv, which, run)
+        checks.append(installed)
+        if installed.ok:
+            checks.append(tested_version_check(name, installed.detail))
     pins = ", ".join(f"{k} {v}" for k, v in versions.pinned().items())
     checks.append(DoctorCheck("kind backend versions", True, pins, required=False))
     return checks
@@ -878,8 +881,56 @@ def check_docker() -> DoctorCheck:
         client = docker_client()
     except BackendError as exc:
         return DoctorCheck("docker engine", False, exc.message, exc.fix)
-    version = client.version().get("Version", "?")
+    version = str(client.version().get("Version", "?"))
+    return docker_version_check(version)
+
+
+def docker_version_check(version: str) -> DoctorCheck:
+    """An engine older than the tested minimum answers but may refuse what kind asks of it."""
+    found = _version_tuple(version)
+    if found is not None and found < (_version_tuple(versions.DOCKER_MIN_VERSION) or ()):
+        return DoctorCheck(
+            "docker engine",
+            False,
+            f"Docker Engine {version} answers; the lab is tested with "
+            f"{versions.DOCKER_MIN_VERSION} or newer",
+            f"upgrade Docker Engine to {versions.DOCKER_MIN_VERSION} or newer",
+        )
     return DoctorCheck("docker engine", True, f"Docker Engine {version} answers")
+
+
+def _version_tuple(text: str) -> tuple[int, ...] | None:
+    """``v0.29.0`` / ``Client Version: v1.33.1`` / ``27.3.1`` -> (0, 29, 0) …; None if absent."""
+    match = re.search(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if match is None:
+        return None
+    return tuple(int(part or 0) for part in match.groups())
+
+
+def tested_version_check(name: str, detail: str) -> DoctorCheck:
+    """The installed kind/kubectl against the tested release (a mismatch is a warning).
+
+    kind supports only the node images its own release built (the pinned image carries that
+    release's digest); kubectl is supported within one minor of the cluster (version skew policy).
+    """
+    found = _version_tuple(detail)
+    if name == "kind":
+        wanted = _version_tuple(versions.KIND_VERSION)
+        ok = found is not None and found == wanted
+        expect = f"kind {versions.KIND_VERSION}"
+    else:
+        wanted = _version_tuple(versions.KUBECTL_VERSION) or (0, 0)
+        ok = found is not None and found[0] == wanted[0] and abs(found[1] - wanted[1]) <= 1
+        expect = f"kubectl {versions.KUBECTL_VERSION} (within one minor)"
+    if ok:
+        return DoctorCheck(f"{name} version", True, f"{detail} (tested: {expect})", required=False)
+    return DoctorCheck(
+        f"{name} version",
+        False,
+        f"{detail or 'unknown version'}; the lab is tested with {expect}",
+        _INSTALL_FIX[name],
+        required=False,
+    )
 
 
 def check_cli(

@@ -92,8 +92,9 @@ PDP_KEY = "pdp-signing"
 
 
 #: Secret -> key files it carries (copied to the pod's $LAB_HOME/keys by lab.backends.pod).
-#: Least privilege: the PDP signs and is the admin's trust root (it re-creates a missing admin
-#: key, so it gets the pair); the document API and MCP server only verify admin assertions.
+#: Least privilege: the PDP signs its own tokens and only verifies the admin's assertions, so it
+#: gets the admin's public key (Pdp.open trusts ``admin.pub.pem`` when no private key is there);
+#: the document API and MCP server only verify admin assertions too.
 #: The agent's and the learner's keys never leave the laptop.
 def _pair(name: str) -> tuple[str, str]:
     return f"{name}.pem", f"{name}.pub.pem"
@@ -101,7 +102,7 @@ def _pair(name: str) -> tuple[str, str]:
 
 _ADMIN_PUB = f"{ADMIN_PRINCIPAL}.pub.pem"
 SECRET_KEYS: dict[str, tuple[str, ...]] = {
-    "lab-pdp-keys": (*_pair(PDP_KEY), *_pair(ADMIN_PRINCIPAL)),
+    "lab-pdp-keys": (*_pair(PDP_KEY), _ADMIN_PUB),
     "lab-docapi-keys": (_ADMIN_PUB,),
     "lab-mcpserver-keys": (*_pair(MCP_PRINCIPAL), _ADMIN_PUB),
 }
@@ -163,7 +164,8 @@ def kind_config(settings: Settings, cluster: str = CLUSTER_NAME) -> dict[str, An
         for mapping in node.get("extraPortMappings", []):
             part = part_of_node_port[mapping["containerPort"]]
             mapping["hostPort"] = settings.ports[part]
-            mapping["listenAddress"] = "127.0.0.1"
+            # Bind where the health checks and the learner look (LAB_HOST), not always loopback.
+            mapping["listenAddress"] = settings.host
     return config
 
 
@@ -341,7 +343,7 @@ def keycloak_run(
             "name": KEYCLOAK_CONTAINER,
             "detach": True,
             "network": network,
-            "ports": {f"{KEYCLOAK_HTTP_PORT}/tcp": ("127.0.0.1", idp_port)},
+            "ports": {f"{KEYCLOAK_HTTP_PORT}/tcp": (settings.host, idp_port)},
             "volumes": {
                 str(realm_file.resolve()): {
                     "bind": f"{KEYCLOAK_IMPORT_DIR}/{realm_file.name}",
@@ -352,7 +354,7 @@ def keycloak_run(
                 "KC_BOOTSTRAP_ADMIN_USERNAME": "admin",
                 "KC_BOOTSTRAP_ADMIN_PASSWORD": "admin",
                 "KC_HEALTH_ENABLED": "true",
-                "KC_HOSTNAME": f"http://127.0.0.1:{idp_port}",
+                "KC_HOSTNAME": f"http://{settings.host}:{idp_port}",
                 "KC_HOSTNAME_BACKCHANNEL_DYNAMIC": "true",
             },
             "labels": dict(LAB_LABEL),

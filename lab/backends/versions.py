@@ -22,13 +22,19 @@ KIND_VERSION = "v0.29.0"
 
 #: Kubernetes version of the cluster kind creates (node image built by the kind release above).
 KUBERNETES_VERSION = "1.33.1"
-KIND_NODE_IMAGE = f"kindest/node:v{KUBERNETES_VERSION}"
+#: Digest from the kind v0.29.0 release notes ("Images pre-built for this release"): a tag alone
+#: may name an image built for another kind release, which that release does not support.
+KIND_NODE_DIGEST = "sha256:050072256b9a903bd914c0b2866828150cb229cea0efe5892e2b644d5dd3b34f"
+KIND_NODE_IMAGE = f"kindest/node:v{KUBERNETES_VERSION}@{KIND_NODE_DIGEST}"
 
 #: Schemas the manifests are validated against (kubernetes-validate, bundled, offline).
 KUBERNETES_SCHEMA_VERSION = "1.33.0"
 
 #: kubectl the workflow installs (one minor of skew with the cluster is supported upstream).
 KUBECTL_VERSION = f"v{KUBERNETES_VERSION}"
+
+#: Oldest Docker Engine the kind backend is tested with (docker-py >= 7.1 talks to newer ones).
+DOCKER_MIN_VERSION = "24.0"
 
 #: Base image of the lab image (Dockerfile ``ARG PYTHON_IMAGE`` default must match).
 PYTHON_IMAGE = "python:3.11-slim"

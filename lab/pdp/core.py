@@ -62,7 +62,7 @@ class Pdp:
     def open(cls, settings: Settings, baseline: Path | None = None) -> Pdp:
         settings.keys_dir.mkdir(parents=True, exist_ok=True)
         signing_key = SigningKey.load_or_create(settings.key_file("pdp-signing"))
-        admin_key = ensure_private_key(settings.key_file(ADMIN_PRINCIPAL))
+        admin_public = _admin_public_key(settings)
         store = Store(settings.pdp_db)
         pdp = cls(
             settings=settings,
@@ -70,7 +70,7 @@ class Pdp:
             signing_key=signing_key,
             providers=Providers(settings.providers_file),
             audit=AuditLog(store, load_mac_key(settings.keys_dir / "audit-mac.key")),
-            admin_public=admin_key.public_key(),
+            admin_public=admin_public,
         )
         pdp.seed(baseline or BASELINE_FILE)
         return pdp
@@ -190,3 +190,13 @@ def hash_secret(secret: str) -> str:
     # Client secrets are 192-bit random values minted by the PDP, so a plain SHA-256 is enough:
     # there is nothing to brute-force (unlike passwords, which would need a slow KDF).
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _admin_public_key(settings: Settings) -> PublicKey:
+    """The admin's public key: from ``admin.pub.pem`` when only that is present (a pod's PDP never
+    holds the admin's private key), else from the private key, created on first start."""
+    private = settings.key_file(ADMIN_PRINCIPAL)
+    public = private.with_name(f"{ADMIN_PRINCIPAL}.pub.pem")
+    if not private.exists() and public.exists():
+        return load_public_key(public.read_bytes())
+    return ensure_private_key(private).public_key()

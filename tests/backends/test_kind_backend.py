@@ -21,8 +21,10 @@ from lab.backends.base import BackendError, BackendNotRunning
 from lab.backends.kind import (
     KindBackend,
     KindContext,
+    Runner,
     check_cli,
     deployment_ready,
+    docker_version_check,
     health_urls,
     kind_doctor,
     run_actions,
@@ -307,3 +309,50 @@ def test_progress_names_the_running_action_until_a_part_is_healthy(tmp_path: Pat
     report.action_started(_Step("Apply manifests", []))
     assert ("idp", "starting", "Apply manifests") not in seen
     assert ("zts", "starting", "Apply manifests") in seen
+
+
+def _cli_reports(outputs: dict[str, str]) -> Runner:
+    def fake_run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(list(argv), 0, outputs[argv[0]], "")
+
+    return fake_run
+
+
+def test_doctor_warns_when_kind_is_not_the_tested_release(no_docker: None) -> None:
+    run = _cli_reports(
+        {"kind": "kind v0.22.0 go1.21 linux/amd64\n", "kubectl": "Client Version: v1.33.1\n"}
+    )
+    checks = {c.name: c for c in kind_doctor(which=lambda n: f"/usr/bin/{n}", run=run)}
+    assert checks["kind version"].ok is False
+    assert checks["kind version"].required is False
+    assert versions.KIND_VERSION in checks["kind version"].detail
+    assert checks["kubectl version"].ok is True
+
+
+def test_doctor_warns_when_kubectl_is_more_than_one_minor_away(no_docker: None) -> None:
+    run = _cli_reports(
+        {"kind": f"kind {versions.KIND_VERSION} go1.24\n", "kubectl": "Client Version: v1.29.4\n"}
+    )
+    checks = {c.name: c for c in kind_doctor(which=lambda n: f"/usr/bin/{n}", run=run)}
+    assert checks["kind version"].ok is True
+    assert checks["kubectl version"].ok is False
+    assert checks["kubectl version"].fix is not None
+
+
+def test_doctor_refuses_a_docker_engine_older_than_tested() -> None:
+    assert docker_version_check("20.10.7").ok is False
+    assert versions.DOCKER_MIN_VERSION in (docker_version_check("20.10.7").fix or "")
+    assert docker_version_check("29.0.1").ok is True
+
+
+def test_kind_node_image_is_pinned_by_the_release_digest() -> None:
+    image = versions.KIND_NODE_IMAGE
+    assert image.startswith(f"kindest/node:v{versions.KUBERNETES_VERSION}@sha256:")
+    assert len(image.split("@sha256:")[1]) == 64
+
+
+def test_docker_py_pin_excludes_7_0_which_newer_engines_refuse() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert "docker>=7.1,<8" in pyproject["project"]["dependencies"]

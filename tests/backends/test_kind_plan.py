@@ -199,7 +199,7 @@ def test_dry_run_plan_lists_actions_in_order_without_a_daemon(home: Path, offlin
     assert titles == [
         "Generate service keys", "Create kind cluster", "Build the lab image",
         "Load the image into kind", "Start Keycloak", "Wait for Keycloak", "Apply manifests",
-        "Wait for rollout", "Check every endpoint on 127.0.0.1", "Record endpoints",
+        "Wait for rollout", "Check every endpoint where the learner reaches it", "Record endpoints",
     ]  # fmt: skip
     assert endpoints.zts == "http://127.0.0.1:8443/zts/v1"
     assert not (home / "keys").exists()  # a dry run writes nothing
@@ -317,3 +317,17 @@ def test_dockerfile_copies_exactly_what_the_image_tag_hashes_and_nothing_ignored
     source = inspect.getsource(plan.image_tag)
     for name in copied:
         assert f'"{name}"' in source, f"image_tag does not hash {name}"
+
+
+def test_lab_host_is_where_the_plan_binds_and_health_checks(home: Path, offline: None) -> None:
+    settings = Settings.from_env({"LAB_HOST": "192.168.56.10", "LAB_HOME": str(home)})
+    mappings = plan.kind_config(settings)["nodes"][0]["extraPortMappings"]
+    assert {m["listenAddress"] for m in mappings} == {"192.168.56.10"}
+    keycloak = plan.keycloak_run(settings).kwargs
+    assert keycloak["ports"]["8080/tcp"] == ("192.168.56.10", settings.ports["idp"])
+    assert keycloak["environment"]["KC_HOSTNAME"] == f"http://192.168.56.10:{settings.ports['idp']}"
+    backend = KindBackend(settings, context="my-ctx", namespace="team-a", dry_run=True)
+    text = backend.describe_plan(image="idjag-lab:t")
+    assert "port-forward --address 192.168.56.10 svc/lab-pdp" in text
+    assert "GET http://192.168.56.10:8443/healthz" in text
+    assert "127.0.0.1" not in text.split("GET ", 1)[1]

@@ -255,3 +255,24 @@ def test_pdp_pod_keeps_the_learner_facing_issuer(
     finally:
         loop.loop.call_soon_threadsafe(stop.set)
         running.result(timeout=10)
+
+
+def test_pdp_in_a_pod_trusts_the_admin_public_key_without_the_private_key(
+    tmp_path: Path,
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from lab.config import ADMIN_PRINCIPAL, Settings
+    from lab.oauth.jose import generate_private_key, key_id
+    from lab.pdp.core import Pdp
+
+    admin = generate_private_key("ES256")
+    settings = Settings(home=tmp_path)
+    settings.keys_dir.mkdir(parents=True)
+    public_pem = admin.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    (settings.keys_dir / f"{ADMIN_PRINCIPAL}.pub.pem").write_bytes(public_pem)
+    pdp = Pdp.open(settings)
+    assert key_id(pdp.admin_public) == key_id(admin)
+    assert not settings.key_file(ADMIN_PRINCIPAL).exists()  # no admin private key made in the pod

@@ -158,7 +158,7 @@ def test_each_part_gets_only_the_keys_it_needs() -> None:
         for name, data in secrets.items()
     }
     assert private == {
-        "lab-pdp-keys": ["pdp-signing.pem", "user.athenz_admin.pem"],
+        "lab-pdp-keys": ["pdp-signing.pem"],  # the admin's public key only
         "lab-docapi-keys": [],
         "lab-mcpserver-keys": ["mcp.api-mcp.pem"],
     }
