@@ -51,6 +51,15 @@ GET_DOCS = Assertion(role="api:role.docs", resource="api:docs", action="get")
         ("", "", True),
         ("*", "", True),
         ("?", "", False),
+        # Middle segments: in order, leftmost, and never inside the fixed suffix.
+        ("*b*a*", "ab", False),
+        ("*ab*b", "ab", False),
+        ("*a*b*a*", "abaa", True),
+        ("*b*a?*", "a_b", False),
+        ("*a?*b", "xab", False),
+        ("*a?*b", "xa_b", True),
+        ("x*?b*y", "xaby", True),
+        ("x*?b*y", "xby", False),
     ],
 )
 def test_glob_semantics(pattern: str, value: str, expected: bool) -> None:
