@@ -13,6 +13,7 @@ passes in a room; ``lab room status`` reads that namespace annotation back.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import secrets
@@ -24,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from lab.backends import kind_plan as plan
-from lab.backends import versions
+from lab.backends import room_plan, versions
 from lab.backends.base import BackendError
 from lab.backends.kind import (
     Action,
-    ApplyManifests,
     BuildImage,
     CreateCluster,
     EnsureKeys,
@@ -48,7 +48,8 @@ LEARNER_PREFIX = "idjag-learner-"
 KEYCLOAK_SERVICE_HOST = f"lab-keycloak.{ROOM_NAMESPACE}.svc.cluster.local:8080"
 #: Namespace annotation holding the last step a learner verified (written by the step engine).
 LAST_STEP_ANNOTATION = "lab.idjag.dev/last-verified-step"
-MAX_LEARNERS = 99
+#: Derived from the single node's pod limit (see lab/backends/room_plan.py).
+MAX_LEARNERS = room_plan.MAX_LEARNERS
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,17 @@ def parse_learner(text: str) -> Learner:
 def room_realm(
     realm: dict[str, Any], people: Sequence[Learner], passwords: dict[str, str]
 ) -> dict[str, Any]:
-    """The lab realm plus one enabled user per learner (password not temporary)."""
+    """The lab realm plus one enabled user per learner (password not temporary).
+
+    The lab's shared ``idjag-learner`` (whose password is in the docs) is removed once learners
+    have their own users: otherwise anyone could sign in as the shared user in any namespace.
+    """
     realm = copy.deepcopy(realm)
     users = realm.setdefault("users", [])
     # Learners get what the lab's own learner has (e.g. the realm's default roles).
     model: dict[str, Any] = next((u for u in users if u.get("username") == LEARNER_USERNAME), {})
+    if people:
+        users[:] = [u for u in users if u.get("username") != LEARNER_USERNAME]
     for learner in people:
         users.append(
             {
@@ -114,18 +121,25 @@ def room_realm(
     return realm
 
 
-def render_keycloak(realm: dict[str, Any], idp_port: int = 9090) -> list[dict[str, Any]]:
-    """The room's Keycloak; its issuer is the URL learners port-forward to (127.0.0.1:<port>)."""
+def render_keycloak(
+    realm: dict[str, Any], idp_port: int = room_plan.ROOM_PORT_BASE, host: str = "127.0.0.1"
+) -> list[dict[str, Any]]:
+    """The room's Keycloak; its issuer is the URL learners reach (``http://host:idp_port``).
+
+    The realm carries learners' passwords, so it travels in a Secret, never a ConfigMap.
+    """
     docs = plan.load_manifest("room/keycloak.yaml")
     for doc in docs:
         doc["metadata"].setdefault("labels", {}).update(plan.LAB_LABEL)
-        if doc["kind"] == "ConfigMap":
-            doc["data"] = {plan.REALM_FILE.name: json.dumps(realm, indent=2)}
+        if doc["kind"] == "Secret":
+            text = json.dumps(realm, indent=2).encode()
+            doc["data"] = {plan.REALM_FILE.name: base64.b64encode(text).decode()}
         for container in plan._containers(doc):
             container["image"] = versions.KEYCLOAK_IMAGE
             for variable in container["env"]:
                 if variable["name"] == "KC_HOSTNAME":
-                    variable["value"] = f"http://127.0.0.1:{idp_port}"
+                    variable["value"] = f"http://{host}:{idp_port}"
+    room_plan.set_resources(docs, room_plan.KEYCLOAK_RESOURCES)
     return docs
 
 
@@ -138,13 +152,20 @@ def learner_options(learner: Learner, image: str) -> plan.RenderOptions:
 def render_learner(
     settings: Settings, learner: Learner, image: str, keys: dict[str, bytes] | None = None
 ) -> list[dict[str, Any]]:
-    return plan.render_namespace(settings, replace(learner_options(learner, image), keys=keys))
+    """One learner's namespace on their own port block, fenced by policy, quota and limits."""
+    own = room_plan.learner_settings(settings, learner.number)
+    docs = plan.render_namespace(own, replace(learner_options(learner, image), keys=keys))
+    room_plan.set_resources(docs, room_plan.PART_RESOURCES)
+    return docs + room_plan.isolation(learner.namespace, ROOM_NAMESPACE)
 
 
 def port_forward_commands(settings: Settings, learner: Learner, context: str) -> list[str]:
-    """What a learner runs on their laptop to see their parts at the usual 127.0.0.1 ports."""
-    p = settings.ports
-    base = f"kubectl --context {context} port-forward --address 127.0.0.1"
+    """What the instructor runs (on the room's listen address, ``LAB_HOST``) for one learner.
+
+    Each learner has their own port block, so every learner's forwards run side by side.
+    """
+    p = room_plan.learner_ports(settings, learner.number)
+    base = f"kubectl --context {context} port-forward --address {settings.host}"
     return [
         f"{base} -n {ROOM_NAMESPACE} svc/lab-keycloak {p['idp']}:8080 &",
         f"{base} -n {learner.namespace} svc/lab-pdp {p['zms']} {p['zts']} &",
@@ -168,7 +189,7 @@ class ApplyKeycloak:
     def describe(self) -> str:
         docs = render_keycloak({"realm": "idjag", "users": ["<realm file users>"]})
         for doc in docs:
-            if doc["kind"] == "ConfigMap":
+            if doc["kind"] == "Secret":
                 users = ", ".join(p.username for p in self.people)
                 doc["data"] = {plan.REALM_FILE.name: f"<{self.realm_file} plus users {users}>"}
         return plan.to_yaml(docs)
@@ -178,7 +199,8 @@ class ApplyKeycloak:
 
         realm = json.loads(self.realm_file.read_text())
         people_realm = room_realm(realm, self.people, self.passwords)
-        apply_documents(ctx.api_client, render_keycloak(people_realm, ctx.settings.ports["idp"]))
+        docs = render_keycloak(people_realm, room_plan.ROOM_PORT_BASE, ctx.settings.host)
+        apply_documents(ctx.api_client, docs)
 
 
 @dataclass
@@ -198,10 +220,11 @@ class ApplyLearner:
         return plan.to_yaml(plan.redact(render_learner(self.settings, self.learner, self.image)))
 
     def execute(self, ctx: KindContext) -> None:
-        ApplyManifests(
-            learner_options(self.learner, ctx.image or self.image),
-            replace(self.settings, home=self.keys_dir.parent),
-        ).execute(ctx)
+        from lab.backends.kind import apply_documents
+
+        keys = plan.read_keys(self.keys_dir)
+        image = ctx.image or self.image
+        apply_documents(ctx.api_client, render_learner(self.settings, self.learner, image, keys))
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import kubernetes_validate
 import pytest
 
 from lab.backends import kind_plan as plan
-from lab.backends import room, versions
+from lab.backends import room, room_plan, versions
 from lab.config import Settings
 
 FAKE_KEYS = {name: b"-----BEGIN TEST-----\n" for name in plan.key_file_names()}
@@ -133,7 +135,7 @@ def _without_namespace(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def test_learner_manifests_differ_only_by_namespace() -> None:
+def test_learner_manifests_differ_only_by_namespace_and_port_block() -> None:
     first, second = learner_docs(1), learner_docs(2)
     assert {d["metadata"].get("namespace", d["metadata"]["name"]) for d in first} == {
         "idjag-learner-01"
@@ -141,7 +143,17 @@ def test_learner_manifests_differ_only_by_namespace() -> None:
     assert {d["metadata"].get("namespace", d["metadata"]["name"]) for d in second} == {
         "idjag-learner-02"
     }
-    assert _without_namespace(first) == _without_namespace(second)
+    assert _without_block(first, 1) == _without_block(second, 2)
+
+
+def _without_block(docs: list[dict[str, Any]], number: int) -> list[dict[str, Any]]:
+    """Namespace and the learner's own port numbers replaced by placeholders."""
+    text = json.dumps(_without_namespace(docs))
+    for part, offset in room_plan.PORT_OFFSETS.items():
+        port = room_plan.learner_ports(Settings(), number)[part]
+        text = re.sub(rf"\b{port}\b", str(99990 + offset), text)  # stays valid JSON
+    loaded: list[dict[str, Any]] = json.loads(text)
+    return loaded
 
 
 def test_learner_namespace_has_no_node_ports() -> None:

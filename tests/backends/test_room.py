@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -31,11 +32,11 @@ def test_learners_are_numbered_with_their_own_namespace_and_user() -> None:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("count", [0, 100])
+@pytest.mark.parametrize("count", [0, 34])
 def test_learner_count_out_of_range_is_refused_with_the_range(count: int) -> None:
     with pytest.raises(BackendError) as caught:
         room.learners(count)
-    assert caught.value.fix == "choose 1 to 99"
+    assert caught.value.fix == "choose 1 to 33"
 
 
 @pytest.mark.parametrize("text", ["3", "learner-03", "idjag-learner-03"])
@@ -48,23 +49,25 @@ def test_parse_learner_refuses_a_name_without_a_number() -> None:
         room.parse_learner("alice")
 
 
-def test_room_realm_adds_one_enabled_user_per_learner_without_touching_the_original() -> None:
-    realm = {"realm": "idjag", "users": [{"username": "idjag-learner"}]}
+def test_room_realm_replaces_the_shared_learner_with_one_user_per_learner() -> None:
+    realm = {"realm": "idjag", "users": [{"username": "idjag-learner"}, {"username": "other"}]}
     people = room.learners(2)
     result = room.room_realm(realm, people, {"learner-01": "a", "learner-02": "b"})
     assert [u["username"] for u in result["users"]] == [
-        "idjag-learner", "idjag-learner-01", "idjag-learner-02"
+        "other", "idjag-learner-01", "idjag-learner-02"
     ]  # fmt: skip
     added = result["users"][2]
     assert added["enabled"] is True
     assert added["credentials"] == [{"type": "password", "value": "b", "temporary": False}]
-    assert realm["users"] == [{"username": "idjag-learner"}]
+    assert realm["users"] == [{"username": "idjag-learner"}, {"username": "other"}]
 
 
-def test_room_keycloak_holds_the_realm_in_its_import_configmap() -> None:
+def test_room_keycloak_holds_the_realm_with_passwords_in_a_secret_not_a_configmap() -> None:
     docs = room.render_keycloak({"realm": "idjag"})
-    configmap = next(d for d in docs if d["kind"] == "ConfigMap")
-    assert json.loads(configmap["data"]["realm-idjag.json"]) == {"realm": "idjag"}
+    assert not [d for d in docs if d["kind"] == "ConfigMap"]
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    realm_json = base64.b64decode(secret["data"]["realm-idjag.json"])
+    assert json.loads(realm_json) == {"realm": "idjag"}
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["start-dev", "--import-realm"]
@@ -79,17 +82,18 @@ def test_learner_pods_reach_the_room_keycloak_by_service_name() -> None:
         e["name"]: e["value"]
         for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     }
-    assert "9090=lab-keycloak.idjag-room.svc.cluster.local:8080" in env["LAB_POD_FORWARD"]
+    assert "20000=lab-keycloak.idjag-room.svc.cluster.local:8080" in env["LAB_POD_FORWARD"]
 
 
-def test_port_forward_commands_give_the_learner_the_usual_loopback_ports() -> None:
-    commands = room.port_forward_commands(Settings(), room.Learner(2), "workshop")
+def test_port_forward_commands_use_the_learners_own_block_on_the_listen_address() -> None:
+    settings = Settings.from_env({"LAB_HOST": "10.1.2.3"})
+    commands = room.port_forward_commands(settings, room.Learner(2), "workshop")
     joined = "\n".join(commands)
-    assert "-n idjag-room svc/lab-keycloak 9090:8080" in joined
-    assert "-n idjag-learner-02 svc/lab-pdp 4443 8443" in joined
-    assert "-n idjag-learner-02 svc/lab-docapi 14443 14442" in joined
-    assert "-n idjag-learner-02 svc/lab-mcpserver 8101" in joined
-    assert all("--address 127.0.0.1" in c and "--context workshop" in c for c in commands)
+    assert "-n idjag-room svc/lab-keycloak 20000:8080" in joined
+    assert "-n idjag-learner-02 svc/lab-pdp 20020 20021" in joined
+    assert "-n idjag-learner-02 svc/lab-docapi 20022 20023" in joined
+    assert "-n idjag-learner-02 svc/lab-mcpserver 20024" in joined
+    assert all("--address 10.1.2.3" in c and "--context workshop" in c for c in commands)
 
 
 def test_room_plan_has_one_namespace_per_learner(tmp_path: Path) -> None:
@@ -174,7 +178,8 @@ def test_room_realm_from_the_lab_realm_file_still_reads_as_a_realm(tmp_path: Pat
     loaded = realm_module.load_realm(path)  # the embedded IdP's own strict reader
     assert loaded is not None
     usernames = [u["username"] for u in merged["users"]]
-    assert usernames[:2] == [u["username"] for u in realm["users"]]  # the lab's users stay
+    kept = [u["username"] for u in realm["users"] if u["username"] != "idjag-learner"]
+    assert usernames[: len(kept)] == kept  # the lab's other users stay; the shared learner goes
     assert usernames[-2:] == ["idjag-learner-01", "idjag-learner-02"]
     assert merged["users"][-1]["realmRoles"] == realm["users"][0]["realmRoles"]
     again = room.room_realm(realm, people, {"learner-01": "x", "learner-02": "y"})
