@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lab.oauth.errors import InvalidGrant, InvalidScope, InvalidTarget, UnauthorizedClient
+from lab.oauth.errors import InvalidGrant, InvalidScope, InvalidTarget
 from lab.oauth.jose import JwtValidationError, unverified_claims, unverified_header, verify_jwt
 from lab.oauth.tokens import GRANT_JWT_BEARER, TYP_ID_JAG
 from lab.pdp.zts.grants.base import (
@@ -39,7 +39,7 @@ from lab.pdp.zts.grants.base import (
     registered_resource,
 )
 from lab.pdp.zts.grants.external_id_jag import verify_external_id_jag
-from lab.pdp.zts.grants.token_exchange import JAG_EXCHANGE, NOT_AUTHORIZED_TARGET
+from lab.pdp.zts.grants.token_exchange import require_jag_exchange
 
 REPLAYED_ASSERTION = "assertion has already been used"
 
@@ -135,7 +135,10 @@ class JwtBearerGrant(Grant):
         if not roles:
             raise not_included(subject, scope.domain)
         if external:
-            self._check_jag_exchange(request, scope)
+            # The PDP's own ID-JAG passed this check at issuance (step 11); an external one was
+            # issued under the IdP's policy only, so the resource's owners decide here which
+            # clients may carry their roles for a user.
+            require_jag_exchange(self.pdp, request, scope)
         return IdJagRedemption(
             scope=scope,
             roles=roles,
@@ -144,20 +147,6 @@ class JwtBearerGrant(Grant):
             domain=domain,
             subject=subject,
         )
-
-    def _check_jag_exchange(self, request: TokenRequest, scope: Scope) -> None:
-        """The PDP's own ID-JAG passed this check at issuance (step 11); an external one was
-        issued under the IdP's policy only, so the resource's owners decide here which clients
-        may carry their roles for a user."""
-        for role in scope.roles:
-            decision = self.pdp.check_access(request.client, JAG_EXCHANGE, role)
-            if not decision.allowed:
-                request.resource, request.action = role, JAG_EXCHANGE
-                raise UnauthorizedClient(
-                    f"{request.client} lacks {JAG_EXCHANGE} on {role}: {decision.reason}",
-                    status=403,
-                    athenz_message=NOT_AUTHORIZED_TARGET,
-                )
 
     def _requested_scope(self, request: TokenRequest, jag_scope: Scope) -> Scope:
         if not jag_scope.roles:

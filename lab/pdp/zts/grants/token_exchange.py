@@ -32,6 +32,7 @@ from lab.oauth.tokens import (
     TYP_ID_JAG,
     TYP_JWT,
 )
+from lab.pdp.core import Pdp
 from lab.pdp.names import DOMAIN_RE
 from lab.pdp.zts.grants.base import (
     ID_JAG_LIFETIME_S,
@@ -344,15 +345,7 @@ class TokenExchangeGrant(Grant):
         if not roles:
             raise not_included(subject, scope.domain)
         # Athenz checks zts.jag_exchange for every requested role, not only the granted ones.
-        for role in scope.roles:
-            decision = self.pdp.check_access(request.client, JAG_EXCHANGE, role)
-            if not decision.allowed:
-                request.resource, request.action = role, JAG_EXCHANGE
-                raise UnauthorizedClient(
-                    f"{request.client} lacks {JAG_EXCHANGE} on {role}: {decision.reason}",
-                    status=403,
-                    athenz_message=NOT_AUTHORIZED_TARGET,
-                )
+        require_jag_exchange(self.pdp, request, scope)
         return IdJagIssue(
             scope=scope,
             subject=subject,
@@ -415,3 +408,17 @@ class TokenExchangeGrant(Grant):
                 "scope": scope_text,
             }
         )
+
+
+def require_jag_exchange(pdp: Pdp, request: TokenRequest, scope: Scope) -> None:
+    """Refuse unless the authenticated client holds ``zts.jag_exchange`` on every role of
+    ``scope``: the one check an ID-JAG's roles pass, at issuance and for external ID-JAGs."""
+    for role in scope.roles:
+        decision = pdp.check_access(request.client, JAG_EXCHANGE, role)
+        if not decision.allowed:
+            request.resource, request.action = role, JAG_EXCHANGE
+            raise UnauthorizedClient(
+                f"{request.client} lacks {JAG_EXCHANGE} on {role}: {decision.reason}",
+                status=403,
+                athenz_message=NOT_AUTHORIZED_TARGET,
+            )
