@@ -2,8 +2,9 @@
 
 Pinned here, in one place: the official MCP conformance suite (its newest release and newest
 pre-release), the TypeScript MCP client 2.x (``CrossAppAccessProvider``), the MCP Inspector,
-and Node 22 from npm's ``node`` package when the machine's Node is older (the conformance suite
-and the Inspector need Node >= 22). Each package gets its own prefix under
+axe-core (``lab ui``'s accessibility check) and Node 22 from npm's ``node`` package when the
+machine's Node is older (the conformance suite and the Inspector need Node >= 22). Each package
+gets its own prefix under
 ``~/.cache/idjag-lab/npm`` (``LAB_TOOLS_CACHE`` moves the root), installed once and reused.
 
 ``python -m tests.npmtools`` installs them all (``make interop-tools``); tests call
@@ -60,7 +61,9 @@ CONFORMANCE_PRERELEASE = NpmTool(
 TS_CLIENT = NpmTool("ts-client", "@modelcontextprotocol/client", "2.4.0")
 INSPECTOR = NpmTool("inspector", "@modelcontextprotocol/inspector", "2.12.0")
 NODE = NpmTool("node", "node", "22")
-TOOLS = (NODE, CONFORMANCE_RELEASE, CONFORMANCE_PRERELEASE, TS_CLIENT, INSPECTOR)
+#: The accessibility rules `lab ui`'s browser test runs in the page (tests/ui).
+AXE = NpmTool("axe", "axe-core", "4.14.1")
+TOOLS = (NODE, CONFORMANCE_RELEASE, CONFORMANCE_PRERELEASE, TS_CLIENT, INSPECTOR, AXE)
 
 
 class ToolUnavailable(RuntimeError):

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from lab.serving import bind_socket, serve_in_thread
 from lab.state import load_run_model
 from lab.ui.app import LabCommands, create_app
+from tests.npmtools import AXE, require
 from tests.stack import ROOT, Stack, embedded_stack
 from tests.ui.cdp import Browser, chromium_path
 
@@ -140,3 +142,45 @@ def test_a_step_run_in_the_terminal_appears_on_the_page_live(page: Browser, stac
     page.wait_for(
         "document.querySelector('#steps button[data-step=\"1\"] .status').textContent === 'passed'"
     )
+
+
+def show_run(page: Browser, number: int) -> None:
+    """Select step ``number``; run it from the page first if it has no run yet."""
+    page.click(f'button[data-step="{number}"]')
+    page.wait_for(
+        f"document.getElementById('step-heading').textContent.startsWith('Step {number}:')"
+    )
+    page.wait_for("document.getElementById('sequence').children.length > 0")
+    if not page.eval("document.querySelector('.hop') !== null"):
+        reset_and_run(page, number)
+
+
+def run_axe(page: Browser) -> list[dict[str, Any]]:
+    """axe-core's WCAG 2 A/AA rules on the page as it is now: the violations (id, nodes)."""
+    source = (require(AXE).joinpath("node_modules/axe-core/axe.min.js")).read_text()
+    page.eval(source + ";true")  # DevTools evaluation is not subject to the page's CSP
+    found = page.eval(
+        "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa']}})"
+        ".then(r => r.violations.map(v => ({id: v.id, help: v.help,"
+        " nodes: v.nodes.map(n => n.target.join(' '))})))"
+    )
+    return list(found)
+
+
+def test_the_views_pass_axe_core_wcag_aa_and_work_from_the_keyboard(page: Browser) -> None:
+    show_run(page, 12)
+    page.click(".hop")
+    page.wait_for("!document.getElementById('hop-detail').hidden")
+    assert run_axe(page) == []  # labels, contrast, names of buttons, landmarks, lang
+    show_run(page, 6)
+    page.wait_for("document.querySelectorAll('.hop.refused').length > 0")
+    assert run_axe(page) == []  # the refusal red on white is readable too
+    # Keyboard: every arrow is a real button in the tab order, with a visible focus ring.
+    focus = page.eval(
+        "(() => { const b = document.querySelector('.hop'); b.focus();"
+        " const s = getComputedStyle(b);"
+        " return {active: document.activeElement === b, tab: b.tabIndex,"
+        " outline: s.outlineStyle + ' ' + s.outlineWidth}; })()"
+    )
+    assert focus["active"] and focus["tab"] == 0
+    assert focus["outline"].startswith("solid") and focus["outline"] != "solid 0px", focus
