@@ -46,7 +46,8 @@ def ui(
     token = new_token()
     app_ = create_app(settings, token, LabCommands(env=dict(os.environ)))
     actual = sock.getsockname()[1]
-    common.err().print(f"The lab view: http://127.0.0.1:{actual}/#token={token}", highlight=False)
+    # Plain echo, not rich: a URL folded at the terminal's width could not be clicked or pasted.
+    typer.echo(f"The lab view: http://127.0.0.1:{actual}/#token={token}", err=True)
     common.err().print(
         "Open it in a browser on this machine; the token lets the page run and reset steps. "
         "Ctrl-C stops it.",
