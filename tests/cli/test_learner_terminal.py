@@ -6,6 +6,7 @@ the agent understands ordinary phrasings and says why a role is gone.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shlex
@@ -141,21 +142,50 @@ def test_next_command_works_verbatim_in_a_fresh_shell(stack: Stack, tmp_path: Pa
 
 def test_two_state_changing_commands_never_interleave(stack: Stack) -> None:
     assert lab(stack, "reset", "--to", "13").returncode == 0
+    # Hold the lab-wide lock as a first command would, for as long as the test decides: a race
+    # between two real commands would pass or fail with the machine's speed.
+    lock_path = Path(stack.env["LAB_HOME"]) / "lab.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()} lab step 13\n".encode())
     command = [sys.executable, "-m", "lab.cli", "step", "13"]
-    first = subprocess.Popen(
-        command, env=stack.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    time.sleep(1.0)  # the first holds the lab by now (its imports take a fraction of that)
     second = subprocess.Popen(
         command, env=stack.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    out1, err1 = first.communicate(timeout=180)
+    try:
+        assert second.stderr is not None
+        waiting = second.stderr.readline()  # blocks until the command says why it waits
+        assert "waiting: another lab command" in waiting and "lab step 13" in waiting
+        time.sleep(0.5)
+        assert second.poll() is None  # it did not go ahead while the lab was held
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
     out2, err2 = second.communicate(timeout=180)
-    # The first ran alone, start to end: every check of step 13 passed.
-    assert first.returncode == 0, out1 + err1
-    assert re.search(r"PASSED\s+(\d+)/\1 checks", out1)
-    # The second waited, saying so, and ran only afterwards (on the state step 13 left).
-    assert "waiting: another lab command" in err2 and "lab step 13" in err2
+    # Once the lab was free it ran start to end: every check of step 13 passed.
+    assert second.returncode == 0, out2 + err2
+    assert re.search(r"PASSED\s+(\d+)/\1 checks", out2)
+
+
+def test_a_command_gives_up_busy_with_exit_3(stack: Stack) -> None:
+    lock_path = Path(stack.env["LAB_HOME"]) / "lab.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "lab.cli", "reset"],
+            env={**stack.env, "LAB_LOCK_WAIT_S": "0.5"},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "busy: another lab command" in done.stderr
 
 
 def test_agent_understands_ordinary_phrasings_and_says_why_a_role_is_gone(stack: Stack) -> None:
