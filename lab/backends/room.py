@@ -300,16 +300,41 @@ class Room:
             )
             run_actions(actions, ctx, retain=True)  # a room is never torn down by a late failure
         passwords = self.passwords(learners(count))
-        return [
-            {
+        records = []
+        for learner in learners(count):
+            record: dict[str, Any] = {
                 "learner": learner.name,
                 "namespace": learner.namespace,
                 "username": learner.username,
                 "password": passwords[learner.name],
                 "port_forward": port_forward_commands(self.settings, learner, self.context),
             }
-            for learner in learners(count)
-        ]
+            if not self.dry_run:
+                record["join_bundle"] = str(self.write_join_bundle(learner, passwords))
+            records.append(record)
+        return records
+
+    def join_bundle_path(self, learner: Learner) -> Path:
+        return self.learner_home(learner) / "join.json"
+
+    def write_join_bundle(self, learner: Learner, passwords: dict[str, str]) -> Path:
+        """The file the learner passes to ``lab room join`` (their admin key: 0600)."""
+        from lab.backends import room_join
+        from lab.config import ADMIN_PRINCIPAL
+
+        keys = replace(self.settings, home=self.learner_home(learner))
+        bundle = room_join.make_bundle(
+            self.settings,
+            learner.number,
+            learner.namespace,
+            self.context,
+            learner.username,
+            passwords[learner.name],
+            keys.key_file(ADMIN_PRINCIPAL).read_bytes(),
+        )
+        path = self.join_bundle_path(learner)
+        room_join.write_bundle(path, bundle)
+        return path
 
     def status(self) -> list[dict[str, Any]]:
         """Each learner namespace with its last verified step (None until one is recorded)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -71,6 +72,28 @@ def up(
             )
             for command in record["port_forward"]:
                 console.print(f"  {command}", markup=False)
+            if record.get("join_bundle"):
+                console.print(f"  join bundle: {record['join_bundle']}", markup=False)
+
+
+@room_app.command("join")
+def join(
+    bundle_file: Annotated[
+        Path, typer.Argument(help="The join.json your instructor gave you.", exists=True)
+    ],
+) -> None:
+    """Point this machine's `lab` at your room namespace (endpoints, admin key, IdP)."""
+    from lab.backends import room_join
+
+    with common.handled_errors():
+        settings = common.settings()
+        bundle = room_join.read_bundle(bundle_file)
+        room_join.apply_bundle(bundle, settings)
+        common.out().print(
+            f"joined as {bundle.get('username')} in namespace {bundle['namespace']}; "
+            f"IdP {bundle.get('idp_issuer')}, ZTS {bundle['endpoints']['zts']}",
+            markup=False,
+        )
 
 
 @room_app.command("status")

@@ -1,0 +1,123 @@
+"""Join bundles: what a learner needs to point their own ``lab`` at their room namespace.
+
+``lab room up`` writes one bundle per learner (``$LAB_HOME/room/learner-NN/join.json``, 0600):
+their endpoints on the room's listen address and port block, their namespace and kube context,
+their Keycloak user and password, the IdP URL, and their own admin key (each learner's namespace
+trusts only that learner's admin public key). ``lab room join FILE`` on the learner's laptop
+turns it into a ``$LAB_HOME`` the kind backend reads: the admin key (0600) and ``runtime.json``
+(``backend: kind``), so ``lab step N``, ``lab verify`` and ``lab reset`` go to that namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from lab.backends import room_plan
+from lab.backends.base import BackendError
+from lab.config import ADMIN_PRINCIPAL, Settings
+from lab.oauth.jose import PrivateKey, public_pem, write_private_key
+
+BUNDLE_KIND = "idjag-lab-room-join"
+BUNDLE_VERSION = 1
+
+
+def make_bundle(
+    settings: Settings,
+    number: int,
+    namespace: str,
+    context: str,
+    username: str,
+    password: str,
+    admin_key_pem: bytes,
+) -> dict[str, Any]:
+    """One learner's bundle (``settings.host`` is the room's listen address)."""
+    own = room_plan.learner_settings(settings, number)
+    return {
+        "kind": BUNDLE_KIND,
+        "version": BUNDLE_VERSION,
+        "learner": f"learner-{number:02d}",
+        "namespace": namespace,
+        "context": context,
+        "username": username,
+        "password": password,
+        "idp_issuer": own.endpoints.idp_issuer,
+        "endpoints": own.endpoints.as_dict(),
+        "ports": dict(own.ports),
+        "host": own.host,
+        "admin_key_pem": admin_key_pem.decode(),
+    }
+
+
+def write_bundle(path: Path, bundle: dict[str, Any]) -> None:
+    """The bundle holds a private key and a password: owner-only from the first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(bundle, out, indent=2)
+
+
+def read_bundle(path: Path) -> dict[str, Any]:
+    try:
+        bundle = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BackendError(
+            f"cannot read join bundle {path}: {exc}", "ask for your join.json again"
+        ) from None
+    required = {"namespace", "endpoints", "ports", "admin_key_pem", "context"}
+    if (
+        not isinstance(bundle, dict)
+        or bundle.get("kind") != BUNDLE_KIND
+        or bundle.get("version") != BUNDLE_VERSION
+        or not required <= set(bundle)
+    ):
+        raise BackendError(
+            f"{path} is not a room join bundle (version {BUNDLE_VERSION})",
+            "use the join.json your instructor's `lab room up` wrote for you",
+        )
+    return bundle
+
+
+def apply_bundle(bundle: dict[str, Any], settings: Settings) -> Path:
+    """Write the learner's ``$LAB_HOME``: their admin key and the kind runtime record."""
+    home = settings.home
+    key_path = settings.key_file(ADMIN_PRINCIPAL)
+    pem = str(bundle["admin_key_pem"]).encode()
+    try:
+        key = load_private_key_bytes(pem)
+    except ValueError as exc:
+        raise BackendError(
+            f"the bundle's admin key is unreadable: {exc}", "ask for your join.json again"
+        ) from None
+    write_private_key(key_path, key)
+    key_path.with_name(f"{ADMIN_PRINCIPAL}.pub.pem").write_bytes(public_pem(key))
+    record = {
+        "pid": None,
+        "backend": "kind",
+        "endpoints": dict(bundle["endpoints"]),
+        "ports": dict(bundle["ports"]),
+        "context": bundle["context"],
+        "namespace": bundle["namespace"],
+        "cluster": None,
+        "room_learner": bundle.get("learner"),
+        "joined": time.time(),
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.runtime_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(record, out, indent=2)
+    return settings.runtime_file
+
+
+def load_private_key_bytes(pem: bytes) -> PrivateKey:
+    """A private key from PEM bytes (the bundle carries text, not a file)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError("only RSA and P-256 EC keys are supported")
+    return key

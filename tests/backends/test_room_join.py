@@ -1,0 +1,74 @@
+"""The join flow offline: the instructor's bundle -> the learner's $LAB_HOME -> the kind
+backend's Endpoints point at that learner's own port block and namespace."""
+
+from __future__ import annotations
+
+import json
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lab.backends import room, room_join, room_plan
+from lab.backends.kind import KindBackend
+from lab.cli.room import room_app
+from lab.config import ADMIN_PRINCIPAL, Settings
+from lab.oauth.jose import ensure_private_key, key_id, load_private_key
+
+
+@pytest.fixture
+def bundle_file(tmp_path: Path) -> Path:
+    instructor = Settings.from_env(
+        {"LAB_HOME": str(tmp_path / "instructor"), "LAB_HOST": "10.9.8.7"}
+    )
+    workshop = room.Room(instructor, context="kind-idjag-lab")
+    learner = room.Learner(3)
+    keys = replace(workshop.settings, home=workshop.learner_home(learner))
+    ensure_private_key(keys.key_file(ADMIN_PRINCIPAL))  # what EnsureKeys makes in `room up`
+    return workshop.write_join_bundle(learner, {learner.name: "pw-03"})
+
+
+def test_join_bundle_is_owner_only_and_names_the_learners_own_endpoints(bundle_file: Path) -> None:
+    assert stat.S_IMODE(bundle_file.stat().st_mode) == 0o600
+    bundle = json.loads(bundle_file.read_text())
+    assert bundle["namespace"] == "idjag-learner-03"
+    assert bundle["username"] == "idjag-learner-03"
+    assert bundle["idp_issuer"] == f"http://10.9.8.7:{room_plan.ROOM_PORT_BASE}/realms/idjag"
+    assert bundle["endpoints"]["zts"].startswith("http://10.9.8.7:20031/")
+    assert "BEGIN PRIVATE KEY" in bundle["admin_key_pem"]
+
+
+def test_lab_room_join_makes_the_learners_lab_target_their_namespace(
+    bundle_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    learner_home = tmp_path / "laptop"
+    monkeypatch.setenv("LAB_HOME", str(learner_home))
+    result = CliRunner().invoke(room_app, ["join", str(bundle_file)])
+    assert result.exit_code == 0, result.output
+    assert "idjag-learner-03" in result.output
+
+    settings = Settings(home=learner_home)
+    endpoints = KindBackend(settings).endpoints()
+    assert endpoints.zms.startswith("http://10.9.8.7:20030/")
+    assert endpoints.zts.startswith("http://10.9.8.7:20031/")
+    assert endpoints.docapi_protected == "http://10.9.8.7:20032"
+    assert endpoints.docapi_unprotected == "http://10.9.8.7:20033"
+    assert endpoints.mcp.startswith("http://10.9.8.7:20034")
+    assert endpoints.idp_issuer == f"http://10.9.8.7:{room_plan.ROOM_PORT_BASE}/realms/idjag"
+    runtime = json.loads(settings.runtime_file.read_text())
+    assert (runtime["backend"], runtime["namespace"]) == ("kind", "idjag-learner-03")
+
+    admin = settings.key_file(ADMIN_PRINCIPAL)
+    assert stat.S_IMODE(admin.stat().st_mode) == 0o600
+    issued = json.loads(bundle_file.read_text())["admin_key_pem"].encode()
+    assert key_id(load_private_key(admin)) == key_id(room_join.load_private_key_bytes(issued))
+
+
+def test_join_refuses_a_file_that_is_not_a_bundle(tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"namespace": "x"}))
+    result = CliRunner().invoke(room_app, ["join", str(other)])
+    assert result.exit_code != 0
+    assert "not a room join bundle" in result.output
