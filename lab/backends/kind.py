@@ -432,6 +432,10 @@ class KindBackend:
         self.context = context or recorded.get("context") or plan.kube_context()
         #: kind is created (and deleted) only when no existing cluster was named.
         self.creates_cluster = (context or recorded.get("context")) in (None, plan.kube_context())
+        if recorded.get("room_learner") and context is None:
+            # A learner joined a room: the cluster is the instructor's; `lab down` must not
+            # delete it (nor Keycloak), only ever touch this learner's namespace.
+            self.creates_cluster = False
         self.namespace = namespace or recorded.get("namespace") or plan.NAMESPACE
         self.dry_run = dry_run
         self.retain = retain if retain is not None else os.environ.get("LAB_KIND_RETAIN") == "1"
@@ -604,7 +608,7 @@ class KindBackend:
         core.patch_namespaced_config_map("lab-pdp-providers", self.namespace, body)
         restart_deployment(apps, "lab-pdp", self.namespace)
         wait_rollout(api, self.namespace, ("lab-pdp",), _no_progress, ROLLOUT_TIMEOUT_S)
-        zts_health = health_urls(self.settings.endpoints)["zts"]
+        zts_health = health_urls(self.endpoints())["zts"]  # recorded ports (a room learner's)
         if not wait_http_ok(zts_health, HEALTH_TIMEOUT_S):
             raise BackendError("the PDP did not come back after the restart", "see `lab logs zts`")
 

@@ -72,3 +72,13 @@ def test_join_refuses_a_file_that_is_not_a_bundle(tmp_path: Path) -> None:
     result = CliRunner().invoke(room_app, ["join", str(other)])
     assert result.exit_code != 0
     assert "not a room join bundle" in result.output
+
+
+def test_a_joined_learner_never_owns_the_rooms_cluster(
+    bundle_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    learner_home = tmp_path / "laptop"
+    room_join.apply_bundle(room_join.read_bundle(bundle_file), Settings(home=learner_home))
+    backend = KindBackend(Settings(home=learner_home))
+    assert backend.creates_cluster is False  # `lab down` leaves the instructor's kind alone
+    assert (backend.context, backend.namespace) == ("kind-idjag-lab", "idjag-learner-03")

@@ -111,9 +111,11 @@ def test_learner_cap_follows_the_node_pod_limit() -> None:
 
 
 #: 30 learners at the pinned version; the other versions see the same shapes with 1 and 3.
-VALIDATIONS = [(1, v) for v in SCHEMA_VERSIONS] + [(3, v) for v in SCHEMA_VERSIONS] + [
-    (30, versions.KUBERNETES_SCHEMA_VERSION)
-]
+VALIDATIONS = (
+    [(1, v) for v in SCHEMA_VERSIONS]
+    + [(3, v) for v in SCHEMA_VERSIONS]
+    + [(30, versions.KUBERNETES_SCHEMA_VERSION)]
+)
 
 
 @pytest.mark.parametrize(("count", "version"), VALIDATIONS)
