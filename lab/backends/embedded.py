@@ -108,7 +108,7 @@ class EmbeddedBackend:
         previous = os.umask(0o077)  # runtime.json, logs: owner-only, like the rest of $LAB_HOME
         try:
             preflight(self.settings)
-            return self._start_process()
+            return self._start_process(after_crash=runtime is not None)
         finally:
             os.umask(previous)
 
@@ -257,8 +257,10 @@ class EmbeddedBackend:
             raise
         record_keycloak(settings, pid, process.home, None, kc.server_identity(process.base_url))
 
-    def _start_process(self) -> Endpoints:
-        sockets = bind_part_sockets(self.settings)
+    def _start_process(self, after_crash: bool = False) -> Endpoints:
+        sockets = (
+            _bind_after_crash(self.settings) if after_crash else bind_part_sockets(self.settings)
+        )
         try:
             ports = {**self.settings.ports, **{n: s.getsockname()[1] for n, s in sockets.items()}}
             if self.settings.idp == "keycloak" and not ports["idp"]:
@@ -347,6 +349,24 @@ def bind_part_sockets(settings: Settings) -> dict[str, socket.socket]:
             sock.close()
         raise
     return sockets
+
+
+#: How long a fresh start retries the ports a crashed runtime held (the kernel may keep them a
+#: moment: connections the dead process had open close on its behalf).
+CRASHED_PORTS_GRACE_S = 5.0
+
+
+def _bind_after_crash(settings: Settings) -> dict[str, socket.socket]:
+    """``bind_part_sockets``, retried briefly: after a crash (``kill -9``, OOM) the dead
+    runtime's ports can stay taken for a moment, and ``lab up`` must still recover."""
+    deadline = time.monotonic() + CRASHED_PORTS_GRACE_S
+    while True:
+        try:
+            return bind_part_sockets(settings)
+        except BackendError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _listen(host: str, port: int, variable: str) -> socket.socket:
