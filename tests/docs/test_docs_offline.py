@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,28 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.chromium import BASE_FLAGS, chromium_path
+
 ROOT = Path(__file__).resolve().parents[2]
 #: Debian's chromium, with everything that could reach the network switched off.
 CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
+    *BASE_FLAGS,
     # Network off: every host resolves to nothing and every proxy hop goes nowhere.
     "--host-resolver-rules=MAP * ~NOTFOUND",
     "--proxy-server=127.0.0.1:9",
 )
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing: .ci/run installs Debian's chromium")
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +53,7 @@ def test_no_page_fetches_a_diagram_library_or_a_font(site: Path) -> None:
     "page", ["index.html", "architecture/index.html", "guide/gateway/index.html"]
 )
 def test_headless_chromium_offline_finds_the_rendered_diagram(site: Path, page: str) -> None:
-    browser = chromium()
+    browser = chromium_path()
     shown = subprocess.run(
         [browser, *CHROMIUM_FLAGS, "--dump-dom", (site / page).as_uri()],
         capture_output=True,

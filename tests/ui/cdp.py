@@ -9,24 +9,18 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
 import websocket
 
+from tests.chromium import BASE_FLAGS, chromium_path
+
 FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
+    *BASE_FLAGS,
     "--disable-sync",
     "--window-size=1400,1000",
     # Network off but loopback: names resolve to nothing and every proxied request goes to a
@@ -35,15 +29,6 @@ FLAGS = (
     "--proxy-server=127.0.0.1:9",
     "--remote-debugging-port=0",
 )
-
-
-def chromium_path() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing: .ci/run installs Debian's chromium")
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    return found
 
 
 class Browser:

@@ -18,9 +18,10 @@ import pytest
 from lab.serving import bind_socket, serve_in_thread
 from lab.state import load_run_model
 from lab.ui.app import LabCommands, create_app
+from tests.chromium import chromium_path
 from tests.npmtools import AXE, require
 from tests.stack import ROOT, Stack, embedded_stack
-from tests.ui.cdp import Browser, chromium_path
+from tests.ui.cdp import Browser
 
 TOKEN = "browser-test-launch-token"
 RUN_TIMEOUT_S = 300
