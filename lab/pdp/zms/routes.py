@@ -128,28 +128,24 @@ class Zms:
         action = f"zms:{request.method.lower()}"
         resource = request.url.path.removeprefix("/zms/v1")
         correlation_id = request.headers.get("x-correlation-id", "")[:64] or new_jti()[:16]
-        try:
-            result = method(*args)
-        except OAuthError as exc:
+
+        def audit(allowed: bool, reason: str) -> None:
             self.pdp.audit.record(
                 correlation_id=correlation_id,
                 client=principal,
                 subject=None,
                 resource=resource,
                 action=action,
-                allowed=False,
-                reason=f"{exc.error}: {exc.athenz_message}",
+                allowed=allowed,
+                reason=reason,
             )
+
+        try:
+            result = method(*args)
+        except OAuthError as exc:
+            audit(False, f"{exc.error}: {exc.athenz_message}")
             raise
-        self.pdp.audit.record(
-            correlation_id=correlation_id,
-            client=principal,
-            subject=None,
-            resource=resource,
-            action=action,
-            allowed=True,
-            reason=f"{principal} changed {resource}",
-        )
+        audit(True, f"{principal} changed {resource}")
         return result
 
     # ------------------------------------------------------------------ domains
