@@ -84,13 +84,18 @@ class Browser:
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout_s: float = 30) -> Any:
-        """Poll ``expression`` until it is truthy; its value."""
+        """Poll ``expression`` until it is truthy; its value.
+
+        While the page is still loading, ``document.body`` and friends may not exist yet: an
+        exception then means "not yet", and only the last try after the timeout reports it."""
+        tolerant = f"(() => {{ try {{ return ({expression}); }} catch (e) {{ return false; }} }})()"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            value = self.eval(expression)
+            value = self.eval(tolerant)
             if value:
                 return value
             time.sleep(0.2)
+        self.eval(expression)  # raises with the page's own error, if it has one
         raise AssertionError(f"timed out after {timeout_s} s waiting for: {expression}")
 
     def click(self, selector: str) -> None:
