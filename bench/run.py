@@ -144,7 +144,7 @@ def main() -> int:
                 print("commands (interleaved rounds) ...", file=sys.stderr)
                 results["commands"] = bench_commands(lab, rounds)
             lab.run("up")
-            if {"chain", "concurrency"} & only:
+            if {"chain", "concurrency", "wrk"} & only:
                 chain.setup_chain_state(lab.settings)
             if "chain" in only:
                 print("chain vs floor ...", file=sys.stderr)

@@ -19,7 +19,7 @@ from lab.agent.discovery import (
     AuthorizationServer,
     Discovery,
     DiscoveryError,
-    discover,
+    discover_cached,
     fetch_authorization_server,
 )
 from lab.agent.mcp_client import ToolCall, ToolResult, call_tools, list_tools
@@ -97,7 +97,8 @@ class Agent:
     """The agent ``ai.agent``: one HTTP client, every exchange recorded.
 
     The PDP's token endpoint and its client authentication methods are discovered from the MCP
-    server (RFC 9728 → RFC 8414, ``lab.agent.discovery``) the first time they are needed; those
+    server (RFC 9728 → RFC 8414, ``lab.agent.discovery``) the first time they are needed, and
+    reused by later agents of the same process for a few minutes (``DiscoveryCache``); those
     metadata requests are kept apart in ``discovery_exchanges`` so a step's own exchanges stay
     the token requests and tool calls it asserts on.
     """
@@ -175,7 +176,7 @@ class Agent:
         ``discovery_error`` says where)."""
         if self._discovery is None and self.discovery_error is None:
             try:
-                self._discovery = discover(
+                self._discovery = discover_cached(
                     self._metadata_http, self.endpoints.mcp, issuer=self.issuer
                 )
             except DiscoveryError as exc:

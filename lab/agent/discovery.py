@@ -15,6 +15,9 @@ Nothing here knows an endpoint path of the lab: every URL comes from the server 
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -255,3 +258,59 @@ def discover(http: httpx.Client, mcp_url: str, *, issuer: str | None = None) -> 
         scopes_supported=_strings(prm.get("scopes_supported")),
         challenge=challenge,
     )
+
+
+#: How long a process reuses what it discovered about an MCP server (RFC 9728/8414 metadata
+#: is static configuration; a restart on other ports is another URL, hence another key).
+DISCOVERY_TTL_S = 300.0
+
+
+class DiscoveryCache:
+    """Successful discoveries by (MCP server URL, pinned issuer), for :data:`DISCOVERY_TTL_S`:
+    a new agent in the same process does not repeat the three metadata round trips.
+    Failures are never kept. Thread-safe; bounded."""
+
+    def __init__(
+        self, ttl_s: float = DISCOVERY_TTL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._found: dict[tuple[str, str | None], tuple[float, Discovery]] = {}
+
+    def get(self, mcp_url: str, issuer: str | None) -> Discovery | None:
+        with self._lock:
+            entry = self._found.get((mcp_url, issuer))
+            if entry is None or entry[0] <= self._clock():
+                self._found.pop((mcp_url, issuer), None)
+                return None
+            return entry[1]
+
+    def put(self, mcp_url: str, issuer: str | None, found: Discovery) -> None:
+        with self._lock:
+            if (mcp_url, issuer) not in self._found and len(self._found) >= 64:
+                self._found.pop(next(iter(self._found)))
+            self._found[(mcp_url, issuer)] = (self._clock() + self.ttl_s, found)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._found.clear()
+
+
+#: This process's discoveries (``lab.agent.Agent`` reads and fills it).
+DISCOVERIES = DiscoveryCache()
+
+
+def discover_cached(
+    http: httpx.Client,
+    mcp_url: str,
+    *,
+    issuer: str | None = None,
+    cache: DiscoveryCache = DISCOVERIES,
+) -> Discovery:
+    """:func:`discover`, unless this process found the same server's metadata recently."""
+    found = cache.get(mcp_url, issuer)
+    if found is None:
+        found = discover(http, mcp_url, issuer=issuer)
+        cache.put(mcp_url, issuer, found)
+    return found

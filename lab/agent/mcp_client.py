@@ -4,6 +4,14 @@ One short session per batch of calls: ``mcp.Client`` over ``streamable_http_clie
 ``httpx2.AsyncClient`` that carries ``Authorization: Bearer`` and the recorder's hooks. A refusal
 at the HTTP layer (401 without a valid token, 403 ``insufficient_scope``) and a tool error both
 come back as a :class:`ToolResult` with ``is_error`` set: steps assert on them.
+
+What a session learns about a server outlives the session, as the SDK allows (its
+``prior_discover`` and response-cache store): the first session to a URL negotiates the protocol
+era (``mode="auto"``: ``server/discover``, falling back to ``initialize`` on a handshake-era
+server) and later sessions to a modern server adopt that ``DiscoverResult`` without a probe, for
+as long as its ``ttlMs`` says; a ``tools/list`` the server marks ``public`` with a ``ttlMs`` is
+kept in one process-wide store, so ``call_tool``'s output-schema check needs no listing of its
+own. A tool call is then one HTTP round trip.
 """
 
 from __future__ import annotations
@@ -13,14 +21,18 @@ import functools
 import json
 import ssl
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx2
+import mcp_types
 from mcp import Client
+from mcp.client.caching import CacheConfig, InMemoryResponseCacheStore
 from mcp.client.extension import ClientExtension, advertise
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from lab.agent.recorder import Recorder
 from lab.oauth.tokens import MCP_EXTENSION_ENTERPRISE_MANAGED_AUTHORIZATION
@@ -35,13 +47,80 @@ def client_extensions() -> list[ClientExtension]:
     return [advertise(MCP_EXTENSION_ENTERPRISE_MANAGED_AUTHORIZATION)]
 
 
-def mcp_session(http: httpx2.AsyncClient, url: str) -> Client:
-    """One MCP session over Streamable HTTP, ``initialize`` first (no 2026 discover probe)."""
+#: How long a handshake-era verdict is trusted before probing again (such a server sends no TTL).
+LEGACY_ERA_S = 60.0
+#: Upper bound on a server's ``ttlMs`` for its ``DiscoverResult``.
+MAX_ERA_S = 600.0
+#: Bounded: one entry per MCP server URL this process talks to.
+MAX_SERVERS = 64
+
+
+class ServerEras:
+    """Per MCP server URL: its ``DiscoverResult`` (modern) or ``None`` (handshake era), until
+    the server's ``ttlMs`` (or :data:`LEGACY_ERA_S`) runs out. Thread-safe; bounded."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[float, mcp_types.DiscoverResult | None]] = {}
+
+    def get(self, url: str) -> tuple[bool, mcp_types.DiscoverResult | None]:
+        """(known, result): ``known`` False means negotiate (``mode="auto"``)."""
+        with self._lock:
+            entry = self._known.get(url)
+            if entry is None or entry[0] <= self._clock():
+                self._known.pop(url, None)
+                return False, None
+            return True, entry[1]
+
+    def remember(self, url: str, result: mcp_types.DiscoverResult | None) -> None:
+        if result is None:
+            lifetime = LEGACY_ERA_S
+        else:
+            lifetime = min((result.ttl_ms or 0) / 1000, MAX_ERA_S)
+        if lifetime <= 0:
+            return  # the server says its answer is stale at once: probe every time
+        with self._lock:
+            if url not in self._known and len(self._known) >= MAX_SERVERS:
+                self._known.pop(next(iter(self._known)))
+            self._known[url] = (self._clock() + lifetime, result)
+
+    def forget(self, url: str) -> None:
+        with self._lock:
+            self._known.pop(url, None)
+
+
+#: What this process knows about each MCP server's protocol era.
+ERAS = ServerEras()
+#: ``tools/list`` results the server marked ``public`` (SEP-2549), shared by every session of
+#: this process; private entries stay per partition and are never shared.
+LISTINGS = InMemoryResponseCacheStore(max_entries=256)
+
+
+def mcp_session(http: httpx2.AsyncClient, url: str, eras: ServerEras | None = None) -> Client:
+    """One MCP session over Streamable HTTP: the era as last negotiated with ``url`` (no probe),
+    else ``mode="auto"`` (``server/discover``, then ``initialize`` on a handshake-era server)."""
+    known, discovered = (eras or ERAS).get(url)
+    mode: Any = "auto"
+    if known:
+        mode = "legacy" if discovered is None else discovered.supported_versions[-1]
     return Client(
         streamable_http_client(url, http_client=http),
-        mode="legacy",
+        mode=mode,
+        prior_discover=discovered,
         extensions=client_extensions(),
+        cache=CacheConfig(
+            store=LISTINGS, partition="lab-agent", target_id=url, share_public=True
+        ),
     )
+
+
+def _learn_era(client: Client, url: str, eras: ServerEras | None = None) -> None:
+    """Remember what this session negotiated (only after a probe: an adopted era is kept as is)."""
+    if client.mode != "auto":
+        return
+    session = client.session
+    (eras or ERAS).remember(url, session.discover_result)
 
 
 @dataclass
@@ -131,11 +210,17 @@ async def call_tools_async(
             _http_client(access_token, recorder, watcher) as http,
             mcp_session(http, url) as client,
         ):
+            _learn_era(client, url)
+            # The listing call_tool checks structured output against: from the shared store
+            # while the server's ttlMs lasts, else one tools/list for the whole batch.
+            await client.list_tools()
             for call in calls:
                 watcher.last = None
                 result = await client.call_tool(call.name, call.arguments)
                 results.append(tool_result_of(call, result))
     except Exception as exc:  # noqa: BLE001 - transport and HTTP refusals become data
+        if watcher.last is None and _era_may_be_stale(exc):
+            ERAS.forget(url)  # the server may have changed under us: negotiate next time
         failure = watcher.last or refusal_of(exc)
         results.extend(
             ToolResult(True, failure.text, None, call.name, call.arguments, failure.http_status)
@@ -169,6 +254,12 @@ def list_tools(
     url: str, access_token: str | None, recorder: Recorder | None = None
 ) -> list[dict[str, Any]]:
     return run_sync(lambda: list_tools_async(url, access_token, recorder))
+
+
+def _era_may_be_stale(exc: BaseException) -> bool:
+    """A JSON-RPC error (not an HTTP refusal, which the watcher saw) can mean the server at this
+    URL no longer speaks the era we adopted."""
+    return any(isinstance(leaf, MCPError) for leaf in _leaves(exc))
 
 
 def tool_result_of(call: ToolCall, result: Any) -> ToolResult:

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from mcp.server import MCPServer
+from mcp.server import CacheHint, MCPServer
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -77,6 +77,14 @@ SCOPES_SUPPORTED = (ROLE_ACCESS, ROLE_GET, ROLE_POST, ROLE_DELETE)
 #: client needs to get in and read - a client steps up with exactly this.
 CHALLENGE_SCOPE = f"{ROLE_ACCESS} {ROLE_GET}"
 READ_ONLY = ToolAnnotations(read_only_hint=True)
+#: SEP-2549 freshness hints (2026-07-28). The tool list and the server's discover result are the
+#: same for every caller (each tool checks the caller's roles through its exchange), so a client
+#: may keep them for a minute and share them across principals: a tool call is then one round
+#: trip instead of discover + tools/list + tools/call.
+CACHE_HINTS: dict[Any, CacheHint] = {
+    "server/discover": CacheHint(ttl_ms=60_000, scope="public"),
+    "tools/list": CacheHint(ttl_ms=60_000, scope="public"),
+}
 
 
 class ServerSettings:
@@ -275,6 +283,7 @@ def create_app(settings: Settings) -> Starlette:
             required_scopes=list(SCOPES_SUPPORTED),
         ),
         extensions=list(SERVER_EXTENSIONS),
+        cache_hints=CACHE_HINTS,
     )
     declare_in_legacy_initialize(mcp, SERVER_EXTENSIONS)
 
