@@ -49,9 +49,12 @@ bench: setup ## whole commands, chain vs floor, token endpoints vs a bare POST (
 bench-scale: setup ## policy 10 → 100k, audit 1M, RSS after 1k vs 10k chains
 	$(BIN)/python bench/scale.py
 
-mutate: setup ## mutation testing of the security-critical modules (slow; not in CI)
+MUTATE_MODULES ?= jose resource_server idp_grants grants core signed client_auth
+
+mutate: setup ## mutation testing, module by module with its fast tests (slow; not in CI)
 	$(BIN)/python -m pip install -q -e '.[mutate]'
-	$(BIN)/mutmut run $(MUTATE_ARGS) || true
+	$(if $(MUTATE_ARGS),$(BIN)/mutmut run --max-children 1 $(MUTATE_ARGS),\
+		nice -n 15 $(BIN)/python -m tests.mutate $(MUTATE_MODULES)) || true
 	$(BIN)/mutmut results
 	@echo "score and survivors: docs/dev/mutation.md"
 

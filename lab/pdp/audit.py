@@ -14,8 +14,12 @@ matches), a truncation (the sealed head or a checkpoint is past the last record)
 seal (the MAC does not verify). Restoring an older head together with truncating back to it is
 only caught when a checkpoint lies beyond it — the limit of any MAC without an outside witness.
 
-Unauthenticated requests (no client identified) may add records only at a bounded rate and
-with bounded field sizes, so a flood cannot grow the log or its fsyncs without limit.
+Every field of a record is bounded in size. Unauthenticated requests (no client identified)
+may add records only at a bounded rate, shared by all of them; refused requests of an
+authenticated principal (a token request it may not make, a ZMS write it may not do) at a
+bounded rate per principal, so neither a flood from nowhere nor one registered key can grow the
+log or its fsyncs without limit. What a bound drops is counted in the next record it admits.
+Allowed decisions are always recorded (they carry the single-use jtis of issued tokens).
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ MAX_FIELD_CHARS = 512
 #: Records unauthenticated requests may add: a burst, then this many per second.
 UNAUTHENTICATED_BURST = 50
 UNAUTHENTICATED_PER_S = 5.0
+#: Refused records one authenticated principal may add: a burst, then this many per second.
+REFUSED_BURST = 50
+REFUSED_PER_S = 5.0
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
@@ -150,6 +157,21 @@ class AuditLog:
         self.store = store
         self.mac_key = mac_key if mac_key is not None else secrets.token_bytes(32)
         self._unauthenticated = _TokenBucket(UNAUTHENTICATED_BURST, UNAUTHENTICATED_PER_S)
+        # One bucket per authenticated principal (a registered key, so a bounded set).
+        self._refused: dict[str, _TokenBucket] = {}
+        self._refused_lock = threading.Lock()
+
+    def _admit(self, client: str | None, *, allowed: bool, authenticated: bool) -> tuple[bool, int]:
+        """(record it, records this bound dropped since the last one it admitted)."""
+        if not authenticated:
+            return self._unauthenticated.take()
+        if allowed:
+            return True, 0
+        with self._refused_lock:
+            bucket = self._refused.get(client or "")
+            if bucket is None:
+                bucket = self._refused[client or ""] = _TokenBucket(REFUSED_BURST, REFUSED_PER_S)
+        return bucket.take()
 
     def _seal(self, seq: int, record_hash_value: str) -> dict[str, Any]:
         head = {"seq": seq, "hash": record_hash_value}
@@ -205,14 +227,14 @@ class AuditLog:
         single_use: Sequence[tuple[str, int]] = (),
         authenticated: bool = True,
     ) -> dict[str, Any] | None:
-        """Append one sealed record; ``None`` when an unauthenticated one is over the rate."""
-        dropped = 0
-        if not authenticated:
-            admitted, dropped = self._unauthenticated.take()
-            if not admitted:
-                return None
+        """Append one sealed record; ``None`` when a refused or unauthenticated one is over its
+        rate (see the module docstring)."""
+        admitted, dropped = self._admit(client, allowed=allowed, authenticated=authenticated)
+        if not admitted:
+            return None
         if dropped:
-            reason = f"{reason} ({dropped} unauthenticated record(s) dropped before this one)"
+            whose = "unauthenticated" if not authenticated else f"{_bounded(client)}'s refused"
+            reason = f"{reason} ({dropped} {whose} record(s) dropped before this one)"
 
         def build(seq: int, prev_hash: str) -> dict[str, Any]:
             return self.build_record(

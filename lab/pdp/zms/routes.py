@@ -6,6 +6,7 @@ registered key; writes need an admin of the domain, top-level domains the system
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -51,6 +52,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 #: Longest accepted principal assertion (the lab mints 120 s ones; allow some slack).
 MAX_ASSERTION_LIFETIME_S = 300
+
+log = logging.getLogger("lab.pdp.zms")
 
 
 def _numbers(*values: Any) -> bool:
@@ -123,14 +126,16 @@ class Zms:
     def audited(
         self, request: Request, principal: str, method: Callable[..., Any], args: list[Any]
     ) -> Any:
-        """Run one ZMS write and record it in the audit chain, applied or refused (only
-        authenticated writes reach here, so the log grows at the admins' pace)."""
+        """Run one ZMS write and record it in the audit chain, applied or refused. Only
+        authenticated writes reach here (an unauthenticated request adds no record); refused
+        ones are recorded at a bounded rate per principal (lab.pdp.audit), so a registered
+        non-admin key cannot flood the trail."""
         action = f"zms:{request.method.lower()}"
         resource = request.url.path.removeprefix("/zms/v1")
         correlation_id = request.headers.get("x-correlation-id", "")[:64] or new_jti()[:16]
 
         def audit(allowed: bool, reason: str) -> None:
-            self.pdp.audit.record(
+            record = self.pdp.audit.record(
                 correlation_id=correlation_id,
                 client=principal,
                 subject=None,
@@ -139,6 +144,8 @@ class Zms:
                 allowed=allowed,
                 reason=reason,
             )
+            if record is None:
+                log.info("zms deny %s by %s (over the refused-record rate)", action, principal)
 
         try:
             result = method(*args)

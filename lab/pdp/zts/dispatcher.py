@@ -85,11 +85,12 @@ class TokenEndpoint:
             reason=reason,
             jti=request.jti,
             single_use=request.single_use,
-            # A request whose client did not authenticate adds records at a bounded rate.
+            # An unauthenticated request, or a refused one of an authenticated client, adds
+            # records at a bounded rate (lab.pdp.audit); an allowed one always does.
             authenticated=bool(request.client),
         )
         if record is None:
-            log.info("token deny (unauthenticated, over the audit rate; not recorded)")
+            log.info("token deny client=%s (over the audit rate)", request.client or "-")
             return
         log.info(
             "token %s client=%s subject=%s jti=%s seq=%s",

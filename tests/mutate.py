@@ -1,0 +1,147 @@
+"""Mutation testing one security-critical module at a time (``make mutate``, never in CI).
+
+mutmut reads its test selection from ``[tool.mutmut]`` in ``pyproject.toml`` only; that
+selection (every test of five parts) makes its coverage pass and its slow mutants take hours
+on a 2-core machine. Each module here names the fast tests that cover it, so one module's run
+fits in minutes: this runner loads mutmut's configuration, swaps in the module's test selection
+and runs mutmut's own ``run`` command on that module's mutants with one child process.
+
+``python -m tests.mutate jose grants`` runs those modules in turn; with no name it lists them.
+``python -m tests.mutate jose --only 'lab.oauth.jose.x_decode*'`` narrows to some mutants (e.g.
+to re-run the survivors after writing tests for them). Scores go to docs/dev/mutation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module: its mutants (mutmut name globs) and the tests that cover it."""
+
+    mutants: tuple[str, ...]
+    tests: tuple[str, ...]
+
+
+_SECURITY = "tests/security/"
+
+TARGETS: dict[str, Target] = {
+    "jose": Target(
+        ("lab.oauth.jose.*",),
+        (
+            "tests/oauth",
+            "tests/policy/test_signed.py",
+            _SECURITY + "test_token_battery.py",  # one PDP for all its cases
+            _SECURITY + "test_mutation_survivors_jose.py",
+        ),
+    ),
+    "resource_server": Target(
+        ("lab.oauth.resource_server.*",),
+        (
+            "tests/reliability/test_policy_cache.py",
+            _SECURITY + "test_policy_matching.py",
+            _SECURITY + "test_mutation_survivors_resource_server.py",
+        ),
+    ),
+    "idp_grants": Target(
+        ("lab.idp.grants.*",),
+        (
+            "tests/idp/test_authorization_code.py",
+            "tests/idp/test_password_grant.py",
+            "tests/idp/test_client_credentials.py",
+            "tests/idp/test_refresh_and_userinfo.py",
+            "tests/idp/test_bad_input.py",
+            _SECURITY + "test_idp_grants.py",
+            _SECURITY + "test_mutation_survivors_idp.py",
+        ),
+    ),
+    "grants": Target(
+        (
+            "lab.pdp.zts.grants.client_credentials.*",
+            "lab.pdp.zts.grants.external_id_jag.*",
+            "lab.pdp.zts.grants.jwt_bearer.*",
+            "lab.pdp.zts.grants.resource_scope.*",
+            "lab.pdp.zts.grants.token_exchange.*",
+        ),
+        (
+            "tests/pdp/test_client_credentials.py",
+            "tests/pdp/test_jwt_bearer.py",
+            "tests/pdp/test_token_exchange.py",
+            "tests/pdp/test_external_id_jag.py",
+            "tests/pdp/test_scopes.py",
+            _SECURITY + "test_scope_escalation.py",
+            _SECURITY + "test_lifetimes.py",
+            _SECURITY + "test_mutation_survivors.py",
+            _SECURITY + "test_mutation_survivors_grants.py",
+        ),
+    ),
+    "core": Target(
+        ("lab.pdp.core.*",),
+        (
+            "tests/pdp/test_zms.py",
+            "tests/pdp/test_client_credentials.py",
+            _SECURITY + "test_policy_matching.py",
+            _SECURITY + "test_mutation_survivors.py",
+            _SECURITY + "test_mutation_survivors_core.py",
+        ),
+    ),
+    "signed": Target(
+        ("lab.policy.signed.*",),
+        (
+            "tests/policy/test_signed.py",
+            "tests/reliability/test_policy_cache.py",
+            _SECURITY + "test_policy_matching.py",
+        ),
+    ),
+    "client_auth": Target(
+        ("lab.pdp.client_auth.*",),
+        (
+            "tests/pdp/test_client_credentials.py",
+            _SECURITY + "test_lifetimes.py",
+            _SECURITY + "test_mutation_survivors.py",
+        ),
+    ),
+}
+
+
+def _existing(paths: tuple[str, ...]) -> list[str]:
+    # A per-module survivors file exists only once a run found survivors there.
+    from pathlib import Path
+
+    return [p for p in paths if Path(p).exists()]
+
+
+def run(name: str, only: list[str] | None) -> None:
+    import mutmut
+    import mutmut.__main__ as mutmut_main
+    from mutmut.configuration import config
+
+    target = TARGETS[name]
+    mutmut._reset_globals()  # a second module must not reuse the first one's coverage map
+    config().pytest_add_cli_args_test_selection = _existing(target.tests)
+    mutmut_main._run(only or list(target.mutants), max_children=1)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.mutate")
+    parser.add_argument("modules", nargs="*", help=f"any of: {' '.join(TARGETS)}")
+    parser.add_argument("--only", action="append", help="mutant name glob (repeatable)")
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.modules if m not in TARGETS]
+    if unknown:
+        parser.error(f"unknown module(s) {unknown}; known: {' '.join(TARGETS)}")
+    if not args.modules:
+        for name, target in TARGETS.items():
+            print(f"{name}: {' '.join(target.mutants)}")
+        return 0
+    for name in args.modules:
+        print(f"== {name}", flush=True)
+        run(name, args.only)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
