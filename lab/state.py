@@ -9,11 +9,20 @@ Everything a step changes lives behind an HTTP API, so reset works the same on b
 | MCP server settings | ``GET {mcp origin}/lab/settings`` | ``PUT .../lab/settings`` |
 | trusted identity providers | ``backend.get_providers()`` | ``backend.set_providers()`` |
 | the step engine's captures | ``$LAB_HOME/captures.json`` | same file |
+| where this run's audit trail starts | ``$LAB_HOME/run.json`` | same file |
 
 Each call carries a fresh admin assertion signed by ``user.athenz_admin`` (contracts §2).
 A checkpoint is the snapshot taken after step N passed (``checkpoints/after-NN.json``);
 ``reset --to N`` restores the checkpoint after N-1, or the nearest earlier one and runs the steps
 in between (fast-forward). Step results for ``lab steps`` live in ``$LAB_HOME/results.json``.
+
+The PDP's audit trail is never reset: it is hash-chained and sealed, and a reset that deleted
+records would be the very tampering step 17 teaches to detect. Instead every reset records where
+the current run starts in the trail (``run.json``: the last ``seq`` before it); step 17 and
+``lab audit`` show only the records after it, while ``lab audit --verify`` still checks the whole
+trail. A reset to the baseline starts the run at the trail's end; a reset served by a checkpoint
+takes the run start stored in that checkpoint, since the decisions that built the restored state
+are part of this run's story.
 """
 
 from __future__ import annotations
@@ -106,6 +115,33 @@ def captures_file(settings: Settings) -> Path:
 
 def results_file(settings: Settings) -> Path:
     return settings.home / "results.json"
+
+
+def run_file(settings: Settings) -> Path:
+    return settings.home / "run.json"
+
+
+def load_run_start(settings: Settings) -> int:
+    """The audit ``seq`` after which the current run's records start (0: the whole trail, for
+    a lab never reset since its stores were made)."""
+    data = _read_json(run_file(settings), {})
+    value = data.get("audit_since") if isinstance(data, dict) else None
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def save_run_start(settings: Settings, audit_since: int) -> None:
+    _write_json(
+        run_file(settings),
+        {
+            "audit_since": audit_since,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
+
+
+def forget_run_start(settings: Settings) -> None:
+    """After ``lab reset --hard`` the trail starts again at seq 1: the old marker is void."""
+    run_file(settings).unlink(missing_ok=True)
 
 
 def checkpoint_file(settings: Settings, after_step: int) -> Path:
@@ -231,6 +267,25 @@ class StateClient:
                 captures=load_captures(self.settings),
             )
 
+    def audit_head(self) -> int:
+        """The ``seq`` of the PDP's latest audit record (0 when the trail is empty)."""
+        url = f"{self.endpoints.zms}/lab/audit?last=1"
+        with self._client() as client:
+            try:
+                status, text = client.request("GET", url, self._admin_header(self.endpoints.zms))
+            except OSError as exc:
+                raise StateError(
+                    f"the PDP did not answer at {url} ({type(exc).__name__})",
+                    "check that the lab is up: `lab status`",
+                ) from None
+        if status != 200:
+            raise StateError(f"GET {url} answered {status}: {text[:300]}", "see `lab logs pdp`")
+        try:
+            last_seq = json.loads(text).get("last_seq")
+        except (ValueError, AttributeError):
+            raise StateError(f"GET {url} answered with a body that is not JSON") from None
+        return last_seq if isinstance(last_seq, int) else 0
+
     def restore(self, snapshot: Snapshot) -> None:
         with self._client() as client:
             self._call(client, "PUT", "zms", snapshot.zms)
@@ -319,6 +374,8 @@ def save_checkpoint(state: StateClient, after_step: int) -> Path:
         **state.snapshot().as_dict(),
         "taken": time.time(),
         "endpoints": state.endpoints.as_dict(),
+        # Where the run that built this state starts in the audit trail (see the module doc).
+        "audit_since": load_run_start(state.settings),
     }
     _write_json(path, document)
     return path
@@ -389,10 +446,14 @@ def reset_to_step(
     source = _nearest_checkpoint(state, step - 1)
     if source == 0:
         state.restore(baseline(state.settings))
+        run_start = state.audit_head()
     else:
         snapshot = load_checkpoint(state.settings, source, endpoints=state.endpoints)
         assert snapshot is not None  # _nearest_checkpoint only returns loadable ones
         state.restore(snapshot)
+        run_start = _checkpoint_run_start(state.settings, source)
+    # Before any replay: the checkpoints the replay takes record this run start.
+    save_run_start(state.settings, run_start)
     replayed: list[int] = []
     for number in range(source + 1, step):
         if run_step is None:
@@ -410,6 +471,14 @@ def reset_to_step(
     clear_results(state.settings, from_step=step)
     mark_restored(state.settings, up_to=source)
     return ResetOutcome(step, source, tuple(replayed), (time.perf_counter() - started) * 1000)
+
+
+def _checkpoint_run_start(settings: Settings, after_step: int) -> int:
+    """The run start a checkpoint recorded; 0 (the whole trail) for one taken before runs
+    were recorded, so a restored step 17 still finds the decisions that built its state."""
+    data = _read_json(checkpoint_file(settings, after_step), {})
+    value = data.get("audit_since") if isinstance(data, dict) else None
+    return value if isinstance(value, int) and value >= 0 else 0
 
 
 def _nearest_checkpoint(state: StateClient, at_most: int) -> int:

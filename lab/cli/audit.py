@@ -38,17 +38,37 @@ def audit(
         "--correlation",
         help="Show only records whose correlation id starts with this (gw- = lab gateway).",
     ),
+    whole_trail: bool = typer.Option(
+        False,
+        "--all",
+        help="Show records of earlier runs too (by default: only since the last `lab reset`).",
+    ),
 ) -> None:
-    """Show who asked for what and what the PDP decided (one record per decision)."""
+    """Show who asked for what and what the PDP decided (one record per decision).
+
+    The PDP's records since the last `lab reset` are shown; --all shows the whole trail.
+    --verify and --export always take the whole trail: the hash chain needs every record.
+    """
     if tamper:
         if file is None:
             common.fail("--tamper needs the FILE to edit", "lab audit --export a.json first", 2)
         tamper_file(file, record, change)
         return
-    records = iter_file(file) if file is not None else iter_pdp_records()
+    since = 0
+    if file is None and not whole_trail:
+        from lab.state import load_run_start
+
+        since = load_run_start(common.settings())
+    # Only the shown records are needed unless the whole chain is verified or exported.
+    start = 0 if (verify or export is not None) else since
+    records = iter_file(file) if file is not None else iter_pdp_records(since=start)
+
+    def shown_record(item: dict[str, Any]) -> bool:
+        return _correlated(item, correlation) and _in_run(item, since)
+
     if json_output:
         everything = list(records)  # --json prints every record: it has to hold them
-        shown = [r for r in everything if _correlated(r, correlation)]
+        shown = [r for r in everything if shown_record(r)]
         data: dict[str, Any] = {"records": shown, "count": len(shown)}
         if export is not None:
             write_export(export, everything)
@@ -76,7 +96,7 @@ def audit(
                 verifier.feed(item)
             if writer is not None:
                 writer.add(item)
-            if _correlated(item, correlation):
+            if shown_record(item):
                 tail.append(item)
     finally:
         if writer is not None:
@@ -88,7 +108,16 @@ def audit(
         # later hash recomputed, or a truncation, passes the hash chain but not the seals.
         verifier.problems += seal_problems()
     if export is None or verify:
-        print_records(list(tail))
+        if since:
+            common.err().print(
+                f"Records since the last `lab reset` (after #{since}); "
+                "--all shows earlier runs too.",
+                highlight=False,
+            )
+        if tail or not since:
+            print_records(list(tail))
+        else:
+            common.out().print("No decisions since the last `lab reset`.")
         if verify:
             print_verdict([str(p) for p in verifier.problems], verifier.count)
     if verify and verifier.problems:
@@ -105,7 +134,13 @@ def _correlated(record: dict[str, Any], prefix: str | None) -> bool:
     return prefix is None or str(record.get("correlation_id") or "").startswith(prefix)
 
 
-def iter_pdp_records(page: int = PAGE) -> Iterator[dict[str, Any]]:
+def _in_run(record: dict[str, Any], since: int) -> bool:
+    """After the run start ``lab reset`` recorded (a record without a seq is shown)."""
+    seq = record.get("seq")
+    return not since or not isinstance(seq, int) or seq > since
+
+
+def iter_pdp_records(page: int = PAGE, since: int = 0) -> Iterator[dict[str, Any]]:
     """The PDP's whole trail, oldest first, one page per request.
 
     Plain ``http.client`` (lab.state's JsonClient), not httpx: each page is a few megabytes,
@@ -121,7 +156,6 @@ def iter_pdp_records(page: int = PAGE) -> Iterator[dict[str, Any]]:
     settings = common.settings()
     endpoints = common.backend(settings).endpoints()
     key = SigningKey.load_or_create(settings.key_file(ADMIN_PRINCIPAL))
-    since = 0
     client = JsonClient(timeout_s=30)
     try:
         while True:

@@ -97,7 +97,10 @@ def hard_reset(json_output: bool) -> None:
             "use `lab reset` (or recreate the kind namespace)",
             common.ExitCode.USAGE,
         )
+    from lab.state import forget_run_start
+
     common.backend(settings).down()
+    forget_run_start(settings)  # the new trail starts at seq 1
     removed = []
     for store in (settings.pdp_db, settings.docapi_db):
         for path in (

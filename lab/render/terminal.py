@@ -245,7 +245,9 @@ def render_action(
         if not action["calls"] and action["command"]:
             body.append(Text(f"$ {shorten_tokens(action['command'])}", style="cyan"))
         body.extend(render_calls_focused(action, seen_tools))
-        if shows_result(action) and action["kind"] != "wait":
+        if action["kind"] == "audit" and isinstance(action["result"], dict):
+            body.append(render_audit_summary(action["result"]))
+        elif shows_result(action) and action["kind"] != "wait":
             body.append(render_focused_json(action["result"]))
     for token in action["tokens"]:
         if verbose or shows_token(token, action):
@@ -372,6 +374,29 @@ def body_details(call: dict[str, Any], action: dict[str, Any]) -> list[Renderabl
     lines = _json_lines(data) if data is not None else 0
     more = f" ({lines} lines; --verbose shows it)" if lines else ""
     return [Text(f"{summary}{more}", style="dim")]
+
+
+def render_audit_summary(result: dict[str, Any]) -> RenderableType:
+    """An audit action in a few words: how many records (of this run: after the run start
+    `lab reset` recorded), allows and denies, the last decision, and a verdict."""
+    records = [r for r in result.get("records") or [] if isinstance(r, dict)]
+    decisions = [str(r.get("decision")) for r in records]
+    text = Text(f"{len(records)} record(s)", style="dim")
+    if result.get("run_start") is not None:
+        text.append(f" since the last lab reset (after #{result['run_start']})")
+    text.append(f": {decisions.count('allow')} allow, {decisions.count('deny')} deny")
+    if records:
+        last = records[-1]
+        who = " for ".join(
+            str(last[k]) for k in ("client", "subject") if last.get(k) not in (None, "")
+        )
+        text.append(f"; last #{last.get('seq', '?')}: {last.get('decision')} {who}")
+    if result.get("valid") is True:
+        text.append("; the chain verifies")
+    elif result.get("valid") is False:
+        problems = result.get("problems") or []
+        text.append(f"; broken: {_short('; '.join(map(str, problems)), 160)}")
+    return text
 
 
 def render_focused_json(data: Any) -> RenderableType:

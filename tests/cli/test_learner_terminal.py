@@ -7,6 +7,7 @@ the agent understands ordinary phrasings and says why a role is gone.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import shlex
@@ -230,3 +231,37 @@ def test_challenge_solved_then_run_passes_and_solution_is_idempotent(stack: Stac
     assert "${" not in solved.stdout and re.search(r"\(id\s+\d+\)", solved.stdout)
     created = lab(stack, "agent", "create a doc titled x with content y")
     assert created.returncode == 0, created.stdout
+
+
+def _audit_seqs(stack: Stack, *args: str) -> set[int]:
+    """The ``seq`` of every record ``lab audit --json ARGS`` shows."""
+    done = lab(stack, "audit", "--json", *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {int(r["seq"]) for r in json.loads(done.stdout)["records"]}
+
+
+def test_step_17_and_lab_audit_show_only_the_run_since_the_last_reset(stack: Stack) -> None:
+    assert lab(stack, "reset").returncode == 0
+    assert lab(stack, "run", "--to", "17").returncode == 0
+    old_run = _audit_seqs(stack)
+    assert len(old_run) >= 10
+    assert lab(stack, "reset").returncode == 0
+    assert _audit_seqs(stack) == set()  # nothing decided yet in the new run
+    assert "No decisions since the last `lab reset`" in lab(stack, "audit").stdout
+    assert lab(stack, "run", "--to", "16").returncode == 0
+    done = lab(stack, "step", "17", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    export = next(a for a in json.loads(done.stdout)["actions"] if a["id"] == "export")
+    shown = {int(r["seq"]) for r in export["result"]["records"]}
+    assert len(shown) >= 10 and not shown & old_run, "step 17 shows the old run's records"
+    assert min(shown) > max(old_run)
+    text = lab(stack, "step", "17").stdout
+    assert re.search(r"since the last lab reset \(after #\d+\)", text), text
+    # `lab audit` by default: this run only; --all: every run; --verify: the whole chain.
+    assert not _audit_seqs(stack) & old_run
+    assert old_run <= _audit_seqs(stack, "--all")
+    verified = lab(stack, "audit", "--verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    intact = re.search(r"the chain of (\d+) records is intact", verified.stdout)
+    assert intact is not None, verified.stdout
+    assert int(intact[1]) >= max(shown)  # checked from record #1 on, old runs included

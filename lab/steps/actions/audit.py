@@ -50,7 +50,12 @@ def _export(path: Path, ctx: RunContext, spec: dict[str, Any]) -> Produced:
     # ``last: N`` exports the N latest decisions: a step about the last chain must not slow
     # down with the size of the whole trail (a busy lab holds hundreds of thousands).
     last = spec.get("last")
-    url = f"{ctx.endpoints.zms}/lab/audit" + (f"?last={int(last)}" if last else "")
+    # Only this run's records (after the last `lab reset`, lab.state.load_run_start): the trail
+    # itself keeps every run, and `lab audit --verify` still checks all of it.
+    from lab.state import load_run_start
+
+    since = load_run_start(ctx.settings)
+    url = f"{ctx.endpoints.zms}/lab/audit?since={since}" + (f"&last={int(last)}" if last else "")
     produced = request.run({"method": "GET", "url": url, "auth": "admin"}, ctx)
     body = produced.outcome.result.get("body")
     records = body.get("records") if isinstance(body, dict) else None
@@ -64,10 +69,10 @@ def _export(path: Path, ctx: RunContext, spec: dict[str, Any]) -> Produced:
         return produced
     path.parent.mkdir(parents=True, exist_ok=True)
     document: dict[str, Any] = {"records": records}
-    if last and records and records[0].get("seq") != 1:
+    if records and records[0].get("seq") != 1:
         document["segment"] = True  # starts mid-trail: its first prev_hash is taken as given
     path.write_text(json.dumps(document, indent=2), encoding="utf-8")
-    result = {"status": 200, "path": str(path), **summary(records, None)}
+    result = {"status": 200, "path": str(path), "run_start": since, **summary(records, None)}
     produced.outcome = Outcome(
         status=200, headers=produced.outcome.headers, text=produced.outcome.text, result=result
     )
