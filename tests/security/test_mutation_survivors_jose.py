@@ -1,0 +1,310 @@
+"""Tests written for mutants of ``lab/oauth/jose.py`` that ``make mutate`` found alive
+(docs/dev/mutation.md): the JWKS cache's refresh rules (which keys it takes, when it refetches,
+how long it waits, what it keeps when the IdP fails) and the exact refusals of key loading.
+
+The cache is driven through an ``httpx.MockTransport`` and, where a rule is about time, a
+controlled ``time.monotonic``, so each rule is asserted exactly rather than by waiting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+import lab.oauth.http as lab_http
+import lab.oauth.jose as jose
+from lab.oauth.jose import JwksCache, JwtValidationError, generate_private_key, public_jwk
+
+URL = "http://idp.test/certs"
+
+
+class Idp:
+    """A JWKS endpoint whose document the test changes; counts and records the fetches."""
+
+    def __init__(self, document: Any) -> None:
+        self.document = document
+        self.fetches: list[httpx.Request] = []
+        self.fail = False
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.fetches.append(request)
+        if self.fail:
+            return httpx.Response(503, json={"error": "down"})
+        return httpx.Response(200, json=self.document)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(transport=httpx.MockTransport(self.handle))
+
+
+class Clock:
+    def __init__(self, start: float = 10_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    fake = Clock()
+    monkeypatch.setattr(jose.time, "monotonic", fake)
+    yield fake
+
+
+def key_entry(kid: str, **extra: Any) -> dict[str, Any]:
+    entry = public_jwk(generate_private_key(), kid)
+    entry.update(extra)
+    return entry
+
+
+# -------------------------------------------------------------------- which keys it takes
+
+
+def test_keys_for_encryption_are_never_used_to_verify() -> None:
+    idp = Idp({"keys": [key_entry("enc-key", use="enc"), key_entry("sig-key")]})
+    cache = JwksCache(URL, client=idp.client())
+    assert cache.resolve("sig-key") is not None
+    with pytest.raises(JwtValidationError, match="unknown signing key id 'enc-key'"):
+        cache.resolve("enc-key")
+
+
+def test_a_key_without_use_is_a_signing_key() -> None:
+    entry = key_entry("plain")
+    del entry["use"]
+    cache = JwksCache(URL, client=Idp({"keys": [entry]}).client())
+    assert cache.resolve("plain") is not None
+
+
+@pytest.mark.parametrize(
+    "document", [[], {}, {"keys": ["junk", 7]}, "text"], ids=["list", "no-keys", "junk", "str"]
+)
+def test_a_malformed_jwks_document_gives_no_keys_not_a_crash(document: Any) -> None:
+    cache = JwksCache(URL, client=Idp(document).client())
+    with pytest.raises(JwtValidationError, match="unknown signing key id 'k1'"):
+        cache.resolve("k1")
+
+
+def test_junk_entries_are_skipped_and_the_good_key_kept() -> None:
+    idp = Idp({"keys": ["junk", {"kty": "EC", "kid": "broken"}, key_entry("good")]})
+    assert JwksCache(URL, client=idp.client()).resolve("good") is not None
+
+
+# -------------------------------------------------------------------- how it fetches
+
+
+def test_the_given_client_fetches_the_url_with_the_timeout() -> None:
+    idp = Idp({"keys": [key_entry("k1")]})
+    JwksCache(URL, client=idp.client(), timeout_s=2.5).resolve("k1")
+    (request,) = idp.fetches
+    assert str(request.url) == URL
+    assert request.extensions["timeout"] == {"connect": 2.5, "read": 2.5, "write": 2.5, "pool": 2.5}
+
+
+def test_the_default_timeout_is_five_seconds() -> None:
+    idp = Idp({"keys": [key_entry("k1")]})
+    JwksCache(URL, client=idp.client()).resolve("k1")
+    assert idp.fetches[0].extensions["timeout"]["read"] == 5.0
+
+
+def test_without_a_client_the_shared_http_helper_gets_the_url_and_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+    document = {"keys": [key_entry("k1")]}
+
+    def fake_get(url: str, **options: Any) -> httpx.Response:
+        calls.append((url, options))
+        return httpx.Response(200, json=document, request=httpx.Request("GET", url))
+
+    monkeypatch.setattr(lab_http, "get", fake_get)
+    JwksCache(URL, timeout_s=1.5).resolve("k1")
+    assert calls == [(URL, {"timeout": 1.5})]
+
+
+def test_an_unreachable_idp_is_named_in_the_refusal() -> None:
+    idp = Idp({})
+    idp.fail = True
+    with pytest.raises(JwtValidationError) as refused:
+        JwksCache(URL, client=idp.client()).resolve("k1")
+    assert refused.value.reason.startswith(f"signing keys could not be fetched from {URL}: ")
+
+
+# -------------------------------------------------------------------- when it refetches
+
+
+def test_an_unknown_kid_refetches_after_min_refresh_and_not_before(clock: Clock) -> None:
+    idp = Idp({"keys": [key_entry("k1")]})
+    cache = JwksCache(URL, client=idp.client())
+    cache.resolve("k1")
+    fetched = clock.now
+    idp.document = {"keys": [key_entry("k1"), key_entry("k2")]}
+    clock.now = fetched + 0.99
+    with pytest.raises(JwtValidationError):
+        cache.resolve("k2")  # within min_refresh_s (1 s by default): no refetch
+    assert len(idp.fetches) == 1
+    clock.now = fetched + 1.0  # exactly 1 s after the fetch: a rotated key is picked up
+    assert cache.resolve("k2") is not None
+    assert len(idp.fetches) == 2
+
+
+def test_keys_are_refetched_once_older_than_max_age(clock: Clock) -> None:
+    idp = Idp({"keys": [key_entry("k1")]})
+    cache = JwksCache(URL, client=idp.client())
+    cache.resolve("k1")
+    clock.now += 300.0
+    cache.resolve("k1")
+    assert len(idp.fetches) == 1  # not older than 300 s yet
+    clock.now += 0.5
+    cache.resolve("k1")
+    assert len(idp.fetches) == 2
+
+
+def test_a_caller_right_after_another_refresh_does_not_refetch(clock: Clock) -> None:
+    idp = Idp({"keys": [key_entry("k1")]})
+    cache = JwksCache(URL, client=idp.client())
+    cache.resolve("k1")
+    clock.now += 0.5
+    cache._refresh_once()  # e.g. a second thread that queued behind the first refresh
+    assert len(idp.fetches) == 1
+
+
+def test_a_failed_refresh_keeps_the_known_keys_and_waits_min_refresh(clock: Clock) -> None:
+    idp = Idp({"keys": [key_entry("k1")]})
+    cache = JwksCache(URL, client=idp.client())
+    cache.resolve("k1")
+    idp.fail = True
+    clock.now += 301
+    assert cache.resolve("k1") is not None  # stale, the refresh failed, the known key serves
+    assert len(idp.fetches) == 2
+    clock.now += 0.5
+    with pytest.raises(JwtValidationError):
+        cache.resolve("k-new")
+    assert len(idp.fetches) == 2  # the failed fetch counts as a fetch for the rate limit
+
+
+# -------------------------------------------------------------------- single flight
+
+
+def test_known_keys_are_served_at_once_while_another_refresh_runs(clock: Clock) -> None:
+    idp = Idp({"keys": [key_entry("k1")]})
+    cache = JwksCache(URL, client=idp.client())
+    cache.resolve("k1")
+    clock.now += 301  # stale: this caller would refresh, but another one is refreshing
+    assert cache._lock.acquire(blocking=False)
+    try:
+        result: list[Any] = []
+        reader = threading.Thread(target=lambda: result.append(cache.resolve("k1")))
+        reader.start()
+        reader.join(timeout=3)
+        assert not reader.is_alive() and result and result[0] is not None
+    finally:
+        cache._lock.release()
+    assert len(idp.fetches) == 1
+
+
+def test_without_keys_a_caller_waits_for_the_running_refresh_up_to_the_timeout() -> None:
+    idp = Idp({"keys": [key_entry("k1")]})
+    cache = JwksCache(URL, client=idp.client(), timeout_s=0.3)
+    assert cache._lock.acquire(blocking=False)  # another caller's first fetch is running
+    outcome: list[BaseException | None] = []
+
+    def reader() -> None:
+        try:
+            cache.resolve("k1")
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            outcome.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=reader)
+    thread.start()
+    thread.join(timeout=3)
+    elapsed = time.monotonic() - started
+    cache._lock.release()
+    assert not thread.is_alive(), "the reader waited past its timeout"
+    assert isinstance(outcome[0], JwtValidationError), outcome
+    assert 0.25 <= elapsed < 0.9
+    assert idp.fetches == []  # the waiting reader never fetched on its own
+    cache.resolve("k1")
+    assert len(idp.fetches) == 1  # and the lock is free again afterwards
+
+
+# -------------------------------------------------------------------- key loading refusals
+
+
+def test_a_public_key_pem_may_be_given_as_text() -> None:
+    key = generate_private_key()
+    pem = jose.public_pem(key).decode()
+    loaded = jose.load_public_key(pem)
+    assert loaded.public_numbers() == key.public_key().public_numbers()
+
+
+def test_an_unsupported_public_key_is_refused_by_name() -> None:
+    pem = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    with pytest.raises(ValueError) as refused:
+        jose.load_public_key(pem)
+    assert str(refused.value) == "only RSA and P-256 EC public keys are supported"
+
+
+def test_a_private_jwk_in_a_jwks_is_refused_by_name() -> None:
+    private = generate_private_key()
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    entry = public_jwk(private, "k1")
+    entry["d"] = jose.b64url(private.private_numbers().private_value.to_bytes(32, "big"))
+    with pytest.raises(JwtValidationError) as refused:
+        jose.public_key_from_jwk(entry)
+    assert refused.value.reason == "the JWKS entry is not a public key"
+
+
+# -------------------------------------------------------------------- small helpers
+
+
+def test_a_private_key_file_is_created_owner_only_from_its_first_byte(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modes: list[int] = []
+    real_open = jose.os.open
+
+    def recording_open(path: Any, flags: int, mode: int = 0o777) -> int:
+        modes.append(mode)
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(jose.os, "open", recording_open)
+    target = tmp_path / "not" / "yet" / "there" / "key.pem"  # parents are created
+    jose.write_private_key(target, generate_private_key())
+    assert modes == [0o600]  # never wider, not even before the chmod
+    assert target.stat().st_mode & 0o777 == 0o600
+
+
+def test_ybase64_refuses_characters_outside_its_alphabet() -> None:
+    assert jose.ybase64_decode(jose.ybase64_encode(b"\xfb\xff")) == b"\xfb\xff"
+    with pytest.raises(ValueError):
+        jose.ybase64_decode("ab!c")
+
+
+def test_a_new_secret_carries_24_random_bytes() -> None:
+    secret = jose.new_secret()
+    assert len(secret) == 32  # 24 bytes, base64url without padding
+    assert len({jose.new_secret() for _ in range(5)}) == 5
+
+
+def test_a_static_resolver_takes_a_missing_kid_only_when_one_key_exists() -> None:
+    one, two = generate_private_key().public_key(), generate_private_key().public_key()
+    assert jose.static_key_resolver({"a": one})(None) is one
+    both = jose.static_key_resolver({"a": one, "b": two})
+    with pytest.raises(JwtValidationError, match="unknown signing key id None"):
+        both(None)
+    assert both("b") is two
+    with pytest.raises(JwtValidationError, match="unknown signing key id 'c'"):
+        both("c")
