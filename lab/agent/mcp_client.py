@@ -74,10 +74,8 @@ class ServerEras:
             return True, entry[1]
 
     def remember(self, url: str, result: mcp_types.DiscoverResult | None) -> None:
-        if result is None:
-            lifetime = LEGACY_ERA_S
-        else:
-            lifetime = min((result.ttl_ms or 0) / 1000, MAX_ERA_S)
+        ttl_s = LEGACY_ERA_S if result is None else (result.ttl_ms or 0) / 1000
+        lifetime = min(ttl_s, MAX_ERA_S)
         if lifetime <= 0:
             return  # the server says its answer is stale at once: probe every time
         with self._lock:
@@ -109,9 +107,7 @@ def mcp_session(http: httpx2.AsyncClient, url: str, eras: ServerEras | None = No
         mode=mode,
         prior_discover=discovered,
         extensions=client_extensions(),
-        cache=CacheConfig(
-            store=LISTINGS, partition="lab-agent", target_id=url, share_public=True
-        ),
+        cache=CacheConfig(store=LISTINGS, partition="lab-agent", target_id=url, share_public=True),
     )
 
 

@@ -8,6 +8,7 @@ kind of token, ``kid`` looked up in a JWKS that refreshes on an unknown kid, no 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -249,28 +250,48 @@ def _check_length(token: object) -> str:
 
 def unverified_header(token: str) -> dict[str, Any]:
     """The JOSE header, for routing only (which key, which kind). Never trusted for access."""
-    try:
-        header = jwt.get_unverified_header(_check_length(token))
-    except jwt.PyJWTError as exc:
-        raise JwtValidationError(f"malformed token: {exc}") from None
-    except _PARSE_ERRORS:
-        raise JwtValidationError("malformed token header") from None
-    if not isinstance(header, dict):
-        raise JwtValidationError("malformed token header")
-    return header
+    header, _, _ = _unverified(_check_length(token))
+    return dict(header)
 
 
 def unverified_claims(token: str) -> dict[str, Any]:
     """Claims without checking anything: for display and for picking the issuer to check against."""
+    _, claims, error = _unverified(_check_length(token))
+    if claims is None:
+        raise JwtValidationError(error or "malformed token claims")
+    return dict(claims)
+
+
+@functools.lru_cache(maxsize=64)
+def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
+    """(header, claims or None, why the claims are unreadable), from one parse of ``token``.
+
+    A token is read unverified several times per request (the caller picks the issuer or the
+    kind, then :func:`verify_jwt` checks the header and the raw NumericDates), and pyjwt's
+    parse checks every character of every segment in Python: one parse per token, kept for a
+    few recent tokens (bounded; a malformed token is never kept: the error is raised again).
+    """
     try:
-        claims = jwt.decode(_check_length(token), options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
-        raise JwtValidationError(f"malformed token: {exc}") from None
-    except _PARSE_ERRORS:
-        raise JwtValidationError("malformed token claims") from None
+        complete = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
+    except (jwt.PyJWTError, *_PARSE_ERRORS) as exc:
+        # The header alone may still be readable (a kind of token whose payload is not JSON).
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as header_exc:
+            raise JwtValidationError(f"malformed token: {header_exc}") from None
+        except _PARSE_ERRORS:
+            raise JwtValidationError("malformed token header") from None
+        if not isinstance(header, dict):
+            raise JwtValidationError("malformed token header") from None
+        if isinstance(exc, jwt.PyJWTError):
+            return header, None, f"malformed token: {exc}"
+        return header, None, "malformed token claims"
+    header, claims = complete["header"], complete["payload"]
+    if not isinstance(header, dict):
+        raise JwtValidationError("malformed token header")
     if not isinstance(claims, dict):
-        raise JwtValidationError("malformed token claims")
-    return claims
+        return header, None, "malformed token claims"
+    return header, claims, None
 
 
 def check_numeric_dates(claims: Mapping[str, Any]) -> None:

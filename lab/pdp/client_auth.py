@@ -41,8 +41,9 @@ def authenticate_client(
 ) -> str:
     """The authenticated client's principal name, or :class:`InvalidClient` (401).
 
-    With ``single_use`` the client assertion's jti is only checked here and appended to that
-    list, for the caller to record together with its audit record (one transaction).
+    With ``single_use`` the client assertion's jti is appended to that list, for the caller to
+    record together with its audit record (one transaction, whose insert refuses a used jti);
+    the caller answers a replay before any other refusal (``TokenEndpoint``).
     """
     basic = _basic_credentials(headers)
     assertion = form.get("client_assertion")
@@ -132,8 +133,6 @@ def _private_key_jwt(
     if single_use is None:
         if not pdp.store.use_jti(key, exp):
             raise refuse_client(REPLAYED_CLIENT_ASSERTION)
-    elif pdp.store.jti_seen(key):
-        raise refuse_client(REPLAYED_CLIENT_ASSERTION)
     else:
         single_use.append((key, exp))
     return claimed.lower()

@@ -127,6 +127,7 @@ class Store:
         self._changes: dict[str, list[tuple[int, str, str | None]]] = {}
         self._views: dict[str, DomainView | None] = {}
         self._view_versions: dict[str, int] = {}
+        self._service_index: tuple[int, dict[str, dict[str, Any]]] | None = None
         self._audit_queue: list[_PendingAppend] = []
         self._audit_queue_ready = threading.Condition()
         self._committer: threading.Thread | None = None
@@ -417,14 +418,23 @@ class Store:
         return DomainView.build(domain, str(data.get("modified", "")), roles, policies, version)
 
     def service_by_endpoint(self, url: str) -> dict[str, Any] | None:
-        """The service whose ``providerEndpoint`` is ``url`` (RFC 8707 resource → domain)."""
-        for raw in self._all("SELECT data FROM services"):
-            data = json.loads(raw)
-            if data.get("providerEndpoint") and data["providerEndpoint"].rstrip("/") == url.rstrip(
-                "/"
-            ):
-                return data
-        return None
+        """The service whose ``providerEndpoint`` is ``url`` (RFC 8707 resource → domain).
+
+        Token requests ask this on every ID-JAG and exchange: the endpoint → service index is
+        built once per policy generation (any committed policy write rebuilds it)."""
+        generation = self.generation
+        index = self._service_index
+        if index is None or index[0] != generation:
+            endpoints: dict[str, dict[str, Any]] = {}
+            for raw in self._all("SELECT data FROM services"):
+                data = json.loads(raw)
+                endpoint = data.get("providerEndpoint")
+                if endpoint and isinstance(endpoint, str):
+                    endpoints.setdefault(endpoint.rstrip("/"), data)  # the first one wins
+            index = (generation, endpoints)
+            self._service_index = index
+        found = index[1].get(url.rstrip("/"))
+        return None if found is None else dict(found)
 
     # ------------------------------------------------------------------ whole state
     def export_state(self) -> dict[str, Any]:

@@ -114,3 +114,30 @@ def test_ybase64_round_trip():
     encoded = jose.ybase64_encode(data)
     assert not set(encoded) & set("+/=")
     assert jose.ybase64_decode(encoded) == data
+
+
+def test_unverified_reads_hand_out_copies_of_one_parse() -> None:
+    from lab.oauth.jose import unverified_claims, unverified_header
+
+    key = SigningKey(jose.generate_private_key("ES256"), "k1")
+    token = key.sign({"sub": "a", "iss": "b"}, typ="at+jwt")
+    claims = unverified_claims(token)
+    claims["sub"] = "changed by a caller"
+    unverified_header(token)["kid"] = "changed"
+    assert unverified_claims(token)["sub"] == "a"
+    assert unverified_header(token)["kid"] == "k1"
+
+
+def test_a_token_whose_payload_is_not_json_has_a_header_but_no_claims() -> None:
+    from lab.oauth.jose import unverified_claims, unverified_header
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    token = ".".join([b64(json.dumps({"alg": "ES256", "kid": "k"}).encode()), b64(b"[1]"), "sig"])
+    assert unverified_header(token)["kid"] == "k"
+    for _ in range(2):  # the refusal is not remembered as a success
+        with pytest.raises(JwtValidationError, match="malformed token"):
+            unverified_claims(token)
+    with pytest.raises(JwtValidationError, match="malformed token"):
+        unverified_header("not-a-token")

@@ -50,14 +50,30 @@ class TokenEndpoint:
                 # The allow record and the single-use jtis commit together, before the token
                 # leaves: a crash can never hand out a token whose assertion is still unused.
                 self._audit(request, allowed=True, reason=request.reason or "granted")
-            except ReplayDetected as exc:
-                raise replay_error(exc.jti) from None
-        except OAuthError as exc:
+            except ReplayDetected as replayed:
+                raise replay_error(replayed.jti) from None
+        except OAuthError as refused:
+            answer = self._replay_first(request, refused)
             request.single_use.clear()
-            self._audit(request, allowed=False, reason=f"{exc.error}: {exc.athenz_message}")
-            raise
+            self._audit(request, allowed=False, reason=f"{answer.error}: {answer.athenz_message}")
+            if answer is refused:
+                raise
+            raise answer from None
         result.headers["X-Correlation-Id"] = correlation_id
         return result
+
+    def _replay_first(self, request: TokenRequest, refused: OAuthError) -> OAuthError:
+        """A used jti is refused as a replay whatever else is wrong with the request.
+
+        Single-use jtis are not read before the grant runs (one SQLite read per request saved):
+        the insert with the allow record refuses a used one. When the grant refuses first, the
+        jtis are looked up now, so a replayed client assertion is still answered
+        ``invalid_client`` and never learns what the grant would have decided.
+        """
+        for jti_key, _ in request.single_use:
+            if self.pdp.store.jti_seen(jti_key):
+                return replay_error(jti_key)
+        return refused
 
     def _grant_for(self, form: Mapping[str, Any]) -> Grant:
         grant_type = form.get("grant_type")

@@ -127,9 +127,8 @@ class JwtBearerGrant(Grant):
         request.resource = scope.text()
         audience_out, domain = self._token_audience(request, claims)
         # RFC 7523 §3 item 7 / MCP enterprise-managed authorization: jti replay detection.
-        # Checked here, recorded with the audit record of this request (one transaction).
-        if self.pdp.store.jti_seen(jti_key):
-            raise invalid_assertion(REPLAYED_ASSERTION)
+        # Recorded with the audit record of this request (one transaction, whose insert refuses
+        # a used jti); a replay is answered before any other refusal (TokenEndpoint).
         request.single_use.append((jti_key, int(claims["exp"])))
         roles = granted_roles(self.pdp, subject, scope)
         if not roles:
