@@ -78,13 +78,9 @@ def next_after_up(settings: Settings) -> str:
     """The command to run after ``lab up``: where the learner is, not always step 1."""
     from lab.cli.where import next_command
     from lab.state import load_results
+    from lab.steps.files import step_numbers
 
-    try:
-        from lab.steps import load_steps
-
-        numbers = [s.number for s in load_steps()]
-    except Exception:  # noqa: BLE001 - a broken step file must not break `lab up`
-        numbers = []
+    numbers = step_numbers()  # from the file names: nothing parsed (a broken file still counts)
     situation, command = next_command(True, True, load_results(settings), numbers)
     program = common.lab_program()
     shown = f"{program}{command[len('lab') :]}"

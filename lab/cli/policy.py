@@ -43,7 +43,7 @@ def admin_auth(settings: Any, endpoints: Endpoints) -> Any:
     """ZMS reads are open in Athenz; the lab signs them anyway so one call works everywhere.
     Each request carries a fresh assertion (they are single use)."""
     from lab.config import ADMIN_PRINCIPAL
-    from lab.oauth.admin import AdminAssertionAuth
+    from lab.oauth.http import AdminAssertionAuth
     from lab.oauth.jose import SigningKey
 
     key = SigningKey.load_or_create(settings.key_file(ADMIN_PRINCIPAL))

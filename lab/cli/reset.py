@@ -38,7 +38,7 @@ def reset(
     session = StepSession.open()
     runner = None
     if to is not None and to > 1:
-        from lab.steps.load import step_numbers
+        from lab.steps.files import step_numbers
 
         numbers = step_numbers()
         if to not in numbers:

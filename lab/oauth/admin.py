@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
-
-import httpx
 
 from lab.oauth.errors import InvalidToken, MissingToken
 from lab.oauth.jose import (
@@ -35,16 +33,14 @@ def make_admin_assertion(principal: str, key: SigningKey, audience: str) -> str:
     return make_client_assertion(principal, key, audience, lifetime_s=ADMIN_ASSERTION_LIFETIME_S)
 
 
-class AdminAssertionAuth(httpx.Auth):
-    """httpx auth that signs a fresh assertion for every request (they are single use)."""
+def __getattr__(name: str) -> Any:
+    """``AdminAssertionAuth`` moved to :mod:`lab.oauth.http`: commands that only sign an
+    assertion (``lab reset``) no longer import httpx (issue #21)."""
+    if name == "AdminAssertionAuth":
+        from lab.oauth.http import AdminAssertionAuth
 
-    def __init__(self, principal: str, key: SigningKey, audience: str) -> None:
-        self.principal, self.key, self.audience = principal, key, audience
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token = make_admin_assertion(self.principal, self.key, self.audience)
-        request.headers["Authorization"] = f"Bearer {token}"
-        yield request
+        return AdminAssertionAuth
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:

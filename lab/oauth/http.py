@@ -12,9 +12,27 @@ import asyncio
 import functools
 import ssl
 import weakref
-from typing import Any
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from lab.oauth.jose import SigningKey
+
+
+class AdminAssertionAuth(httpx.Auth):
+    """httpx auth that signs a fresh principal assertion for every request (single use)."""
+
+    def __init__(self, principal: str, key: SigningKey, audience: str) -> None:
+        self.principal, self.key, self.audience = principal, key, audience
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        from lab.oauth.admin import make_admin_assertion
+
+        token = make_admin_assertion(self.principal, self.key, self.audience)
+        request.headers["Authorization"] = f"Bearer {token}"
+        yield request
 
 
 @functools.cache

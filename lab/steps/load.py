@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from lab.steps.files import DEFAULT_STEPS_DIR, FILE_NAME, REPO_ROOT
+from lab.steps.files import step_numbers as step_numbers  # re-exported for older callers
 from lab.steps.model import (
     ACTION_KINDS,
     PREDICATES,
@@ -24,13 +26,10 @@ from lab.steps.model import (
     Step,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_STEPS_DIR = REPO_ROOT / "steps"
 #: libyaml's loader reads the step files in a tenth of the pure-Python loader's time (every
 #: `lab` command that shows steps pays it); same safe subset, same result. Pure Python only
 #: where PyYAML was built without libyaml.
 SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-FILE_NAME = re.compile(r"^(\d{2})-([a-z0-9][a-z0-9-]*)\.md$")
 _ACTION_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _ACTION_FIELDS = {
     "id", "say", "show", "capture", "expect", "check", "solution", "unsolved", *ACTION_KINDS
@@ -40,14 +39,6 @@ _EXPECT_FIELDS = {"why", "claim", *QUERY_KEYS, *PREDICATES}
 
 class StepFileError(ValueError):
     """A step file cannot be used; the message names the file and the offending field."""
-
-
-def step_numbers(directory: Path | None = None) -> list[int]:
-    """The step numbers present, from the file names alone (nothing parsed: ``lab reset --to N``
-    checks N with it and reads the files only if it has steps to replay)."""
-    directory = DEFAULT_STEPS_DIR if directory is None else Path(directory)
-    found = (FILE_NAME.match(p.name) for p in directory.glob("*.md"))
-    return sorted({int(m.group(1)) for m in found if m})
 
 
 def load_steps(directory: Path | None = None) -> list[Step]:
