@@ -44,7 +44,13 @@ def ui(
     except PortInUse as exc:
         common.fail(str(exc), f"set {PORT_VARIABLE} (or --port) to a free port")
     token = new_token()
-    app_ = create_app(settings, token, LabCommands(env=dict(os.environ)))
+    # The running backend's endpoints (read per use: `lab up` may come after `lab ui`).
+    app_ = create_app(
+        settings,
+        token,
+        LabCommands(env=dict(os.environ)),
+        endpoints=lambda: common.backend(settings).endpoints(),
+    )
     actual = sock.getsockname()[1]
     # Plain echo, not rich: a URL folded at the terminal's width could not be clicked or pasted.
     typer.echo(f"The lab view: http://127.0.0.1:{actual}/#token={token}", err=True)

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,8 +26,9 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import AnyHttpUrl
+from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -36,6 +37,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lab.config import ADMIN_PRINCIPAL, API_DOMAIN, MCP_DOMAIN, MCP_PRINCIPAL, Settings
+from lab.mcpserver import hops
 from lab.mcpserver.correlation import CorrelationContext, current_correlation_id
 from lab.mcpserver.exchange import Exchanger, ExchangeRefused
 from lab.mcpserver.extension import SERVER_EXTENSIONS, declare_in_legacy_initialize
@@ -85,6 +87,11 @@ CACHE_HINTS: dict[Any, CacheHint] = {
     "server/discover": CacheHint(ttl_ms=60_000, scope="public"),
     "tools/list": CacheHint(ttl_ms=60_000, scope="public"),
 }
+
+
+#: A tool's answer: a CallToolResult (so a refusal, too, can carry the hops in ``_meta``) whose
+#: structured content is a JSON object, as the tools' output schema says.
+ToolAnswer = Annotated[CallToolResult, dict[str, Any]]
 
 
 class ServerSettings:
@@ -256,8 +263,9 @@ def create_app(settings: Settings) -> Starlette:
     # Contracts §1: the MCP server creates its key if the backend has not, so that step 5 can
     # register the public half (keys/mcp.api-mcp.pub.pem) with the PDP.
     SigningKey.load_or_create(settings.key_file(MCP_PRINCIPAL))
-    # One long-lived client for the MCP server's calls to the PDP and the document API.
-    http = lab_http.SharedAsyncClient(timeout=10.0)
+    # One long-lived client for the MCP server's calls to the PDP and the document API; its
+    # hooks record them during a tool call, for the tool result's _meta (lab.mcpserver.hops).
+    http = lab_http.SharedAsyncClient(timeout=10.0, event_hooks=hops.event_hooks(jwks))
     exchanger = Exchanger(
         http=http,
         token_endpoint=endpoints.zts_token,
@@ -289,6 +297,25 @@ def create_app(settings: Settings) -> Starlette:
 
     async def call_docapi(
         role: str, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> ToolAnswer:
+        """The tool's answer, refused or not, with this server's own hops in ``_meta``."""
+        with hops.recording() as made:
+            try:
+                result = await exchange_and_call(role, method, path, body)
+            except ToolError as refusal:
+                return CallToolResult(
+                    content=[TextContent(type="text", text=str(refusal))],
+                    is_error=True,
+                    _meta=hops.meta(made),
+                )
+        return CallToolResult(
+            content=[TextContent(type="text", text=answer_text(result))],
+            structured_content=result,
+            _meta=hops.meta(made),
+        )
+
+    async def exchange_and_call(
+        role: str, method: str, path: str, body: dict[str, Any] | None
     ) -> dict[str, Any]:
         received = get_access_token()
         if received is None:
@@ -326,22 +353,22 @@ def create_app(settings: Settings) -> Starlette:
         return result
 
     @mcp.tool(annotations=READ_ONLY)
-    async def list_docs() -> dict[str, Any]:
+    async def list_docs() -> ToolAnswer:
         """List every document (needs api:role.docs-getter)."""
         return await call_docapi(ROLE_GET, "GET", "/api/docs")
 
     @mcp.tool(annotations=READ_ONLY)
-    async def get_doc(id: int) -> dict[str, Any]:  # noqa: A002 - the tool's public parameter name
+    async def get_doc(id: int) -> ToolAnswer:  # noqa: A002 - the tool's public parameter name
         """Read one document by id (needs api:role.docs-getter)."""
         return await call_docapi(ROLE_GET, "GET", f"/api/docs/{_positive(id)}")
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False))
-    async def create_doc(name: str, content: str) -> dict[str, Any]:
+    async def create_doc(name: str, content: str) -> ToolAnswer:
         """Create a document (needs api:role.docs-poster)."""
         return await call_docapi(ROLE_POST, "POST", "/api/docs", {"name": name, "content": content})
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True))
-    async def delete_doc(id: int) -> dict[str, Any]:  # noqa: A002
+    async def delete_doc(id: int) -> ToolAnswer:  # noqa: A002
         """Delete a document by id (needs api:role.docs-deleter)."""
         return await call_docapi(ROLE_DELETE, "DELETE", f"/api/docs/{_positive(id)}")
 
@@ -417,6 +444,11 @@ class DocApiClient:
             token_fingerprint(token),
         )
         return data
+
+
+def answer_text(result: dict[str, Any]) -> str:
+    """The text block of a structured answer, as the SDK writes it for a returned dict."""
+    return to_json(result, fallback=str, indent=2).decode()
 
 
 def _insert_access_gate(app: Starlette, gate: type[AccessGate], *args: Any) -> None:

@@ -383,6 +383,54 @@ def verify_jwt(
     return claims
 
 
+def signature_check(token: str, resolve_key: KeyResolver, keys: str) -> dict[str, Any]:
+    """Only the signature, against the issuer's keys: what a learner looking at a token asks
+    ("was this really issued by that part?"), apart from whether it is still valid.
+
+    The same steps as :func:`verify_jwt` up to the signature (allowed ``alg``, the key named by
+    ``kid``, one algorithm per key), then pyjwt's signature check with every claim check off:
+    expiry is shown beside it, and an expired token's signature is still worth knowing.
+    ``keys`` names the key set for the verdict (e.g. "the PDP's JWKS").
+    """
+    verdict: dict[str, Any] = {"valid": False, "kid": None, "alg": None, "keys": keys}
+    try:
+        header = unverified_header(token)
+        verdict.update(kid=header.get("kid"), alg=header.get("alg"))
+        if header.get("alg") not in ALLOWED_ALGORITHMS:
+            raise JwtValidationError(f"algorithm {header.get('alg')!r} is not allowed")
+        key = resolve_key(header.get("kid"))
+        if algorithm_for(key) != header.get("alg"):
+            raise JwtValidationError(f"algorithm {header.get('alg')!r} does not match the key")
+        jwt.decode(
+            token,
+            key,
+            algorithms=[str(header["alg"])],
+            options={
+                "verify_signature": True,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_aud": False,
+                "verify_iss": False,
+                "require": [],
+            },
+        )
+    except JwtValidationError as exc:
+        verdict["reason"] = exc.reason
+        return verdict
+    except jwt.InvalidSignatureError:
+        verdict["reason"] = "the signature does not match the key"
+        return verdict
+    except jwt.PyJWTError as exc:
+        verdict["reason"] = f"token is invalid: {exc}"
+        return verdict
+    except _PARSE_ERRORS:
+        verdict["reason"] = "token is malformed"
+        return verdict
+    verdict["valid"] = True
+    return verdict
+
+
 def check_lifetime(claims: Mapping[str, Any], max_lifetime: int, leeway: int = LEEWAY) -> None:
     """Refuse a token whose ``exp`` is more than ``max_lifetime`` after ``iat`` or after now."""
     exp = claims.get("exp")

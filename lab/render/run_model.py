@@ -11,23 +11,31 @@ Record shape (keys are stable; renderers ignore what they do not draw)::
     narrative: {opening, rest}          the step's prose, values filled in, split after ¶1
     actions: [{id kind say command curl error duration_ms captured
                calls: [{method url party path status error mcp headers request_headers
-                        request_body response_headers response_body summary}]
-               tokens: [{label typ header claims focus changes previous fingerprint}]
+                        request_body response_headers response_body summary
+                        hops: [call + {by presented tokens}]}]   calls the answering part
+                                        made itself (the MCP server's exchange and its call to
+                                        the document API, from the tool result's ``_meta``)
+               tokens: [{label typ header claims focus changes previous relation diff
+                         fingerprint}]
                checks: [{action check query predicate expected actual passed why error
                          reproduce}]}]
-    lineage: [{label typ claims}]       the chain's tokens, each once
-    sequence: [{from to call status action index refusal}]   the hops of the chain, in order;
-                                        action/index locate the call in ``actions``
+    lineage: [{label typ claims fingerprint from where}]   the chain's tokens, each once;
+                                        ``where`` locates the token in ``actions``
+    sequence: [{from to call status action index hop refusal}]   the hops of the chain, in
+                                        order; action/index(/hop) locate the call in ``actions``
     checks tokens errors                flat lists (the original report's keys)
 """
 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from lab.mcpserver import HOPS_META_KEY
 from lab.oauth.jose import token_fingerprint
+from lab.steps.engine import MISSING, PRESENTED
 from lab.steps.model import ActionResult, StepResult, TokenSeen
 
 #: Claims a learner should look at first, wherever a token is shown.
@@ -44,6 +52,8 @@ LANES = ("user", "agent", "IdP", "PDP", "MCP server", "document API")
 def step_model(result: StepResult) -> dict[str, Any]:
     """The JSON-ready record of one step run (see the module docstring)."""
     opening, rest = split_narrative(result.body)
+    actions = [action_model(a) for a in result.actions]
+    link_parents(actions, parent_fingerprints(result))
     record = {
         "number": result.number,
         "slug": result.slug,
@@ -55,9 +65,9 @@ def step_model(result: StepResult) -> dict[str, Any]:
         "message": result.message,
         "next_step": result.next_step,
         "narrative": {"opening": opening, "rest": rest},
-        "actions": [action_model(a) for a in result.actions],
-        "lineage": lineage(result),
-        "sequence": sequence(result),
+        "actions": actions,
+        "lineage": lineage(actions, result),
+        "sequence": sequence(actions, result),
         "checks": [
             {**c.as_dict(), **({} if c.passed else {"reproduce": a.curl or a.command})}
             for a in result.actions
@@ -125,6 +135,10 @@ def checked_headers(action: ActionResult) -> list[str]:
 
 
 def token_model(token: TokenSeen, focus: list[str]) -> dict[str, Any]:
+    diff = [
+        {"claim": name, "before": before, "after": after, "kind": change_kind(before, after)}
+        for name, before, after in token.changes
+    ]
     return {
         "label": token.label,
         "typ": str(token.header.get("typ", "JWT")),
@@ -132,13 +146,93 @@ def token_model(token: TokenSeen, focus: list[str]) -> dict[str, Any]:
         "claims": token.claims,
         "focus": [n for n in focus if n in token.claims],
         "changes": [
-            {"claim": name, "before": before, "after": after}
-            for name, before, after in token.changes
-            if name in DIFF_CLAIMS
+            {k: d[k] for k in ("claim", "before", "after")}
+            for d in diff
+            if d["claim"] in DIFF_CLAIMS
         ],
         "previous": token.previous,
+        # Until link_parents finds the token this one was exchanged from, the comparison is
+        # with the token the run saw just before it.
+        "relation": "issued after" if token.previous else None,
+        "diff": diff,
         "fingerprint": token_fingerprint(token.token),
     }
+
+
+def story_changes(diff: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The changes of :data:`DIFF_CLAIMS` (what the terminal's default view tells)."""
+    keys = ("claim", "before", "after")
+    return [{k: d[k] for k in keys} for d in diff if d["claim"] in DIFF_CLAIMS]
+
+
+def change_kind(before: Any, after: Any) -> str:
+    if before == MISSING:
+        return "added"
+    if after == MISSING:
+        return "removed"
+    return "changed"
+
+
+def claim_diff(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every claim added, removed or changed from ``before`` to ``after``."""
+    names = list(before) + [n for n in after if n not in before]
+    diff = []
+    for name in names:
+        old, new = before.get(name, MISSING), after.get(name, MISSING)
+        if old != new:
+            diff.append({"claim": name, "before": old, "after": new, "kind": change_kind(old, new)})
+    return diff
+
+
+def parent_fingerprints(result: StepResult) -> dict[str, str]:
+    """Issued token → the token presented to get it, by fingerprint (the engine's record)."""
+    parents: dict[str, str] = {}
+    for action in result.actions:
+        parents.update(action.derived_from)
+    return parents
+
+
+def link_parents(actions: list[dict[str, Any]], parents: dict[str, str]) -> None:
+    """Compare each token with the token it was exchanged from, where the run shows one: the
+    ID-JAG with the ID token, the access token with the ID-JAG, the MCP server's exchanged
+    token with the access token it received."""
+    by_fingerprint: dict[str, tuple[str, dict[str, Any]]] = {}
+    for action in actions:
+        for token in action["tokens"]:
+            by_fingerprint.setdefault(
+                token["fingerprint"], (f"{action['id']}.{token['label']}", token)
+            )
+    for _, _, hop in inner_calls(actions):
+        for token in hop["tokens"]:
+            parent = next(
+                (p["fingerprint"] for p in hop["presented"] if p["where"] in PRESENTED), None
+            )
+            if parent is not None:
+                parents.setdefault(token["fingerprint"], parent)
+    for token in all_tokens(actions):
+        found = by_fingerprint.get(parents.get(token["fingerprint"], ""))
+        if found is None:
+            continue
+        label, parent = found
+        diff = claim_diff(parent["claims"], token["claims"])
+        token.update(
+            previous=label,
+            relation="exchanged from",
+            diff=diff,
+            changes=story_changes(diff),
+        )
+
+
+def inner_calls(
+    actions: list[dict[str, Any]],
+) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+    """(action, call, hop) for every call a part made itself while answering one of ours."""
+    return [(a, c, h) for a in actions for c in a["calls"] for h in c["hops"]]
+
+
+def all_tokens(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    tokens = [t for a in actions for t in a["tokens"]]
+    return tokens + [t for _, _, hop in inner_calls(actions) for t in hop["tokens"]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,7 +256,56 @@ def call_model(exchange: Any) -> dict[str, Any]:
         "request_body": exchange.request_body,
         "response_headers": exchange.response_headers,
         "response_body": body,
+        "hops": [hop_model(h) for h in reported_hops(data)],
     }
+
+
+#: The label of the token the MCP server obtained (the terminal looks for "exchanged").
+EXCHANGED_LABEL = "exchanged by the MCP server"
+
+
+def reported_hops(response: Any) -> list[dict[str, Any]]:
+    """The MCP server's own calls, as its tools/call result reports them in ``_meta``."""
+    result = response.get("result") if isinstance(response, dict) else None
+    meta = result.get("_meta") if isinstance(result, dict) else None
+    hops = meta.get(HOPS_META_KEY) if isinstance(meta, dict) else None
+    return [h for h in hops if isinstance(h, dict)] if isinstance(hops, list) else []
+
+
+def hop_model(hop: dict[str, Any]) -> dict[str, Any]:
+    """One call the MCP server made (lab.mcpserver.hops), as a call of the run model."""
+    as_exchange = SimpleNamespace(
+        method=str(hop.get("method") or ""),
+        url=str(hop.get("url") or ""),
+        status=hop.get("status"),
+        error=hop.get("error"),
+        request_headers=dict(hop.get("request_headers") or {}),
+        request_body=str(hop.get("request_body") or ""),
+        response_headers=dict(hop.get("response_headers") or {}),
+        response_body=str(hop.get("response_body") or ""),
+    )
+    call = call_model(as_exchange)
+    call["by"] = "MCP server"
+    call["presented"] = [p for p in hop.get("presented") or [] if isinstance(p, dict)]
+    call["tokens"] = [
+        {
+            "label": EXCHANGED_LABEL,
+            "typ": str((t.get("header") or {}).get("typ", "JWT")),
+            "header": t.get("header") or {},
+            "claims": t.get("claims") or {},
+            "focus": [n for n in (*DEFAULT_FOCUS, "act") if n in (t.get("claims") or {})],
+            "changes": [],
+            "previous": None,
+            "relation": None,
+            "diff": [],
+            "fingerprint": t.get("fingerprint"),
+            # Checked where the token is: it never leaves the MCP server (lab.mcpserver.hops).
+            "signature": {**(t.get("signature") or {}), "checked_by": t.get("checked_by")},
+        }
+        for t in hop.get("tokens") or []
+        if isinstance(t, dict)
+    ]
+    return call
 
 
 def party_of(url: str) -> str:
@@ -241,28 +384,57 @@ def _json(text: str) -> Any:
 # Lineage and sequence (step 12 shows the whole chain)
 
 
-def lineage(result: StepResult) -> list[dict[str, Any]]:
-    """The chain's tokens in order, each once: ID token → typed PDP tokens → the token the MCP
-    server obtained by exchange (reported in tool results as ``exchanged_token`` claims)."""
+def lineage(actions: list[dict[str, Any]], result: StepResult) -> list[dict[str, Any]]:
+    """The chain's tokens in order, each once: the user's ID token, the typed PDP tokens (ID-JAG,
+    access token), and the token the MCP server obtained by exchange for the document API.
+
+    ``where`` locates each in ``actions`` (``{"action", "token"}``, or ``{"action", "call",
+    "hop", "token"}`` for the MCP server's); ``from`` names the token it was exchanged from."""
     entries: list[dict[str, Any]] = []
     seen: set[str] = set()
 
-    def add(label: str, typ: str, claims: dict[str, Any]) -> None:
+    def add(
+        label: str, typ: str, claims: dict[str, Any], token: dict[str, Any] | None, where: Any
+    ) -> None:
         key = str(claims.get("jti") or json.dumps(claims, sort_keys=True, default=str))
         if key in seen:
             return
         seen.add(key)
         shown = {n: claims[n] for n in LINEAGE_CLAIMS if n in claims}
-        entries.append({"label": label, "typ": typ, "claims": shown})
+        entries.append(
+            {
+                "label": label,
+                "typ": typ,
+                "claims": shown,
+                "fingerprint": token.get("fingerprint") if token else None,
+                "from": token.get("previous") if token and token.get("relation") else None,
+                "where": where,
+            }
+        )
 
-    for action in result.actions:
-        for token in action.tokens:
-            typ = str(token.header.get("typ", "JWT"))
+    for index, (action, model) in enumerate(zip(result.actions, actions, strict=True)):
+        for position, token in enumerate(model["tokens"]):
+            typ = token["typ"]
             # The IdP's own access/refresh tokens ("JWT"/"Refresh") are not links of the chain.
-            if token.label == "id_token" or typ.lower() not in ("jwt", "refresh"):
-                add(token.label, typ, token.claims)
-        for claims in exchanged_tokens(action.result):
-            add("exchanged by the MCP server", "at+jwt", claims)
+            if token["label"] == "id_token" or typ.lower() not in ("jwt", "refresh"):
+                add(
+                    token["label"],
+                    typ,
+                    token["claims"],
+                    token,
+                    {"action": index, "token": position},
+                )
+        reported = False
+        for c, call in enumerate(model["calls"]):
+            for h, hop in enumerate(call["hops"]):
+                for t, token in enumerate(hop["tokens"]):
+                    reported = True
+                    where = {"action": index, "call": c, "hop": h, "token": t}
+                    add(token["label"], token["typ"], token["claims"], token, where)
+        if not reported:
+            # An MCP server that reports no hops (an older image) still names the claims.
+            for claims in exchanged_tokens(action.result):
+                add(EXCHANGED_LABEL, "at+jwt", claims, None, None)
     return entries if len(entries) >= 2 else []
 
 
@@ -281,71 +453,107 @@ def exchanged_tokens(result: Any) -> list[dict[str, Any]]:
     return found
 
 
-def sequence(result: StepResult) -> list[dict[str, Any]]:
+def sequence(actions: list[dict[str, Any]], result: StepResult) -> list[dict[str, Any]]:
     """The hops of the step's agent and MCP actions, with who called whom.
 
     The user's browser talks to the IdP's login pages; the agent (``lab agent`` acting for the
     user) calls the token endpoints and the MCP server; the MCP server's own exchange and its
-    call to the document API are reported in the tool result, so they appear after the call.
+    call to the document API come from its tool result's ``_meta`` and follow the tools/call
+    that caused them (``hop`` locates them in that call's ``hops``).
     """
     hops: list[dict[str, Any]] = []
-    for index, action in enumerate(result.actions):
+    for index, (action, model) in enumerate(zip(result.actions, actions, strict=True)):
         if action.kind not in ("agent", "mcp"):
             continue
-        for position, exchange in enumerate(action.exchanges):
-            call = call_model(exchange)
+        reported = False
+        for position, call in enumerate(model["calls"]):
             mcp = call["mcp"]
             if mcp and mcp["method"].startswith("notifications/"):
                 continue  # plumbing: the learner gains nothing from the initialized notice
             hops.append(
                 {
-                    "from": caller_of(exchange.url),
+                    "from": caller_of(call["url"]),
                     "to": call["party"],
                     "call": hop_label(call),
                     "status": call["status"],
                     # Where the full call sits in the record (the web view opens it).
                     "action": index,
                     "index": position,
+                    "hop": None,
                     "refusal": refusal(call),
                 }
             )
+            for inner, hop in enumerate(call["hops"]):
+                reported = True
+                hops.append(
+                    {
+                        "from": "MCP server",
+                        "to": hop["party"],
+                        "call": inner_label(hop),
+                        "status": hop["status"],
+                        "action": index,
+                        "index": position,
+                        "hop": inner,
+                        "refusal": refusal(hop),
+                    }
+                )
+        if reported:
+            continue
+        # An MCP server that reports no hops: what its tool result says it did.
         for claims in unique(exchanged_tokens(action.result)):
-            hops.append(
-                {
-                    "from": "MCP server",
-                    "to": "PDP",
-                    "call": f"RFC 8693 exchange → aud {claims.get('aud', '?')}",
-                    "status": 200,
-                    "action": index,
-                    "index": None,
-                    "refusal": None,
-                }
-            )
-            hops.append(
-                {
-                    "from": "MCP server",
-                    "to": "document API",
-                    "call": "GET /api/docs (exchanged token)",
-                    "status": 200,
-                    "action": index,
-                    "index": None,
-                    "refusal": None,
-                }
-            )
+            for to, label in (
+                ("PDP", f"RFC 8693 exchange → aud {claims.get('aud', '?')}"),
+                ("document API", "GET /api/docs (exchanged token)"),
+            ):
+                hops.append(
+                    {
+                        "from": "MCP server",
+                        "to": to,
+                        "call": label,
+                        "status": 200,
+                        "action": index,
+                        "index": None,
+                        "hop": None,
+                        "refusal": None,
+                    }
+                )
     return hops if len(hops) >= 2 else []
 
 
+def inner_label(hop: dict[str, Any]) -> str:
+    """The MCP server's calls: its RFC 8693 exchange (into which audience) and its API call."""
+    fields = dict(parse_qsl(hop.get("request_body") or ""))
+    if fields.get("grant_type", "").endswith("token-exchange"):
+        return f"RFC 8693 exchange → aud {fields.get('audience') or '?'}"
+    return f"{hop['method']} {hop['path'].removesuffix('?…')} (exchanged token)"
+
+
 def refusal(call: dict[str, Any]) -> str | None:
-    """Why a hop was refused (the OAuth/Athenz error of a 4xx/5xx, or an MCP tool error)."""
+    """Why a hop was refused: the OAuth error and, where the PDP gave it, Athenz's own code and
+    message (the wording of the public tutorial); or the transport error, or the MCP tool error."""
     mcp = call["mcp"] or {}
     status = call["status"]
     if isinstance(status, int) and status >= 400:
-        return call["summary"] or call["error"] or f"HTTP {status}"
+        return both_dialects(_json(call["response_body"] or "")) or (
+            call["summary"] or call["error"] or f"HTTP {status}"
+        )
     if call["error"]:
         return str(call["error"])
     if mcp.get("error"):
         return str(mcp["error"])
     return None
+
+
+def both_dialects(body: Any) -> str | None:
+    """``error: error_description (Athenz code: message)`` from a refusal body, or None."""
+    if not isinstance(body, dict) or not isinstance(body.get("error"), str):
+        return None
+    text = str(body["error"])
+    if body.get("error_description"):
+        text += f": {body['error_description']}"
+    if body.get("message") and "code" in body:
+        text += f" (Athenz {body['code']}: {body['message']})"
+    return text
 
 
 def unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

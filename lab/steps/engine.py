@@ -16,7 +16,12 @@ from typing import Any
 
 from lab.agent.recorder import Exchange
 from lab.config import Endpoints, Settings
-from lab.oauth.jose import JwtValidationError, unverified_claims, unverified_header
+from lab.oauth.jose import (
+    JwtValidationError,
+    token_fingerprint,
+    unverified_claims,
+    unverified_header,
+)
 from lab.steps.actions import module_for
 from lab.steps.actions.base import ActionError, Produced
 from lab.steps.captures import load_captures, save_captures
@@ -254,6 +259,7 @@ def run_action(step: Step, action: Action, ctx: RunContext) -> ActionResult:
     return dataclasses.replace(
         base,
         exchanges=tuple(_redacted_exchange(e, ctx) for e in produced.exchanges),
+        derived_from=derivations(produced.exchanges),
         result=ctx.display(dict(produced.outcome.result)),
         tokens=tuple(decode_tokens(action.id, produced, ctx)),
         checks=tuple(checks),
@@ -384,6 +390,26 @@ def render_body(step: Step, ctx: RunContext) -> str:
         return ctx.redact(scope.lookup(name))
 
     return redact_text(fill_body(step.body, lookup), ctx.secrets)
+
+
+#: Where a token request presents the token it trades: RFC 8693 ``subject_token``, RFC 7523
+#: ``assertion`` (the ID-JAG). A token issued in answer was "exchanged from" that one.
+PRESENTED = ("request.form.subject_token", "request.form.assertion")
+
+
+def derivations(exchanges: list[Any]) -> dict[str, str]:
+    """Issued token → the token presented to get it, both by fingerprint, read from the raw
+    tokens the recorder kept aside (the redacted copies below drop them)."""
+    derived: dict[str, str] = {}
+    for exchange in exchanges:
+        captured = getattr(exchange, "tokens", None) or []
+        presented = [t for t in captured if t.where in PRESENTED]
+        if len(presented) != 1:
+            continue
+        for issued in captured:
+            if issued.where.startswith("response."):
+                derived[token_fingerprint(issued.value)] = token_fingerprint(presented[0].value)
+    return derived
 
 
 def _redacted_exchange(exchange: Any, ctx: RunContext) -> Any:

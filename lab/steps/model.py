@@ -184,6 +184,9 @@ class ActionResult:
     error: str | None = None  # the action could not run (connection refused, missing value...)
     duration_ms: float = 0.0
     show: tuple[str, ...] = ()  # the action's declared claims to show (Action.show)
+    #: Which token each issued token was traded for, by fingerprint (issued → presented): the
+    #: run model compares a token with the one it was exchanged from (ID token → ID-JAG → ...).
+    derived_from: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

@@ -6,9 +6,13 @@ Routes::
     GET  /                      the page (lab/ui/static/index.html)
     GET  /static/...            its CSS and JS, shipped in the package
     GET  /api/steps             every step: number, slug, title, teaches, last status
-    GET  /api/runs/{n}          step n's last run model (404 before its first run)
+    GET  /api/runs/{n}          step n's last run model (404 before its first run), each
+                                token's signature checked against its issuer's JWKS
+    GET  /api/audit             `lab audit --verify --json`: the current run's records and the
+                                verdict on the whole hash chain
     GET  /api/events            Server-Sent Events: "changed" whenever a step result is saved
     POST /api/steps/{n}/run     run step n (`lab step n --json`); needs the launch token
+    POST /api/run-all           run every step in order (`lab run`); needs the launch token
     POST /api/reset             {"to": n}: `lab reset --to n`; needs the launch token
 """
 
@@ -30,10 +34,11 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from lab.config import Settings
+from lab.config import Endpoints, Settings
 from lab.oauth.errors import InvalidRequest
 from lab.oauth.starlette import HostCheck, exception_handlers, read_json
 from lab.ui.guard import TOKEN_HEADER, OriginCheck, token_matches
+from lab.ui.signatures import Signatures
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: How often the event stream looks at $LAB_HOME for new results (a file stat, cheap).
@@ -42,6 +47,8 @@ POLL_S = 0.25
 KEEPALIVE_S = 15.0
 #: A step that runs longer than this is stopped (the slowest step takes a few seconds).
 RUN_TIMEOUT_S = 300.0
+#: The whole lab (every step, from the baseline) takes well under a minute on a laptop.
+RUN_ALL_TIMEOUT_S = 900.0
 
 #: Every page response: no framing (clickjacking), only this server's own scripts and styles.
 PAGE_HEADERS = {
@@ -69,7 +76,7 @@ class LabCommands:
             cwd=self.cwd,
             capture_output=True,
             text=True,
-            timeout=RUN_TIMEOUT_S,
+            timeout=RUN_ALL_TIMEOUT_S if args[:1] == ("run",) else RUN_TIMEOUT_S,
             check=False,
         )
         return done.returncode, done.stdout, done.stderr
@@ -78,9 +85,16 @@ class LabCommands:
 Runner = Callable[..., tuple[int, str, str]]
 
 
-def create_app(settings: Settings, token: str, runner: Runner) -> Starlette:
-    """The view of the lab whose state lives in ``settings.home``."""
+def create_app(
+    settings: Settings,
+    token: str,
+    runner: Runner,
+    endpoints: Callable[[], Endpoints] | None = None,
+) -> Starlette:
+    """The view of the lab whose state lives in ``settings.home``; ``endpoints`` gives the
+    running lab's endpoints (default: the settings'), whose JWKS check the tokens."""
     busy = asyncio.Lock()
+    signatures = Signatures(endpoints or (lambda: settings.endpoints))
 
     def require_token(request: Request) -> None:
         if not token_matches(request.headers.get(TOKEN_HEADER), token):
@@ -102,7 +116,43 @@ def create_app(settings: Settings, token: str, runner: Runner) -> Starlette:
                 {"error": "not_found", "error_description": f"step {number} has not run yet"},
                 status_code=404,
             )
+        record = await asyncio.to_thread(signatures.annotate, record)
         return JSONResponse(record, headers={"Cache-Control": "no-store"})
+
+    async def audit(request: Request) -> Response:
+        # The CLI's own command: the same records, the same hash-chain and seal verification.
+        code, out, err = await asyncio.to_thread(runner, "audit", "--verify", "--json")
+        try:
+            data = json.loads(out)
+        except ValueError:
+            return JSONResponse(
+                {"error": "audit_unavailable", "error_description": last_line(err or out)},
+                status_code=502,
+            )
+        if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+            return JSONResponse(
+                {"error": "audit_unavailable", "error_description": "no records came back"},
+                status_code=502,
+            )
+        data["exit_code"] = code
+        return JSONResponse(data, headers={"Cache-Control": "no-store"})
+
+    async def run_all(request: Request) -> Response:
+        require_token(request)
+        if busy.locked():
+            return conflict()
+        # `lab run`: the CLI resets to the baseline and runs every step through the same engine,
+        # saving each result as it goes, so the event stream shows them one by one.
+        async with busy:
+            code, out, err = await asyncio.to_thread(runner, "run")
+        rows = step_rows(settings)
+        return JSONResponse(
+            {
+                "exit_code": code,
+                "steps": [{"number": r["number"], "status": r["status"]} for r in rows],
+                "message": last_line(err or out) if code != 0 else "",
+            }
+        )
 
     async def run_step(request: Request) -> Response:
         require_token(request)
@@ -154,7 +204,9 @@ def create_app(settings: Settings, token: str, runner: Runner) -> Starlette:
         Route("/api/steps", steps),
         Route("/api/runs/{number:int}", run_of),
         Route("/api/steps/{number:int}/run", run_step, methods=["POST"]),
+        Route("/api/run-all", run_all, methods=["POST"]),
         Route("/api/reset", reset, methods=["POST"]),
+        Route("/api/audit", audit),
         Route("/api/events", events),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

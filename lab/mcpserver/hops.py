@@ -1,0 +1,127 @@
+"""The MCP server's own calls during one tool call, recorded so the learner can open them.
+
+The agent sees only the tool's answer, yet the chain has two more hops: the MCP server's RFC 8693
+exchange at the PDP and its call to the document API. The run model (``lab.render.run_model``)
+draws them beside the agent's calls, so the MCP server hands back a redacted copy of each in the
+tool result's ``_meta`` (MCP 2025-11-25, "_meta": data for the application, not for the model),
+refused or not.
+
+Redaction is the agent recorder's (``lab.agent.recorder.build_exchange``: credentials become
+``***``) plus one rule of its own: the token the PDP issued here never leaves the MCP server. Its
+audience is the document API, and no request shape may hand the agent a token the document API
+accepts (MCP authorization spec, "Token Passthrough"); its decoded header and claims and this
+server's check of its signature against the PDP's JWKS go instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from lab.agent.recorder import REDACTED, build_exchange
+from lab.mcpserver import HOPS_META_KEY
+from lab.oauth.jose import (
+    JwtValidationError,
+    KeyResolver,
+    signature_check,
+    token_fingerprint,
+    unverified_claims,
+    unverified_header,
+)
+
+#: Response fields whose tokens stay on this server (see the module docstring).
+KEPT_HERE = ("access_token", "refresh_token", "id_token")
+
+if TYPE_CHECKING:
+    import httpx
+
+_current: ContextVar[list[dict[str, Any]] | None] = ContextVar("mcp_hops", default=None)
+_started: ContextVar[float] = ContextVar("mcp_hop_started", default=0.0)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[dict[str, Any]]]:
+    """Collect the hops of the calls made inside this block (one tool call's)."""
+    hops: list[dict[str, Any]] = []
+    reset = _current.set(hops)
+    try:
+        yield hops
+    finally:
+        _current.reset(reset)
+
+
+def event_hooks(resolve_key: KeyResolver) -> dict[str, list[Callable[..., Any]]]:
+    """``event_hooks`` for the MCP server's shared ``httpx.AsyncClient``: outside a
+    :func:`recording` block they do nothing."""
+
+    async def on_request(request: httpx.Request) -> None:
+        if _current.get() is not None:
+            _started.set(time.perf_counter())
+
+    async def on_response(response: httpx.Response) -> None:
+        hops = _current.get()
+        if hops is None:
+            return
+        await response.aread()
+        hops.append(hop_of(response, resolve_key, _started.get()))
+
+    return {"request": [on_request], "response": [on_response]}
+
+
+def hop_of(response: httpx.Response, resolve_key: KeyResolver, started: float) -> dict[str, Any]:
+    request = response.request
+    exchange = build_exchange(
+        method=request.method,
+        url=str(request.url),
+        status=response.status_code,
+        request_headers=request.headers,
+        request_body=request.content.decode("utf-8", errors="replace"),
+        response_headers=response.headers,
+        response_body=response.text,
+        elapsed_ms=(time.perf_counter() - started) * 1000 if started else 0.0,
+    )
+    issued = [t.value for t in exchange.tokens if t.where.startswith("response.json.")]
+    body, tokens = keep_tokens_here(exchange.response_body, issued, resolve_key)
+    record = exchange.as_dict()
+    record["response_body"] = body
+    record["tokens"] = tokens
+    # Which tokens this call presented, by fingerprint only: the run model finds the token the
+    # exchange started from (the caller's access token, which the agent holds) by it.
+    record["presented"] = [
+        {"where": t.where, "fingerprint": token_fingerprint(t.value)}
+        for t in exchange.tokens
+        if t.where.startswith("request.")
+    ]
+    return record
+
+
+def keep_tokens_here(
+    body: str, issued: list[str], resolve_key: KeyResolver
+) -> tuple[str, list[dict[str, Any]]]:
+    """The response body with issued tokens replaced by ``***``, and each token decoded."""
+    tokens = []
+    for token in issued:
+        body = body.replace(token, REDACTED)
+        try:
+            header, claims = unverified_header(token), unverified_claims(token)
+        except JwtValidationError:
+            continue
+        tokens.append(
+            {
+                "header": header,
+                "claims": claims,
+                "fingerprint": token_fingerprint(token),
+                "signature": signature_check(token, resolve_key, "the PDP's JWKS"),
+                "checked_by": "MCP server",
+            }
+        )
+    return body, tokens
+
+
+def meta(hops: list[dict[str, Any]]) -> dict[str, Any]:
+    """The tools/call result's ``_meta`` (JSON-safe)."""
+    return {HOPS_META_KEY: json.loads(json.dumps(hops, default=str))}
