@@ -6,6 +6,7 @@ steps do; the MCP server and the protected document API validate its tokens and 
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,12 +17,14 @@ import pytest
 
 from lab.config import ADMIN_PRINCIPAL, LEARNER_PRINCIPAL, MCP_PRINCIPAL, Settings
 from lab.docapi.app import create_app as create_docapi
+from lab.mcpserver import HOPS_META_KEY
 from lab.mcpserver.app import create_app as create_mcp
 from lab.oauth.admin import make_admin_assertion
 from lab.oauth.jose import (
     SigningKey,
     make_client_assertion,
     public_pem,
+    token_fingerprint,
     unverified_claims,
     ybase64_encode,
 )
@@ -249,3 +252,40 @@ def test_deleted_policy_stops_the_direct_call_on_the_next_request(lab: Lab) -> N
     assert refused.json()["error_description"].startswith(
         "Token does not have 'get' action on 'api:docs'"
     )
+
+
+async def test_a_refused_exchange_reports_the_mcp_servers_own_call_in_meta(lab: Lab) -> None:
+    token = lab.learner_token("api:role.docs-getter")
+    result = await call_tool(lab.mcp_url, token, "list_docs")
+    assert result.is_error is True
+    hops = (result.meta or {})[HOPS_META_KEY]
+    # One hop: the exchange at the PDP, refused in both dialects; no call to the document API.
+    assert [(h["method"], h["status"]) for h in hops] == [("POST", 403)]
+    assert hops[0]["url"] == lab.settings.endpoints.zts_token
+    body = json.loads(hops[0]["response_body"])
+    assert body["error"] == "unauthorized_client" and body["message"] == IMPERSONATION_REFUSED
+    assert "subject_token=***" in hops[0]["request_body"]
+    assert "client_assertion=***" in hops[0]["request_body"]
+    assert token not in json.dumps(hops)
+
+
+async def test_a_granted_exchange_reports_both_hops_and_keeps_the_api_token_on_the_server(
+    lab: Lab,
+) -> None:
+    lab.grant_token_exchange()
+    token = lab.learner_token("api:role.docs-getter")
+    result = await call_tool(lab.mcp_url, token, "list_docs")
+    assert result.is_error is False, tool_text(result)
+    hops = (result.meta or {})[HOPS_META_KEY]
+    assert [(h["method"], h["status"]) for h in hops] == [("POST", 200), ("GET", 200)]
+    exchange, docs = hops
+    assert json.loads(exchange["response_body"])["access_token"] == "***"
+    assert docs["request_headers"]["authorization"] == "Bearer ***"
+    [issued] = exchange["tokens"]
+    assert issued["claims"]["aud"] == "api" and issued["claims"]["sub"] == LEARNER_PRINCIPAL
+    assert issued["claims"]["jti"] == result.structured_content["exchanged_token"]["jti"]
+    assert issued["signature"]["valid"] is True and issued["signature"]["kid"]
+    # The exchange presented the caller's token: named by fingerprint, never shown.
+    presented = {p["where"]: p["fingerprint"] for p in exchange["presented"]}
+    assert presented["request.form.subject_token"] == token_fingerprint(token)
+    assert "eyJ" not in json.dumps(hops)  # no JWT of any kind leaves the MCP server

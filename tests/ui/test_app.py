@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
@@ -41,6 +42,15 @@ RECORD = {
 }
 
 
+#: What `lab audit --verify --json` prints (its shape; the records are the PDP's).
+AUDIT = {
+    "records": [{"seq": 7, "decision": "deny", "client": "ai.agent", "correlation_id": "c1"}],
+    "count": 1,
+    "valid": True,
+    "problems": [],
+}
+
+
 class FakeLab:
     """Stands in for `lab step N --json` / `lab reset`: records the command lines it got."""
 
@@ -51,6 +61,10 @@ class FakeLab:
         self.calls.append(args)
         if args[0] == "step":
             return 0, json.dumps({**RECORD, "number": int(args[1])}), ""
+        if args[0] == "audit":
+            return 0, json.dumps(AUDIT), ""
+        if args[0] == "run":
+            return 1, "", "Step 3 did not pass."
         return 0, '{"reset": true}', ""
 
 
@@ -205,3 +219,82 @@ def test_the_engine_keeps_each_steps_run_model(settings: Settings) -> None:
     keep_run_model(settings, result)
     kept = load_run_model(settings, result.number)
     assert kept is not None and kept["number"] == result.number and kept["slug"] == result.slug
+
+
+def test_the_audit_view_is_lab_audit_verify_json(client: TestClient, fake_lab: FakeLab) -> None:
+    answer = client.get("/api/audit")
+    assert answer.status_code == 200
+    assert fake_lab.calls == [("audit", "--verify", "--json")]  # the CLI's own verification
+    data = answer.json()
+    assert data["valid"] is True and data["records"][0]["seq"] == 7
+
+
+def test_an_audit_that_prints_no_json_is_a_precise_502(settings: Settings) -> None:
+    def broken(*args: str) -> tuple[int, str, str]:
+        return 4, "", "the PDP did not answer (ConnectError)\n"
+
+    answer = TestClient(create_app(settings, TOKEN, broken), base_url=LOCAL).get("/api/audit")
+    assert answer.status_code == 502
+    assert answer.json() == {
+        "error": "audit_unavailable",
+        "error_description": "the PDP did not answer (ConnectError)",
+    }
+
+
+def test_running_the_whole_lab_needs_the_token_and_runs_lab_run(
+    client: TestClient, fake_lab: FakeLab, settings: Settings
+) -> None:
+    refused = client.post("/api/run-all")
+    assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+    assert fake_lab.calls == []
+    record_result(settings, 1, "document-api", "passed", 3.0)
+    answer = client.post("/api/run-all", headers={"X-Lab-UI-Token": TOKEN})
+    assert fake_lab.calls == [("run",)]
+    data = answer.json()
+    assert data["exit_code"] == 1 and data["message"] == "Step 3 did not pass."
+    assert {"number": 1, "status": "passed"} in data["steps"]
+
+
+def test_a_served_run_has_each_tokens_signature_checked_against_its_issuers_jwks(
+    settings: Settings, fake_lab: FakeLab
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from lab.oauth.jose import SigningKey, generate_private_key, jwks, token_fingerprint
+
+    pdp_key = SigningKey(generate_private_key(), "k1")
+    forger = SigningKey(generate_private_key(), "k1")  # same kid, another key
+    keys = jwks([(pdp_key.key, "k1")])
+    jwks_app = Starlette(routes=[Route("/zts/v1/oauth2/keys", lambda r: JSONResponse(keys))])
+    with serve_in_thread(jwks_app, bind_socket("127.0.0.1", 0)) as url:
+        endpoints = dataclasses.replace(settings.endpoints, zts=f"{url}/zts/v1")
+        claims = {"iss": f"{url}/zts/v1", "sub": "human.idjag-learner", "exp": 1, "iat": 0}
+        good = pdp_key.sign(claims, typ="at+jwt")
+        forged = forger.sign(claims, typ="at+jwt")
+        stranger = pdp_key.sign({**claims, "iss": "https://elsewhere.example"}, typ="at+jwt")
+        tokens = [("good", good), ("forged", forged), ("stranger", stranger)]
+        record = {
+            **RECORD,
+            "actions": [
+                {
+                    "id": "a",
+                    "tokens": [
+                        {"label": n, "fingerprint": token_fingerprint(t)} for n, t in tokens
+                    ],
+                }
+            ],
+            "tokens": [{"action": "a", "label": n, "token": t} for n, t in tokens],
+        }
+        save_run_model(settings, 12, record)
+        app = create_app(settings, TOKEN, fake_lab, endpoints=lambda: endpoints)
+        served = TestClient(app, base_url=LOCAL).get("/api/runs/12").json()
+    verdicts = {t["label"]: t["signature"] for t in served["actions"][0]["tokens"]}
+    # Expired long ago, still its signature is checked: expiry is the page's countdown.
+    assert verdicts["good"]["valid"] is True and verdicts["good"]["kid"] == "k1"
+    assert verdicts["good"]["keys"] == "the PDP's JWKS"
+    assert verdicts["forged"]["valid"] is False
+    assert verdicts["forged"]["reason"] == "the signature does not match the key"
+    assert verdicts["stranger"]["valid"] is False
+    assert "is not a part of this lab" in verdicts["stranger"]["reason"]

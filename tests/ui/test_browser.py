@@ -123,16 +123,170 @@ def test_step_12_run_from_the_page_draws_the_chain_and_opens_the_id_jag(
     assert shot.stat().st_size > 10_000
 
 
+#: The chain's four tokens, as the lineage lists them (label, typ), in order.
+CHAIN_TOKENS = [
+    ("id_token", "JWT"),
+    ("id_jag", "oauth-id-jag+jwt"),
+    ("access_token", "at+jwt"),
+    ("exchanged by the MCP server", "at+jwt"),
+]
+LINEAGE = (
+    "[...document.querySelectorAll('#lineage button')]"
+    ".map(b => [b.textContent, b.dataset.typ, b.dataset.lineage])"
+)
+
+
+def lineage_button(page: Browser, label: str) -> str:
+    entries = page.eval(LINEAGE)
+    return str(next(i for text, _, i in entries if text.startswith(f"{label} (")))
+
+
+def test_the_lineage_lists_the_four_tokens_of_the_chain_once_each(page: Browser) -> None:
+    show_run(page, 12)
+    entries = page.wait_for(LINEAGE)
+    shown = [(text.rsplit(" (", 1)[0], typ) for text, typ, _ in entries]
+    assert shown == CHAIN_TOKENS, shown
+    froms = page.eval("[...document.querySelectorAll('#lineage .from')].map(s => s.textContent)")
+    # Each link names the token it was exchanged from: ID token → ID-JAG → access → exchanged.
+    assert froms[0] == ""
+    assert "id_token" in froms[1] and "id_jag" in froms[2] and "access_token" in froms[3], froms
+
+
+def test_an_opened_token_shows_its_signature_valid_and_a_countdown_that_decreases(
+    page: Browser,
+) -> None:
+    show_run(page, 12)
+    page.wait_for(LINEAGE)
+    page.click(f'#lineage button[data-lineage="{lineage_button(page, "id_jag")}"]')
+    page.wait_for("!document.getElementById('token-detail').hidden")
+    sig = page.eval("document.querySelector('#token-detail .sig').textContent")
+    # Checked by lab ui against the PDP's JWKS, with the kid of the ID-JAG's header.
+    kid = page.eval(
+        "[...document.querySelector('#token-detail table.kv').querySelectorAll('tr')]"
+        ".find(r => r.cells[0].textContent === 'kid').cells[1].textContent"
+    )
+    assert sig.startswith("✓ signature valid (kid ") and "the PDP's JWKS" in sig, sig
+    assert sig.split("kid ")[1].split(",")[0] == kid
+    first = int(page.eval("document.querySelector('#token-detail .countdown').dataset.left"))
+    text = page.eval("document.querySelector('#token-detail .countdown').textContent")
+    assert text.startswith("expires in ") and 0 < first <= 300, (text, first)  # an ID-JAG: 300 s
+    later = page.wait_for(
+        f"(() => {{ const c = document.querySelector('#token-detail .countdown');"
+        f" return Number(c.dataset.left) < {first} && c.dataset.left; }})()",
+        10,
+    )
+    assert int(later) < first
+    # What changed against the ID token it was exchanged from: the subject became the PDP's
+    # principal, the audience the PDP, and client_id/resource/scope were added.
+    diff = page.eval(
+        "Object.fromEntries([...document.querySelectorAll("
+        "'#token-detail table.diff tr[data-claim]')].map(r => [r.dataset.claim, r.className]))"
+    )
+    assert page.eval(
+        "document.querySelector('#token-detail table.diff caption').textContent"
+    ).endswith("exchanged from, sign_in.id_token")
+    assert diff["sub"] == "changed" and diff["aud"] == "changed", diff
+    assert diff["client_id"] == "added" and diff["resource"] == "added", diff
+    assert diff["preferred_username"] == "removed", diff
+
+    # The MCP server's token: its signature checked where it lives, never sent to the agent.
+    page.click(
+        f'#lineage button[data-lineage="{lineage_button(page, "exchanged by the MCP server")}"]'
+    )
+    page.wait_for("document.getElementById('token-heading').textContent.includes('exchanged by')")
+    sig = page.eval("document.querySelector('#token-detail .sig').textContent")
+    assert sig.startswith("✓ signature valid (kid ") and "checked by the MCP server" in sig, sig
+    changed = page.eval(
+        "[...document.querySelectorAll('#token-detail table.diff tr[data-claim]')]"
+        ".map(r => r.dataset.claim)"
+    )
+    assert "aud" in changed and "act" in changed, changed
+
+
+def open_hop(page: Browser, words: str) -> dict[str, Any]:
+    hops = page.eval(
+        "[...document.querySelectorAll('.hop')].map(b => [b.dataset.hop, b.textContent])"
+    )
+    index = next(i for i, text in hops if words in text)
+    page.click(f'.hop[data-hop="{index}"]')
+    page.wait_for(
+        f"document.querySelector('.hop[data-hop=\"{index}\"]')"
+        ".getAttribute('aria-expanded') === 'true'"
+    )
+    return dict(
+        page.eval(
+            "(() => { const d = document.getElementById('hop-detail'); const q = s =>"
+            " (d.querySelector(s) || {}).textContent || null;"
+            " return {heading: q('#hop-heading'), request: q('.request-line'),"
+            " request_body: q('.request-body'), response: q('.response-line'),"
+            " response_body: q('.response-body'), refusal: q('.refusal'), text: d.innerText}; })()"
+        )
+    )
+
+
+def test_the_mcp_servers_own_hops_open_with_their_request_and_response(page: Browser) -> None:
+    show_run(page, 12)
+    exchange = open_hop(page, "RFC 8693 exchange")
+    assert exchange["heading"].startswith("MCP server → PDP"), exchange["heading"]
+    assert exchange["request"].startswith("POST ") and "/oauth2/token" in exchange["request"]
+    assert "grant-type:token-exchange" in exchange["request_body"]
+    assert "subject_token=***" in exchange["request_body"]  # the received token: redacted
+    assert exchange["response"].startswith("HTTP 200")
+    assert '"access_token": "***"' in exchange["response_body"]  # stays on the MCP server
+    assert "eyJ" not in exchange["text"]  # no token of any kind on the page's hop
+    docs = open_hop(page, "GET /api/docs")
+    assert docs["heading"].startswith("MCP server → document API")
+    assert docs["request"].startswith("GET ") and docs["response"].startswith("HTTP 200")
+    assert "first default doc" in docs["response_body"]
+
+
 def test_step_6_refusal_is_drawn_in_red_with_its_reason(page: Browser) -> None:
     reset_and_run(page, 6)
     refused = page.wait_for(
-        "[...document.querySelectorAll('.hop.refused')].map(b => [b.dataset.to, b.textContent])"
+        "[...document.querySelectorAll('.hop.refused')]"
+        ".map(b => [b.dataset.from, b.dataset.to, b.textContent])"
     )
-    assert any(to == "MCP server" and "401" in text for to, text in refused), refused
-    reason = " ".join(text for _, text in refused)
+    assert any(to == "MCP server" and "401" in text for _, to, text in refused), refused
+    reason = " ".join(text for _, _, text in refused)
     assert "invalid_token" in reason, reason
     color = page.eval("getComputedStyle(document.querySelector('.hop.refused')).color")
     assert color == "rgb(176, 0, 32)", color  # --bad, the red of refusals
+    # The refusal inside the chain: the MCP server's own exchange, refused by the PDP, with the
+    # OAuth error and Athenz's wording of the public tutorial.
+    inner = [t for sender, to, t in refused if sender == "MCP server" and to == "PDP"]
+    assert inner and "(403)" in inner[0], refused
+    assert "unauthorized_client" in inner[0], inner
+    assert "Principal not authorized for token impersonation from source domain" in inner[0]
+    hop = open_hop(page, "RFC 8693 exchange")
+    assert hop["refusal"] and "unauthorized_client" in hop["refusal"], hop
+    assert hop["response"].startswith("HTTP 403")
+    color = page.eval(
+        "getComputedStyle(document.querySelector('.hop.refused[data-from=\"MCP server\"]')).color"
+    )
+    assert color == "rgb(176, 0, 32)", color
+
+
+def test_the_audit_view_shows_the_verified_chain_of_the_current_run(
+    page: Browser, stack: Stack
+) -> None:
+    show_run(page, 12)  # the run leaves decisions in the trail
+    page.click("#audit-check")
+    verdict = page.wait_for(
+        "document.getElementById('audit-verdict').dataset.valid === 'true'"
+        " && document.getElementById('audit-verdict').textContent",
+        60,
+    )
+    assert verdict.startswith("✓ verified"), verdict
+    rows = page.eval(
+        "[...document.querySelectorAll('#audit-records tr')].slice(1)"
+        ".map(r => [...r.cells].map(c => c.textContent))"
+    )
+    # The same records `lab audit --verify --json` gives, the newest last.
+    done = stack.lab("audit", "--verify", "--json", timeout=RUN_TIMEOUT_S)
+    cli = json.loads(done.stdout)
+    assert cli["valid"] is True
+    assert rows and rows[-1][0] == str(cli["records"][-1]["seq"])
+    assert {r[2] for r in rows} <= {"allow", "deny"}
 
 
 def test_a_step_run_in_the_terminal_appears_on_the_page_live(page: Browser, stack: Stack) -> None:
@@ -173,6 +327,14 @@ def test_the_views_pass_axe_core_wcag_aa_and_work_from_the_keyboard(page: Browse
     page.click(".hop")
     page.wait_for("!document.getElementById('hop-detail').hidden")
     assert run_axe(page) == []  # labels, contrast, names of buttons, landmarks, lang
+    # The token view (signature, countdown, changes), an internal hop and the audit trail.
+    page.wait_for(LINEAGE)
+    page.click(f'#lineage button[data-lineage="{lineage_button(page, "access_token")}"]')
+    page.wait_for("!document.getElementById('token-detail').hidden")
+    open_hop(page, "RFC 8693 exchange")
+    page.click("#audit-check")
+    page.wait_for("document.getElementById('audit-verdict').dataset.valid === 'true'", 60)
+    assert run_axe(page) == []
     show_run(page, 6)
     page.wait_for("document.querySelectorAll('.hop.refused').length > 0")
     assert run_axe(page) == []  # the refusal red on white is readable too
@@ -185,3 +347,28 @@ def test_the_views_pass_axe_core_wcag_aa_and_work_from_the_keyboard(page: Browse
     )
     assert focus["active"] and focus["tab"] == 0
     assert focus["outline"].startswith("solid") and focus["outline"] != "solid 0px", focus
+
+
+def test_the_run_whole_lab_button_runs_every_step_live_and_shows_them_passed(
+    page: Browser,
+) -> None:
+    # Every redraw of the step list is noted: the page follows the run step by step.
+    page.eval(
+        "window.seen = []; new MutationObserver(() => window.seen.push("
+        "[...document.querySelectorAll('#steps .status')].filter(s => s.textContent === 'passed')"
+        ".length)).observe(document.getElementById('steps'), {childList: true}); true"
+    )
+    total = page.eval("document.querySelectorAll('#steps button').length")
+    page.click("#run-all")
+    status = page.wait_for(
+        "document.getElementById('run-status').textContent.startsWith('The whole lab')"
+        " && document.getElementById('run-status').textContent",
+        RUN_TIMEOUT_S * 2,
+    )
+    assert status == f"The whole lab: all {total} steps passed.", status
+    statuses = page.eval("[...document.querySelectorAll('#steps .status')].map(s => s.textContent)")
+    assert statuses == ["passed"] * total, statuses
+    seen = page.eval("window.seen")
+    # Live: the list showed the run part-way, some steps passed and later ones not yet.
+    assert any(0 < n < total for n in seen), seen
+    assert not page.eval("document.getElementById('run-all').disabled")

@@ -3,11 +3,12 @@
 "use strict";
 
 const LANES = ["user", "agent", "IdP", "PDP", "MCP server", "document API"];
-const state = { steps: [], current: null, run: null, openHop: null, token: null };
+const state = { steps: [], current: null, run: null, openHop: null, token: null, busy: false };
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
     if (key === "class") node.className = value;
     // Through the CSSOM: the page's CSP allows no inline style attributes.
     else if (key === "style") node.style.cssText = value;
@@ -86,6 +87,7 @@ async function selectStep(number) {
   document.getElementById("step-opening").textContent = step.opening || "";
   document.getElementById("run-step").disabled = !state.token;
   document.getElementById("reset-step").disabled = !state.token;
+  document.getElementById("token-detail").hidden = true;
   await loadRun();
 }
 
@@ -102,6 +104,7 @@ function drawRun() {
   checks.replaceChildren();
   document.getElementById("hop-detail").hidden = true;
   const run = state.run;
+  drawLineage(run);
   if (!run) {
     sequence.append(el("p", {}, "This step has not run yet."));
     return;
@@ -161,47 +164,200 @@ function pretty(text) {
   try { return JSON.stringify(JSON.parse(text), null, 2); } catch (e) { return text; }
 }
 
+// The call a hop of the sequence stands for: one of the action's calls, or a call the MCP
+// server made itself while answering it (``hop.hop`` indexes that call's ``hops``).
+function callOf(hop) {
+  const action = (state.run.actions || [])[hop.action] || { tokens: [], calls: [] };
+  if (hop.index === null || hop.index === undefined) return { action, call: null };
+  const outer = action.calls[hop.index];
+  if (hop.hop === null || hop.hop === undefined) return { action, call: outer };
+  return { action, call: (outer.hops || [])[hop.hop] || null };
+}
+
 function openHop(i) {
   state.openHop = i;
   const hop = state.run.sequence[i];
   document.querySelectorAll(".hop").forEach((b) =>
     b.setAttribute("aria-expanded", String(b.dataset.hop === String(i))));
-  const action = (state.run.actions || [])[hop.action] || { tokens: [] };
-  const call = hop.index === null || hop.index === undefined ? null : action.calls[hop.index];
+  const { action, call } = callOf(hop);
   const body = document.getElementById("hop-body");
   body.replaceChildren();
   document.getElementById("hop-heading").textContent = `${hop.from} → ${hop.to}: ${hop.call}`;
   if (hop.refusal) body.append(el("p", { class: "refusal", role: "alert" }, `Refused: ${hop.refusal}`));
   if (action.say) body.append(el("p", {}, action.say));
   if (call) {
-    body.append(el("h3", {}, "Request"), el("p", {}, `${call.method} ${call.url}`),
+    if (call.by) {
+      body.append(el("p", { class: "by" }, `The ${call.by} made this call itself while ` +
+        "answering the agent's tools/call; it reported the request and the response in the " +
+        "tool result (tokens redacted)."));
+    }
+    body.append(el("h3", {}, "Request"), el("p", { class: "request-line" }, `${call.method} ${call.url}`),
       kvTable("Request headers", call.request_headers),
-      el("pre", {}, pretty(call.request_body)),
-      el("h3", {}, "Response"), el("p", {}, `HTTP ${call.status} ${call.summary || ""}`),
+      el("pre", { class: "request-body" }, pretty(call.request_body)),
+      el("h3", {}, "Response"),
+      el("p", { class: "response-line" }, `HTTP ${call.status} ${call.summary || ""}`),
       kvTable("Response headers", call.response_headers),
-      el("pre", {}, pretty(call.response_body)));
+      el("pre", { class: "response-body" }, pretty(call.response_body)));
   } else {
     body.append(el("p", {}, "The MCP server made this call itself; its tool result reports the " +
       "token it used (in the lineage below)."));
   }
-  const tokens = action.tokens || [];
-  if (tokens.length) body.append(el("h3", {}, "Tokens of this action (decoded)"));
-  for (const token of tokens) {
-    const section = el("section", { class: "token", "data-typ": token.typ },
-      el("h4", {}, `${token.label} — typ ${token.typ}`),
-      kvTable("Header", token.header), kvTable("Claims", token.claims));
-    if ((token.changes || []).length) {
-      section.append(el("p", {}, "Changed since the previous token: " +
-        token.changes.map((c) => `${c.claim} ${JSON.stringify(c.before)} → ${JSON.stringify(c.after)}`)
-          .join("; ")));
-    }
-    body.append(section);
+  const tokens = call && call.by ? (call.tokens || []) : (action.tokens || []);
+  if (tokens.length) {
+    body.append(el("h3", {}, call && call.by ? "Token the MCP server obtained (decoded)"
+      : "Tokens of this action (decoded)"));
   }
-  if (!call && (state.run.lineage || []).length) {
-    for (const link of state.run.lineage) body.append(kvTable(`${link.label} (${link.typ})`, link.claims));
-  }
+  for (const token of tokens) body.append(tokenSection(token, "h4"));
   const detail = document.getElementById("hop-detail");
   detail.hidden = false;
+}
+
+function signatureLine(signature) {
+  if (!signature) return el("p", { class: "sig unknown" }, "signature not checked");
+  const who = signature.checked_by === "MCP server"
+    ? " — checked by the MCP server, which holds this token" : "";
+  if (signature.valid) {
+    return el("p", { class: "sig valid", "data-valid": "true" },
+      `✓ signature valid (kid ${signature.kid}, ${signature.keys || "the issuer's JWKS"})${who}`);
+  }
+  return el("p", { class: "sig invalid", "data-valid": "false" },
+    `✗ signature not valid: ${signature.reason || "unknown reason"}` +
+    (signature.keys ? ` (${signature.keys})` : "") + who);
+}
+
+function countdownText(exp) {
+  const left = Math.round(exp - Date.now() / 1000);
+  const span = (n) => {
+    const h = Math.floor(n / 3600), m = Math.floor((n % 3600) / 60), sec = n % 60;
+    return (h ? `${h} h ` : "") + (h || m ? `${m} min ` : "") + `${sec} s`;
+  };
+  return left >= 0 ? `expires in ${span(left)}` : `expired ${span(-left)} ago`;
+}
+
+function countdown(exp) {
+  if (typeof exp !== "number") return el("p", { class: "countdown" }, "no exp claim: no expiry");
+  const node = el("p", { class: "countdown", "data-exp": exp }, countdownText(exp));
+  node.dataset.left = String(Math.round(exp - Date.now() / 1000));
+  return node;
+}
+
+function tickCountdowns() {
+  for (const node of document.querySelectorAll(".countdown[data-exp]")) {
+    const exp = Number(node.dataset.exp);
+    node.textContent = countdownText(exp);
+    node.dataset.left = String(Math.round(exp - Date.now() / 1000));
+    node.classList.toggle("expired", exp < Date.now() / 1000);
+  }
+}
+
+function show(value) {
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+function diffTable(token) {
+  const diff = token.diff || [];
+  const against = token.relation === "exchanged from"
+    ? `the token it was exchanged from, ${token.previous}`
+    : `the token the run saw before it, ${token.previous}`;
+  if (!token.previous) return el("p", { class: "diff-none" }, "The first token of this run: nothing to compare with.");
+  if (!diff.length) return el("p", { class: "diff-none" }, `No claim changed against ${against}.`);
+  const table = el("table", { class: "kv diff" },
+    el("caption", {}, `What changed against ${against}`),
+    el("tr", {}, el("th", { scope: "col" }, "claim"), el("th", { scope: "col" }, "change"),
+      el("th", { scope: "col" }, "before"), el("th", { scope: "col" }, "after")));
+  for (const d of diff) {
+    table.append(el("tr", { class: d.kind, "data-claim": d.claim },
+      el("th", { scope: "row" }, d.claim), el("td", {}, d.kind),
+      el("td", {}, d.kind === "added" ? "" : show(d.before)),
+      el("td", {}, d.kind === "removed" ? "" : show(d.after))));
+  }
+  return table;
+}
+
+function tokenSection(token, level) {
+  return el("section", { class: "token", "data-typ": token.typ, "data-label": token.label },
+    el(level, {}, `${token.label} — typ ${token.typ}`),
+    signatureLine(token.signature),
+    countdown((token.claims || {}).exp),
+    kvTable("Header", token.header), kvTable("Claims", token.claims),
+    diffTable(token));
+}
+
+// The token a lineage entry points at (``where`` in the run model).
+function tokenAt(where) {
+  if (!where || !state.run) return null;
+  const action = (state.run.actions || [])[where.action];
+  if (!action) return null;
+  if (where.call === undefined) return (action.tokens || [])[where.token] || null;
+  const call = (action.calls || [])[where.call];
+  const hop = call && (call.hops || [])[where.hop];
+  return hop ? (hop.tokens || [])[where.token] || null : null;
+}
+
+function drawLineage(run) {
+  const list = document.getElementById("lineage");
+  list.replaceChildren();
+  const entries = (run && run.lineage) || [];
+  document.getElementById("lineage-empty").hidden = entries.length > 0;
+  entries.forEach((entry, i) => {
+    const from = entry.from ? ` ← exchanged from ${entry.from}` : "";
+    list.append(el("li", {}, el("button", {
+      type: "button", class: "link", "data-lineage": i, "data-typ": entry.typ,
+      "aria-controls": "token-detail", disabled: entry.where ? null : "disabled",
+      onclick: () => openToken(i),
+    }, `${entry.label} (${entry.typ})`), el("span", { class: "from" }, from)));
+  });
+  if (!entries.length) document.getElementById("token-detail").hidden = true;
+}
+
+function openToken(i) {
+  const entry = state.run.lineage[i];
+  const token = tokenAt(entry.where);
+  const body = document.getElementById("token-body");
+  body.replaceChildren();
+  document.getElementById("token-heading").textContent = `Token: ${entry.label} (${entry.typ})`;
+  body.append(token ? tokenSection(token, "h3") : kvTable(entry.label, entry.claims));
+  document.getElementById("token-detail").hidden = false;
+}
+
+function shortTime(iso) {
+  return typeof iso === "string" ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z") : "";
+}
+
+async function loadAudit() {
+  const verdict = document.getElementById("audit-verdict");
+  const table = document.getElementById("audit-records");
+  verdict.textContent = "Checking the audit trail (lab audit --verify)…";
+  verdict.className = "";
+  delete verdict.dataset.valid;
+  const response = await fetch("/api/audit", { cache: "no-store" });
+  let data = {};
+  try { data = await response.json(); } catch (e) { /* no body */ }
+  table.replaceChildren();
+  if (!response.ok) {
+    verdict.textContent = `The audit trail could not be read: ${data.error_description || "HTTP " + response.status}`;
+    verdict.className = "audit-broken";
+    return;
+  }
+  const records = data.records || [];
+  if (data.valid) {
+    verdict.textContent = `✓ verified: the hash chain is intact (lab audit --verify); ${records.length} record(s) of the current run.`;
+    verdict.className = "audit-ok";
+  } else {
+    verdict.textContent = `✗ not verified: ${(data.problems || []).join("; ") || "the chain is broken"}`;
+    verdict.className = "audit-broken";
+  }
+  verdict.dataset.valid = String(Boolean(data.valid));
+  table.append(el("caption", {}, "The current run's decisions, newest last"),
+    el("tr", {}, ...["#", "time", "decision", "who", "action", "resource", "reason", "correlation id"]
+      .map((h) => el("th", { scope: "col" }, h))));
+  for (const r of records.slice(-200)) {
+    const who = r.subject && r.subject !== r.client ? `${r.client} for ${r.subject}` : (r.client || "");
+    table.append(el("tr", { class: r.decision === "allow" ? "allow" : "deny" },
+      el("td", {}, r.seq), el("td", {}, shortTime(r.time)),
+      el("td", { class: "decision" }, r.decision), el("td", {}, who), el("td", {}, r.action || ""),
+      el("td", {}, r.resource || ""), el("td", {}, r.reason || ""), el("td", {}, r.correlation_id || "")));
+  }
 }
 
 async function runCurrent() {
@@ -213,10 +369,36 @@ async function runCurrent() {
     return;
   }
   status.textContent = `Step ${state.current}: ${data.run.status}`;
-  state.run = data.run;
   state.openHop = null;
-  drawRun();
+  await loadRun();  // the saved model, with each token's signature checked
   await loadSteps();
+  await loadAudit();
+}
+
+async function runAll() {
+  const status = document.getElementById("run-status");
+  const buttons = ["run-all", "run-step", "reset-step"].map((id) => document.getElementById(id));
+  status.textContent = "Running every step from the baseline (lab run)…";
+  for (const button of buttons) button.disabled = true;
+  let answer;
+  try {
+    answer = await post("/api/run-all");
+  } finally {
+    buttons[0].disabled = !state.token;
+    buttons[1].disabled = buttons[2].disabled = !state.token || state.current === null;
+  }
+  const { status: code, data } = answer;
+  if (code !== 200) {
+    status.textContent = `Not run: ${data.error_description || "HTTP " + code}`;
+    return;
+  }
+  const passed = data.steps.filter((s) => s.status === "passed").length;
+  status.textContent = data.exit_code === 0
+    ? `The whole lab: all ${data.steps.length} steps passed.`
+    : `The whole lab stopped: ${passed} of ${data.steps.length} steps passed. ${data.message || ""}`;
+  await loadSteps();
+  await loadRun();
+  await loadAudit();
 }
 
 async function resetToCurrent() {
@@ -241,9 +423,14 @@ document.addEventListener("DOMContentLoaded", async () => {
   readToken();
   document.getElementById("run-step").addEventListener("click", runCurrent);
   document.getElementById("reset-step").addEventListener("click", resetToCurrent);
+  document.getElementById("run-all").addEventListener("click", runAll);
+  document.getElementById("run-all").disabled = !state.token;
+  document.getElementById("audit-check").addEventListener("click", loadAudit);
+  setInterval(tickCountdowns, 1000);
   await loadSteps();
   const wanted = Number(new URLSearchParams(location.search).get("step"));
   if (wanted) await selectStep(wanted);
   follow();
   document.body.setAttribute("data-ready", "true");
+  await loadAudit();
 });
