@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from lab.backends import forwarder, versions
 from lab.backends import kind_plan as plan
-from lab.backends import versions
 from lab.backends.base import (
     PART_NAMES,
     BackendError,
@@ -341,7 +341,8 @@ class WaitRollout:
 
 @dataclass
 class StartPortForwards:
-    """Existing cluster only: learner-facing 127.0.0.1 ports through ``kubectl port-forward``."""
+    """Existing cluster only: learner-facing ports through ``kubectl port-forward``, kept alive
+    by a detached supervisor (lab.backends.forwarder) across PDP restarts."""
 
     namespace: str
     context: str
@@ -349,31 +350,60 @@ class StartPortForwards:
     title: str = "Forward ports to the learner-facing host (LAB_HOST)"
 
     def describe(self) -> str:
-        return "\n".join("$ " + " ".join(c) + " &" for c in self.commands())
+        lines = [
+            "$ " + " ".join(spec.argv) + "   # kept alive; probe " + str(spec.probe)
+            for spec in self.specs()
+        ]
+        return "\n".join(lines)
 
     def commands(self) -> list[list[str]]:
-        base = ["kubectl", "--context", self.context, "-n", self.namespace, "port-forward"]
-        return [
-            [*base, "--address", self.settings.host, f"svc/{service}"]
-            + [str(self.settings.ports[part]) for part in parts]
-            for service, parts in PORT_FORWARDS.items()
-        ]
+        return [list(spec.argv) for spec in self.specs()]
+
+    def specs(self) -> list[forwarder.ForwardSpec]:
+        return forward_specs(self.settings, self.context, self.namespace)
 
     def execute(self, ctx: KindContext) -> None:
-        pids = []
-        ctx.settings.logs_dir.mkdir(parents=True, exist_ok=True)
-        for argv in self.commands():
-            with open(ctx.settings.logs_dir / "kind-port-forward.log", "ab") as log:
-                proc = subprocess.Popen(
-                    argv,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            pids.append(proc.pid)
-        ctx.undo.append(("stop port-forwards", lambda: stop_pids(pids)))
-        _write_json(ctx.settings.home / "kind-port-forwards.json", pids)
+        home = ctx.settings.home
+        spec_path = home / "kind-port-forwards.spec.json"
+        forwarder.write_spec(spec_path, self.specs())
+        pid = forwarder.start_detached(spec_path, ctx.settings.logs_dir / "kind-port-forward.log")
+        ctx.undo.append(("stop port-forwards", lambda: stop_pids([pid])))
+        _write_json(home / "kind-port-forwards.json", [pid])
+
+
+def forward_specs(
+    settings: Settings, context: str, namespace: str, kubeconfig: str | None = None
+) -> list[forwarder.ForwardSpec]:
+    """One ``kubectl port-forward`` per Service, on LAB_HOST, with the health URL through it."""
+    base = ["kubectl", "--context", context]
+    if kubeconfig:
+        base += ["--kubeconfig", kubeconfig]
+    base += ["-n", namespace, "port-forward", "--address", settings.host]
+    health = health_urls(settings.endpoints)
+    probes = {
+        "lab-pdp": health["zts"],
+        "lab-docapi": health["docapi_protected"],
+        "lab-mcpserver": health["mcp"],
+    }
+    return [
+        forwarder.ForwardSpec(
+            f"{namespace}/{service}",
+            (*base, f"svc/{service}", *(str(settings.ports[part]) for part in parts)),
+            probes[service],
+        )
+        for service, parts in PORT_FORWARDS.items()
+    ]
+
+
+def signal_forwarders(home: Path, sig: int = signal.SIGHUP) -> bool:
+    """Tell the recorded forward supervisor to re-establish its forwards now; False if none."""
+    pids = _read_json(home / "kind-port-forwards.json") or []
+    sent = False
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(int(pid), sig)
+            sent = True
+    return sent
 
 
 @dataclass
@@ -608,6 +638,9 @@ class KindBackend:
         core.patch_namespaced_config_map("lab-pdp-providers", self.namespace, body)
         restart_deployment(apps, "lab-pdp", self.namespace)
         wait_rollout(api, self.namespace, ("lab-pdp",), _no_progress, ROLLOUT_TIMEOUT_S)
+        # The forward to the old pod is dead (or pinned to it): re-establish it now rather than
+        # wait for the supervisor's probe to notice.
+        signal_forwarders(self.settings.home)
         zts_health = health_urls(self.endpoints())["zts"]  # recorded ports (a room learner's)
         if not wait_http_ok(zts_health, HEALTH_TIMEOUT_S):
             raise BackendError("the PDP did not come back after the restart", "see `lab logs zts`")

@@ -254,15 +254,33 @@ def pod_env(settings: Settings, idp_target: str) -> list[dict[str, str]]:
     env = {
         "LAB_HOME": POD_HOME,
         "LAB_BACKEND": "kind",
+        # Issuers, audiences and resource URLs are built from LAB_HOST and the ports: the pod
+        # must name the host the learner's `lab` reaches (a room's listen address).
+        "LAB_HOST": settings.host,
         "LAB_LOG_LEVEL": settings.log_level,
         "LAB_POLICY_REFRESH_S": str(settings.policy_refresh_s),
         "LAB_POD_FORWARD": pod_forwards(settings, idp_target),
         "LAB_POD_KEYS": POD_KEYS_MOUNT,
         "LAB_POD_PROVIDERS": f"{POD_PROVIDERS_MOUNT}/providers.json",
     }
+    if not is_loopback(settings.host):
+        env["LAB_POD_LOOPBACK_HOST"] = settings.host
     for part, port in settings.ports.items():
         env[settings.port_variable(part)] = str(port)
     return [{"name": name, "value": value} for name, value in env.items()]
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and ``localhost``: inside a pod those already mean the pod itself."""
+    import ipaddress
+
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def pod_forwards(settings: Settings, idp_target: str) -> str:
@@ -304,7 +322,8 @@ def redact(docs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for doc in docs:
         safe = copy.deepcopy(dict(doc))
         if safe["kind"] == "Secret":
-            safe["data"] = {k: f"<redacted {len(v)} base64 chars>" for k, v in safe["data"].items()}
+            data = safe.get("data") or {}
+            safe["data"] = {k: f"<redacted {len(v)} base64 chars>" for k, v in data.items()}
         out.append(safe)
     return out
 

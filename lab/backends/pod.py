@@ -12,6 +12,14 @@ runs a tiny TCP forwarder on 127.0.0.1 for every port it does not serve, to the 
 Service that does (``LAB_POD_FORWARD=8443=lab-pdp:8443,…``). Identity URLs and reachability stay
 one and the same, which is what the learner reads in the tokens.
 
+When the learner-facing host is not loopback (a workshop room's listen address, ``LAB_HOST``),
+the URLs name the instructor's machine. ``LAB_POD_LOOPBACK_HOST`` names that host, and the pod's
+HTTP clients send its requests to the same port on the pod's own 127.0.0.1 (lab.oauth.http), so
+the forwarders still carry them while ``iss``/``aud`` stay what the learner's ``lab`` reaches.
+
+A forwarder connects upstream with a timeout and retries once: a part that is restarting (the PDP
+after a providers change) should cost a short wait, not a hung or refused call.
+
 Start-up also copies the service keys from the Secret mount (read-only, owned by root) into the
 pod's own ``$LAB_HOME/keys`` with mode 0600, and (PDP only) the providers file from the
 ConfigMap mount, so a PDP restart reads the providers the backend just wrote (as Athenz's ZTS
@@ -51,6 +59,11 @@ PART_PORTS: dict[str, tuple[str, ...]] = {
 FORWARD_VARIABLE = "LAB_POD_FORWARD"
 KEYS_VARIABLE = "LAB_POD_KEYS"
 PROVIDERS_VARIABLE = "LAB_POD_PROVIDERS"
+LOOPBACK_HOST_VARIABLE = "LAB_POD_LOOPBACK_HOST"
+#: Upstream connect of a forwarder: each attempt's limit, attempts, pause between them.
+UPSTREAM_CONNECT_TIMEOUT_S = 3.0
+UPSTREAM_CONNECT_ATTEMPTS = 2
+UPSTREAM_RETRY_PAUSE_S = 0.5
 #: Only for running the entry point outside a pod (tests, a laptop): e.g. ``127.0.0.1``.
 BIND_VARIABLE = "LAB_POD_BIND"
 
@@ -167,20 +180,39 @@ def _forward_handler(
 ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(forward.host, forward.port)
-        except OSError as exc:
+            up_reader, up_writer = await connect_upstream(forward)
+        except (OSError, TimeoutError) as exc:
             log.warning(
                 "forward 127.0.0.1:%d -> %s:%d failed: %s",
                 forward.listen_port,
                 forward.host,
                 forward.port,
-                exc,
+                exc or type(exc).__name__,
             )
             writer.close()
             return
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
 
     return handle
+
+
+async def connect_upstream(
+    forward: Forward,
+    attempts: int = UPSTREAM_CONNECT_ATTEMPTS,
+    timeout_s: float = UPSTREAM_CONNECT_TIMEOUT_S,
+    pause_s: float = UPSTREAM_RETRY_PAUSE_S,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to the forward's target, each attempt bounded; the last failure is raised."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await asyncio.wait_for(
+                asyncio.open_connection(forward.host, forward.port), timeout_s
+            )
+        except (OSError, TimeoutError):
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(pause_s)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 async def start_forwarders(
@@ -235,6 +267,11 @@ def prepare(part: str, settings: Settings, env: Mapping[str, str]) -> list[Forwa
     providers_source = env.get(PROVIDERS_VARIABLE)
     if part == "pdp" and providers_source:
         install_providers(Path(providers_source), settings.providers_file)
+    loopback_host = env.get(LOOPBACK_HOST_VARIABLE)
+    if loopback_host:
+        from lab.oauth import http as lab_http
+
+        lab_http.route_to_loopback(loopback_host)
     return forwards_for(part, settings, parse_forwards(env.get(FORWARD_VARIABLE, "")))
 
 

@@ -156,7 +156,8 @@ def render_learner(
     own = room_plan.learner_settings(settings, learner.number)
     docs = plan.render_namespace(own, replace(learner_options(learner, image), keys=keys))
     room_plan.set_resources(docs, room_plan.PART_RESOURCES)
-    return docs + room_plan.isolation(learner.namespace, ROOM_NAMESPACE)
+    isolation = room_plan.isolation(learner.namespace, ROOM_NAMESPACE)
+    return docs + isolation + room_plan.learner_access(learner.namespace)
 
 
 def port_forward_commands(settings: Settings, learner: Learner, context: str) -> list[str]:

@@ -10,10 +10,12 @@ Keycloak uses ``ROOM_PORT_BASE``. No block overlaps the single-lab ports (4443, 
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
 from typing import Any
 
 from lab.backends import kind_plan as plan
+from lab.backends.base import BackendError
 from lab.config import Settings
 
 #: First port of the room (the room's Keycloak); learner N's block starts at BASE + N*STRIDE.
@@ -21,6 +23,15 @@ ROOM_PORT_BASE = 20000
 PORT_STRIDE = 10
 #: Offsets of each learner part inside the learner's block (the IdP is shared, see above).
 PORT_OFFSETS = {"zms": 0, "zts": 1, "docapi_protected": 2, "docapi_unprotected": 3, "mcp": 4}
+
+#: The room cluster's API server port (kind ``apiServerPort``) on the listen address: learners'
+#: ``lab`` reaches it with their namespaced token (provider restarts, progress for the status).
+ROOM_API_PORT = 19443
+
+#: In each learner namespace: what the learner's own credentials may touch (see learner_access).
+LEARNER_ACCOUNT = "lab-learner"
+LEARNER_TOKEN_SECRET = "lab-learner-token"
+PROGRESS_CONFIGMAP = "lab-progress"
 
 #: kubelet's default ``maxPods`` on the single kind node.
 NODE_POD_LIMIT = 110
@@ -58,6 +69,115 @@ def learner_ports(settings: Settings, number: int) -> dict[str, int]:
 def learner_settings(settings: Settings, number: int) -> Settings:
     """The Settings learner ``number``'s parts and ``lab`` use (issuers follow their ports)."""
     return replace(settings, ports=learner_ports(settings, number))
+
+
+def check_listen_address(host: str) -> str:
+    """The room's listen address: one concrete address learners' laptops can reach.
+
+    Every issuer and resource URL is built from it, and tokens carry them (``iss``, ``aud``), so
+    an address that names no interface (0.0.0.0, ::) would put an unreachable URL in every token.
+    """
+    name = host.strip("[]")
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        if not name or any(c in name for c in "/:@ "):
+            raise BackendError(
+                f"{host!r} is not a listen address",
+                "pass --listen with this machine's LAN address, e.g. --listen 192.168.1.20",
+            ) from None
+        return name  # a host name that learners' machines resolve to this one
+    if address.is_unspecified:
+        raise BackendError(
+            f"--listen {host} would put http://{host}:... in every token, which no laptop reaches",
+            "pass the one address learners reach, e.g. this machine's LAN address "
+            "(`ip -4 addr` / `ipconfig getifaddr en0`)",
+        )
+    return str(address)
+
+
+def room_kind_config(listen: str, cluster: str = plan.CLUSTER_NAME) -> dict[str, Any]:
+    """The room's kind cluster: no host port mappings (every learner's ports come from
+    ``kubectl port-forward`` on the listen address) and the API server on the listen address,
+    so learners' namespaced tokens reach it. kind adds that address to the server certificate."""
+    return {
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "name": cluster,
+        "networking": {"apiServerAddress": listen, "apiServerPort": ROOM_API_PORT},
+        "nodes": [{"role": "control-plane"}],
+    }
+
+
+def learner_access(namespace: str) -> list[dict[str, Any]]:
+    """The learner's own credentials, limited to their namespace, and their progress ConfigMap.
+
+    The learner's ``lab`` needs the API server for two things only: restarting their PDP after a
+    providers change (step 10, as one restarts Athenz's ZTS) and recording the last step it
+    verified (``lab room status``). The token is a service-account token Secret; the instructor
+    reads it into the learner's join bundle.
+    """
+    meta = {"namespace": namespace, "labels": dict(plan.LAB_LABEL)}
+    parts = sorted(plan.DEPLOYMENT_PARTS)
+    rules = [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["lab-pdp-providers", PROGRESS_CONFIGMAP],
+            "verbs": ["get", "patch"],
+        },
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments"],
+            "resourceNames": parts,
+            "verbs": ["patch"],
+        },
+        {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]},
+    ]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": LEARNER_ACCOUNT, **meta},
+            "automountServiceAccountToken": False,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": LEARNER_ACCOUNT, **meta},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": LEARNER_ACCOUNT, **meta},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": LEARNER_ACCOUNT,
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": LEARNER_ACCOUNT, "namespace": namespace}
+            ],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/service-account-token",
+            "metadata": {
+                "name": LEARNER_TOKEN_SECRET,
+                "annotations": {"kubernetes.io/service-account.name": LEARNER_ACCOUNT},
+                **meta,
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": PROGRESS_CONFIGMAP, **meta},
+            "data": {},
+        },
+    ]
 
 
 def set_resources(docs: list[dict[str, Any]], resources: dict[str, dict[str, str]]) -> None:

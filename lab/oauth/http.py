@@ -4,6 +4,17 @@ Building an ``httpx`` client loads the CA bundle, which costs tens of millisecon
 per request made every MCP tool call ~60 ms slower (two clients per call). Every client the
 lab builds shares one TLS context instead; the lab's own calls are plain http on loopback,
 but a learner may point a part at an https URL, so verification stays on.
+
+Every client also retries a failed *connection* once (httpx transport ``retries``: only connect
+errors, so no request is ever sent twice) with a short connect timeout: a part that restarts (the
+PDP after a providers change) or a forwarder that is being re-established costs one quick retry,
+not a failed step.
+
+Inside a kind pod the parts' URLs name the learner-facing host (a workshop room's listen address,
+e.g. ``http://192.168.1.20:20011/zts/v1``), which is the instructor's machine, not the pod. The pod
+entry point (``lab.backends.pod``) calls :func:`route_to_loopback` with that host: requests for it
+then go to the same port on the pod's own 127.0.0.1, where the pod's forwarders answer, while the
+URL (and ``Host`` header) stay the learner-facing ones the tokens and the host check name.
 """
 
 from __future__ import annotations
@@ -16,6 +27,14 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import httpx
+
+#: Connection attempts after the first one that failed to connect (never a resent request).
+CONNECT_RETRIES = 1
+#: Longest wait for a TCP connection, whatever the request's own timeout (all parts are local).
+CONNECT_TIMEOUT_S = 3.0
+#: Hosts whose requests go to 127.0.0.1 at the same port (see the module docstring).
+_LOOPBACK_ALIASES: set[str] = set()
+
 
 if TYPE_CHECKING:
     from lab.oauth.jose import SigningKey
@@ -40,13 +59,59 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def client(**options: Any) -> httpx.Client:
+def route_to_loopback(host: str) -> None:
+    """From now on, send this process's requests for ``host`` to 127.0.0.1 (a pod's forwarders)."""
+    _LOOPBACK_ALIASES.add(host.strip("[]").lower())
+
+
+def loopback_aliases() -> frozenset[str]:
+    return frozenset(_LOOPBACK_ALIASES)
+
+
+def _to_loopback(request: httpx.Request) -> None:
+    if _LOOPBACK_ALIASES and request.url.host.lower() in _LOOPBACK_ALIASES:
+        # Only the connection target changes: the Host header was set from the original URL.
+        request.url = request.url.copy_with(host="127.0.0.1")
+
+
+class _Transport(httpx.HTTPTransport):
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        _to_loopback(request)
+        return super().handle_request(request)
+
+
+class _AsyncTransport(httpx.AsyncHTTPTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        _to_loopback(request)
+        return await super().handle_async_request(request)
+
+
+def _options(options: dict[str, Any]) -> dict[str, Any]:
     options.setdefault("verify", tls_context())
+    timeout = options.get("timeout", 5.0)
+    if isinstance(timeout, int | float):
+        options["timeout"] = httpx.Timeout(timeout, connect=min(float(timeout), CONNECT_TIMEOUT_S))
+    return options
+
+
+def _transport_options(options: dict[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"verify": options["verify"], "retries": CONNECT_RETRIES}
+    if "limits" in options:
+        kwargs["limits"] = options["limits"]
+    return kwargs
+
+
+def client(**options: Any) -> httpx.Client:
+    options = _options(options)
+    if "transport" not in options:
+        options["transport"] = _Transport(**_transport_options(options))
     return httpx.Client(**options)
 
 
 def async_client(**options: Any) -> httpx.AsyncClient:
-    options.setdefault("verify", tls_context())
+    options = _options(options)
+    if "transport" not in options:
+        options["transport"] = _AsyncTransport(**_transport_options(options))
     return httpx.AsyncClient(**options)
 
 

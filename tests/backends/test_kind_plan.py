@@ -179,7 +179,8 @@ def test_pod_env_keeps_learner_ports_and_forwards_other_parts_to_services() -> N
     env = {e["name"]: e["value"] for e in plan.pod_env(settings, "idjag-lab-keycloak:8080")}
     assert env["LAB_HOME"] == "/var/lib/lab"
     assert env["LAB_ZTS_PORT"] == "18443"
-    assert "LAB_HOST" not in env  # endpoints stay http://127.0.0.1:... inside pods
+    assert env["LAB_HOST"] == "127.0.0.1"  # endpoints stay http://127.0.0.1:... inside pods
+    assert "LAB_POD_LOOPBACK_HOST" not in env  # loopback already is the pod's own forwarders
     rules = dict(rule.split("=") for rule in env["LAB_POD_FORWARD"].split(","))
     assert rules == {
         "9090": "idjag-lab-keycloak:8080",
@@ -189,6 +190,15 @@ def test_pod_env_keeps_learner_ports_and_forwards_other_parts_to_services() -> N
         "14442": "lab-docapi:14442",
         "8101": "lab-mcpserver:8101",
     }
+
+
+def test_pod_env_names_a_non_loopback_host_and_routes_it_to_the_pods_forwarders() -> None:
+    settings = Settings.from_env({"LAB_HOST": "192.0.2.10"})
+    env = {e["name"]: e["value"] for e in plan.pod_env(settings, "idjag-lab-keycloak:8080")}
+    assert env["LAB_HOST"] == "192.0.2.10"  # issuers inside the pod = what the learner reaches
+    assert env["LAB_POD_LOOPBACK_HOST"] == "192.0.2.10"
+    pod_settings = Settings.from_env(env)
+    assert pod_settings.endpoints == settings.endpoints
 
 
 def test_dry_run_plan_lists_actions_in_order_without_a_daemon(home: Path, offline: None) -> None:

@@ -276,3 +276,92 @@ def test_pdp_in_a_pod_trusts_the_admin_public_key_without_the_private_key(
     pdp = Pdp.open(settings)
     assert key_id(pdp.admin_public) == key_id(admin)
     assert not settings.key_file(ADMIN_PRINCIPAL).exists()  # no admin private key made in the pod
+
+
+def test_forwarder_retries_the_upstream_connect_once_while_a_part_restarts(loop: _Loop) -> None:
+    """The PDP restarting behind a forward costs one short retry, not a refused call."""
+    port = _free_port()
+
+    async def start_late() -> asyncio.Server:
+        await asyncio.sleep(0.1)  # the first attempt finds nothing listening yet
+        return await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+
+    async def scenario() -> bool:
+        late = asyncio.create_task(start_late())
+        _reader, writer = await pod.connect_upstream(
+            pod.Forward(0, "127.0.0.1", port), attempts=2, timeout_s=1.0, pause_s=0.4
+        )
+        writer.close()
+        server = await late
+        server.close()
+        return True
+
+    assert loop.run(scenario()) is True
+
+
+def test_forwarder_gives_up_after_its_attempts_when_the_part_stays_down(loop: _Loop) -> None:
+    port = _free_port()
+    with pytest.raises(OSError):
+        loop.run(
+            pod.connect_upstream(
+                pod.Forward(0, "127.0.0.1", port), attempts=2, timeout_s=1.0, pause_s=0.05
+            )
+        )
+
+
+class _HostRecorder:
+    """A tiny HTTP server on 127.0.0.1 that records the Host header it was sent."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        hosts = self.hosts = []  # type: list[str]
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's handler name
+                hosts.append(self.headers["Host"])
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_pod_routes_the_learner_facing_host_to_its_own_loopback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a room pod, http://<listen address>:<port> must reach the pod's forwarder on
+    127.0.0.1:<port>, keeping the learner-facing Host (the host check and issuers name it)."""
+    from lab.oauth import http as lab_http
+
+    monkeypatch.setattr(lab_http, "_LOOPBACK_ALIASES", set())
+    recorder = _HostRecorder()
+    try:
+        settings = Settings(home=tmp_path / "pod")
+        pod.prepare("docapi", settings, {pod.LOOPBACK_HOST_VARIABLE: "192.0.2.10"})
+        with lab_http.client(timeout=5) as http:
+            response = http.get(f"http://192.0.2.10:{recorder.port}/healthz")
+    finally:
+        recorder.close()
+    assert response.status_code == 200
+    assert recorder.hosts == [f"192.0.2.10:{recorder.port}"]
+    assert lab_http.loopback_aliases() == {"192.0.2.10"}
+
+
+def test_hosts_that_are_not_aliased_are_not_rerouted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.oauth import http as lab_http
+
+    monkeypatch.setattr(lab_http, "_LOOPBACK_ALIASES", {"192.0.2.10"})
+    request = httpx.Request("GET", "http://192.0.2.11:4443/zms/v1/domain")
+    lab_http._to_loopback(request)
+    assert request.url.host == "192.0.2.11"
