@@ -145,12 +145,13 @@ def docker_client() -> Any:
     return client
 
 
-def kube_api_client(context: str) -> Any:
+def kube_api_client(context: str, config_file: str | None = None) -> Any:
+    """A client for ``context`` (from ``config_file``, e.g. a room learner's own kubeconfig)."""
     from kubernetes import config
     from kubernetes.config.config_exception import ConfigException
 
     try:
-        return config.new_client_from_config(context=context)
+        return config.new_client_from_config(config_file=config_file, context=context)
     except (ConfigException, OSError) as exc:
         raise BackendError(
             f"kubeconfig has no usable context {context!r} ({_short(exc)})",
@@ -467,10 +468,16 @@ class KindBackend:
             # delete it (nor Keycloak), only ever touch this learner's namespace.
             self.creates_cluster = False
         self.namespace = namespace or recorded.get("namespace") or plan.NAMESPACE
+        #: A room learner's own kubeconfig (their namespace's token only), from the join bundle.
+        self.kubeconfig: str | None = recorded.get("kubeconfig") if context is None else None
+        self.room_learner: str | None = recorded.get("room_learner") if context is None else None
         self.dry_run = dry_run
         self.retain = retain if retain is not None else os.environ.get("LAB_KIND_RETAIN") == "1"
         self.run = run
         self.last_plan: str = ""
+
+    def _api(self) -> Any:
+        return kube_api_client(self.context, self.kubeconfig)
 
     # ------------------------------------------------------------------ plan
 
@@ -561,13 +568,20 @@ class KindBackend:
             return
         recorded = read_runtime(self.settings)
         stop_pids(_read_json(self.settings.home / "kind-port-forwards.json") or [])
+        if self.room_learner:
+            # The namespace and the cluster are the instructor's (`lab room reset`/`down`);
+            # leaving only forgets the room on this laptop.
+            for name in ("runtime.json", room_join_kubeconfig_name()):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.settings.home / name).unlink()
+            return
         if self.creates_cluster:
             # kind's own delete is idempotent; without kind and without a record, nothing of
             # ours can exist, so there is nothing to delete (rm -f semantics).
             if recorded is not None or shutil.which("kind") is not None:
                 self.run(plan.kind_delete_command())
         else:
-            delete_namespace(kube_api_client(self.context), self.namespace)
+            delete_namespace(self._api(), self.namespace)
         with contextlib.suppress(BackendError):
             remove_keycloak(docker_client())
         for name in ("runtime.json", "kind-port-forwards.json"):
@@ -602,7 +616,7 @@ class KindBackend:
 
     def collect_logs(self, dest: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)
-        written = collect_pod_logs(kube_api_client(self.context), self.namespace, dest)
+        written = collect_pod_logs(self._api(), self.namespace, dest)
         with contextlib.suppress(BackendError):
             written += collect_keycloak_log(docker_client(), dest)
         return written
@@ -610,13 +624,27 @@ class KindBackend:
     def doctor(self) -> list[DoctorCheck]:
         return kind_doctor()
 
+    def record_verified_step(self, number: int, slug: str) -> bool:
+        """A joined room learner's passed step goes to their progress ConfigMap (for the
+        instructor's ``lab room status``); False when this lab is not in a room."""
+        if not self.room_learner:
+            return False
+        from kubernetes import client
+
+        from lab.backends.room import record_verified_step
+
+        record_verified_step(
+            client.CoreV1Api(self._api()), self.namespace, number, slug, time.time()
+        )
+        return True
+
     # ------------------------------------------------------------------ providers
 
     def get_providers(self) -> list[dict[str, Any]]:
         self.endpoints()  # raises BackendNotRunning when down
         from kubernetes import client
 
-        core = client.CoreV1Api(kube_api_client(self.context))
+        core = client.CoreV1Api(self._api())
         configmap = core.read_namespaced_config_map("lab-pdp-providers", self.namespace)
         data = json.loads((configmap.data or {}).get("providers.json", "[]"))
         return list(data) if isinstance(data, list) else []
@@ -632,7 +660,7 @@ class KindBackend:
         self.endpoints()
         from kubernetes import client
 
-        api = kube_api_client(self.context)
+        api = self._api()
         core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
         body = {"data": {"providers.json": json.dumps(providers, indent=2)}}
         core.patch_namespaced_config_map("lab-pdp-providers", self.namespace, body)
@@ -644,6 +672,12 @@ class KindBackend:
         zts_health = health_urls(self.endpoints())["zts"]  # recorded ports (a room learner's)
         if not wait_http_ok(zts_health, HEALTH_TIMEOUT_S):
             raise BackendError("the PDP did not come back after the restart", "see `lab logs zts`")
+
+
+def room_join_kubeconfig_name() -> str:
+    from lab.backends.room_join import KUBECONFIG_FILE
+
+    return KUBECONFIG_FILE
 
 
 def _no_progress(part: str, state: str, detail: str) -> None:

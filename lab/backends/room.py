@@ -2,18 +2,24 @@
 
 One Keycloak serves the whole room from namespace ``idjag-room``; its realm is the lab's
 ``keycloak/realm-idjag.json`` plus one user per learner (``idjag-learner-01``…). Each learner's
-manifests are the single-lab manifests with another namespace, nothing else (the Secret carries
-that learner's own keys). A room has many namespaces on one cluster, so NodePorts cannot give
-everyone 127.0.0.1:8443; each learner runs ``kubectl port-forward`` (printed by ``lab room up``)
-and keeps the same learner-facing URLs as on the embedded backend.
+manifests are the single-lab manifests with another namespace (the Secret carries that learner's
+own keys), fenced by a NetworkPolicy, quota and limits, plus the learner's own namespaced
+credentials (lab.backends.room_plan.learner_access).
 
-Status: the step engine may call :func:`record_verified_step` after ``lab verify``/``--check``
-passes in a room; ``lab room status`` reads that namespace annotation back.
+Reachability: the instructor picks one listen address learners' laptops reach (``--listen``,
+e.g. the machine's LAN address). Learner N's parts answer at ``http://<listen>:20000+N*10+k``
+through ``kubectl port-forward`` processes that ``lab room up`` starts and a supervisor keeps
+alive (lab.backends.forwarder); issuers and resource URLs inside the pods name that same address
+(lab.backends.kind_plan.pod_env), so what the learner's ``lab`` reaches is what tokens say.
+
+Status: after a step passes, a joined learner's ``lab`` records it in their namespace's
+``lab-progress`` ConfigMap with their namespaced token; ``lab room status`` reads those back.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import secrets
@@ -24,8 +30,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lab.backends import forwarder, room_plan, versions
 from lab.backends import kind_plan as plan
-from lab.backends import room_plan, versions
 from lab.backends.base import BackendError
 from lab.backends.kind import (
     Action,
@@ -36,18 +42,23 @@ from lab.backends.kind import (
     LoadImage,
     WaitRollout,
     _no_progress,
+    _read_json,
+    _write_json,
     delete_namespace,
+    forward_specs,
     kube_api_client,
     run_actions,
     run_command,
+    stop_pids,
 )
 from lab.config import LEARNER_USERNAME, Settings
 
 ROOM_NAMESPACE = "idjag-room"
+#: ``$LAB_HOME/room/room.json``: listen address, context, whether the room made the cluster.
+ROOM_RECORD = "room.json"
 LEARNER_PREFIX = "idjag-learner-"
 KEYCLOAK_SERVICE_HOST = f"lab-keycloak.{ROOM_NAMESPACE}.svc.cluster.local:8080"
-#: Namespace annotation holding the last step a learner verified (written by the step engine).
-LAST_STEP_ANNOTATION = "lab.idjag.dev/last-verified-step"
+PROGRESS_CONFIGMAP = room_plan.PROGRESS_CONFIGMAP
 #: Derived from the single node's pod limit (see lab/backends/room_plan.py).
 MAX_LEARNERS = room_plan.MAX_LEARNERS
 
@@ -176,8 +187,67 @@ def port_forward_commands(settings: Settings, learner: Learner, context: str) ->
     ]
 
 
+def room_forward_specs(
+    settings: Settings, people: Sequence[Learner], context: str
+) -> list[forwarder.ForwardSpec]:
+    """Every forward of the room on the listen address: the shared Keycloak, then each learner's
+    parts on their own block, each with the health URL probed through it."""
+    idp_port = room_plan.ROOM_PORT_BASE
+    keycloak = forwarder.ForwardSpec(
+        f"{ROOM_NAMESPACE}/lab-keycloak",
+        (
+            "kubectl",
+            "--context",
+            context,
+            "-n",
+            ROOM_NAMESPACE,
+            "port-forward",
+            "--address",
+            settings.host,
+            "svc/lab-keycloak",
+            f"{idp_port}:8080",
+        ),  # fmt: skip
+        f"http://{settings.host}:{idp_port}/realms/idjag/.well-known/openid-configuration",
+    )
+    specs = [keycloak]
+    for learner in people:
+        own = room_plan.learner_settings(settings, learner.number)
+        specs += forward_specs(own, context, learner.namespace)
+    return specs
+
+
 # --------------------------------------------------------------------------------------------
 # Actions specific to a room
+
+
+@dataclass
+class StartRoomForwards:
+    """The room's port-forwards on the listen address, under one detached supervisor."""
+
+    settings: Settings
+    people: list[Learner]
+    context: str
+    room_dir: Path
+    title: str = "Forward every learner's ports on the listen address (kept alive)"
+
+    def describe(self) -> str:
+        specs = room_forward_specs(self.settings, self.people, self.context)
+        return "\n".join("$ " + " ".join(s.argv) for s in specs)
+
+    def execute(self, ctx: KindContext) -> None:
+        stop_room_forwards(self.room_dir)  # a second `room up` replaces the first supervisor
+        spec_path = self.room_dir / "forwards.spec.json"
+        forwarder.write_spec(
+            spec_path, room_forward_specs(self.settings, self.people, self.context)
+        )
+        pid = forwarder.start_detached(spec_path, self.room_dir / "forwards.log")
+        _write_json(self.room_dir / "forwards.json", [pid])
+
+
+def stop_room_forwards(room_dir: Path) -> None:
+    stop_pids(_read_json(room_dir / "forwards.json") or [])
+    with contextlib.suppress(FileNotFoundError):
+        (room_dir / "forwards.json").unlink()
 
 
 @dataclass
@@ -236,11 +306,26 @@ class Room:
     """``lab room up|status|reset`` on one shared cluster (kind ``idjag-lab`` or ``context``)."""
 
     def __init__(
-        self, settings: Settings, context: str | None = None, dry_run: bool = False
+        self,
+        settings: Settings,
+        context: str | None = None,
+        dry_run: bool = False,
+        listen: str | None = None,
     ) -> None:
-        self.settings = replace(settings, home=settings.home.resolve())
-        self.context = context or plan.kube_context()
-        self.creates_cluster = context is None
+        home = settings.home.resolve()
+        recorded = _read_json(home / "room" / ROOM_RECORD) or {}
+        #: The one address learners' laptops reach; every learner URL and issuer names it.
+        self.listen = room_plan.check_listen_address(
+            listen or recorded.get("listen") or settings.host
+        )
+        self.settings = replace(settings, home=home, host=self.listen)
+        if context is not None:
+            self.context, self.creates_cluster = context, False
+        elif recorded.get("context"):
+            self.context = str(recorded["context"])
+            self.creates_cluster = bool(recorded.get("created_cluster"))
+        else:
+            self.context, self.creates_cluster = plan.kube_context(), True
         self.dry_run = dry_run
 
     @property
@@ -269,9 +354,8 @@ class Room:
         actions: list[Action] = []
         if self.creates_cluster:
             # One mapping-free cluster would do, but reusing the lab's config keeps one cluster.
-            actions.append(
-                CreateCluster(plan.kind_config(self.settings), self.room_dir / "kind-cluster.yaml")
-            )
+            config = room_plan.room_kind_config(self.listen)
+            actions.append(CreateCluster(config, self.room_dir / "kind-cluster.yaml"))
         actions.append(BuildImage(tag))
         if self.creates_cluster:
             actions.append(LoadImage(tag, plan.CLUSTER_NAME))
@@ -281,15 +365,18 @@ class Room:
             actions += [EnsureKeys(keys_dir), ApplyLearner(self.settings, learner, keys_dir, tag)]
         actions.append(WaitRollout(ROOM_NAMESPACE, ("lab-keycloak",)))
         actions += [WaitRollout(learner.namespace) for learner in people]
+        actions.append(StartRoomForwards(self.settings, people, self.context, self.room_dir))
         return actions
 
     def describe(self, actions: Sequence[Action]) -> str:
         blocks = [f"## {n}. {a.title}\n{a.describe()}" for n, a in enumerate(actions, start=1)]
-        return f"# room plan (context {self.context})\n\n" + "\n\n".join(blocks) + "\n"
+        head = f"# room plan (context {self.context}, listen address {self.listen})"
+        return head + "\n\n" + "\n\n".join(blocks) + "\n"
 
     def up(self, count: int) -> list[dict[str, Any]]:
         """Create or update the room; returns one record per learner (namespace, user, commands)."""
         actions = self.plan_up(count)
+        api: Any = None
         if not self.dry_run:
             ctx = KindContext(
                 self.settings,
@@ -300,6 +387,8 @@ class Room:
                 run=run_command,
             )
             run_actions(actions, ctx, retain=True)  # a room is never torn down by a late failure
+            api = ctx.api_client
+            self.write_record(count)
         passwords = self.passwords(learners(count))
         records = []
         for learner in learners(count):
@@ -310,16 +399,31 @@ class Room:
                 "password": passwords[learner.name],
                 "port_forward": port_forward_commands(self.settings, learner, self.context),
             }
-            if not self.dry_run:
-                record["join_bundle"] = str(self.write_join_bundle(learner, passwords))
+            if api is not None:
+                access = learner_kubeconfig(api, self.context, learner.namespace)
+                record["join_bundle"] = str(self.write_join_bundle(learner, passwords, access))
             records.append(record)
         return records
+
+    def write_record(self, count: int) -> None:
+        record = {
+            "listen": self.listen,
+            "context": self.context,
+            "created_cluster": self.creates_cluster,
+            "learners": count,
+        }
+        _write_json(self.room_dir / ROOM_RECORD, record)
 
     def join_bundle_path(self, learner: Learner) -> Path:
         return self.learner_home(learner) / "join.json"
 
-    def write_join_bundle(self, learner: Learner, passwords: dict[str, str]) -> Path:
-        """The file the learner passes to ``lab room join`` (their admin key: 0600)."""
+    def write_join_bundle(
+        self,
+        learner: Learner,
+        passwords: dict[str, str],
+        kubeconfig: dict[str, Any] | None = None,
+    ) -> Path:
+        """The file the learner passes to ``lab room join`` (their admin key and token: 0600)."""
         from lab.backends import room_join
         from lab.config import ADMIN_PRINCIPAL
 
@@ -332,33 +436,49 @@ class Room:
             learner.username,
             passwords[learner.name],
             keys.key_file(ADMIN_PRINCIPAL).read_bytes(),
+            kubeconfig,
         )
         path = self.join_bundle_path(learner)
         room_join.write_bundle(path, bundle)
         return path
 
     def status(self) -> list[dict[str, Any]]:
-        """Each learner namespace with its last verified step (None until one is recorded)."""
+        """Each learner namespace with the last step they verified (None until one is)."""
         from kubernetes import client
 
-        core = client.CoreV1Api(kube_api_client(self.context))
-        selector = f"{plan.PART_OF_KEY}={plan.LAB_LABEL[plan.PART_OF_KEY]}"
-        rows = []
-        namespaces: list[Any] = core.list_namespace(label_selector=selector).items
-        for ns in namespaces:
-            name = ns.metadata.name
-            if not name.startswith(LEARNER_PREFIX):
-                continue
-            annotations = ns.metadata.annotations or {}
-            rows.append(
-                {
-                    "learner": parse_learner(name).name,
-                    "namespace": name,
-                    "phase": ns.status.phase if ns.status else None,
-                    "last_verified_step": annotations.get(LAST_STEP_ANNOTATION),
-                }
+        return status_rows(client.CoreV1Api(kube_api_client(self.context)))
+
+    def plan_down(self) -> list[str]:
+        """What ``lab room down`` does, in order (``--dry-run`` prints it)."""
+        steps = [f"stop the room's port-forward supervisor ({self.room_dir / 'forwards.json'})"]
+        if self.creates_cluster:
+            steps.append("$ " + " ".join(plan.kind_delete_command()))
+        else:
+            steps.append(
+                f"delete namespaces {LEARNER_PREFIX}NN (every learner) and {ROOM_NAMESPACE} "
+                f"(context {self.context}); the cluster stays"
             )
-        return sorted(rows, key=lambda row: row["namespace"])
+        steps.append(f"$ rm -f {self.room_dir / ROOM_RECORD}")
+        return steps
+
+    def down(self) -> list[str]:
+        """Remove the room: forwards, then the kind cluster it made or its namespaces only."""
+        if self.dry_run:
+            return self.plan_down()
+        stop_room_forwards(self.room_dir)
+        removed: list[str] = []
+        if self.creates_cluster:
+            run_command(plan.kind_delete_command())
+            removed.append(f"kind cluster {plan.CLUSTER_NAME}")
+        else:
+            api = kube_api_client(self.context)
+            names = [row["namespace"] for row in self.status()] + [ROOM_NAMESPACE]
+            for name in names:
+                delete_namespace(api, name)
+            removed += names
+        with contextlib.suppress(FileNotFoundError):
+            (self.room_dir / ROOM_RECORD).unlink()
+        return removed
 
     def reset(self, learner: Learner | None, count: int | None = None) -> list[str]:
         """Delete and recreate one learner's namespace, or every learner's; returns namespaces."""
@@ -378,7 +498,13 @@ class Room:
         actions += [WaitRollout(p.namespace) for p in people]
         ctx = KindContext(self.settings, self.context, ROOM_NAMESPACE, False, _no_progress)
         ctx.image = image
+        ctx._api = api
         run_actions(actions, ctx, retain=True)
+        # A new namespace has a new token: the learner needs their new join.json.
+        passwords = self.passwords(people)
+        for person in people:
+            access = learner_kubeconfig(api, self.context, person.namespace)
+            self.write_join_bundle(person, passwords, access)
         return [p.namespace for p in people]
 
     def _existing_learners(self, count: int | None) -> list[Learner]:
@@ -421,9 +547,106 @@ def wait_namespace_gone(api: Any, namespace: str, timeout_s: float = 180.0) -> N
     raise BackendError(f"namespace {namespace} is still terminating", "check `kubectl get ns`")
 
 
-def record_verified_step(api: Any, namespace: str, step: int) -> None:
-    """Annotate a learner namespace with the step they last verified (for ``lab room status``)."""
+def learner_kubeconfig(
+    api: Any, context: str, namespace: str, timeout_s: float = 60.0
+) -> dict[str, Any]:
+    """A kubeconfig for one learner: the room's API server, their namespace, their token only.
+
+    The server URL is the one the instructor's own context uses (for a room kind made, the
+    listen address and ``ROOM_API_PORT``); the token and CA come from the learner's
+    service-account token Secret, which the token controller fills shortly after apply.
+    """
     from kubernetes import client
 
-    body = {"metadata": {"annotations": {LAST_STEP_ANNOTATION: str(step)}}}
-    client.CoreV1Api(api).patch_namespace(namespace, body)
+    core = client.CoreV1Api(api)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        secret: Any = core.read_namespaced_secret(room_plan.LEARNER_TOKEN_SECRET, namespace)
+        data = secret.data or {}
+        if data.get("token") and data.get("ca.crt"):
+            break
+        if time.monotonic() > deadline:
+            raise BackendError(
+                f"the token of {namespace}/{room_plan.LEARNER_ACCOUNT} was never issued",
+                f"check `kubectl -n {namespace} describe secret {room_plan.LEARNER_TOKEN_SECRET}`",
+            )
+        time.sleep(1.0)
+    return kubeconfig_document(
+        server=str(api.configuration.host),
+        ca_data=str(data["ca.crt"]),
+        token=base64.b64decode(data["token"]).decode(),
+        namespace=namespace,
+        context=context,
+    )
+
+
+def kubeconfig_document(
+    server: str, ca_data: str, token: str, namespace: str, context: str
+) -> dict[str, Any]:
+    """A kubeconfig (v1 Config) with one cluster, one token user and one context."""
+    user = f"{room_plan.LEARNER_ACCOUNT}@{namespace}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": context, "cluster": {"server": server, "certificate-authority-data": ca_data}}
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {"name": context, "context": {"cluster": context, "user": user, "namespace": namespace}}
+        ],
+        "current-context": context,
+    }
+
+
+def status_rows(core: Any) -> list[dict[str, Any]]:
+    """One row per learner namespace: phase and the progress their ``lab`` recorded."""
+    selector = f"{plan.PART_OF_KEY}={plan.LAB_LABEL[plan.PART_OF_KEY]}"
+    namespaces: list[Any] = core.list_namespace(label_selector=selector).items
+    maps: list[Any] = core.list_config_map_for_all_namespaces(
+        field_selector=f"metadata.name={PROGRESS_CONFIGMAP}", label_selector=selector
+    ).items
+    progress = {cm.metadata.namespace: dict(cm.data or {}) for cm in maps}
+    rows = []
+    for ns in namespaces:
+        name = ns.metadata.name
+        if not name.startswith(LEARNER_PREFIX):
+            continue
+        data = progress.get(name, {})
+        rows.append(
+            {
+                "learner": parse_learner(name).name,
+                "namespace": name,
+                "phase": ns.status.phase if ns.status else None,
+                "last_verified_step": _int_or_none(data.get("last_verified_step")),
+                "last_verified_slug": data.get("last_verified_slug"),
+                "highest_verified_step": _int_or_none(data.get("highest_verified_step")),
+                "verified_at": data.get("verified_at"),
+            }
+        )
+    return sorted(rows, key=lambda row: row["namespace"])
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def record_verified_step(core: Any, namespace: str, step: int, slug: str, now: float) -> None:
+    """Write the learner's last verified step (and the highest so far) into their progress
+    ConfigMap; ``core`` is a CoreV1Api built from the learner's own namespaced token."""
+    current: Any = core.read_namespaced_config_map(PROGRESS_CONFIGMAP, namespace)
+    data = dict(current.data or {})
+    highest = max(step, _int_or_none(data.get("highest_verified_step")) or 0)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    body = {
+        "data": {
+            "last_verified_step": str(step),
+            "last_verified_slug": slug,
+            "highest_verified_step": str(highest),
+            "verified_at": stamp,
+        }
+    }
+    core.patch_namespaced_config_map(PROGRESS_CONFIGMAP, namespace, body)

@@ -2,10 +2,12 @@
 
 ``lab room up`` writes one bundle per learner (``$LAB_HOME/room/learner-NN/join.json``, 0600):
 their endpoints on the room's listen address and port block, their namespace and kube context,
-their Keycloak user and password, the IdP URL, and their own admin key (each learner's namespace
-trusts only that learner's admin public key). ``lab room join FILE`` on the learner's laptop
-turns it into a ``$LAB_HOME`` the kind backend reads: the admin key (0600) and ``runtime.json``
-(``backend: kind``), so ``lab step N``, ``lab verify`` and ``lab reset`` go to that namespace.
+their Keycloak user and password, the IdP URL, their own admin key (each learner's namespace
+trusts only that learner's admin public key) and a kubeconfig holding only their namespace's
+token (lab.backends.room_plan.learner_access: restart their PDP, record their progress).
+``lab room join FILE`` on the learner's laptop turns it into a ``$LAB_HOME`` the kind backend
+reads: the admin key and kubeconfig (0600) and ``runtime.json`` (``backend: kind``), so
+``lab step N``, ``lab verify`` and ``lab reset`` go to that namespace.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lab.backends import room_plan
 from lab.backends.base import BackendError
 from lab.config import ADMIN_PRINCIPAL, Settings
@@ -23,6 +27,8 @@ from lab.oauth.jose import PrivateKey, public_pem, write_private_key
 
 BUNDLE_KIND = "idjag-lab-room-join"
 BUNDLE_VERSION = 1
+#: The learner's namespaced kubeconfig in their ``$LAB_HOME`` (0600).
+KUBECONFIG_FILE = "room-kubeconfig.yaml"
 
 
 def make_bundle(
@@ -33,10 +39,11 @@ def make_bundle(
     username: str,
     password: str,
     admin_key_pem: bytes,
+    kubeconfig: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One learner's bundle (``settings.host`` is the room's listen address)."""
     own = room_plan.learner_settings(settings, number)
-    return {
+    bundle = {
         "kind": BUNDLE_KIND,
         "version": BUNDLE_VERSION,
         "learner": f"learner-{number:02d}",
@@ -50,6 +57,9 @@ def make_bundle(
         "host": own.host,
         "admin_key_pem": admin_key_pem.decode(),
     }
+    if kubeconfig is not None:
+        bundle["kubeconfig"] = kubeconfig
+    return bundle
 
 
 def write_bundle(path: Path, bundle: dict[str, Any]) -> None:
@@ -94,6 +104,11 @@ def apply_bundle(bundle: dict[str, Any], settings: Settings) -> Path:
         ) from None
     write_private_key(key_path, key)
     key_path.with_name(f"{ADMIN_PRINCIPAL}.pub.pem").write_bytes(public_pem(key))
+    kubeconfig_path: str | None = None
+    if isinstance(bundle.get("kubeconfig"), dict):
+        path = home / KUBECONFIG_FILE
+        _write_private(path, yaml.safe_dump(bundle["kubeconfig"], sort_keys=False))
+        kubeconfig_path = str(path.resolve())
     record = {
         "pid": None,
         "backend": "kind",
@@ -103,13 +118,18 @@ def apply_bundle(bundle: dict[str, Any], settings: Settings) -> Path:
         "namespace": bundle["namespace"],
         "cluster": None,
         "room_learner": bundle.get("learner"),
+        "kubeconfig": kubeconfig_path,
         "joined": time.time(),
     }
-    home.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.runtime_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(record, out, indent=2)
+    _write_private(settings.runtime_file, json.dumps(record, indent=2))
     return settings.runtime_file
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
 
 
 def load_private_key_bytes(pem: bytes) -> PrivateKey:

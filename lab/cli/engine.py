@@ -78,6 +78,8 @@ class StepSession:
     def _finish(self, step: Step, result: StepResult, record: bool = True) -> StepResult:
         from lab.state import record_result, save_checkpoint
 
+        if result.passed:
+            report_to_room(self.backend, step)
         if record:
             record_result(self.settings, step.number, step.slug, result.status, result.duration_ms)
             keep_run_model(self.settings, result)
@@ -116,6 +118,32 @@ class StepSession:
             # `lab` is not on PATH in this shell: the pasted script defines it first.
             snippets.insert(0, f'lab() {{ "{Path(program).absolute()}" "$@"; }}')
         return "\n\n".join(snippets)
+
+
+def report_to_room(backend: Backend, step: Step) -> None:
+    """In a workshop room, tell the instructor's ``lab room status`` this step passed.
+
+    Best effort: the learner's step has passed whatever happens here, so a failure to record it
+    is one warning line, never a failed step.
+    """
+    recorder = getattr(backend, "record_verified_step", None)
+    if recorder is None:
+        return
+    from lab.backends.base import BackendError
+
+    try:
+        recorder(step.number, step.slug)
+    except (BackendError, OSError, ValueError) as exc:
+        common.err().print(
+            f"[yellow]![/] step {step.number} passed but the room status was not updated: {exc}",
+            highlight=False,
+        )
+    except Exception as exc:  # noqa: BLE001 - the kubernetes client raises its own ApiException
+        common.err().print(
+            f"[yellow]![/] step {step.number} passed but the room status was not updated: "
+            f"{type(exc).__name__}",
+            highlight=False,
+        )
 
 
 def keep_run_model(settings: Settings, result: StepResult) -> None:

@@ -1,9 +1,9 @@
-"""``lab room up|status|reset``: a workshop room on one shared cluster (kind backend)."""
+"""``lab room up|join|status|reset|down``: a workshop room on one shared cluster (kind backend)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,16 +28,27 @@ DryRunOption = Annotated[
 ]
 
 
-def _room(context: str | None, dry_run: bool) -> Room:
+ListenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--listen",
+        help="Address learners' laptops reach (this machine's LAN address); default LAB_HOST. "
+        "Every learner URL and token issuer names it.",
+    ),
+]
+
+
+def _room(context: str | None, dry_run: bool, listen: str | None = None) -> Room:
     from lab.backends.room import Room
 
-    return Room(common.settings(), context=context, dry_run=dry_run)
+    return Room(common.settings(), context=context, dry_run=dry_run, listen=listen)
 
 
 @room_app.command("up")
 def up(
     learners: Annotated[int, typer.Option("--learners", "-n", min=1, help="How many learners.")],
     context: ContextOption = None,
+    listen: ListenOption = None,
     dry_run: DryRunOption = False,
     json_output: Annotated[
         bool, typer.Option("--json", help="One JSON record per learner.")
@@ -45,7 +56,7 @@ def up(
 ) -> None:
     """Give each learner their own PDP, document API and MCP server; one Keycloak for all."""
     with common.handled_errors():
-        room = _room(context, dry_run)
+        room = _room(context, dry_run, listen)
         if dry_run:
             actions = room.plan_up(learners)
             if json_output:
@@ -53,6 +64,7 @@ def up(
                     {
                         "dry_run": True,
                         "context": room.context,
+                        "listen": room.listen,
                         "learners": learners,
                         "plan": [{"title": a.title, "details": a.describe()} for a in actions],
                     }
@@ -108,17 +120,26 @@ def status(
         if json_output:
             common.print_json(rows)
             return
-        from rich.table import Table
+        common.out().print(status_table(rows))
 
-        table = Table("learner", "namespace", "phase", "last verified step")
-        for row in rows:
-            table.add_row(
-                row["learner"],
-                row["namespace"],
-                str(row["phase"] or "?"),
-                str(row["last_verified_step"] or "—"),
-            )
-        common.out().print(table)
+
+def status_table(rows: list[dict[str, Any]]) -> Any:
+    """The instructor's view: one line per learner, their last and highest verified step."""
+    from rich.table import Table
+
+    table = Table("learner", "namespace", "phase", "last verified step", "highest", "at (UTC)")
+    for row in rows:
+        last = row["last_verified_step"]
+        slug = row.get("last_verified_slug")
+        table.add_row(
+            row["learner"],
+            row["namespace"],
+            str(row["phase"] or "?"),
+            "—" if last is None else f"{last} {slug}" if slug else str(last),
+            "—" if row.get("highest_verified_step") is None else str(row["highest_verified_step"]),
+            str(row.get("verified_at") or "—"),
+        )
+    return table
 
 
 @room_app.command("reset")
@@ -141,3 +162,25 @@ def reset(
         namespaces = room.reset(who, learners)
         verb = "would reset" if dry_run else "reset"
         common.out().print(f"{verb}: {', '.join(namespaces) or 'no learner namespaces found'}")
+        if not dry_run:
+            for namespace in namespaces:
+                path = room.join_bundle_path(parse_learner(namespace))
+                common.out().print(
+                    f"  new join bundle (their old token no longer works): {path}", markup=False
+                )
+
+
+@room_app.command("down")
+def down(
+    context: ContextOption = None,
+    dry_run: DryRunOption = False,
+) -> None:
+    """Remove the room: its port-forwards, then the kind cluster it made (or, with --context,
+    only the room's namespaces)."""
+    with common.handled_errors():
+        room = _room(context, dry_run)
+        done = room.down()
+        if dry_run:
+            common.out().print("\n".join(done), markup=False)
+            return
+        common.out().print(f"removed: {', '.join(done) or 'nothing'}", markup=False)

@@ -120,14 +120,19 @@ def test_forwarder_carries_http_to_the_target_service(
 
 
 def test_forwarder_closes_the_connection_when_the_service_is_down(loop: _Loop) -> None:
-    listen, dead = _free_port(), _free_port()
-    servers = loop.run(pod.start_forwarders([pod.Forward(listen, "127.0.0.1", dead)]))
-    try:
-        with pytest.raises(httpx.RemoteProtocolError):
-            httpx.get(f"http://127.0.0.1:{listen}/healthz", timeout=5)
-    finally:
-        for server in servers:  # type: ignore[attr-defined]
-            server.close()
+    listen = _free_port()
+    # Bound but not listening: connections are refused and no other test can take the port
+    # while the forwarder retries.
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        target = int(dead.getsockname()[1])
+        servers = loop.run(pod.start_forwarders([pod.Forward(listen, "127.0.0.1", target)]))
+        try:
+            with pytest.raises(httpx.RemoteProtocolError):
+                httpx.get(f"http://127.0.0.1:{listen}/healthz", timeout=5)
+        finally:
+            for server in servers:  # type: ignore[attr-defined]
+                server.close()
 
 
 def test_docapi_pod_serves_both_faces_and_stops_cleanly(
@@ -300,8 +305,9 @@ def test_forwarder_retries_the_upstream_connect_once_while_a_part_restarts(loop:
 
 
 def test_forwarder_gives_up_after_its_attempts_when_the_part_stays_down(loop: _Loop) -> None:
-    port = _free_port()
-    with pytest.raises(OSError):
+    with socket.socket() as dead, pytest.raises(OSError):
+        dead.bind(("127.0.0.1", 0))
+        port = int(dead.getsockname()[1])
         loop.run(
             pod.connect_upstream(
                 pod.Forward(0, "127.0.0.1", port), attempts=2, timeout_s=1.0, pause_s=0.05

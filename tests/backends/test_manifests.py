@@ -131,6 +131,8 @@ def _without_namespace(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             doc["metadata"]["name"] = "<ns>"
         else:
             doc["metadata"]["namespace"] = "<ns>"
+        for subject in doc.get("subjects", []):  # the learner's RoleBinding names its account
+            subject["namespace"] = "<ns>"
         out.append(doc)
     return out
 

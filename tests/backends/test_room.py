@@ -130,7 +130,7 @@ def test_passwords_are_made_once_and_kept_private(tmp_path: Path) -> None:
 def test_cli_room_up_dry_run_prints_every_learner_manifest(offline_env: Path) -> None:
     result = CliRunner().invoke(room_app, ["up", "--learners", "2", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "# room plan (context kind-idjag-lab)" in result.output
+    assert "# room plan (context kind-idjag-lab, listen address 127.0.0.1)" in result.output
     assert len(re.findall(r"^  name: idjag-learner-0[12]$", result.output, flags=re.M)) == 2
     assert "users idjag-learner-01, idjag-learner-02" in result.output
     assert not offline_env.exists()
