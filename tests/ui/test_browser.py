@@ -287,6 +287,10 @@ def test_the_audit_view_shows_the_verified_chain_of_the_current_run(
     assert cli["valid"] is True
     assert rows and rows[-1][0] == str(cli["records"][-1]["seq"])
     assert {r[2] for r in rows} <= {"allow", "deny"}
+    # The step's own decisions are marked: the correlation ids the PDP answered its calls with.
+    marked = [r for r in rows if r[-1].endswith("◆ this step")]
+    assert any(r[4] == "id-jag" and r[2] == "allow" for r in marked), marked
+    assert any(r[4] == "token:token-exchange" for r in marked), marked  # the MCP server's
 
 
 def test_a_step_run_in_the_terminal_appears_on_the_page_live(page: Browser, stack: Stack) -> None:

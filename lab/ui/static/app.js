@@ -321,7 +321,24 @@ function openToken(i) {
 }
 
 function shortTime(iso) {
-  return typeof iso === "string" ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z") : "";
+  // The time of day is enough within one run; the full stamp is the cell's title.
+  const match = typeof iso === "string" ? /T(\d\d:\d\d:\d\d)/.exec(iso) : null;
+  return match ? match[1] : "";
+}
+
+// The PDP answers each token request with the X-Correlation-Id it wrote into its audit record:
+// the records of the shown step's calls (the MCP server's own included) are marked by it.
+function stepCorrelationIds() {
+  const ids = new Set();
+  for (const action of (state.run && state.run.actions) || []) {
+    for (const call of action.calls || []) {
+      for (const c of [call, ...(call.hops || [])]) {
+        const id = (c.response_headers || {})["x-correlation-id"];
+        if (id) ids.add(id);
+      }
+    }
+  }
+  return ids;
 }
 
 async function loadAudit() {
@@ -341,23 +358,32 @@ async function loadAudit() {
   }
   const records = data.records || [];
   if (data.valid) {
-    verdict.textContent = `✓ verified: the hash chain is intact (lab audit --verify); ${records.length} record(s) of the current run.`;
+    verdict.textContent = "✓ verified: the whole hash chain is intact (lab audit --verify); " +
+      `${records.length} record(s) of the current run, since the last lab reset.`;
     verdict.className = "audit-ok";
   } else {
     verdict.textContent = `✗ not verified: ${(data.problems || []).join("; ") || "the chain is broken"}`;
     verdict.className = "audit-broken";
   }
   verdict.dataset.valid = String(Boolean(data.valid));
-  table.append(el("caption", {}, "The current run's decisions, newest last"),
+  table.append(el("caption", {}, "The current run's decisions, newest last (◆: a call of the step shown above)"),
     el("tr", {}, ...["#", "time", "decision", "who", "action", "resource", "reason", "correlation id"]
       .map((h) => el("th", { scope: "col" }, h))));
+  const mine = stepCorrelationIds();
   for (const r of records.slice(-200)) {
     const who = r.subject && r.subject !== r.client ? `${r.client} for ${r.subject}` : (r.client || "");
-    table.append(el("tr", { class: r.decision === "allow" ? "allow" : "deny" },
-      el("td", {}, r.seq), el("td", {}, shortTime(r.time)),
+    const ofStep = mine.has(r.correlation_id);
+    table.append(el("tr", {
+      class: (r.decision === "allow" ? "allow" : "deny") + (ofStep ? " of-step" : ""),
+      title: ofStep ? "decided for a call of the step shown above" : null,
+    },
+      el("td", {}, r.seq), el("td", { title: r.time || "" }, shortTime(r.time)),
       el("td", { class: "decision" }, r.decision), el("td", {}, who), el("td", {}, r.action || ""),
-      el("td", {}, r.resource || ""), el("td", {}, r.reason || ""), el("td", {}, r.correlation_id || "")));
+      el("td", {}, r.resource || ""), el("td", {}, r.reason || ""),
+      el("td", {}, (r.correlation_id || "") + (ofStep ? " ◆ this step" : ""))));
   }
+  const scroller = table.parentElement;
+  scroller.scrollTop = scroller.scrollHeight;  // the newest decisions in view
 }
 
 async function runCurrent() {
