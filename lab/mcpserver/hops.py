@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from lab.agent.recorder import REDACTED, build_exchange
+from lab.agent.recorder import REDACTED, Exchange, build_exchange
 from lab.mcpserver import HOPS_META_KEY
 from lab.oauth.jose import (
     JwtValidationError,
@@ -59,17 +59,46 @@ def event_hooks(resolve_key: KeyResolver) -> dict[str, list[Callable[..., Any]]]
     :func:`recording` block they do nothing."""
 
     async def on_request(request: httpx.Request) -> None:
-        if _current.get() is not None:
-            _started.set(time.perf_counter())
+        hops = _current.get()
+        if hops is None:
+            return
+        _started.set(time.perf_counter())
+        # Until its response arrives the call stands as unanswered: a PDP or document API that
+        # cannot be reached still shows as the hop that failed.
+        hops.append(unanswered(request))
 
     async def on_response(response: httpx.Response) -> None:
         hops = _current.get()
         if hops is None:
             return
         await response.aread()
-        hops.append(hop_of(response, resolve_key, _started.get()))
+        hop = hop_of(response, resolve_key, _started.get())
+        if hops and hops[-1].get("status") is None and hops[-1]["url"] == hop["url"]:
+            hops[-1] = hop
+        else:
+            hops.append(hop)
 
     return {"request": [on_request], "response": [on_response]}
+
+
+def unanswered(request: httpx.Request) -> dict[str, Any]:
+    exchange = build_exchange(
+        method=request.method,
+        url=str(request.url),
+        status=None,
+        request_headers=request.headers,
+        request_body=request.content.decode("utf-8", errors="replace"),
+        response_headers={},
+        response_body="",
+        elapsed_ms=0.0,
+    )
+    record = exchange.as_dict()
+    record.update(
+        error="no answer: the connection failed or timed out",
+        tokens=[],
+        presented=presented(exchange),
+    )
+    return record
 
 
 def hop_of(response: httpx.Response, resolve_key: KeyResolver, started: float) -> dict[str, Any]:
@@ -89,14 +118,18 @@ def hop_of(response: httpx.Response, resolve_key: KeyResolver, started: float) -
     record = exchange.as_dict()
     record["response_body"] = body
     record["tokens"] = tokens
-    # Which tokens this call presented, by fingerprint only: the run model finds the token the
-    # exchange started from (the caller's access token, which the agent holds) by it.
-    record["presented"] = [
+    record["presented"] = presented(exchange)
+    return record
+
+
+def presented(exchange: Exchange) -> list[dict[str, str]]:
+    """Which tokens a call presented, by fingerprint only: the run model finds the token the
+    exchange started from (the caller's access token, which the agent holds) by it."""
+    return [
         {"where": t.where, "fingerprint": token_fingerprint(t.value)}
         for t in exchange.tokens
         if t.where.startswith("request.")
     ]
-    return record
 
 
 def keep_tokens_here(

@@ -131,6 +131,7 @@ function hopButton(hop, i) {
   const left = Math.min(from, to), right = Math.max(from, to);
   const toRight = to >= from;
   const refused = Boolean(hop.refusal) || (typeof hop.status === "number" && hop.status >= 400);
+  const code = hop.status === null || hop.status === undefined ? "no answer" : hop.status;
   // The arrowhead sits at the receiving lane's end of the line.
   const head = (side) => el("span", { class: "head", "aria-hidden": "true" },
     side === "left" ? (toRight ? "" : "◀") : (toRight ? "▶" : ""));
@@ -140,11 +141,11 @@ function hopButton(hop, i) {
     style: `grid-column: ${left + 1} / ${right + 2}`,
     "data-hop": i, "data-from": hop.from, "data-to": hop.to,
     "aria-expanded": "false", "aria-controls": "hop-detail",
-    "aria-label": `${hop.from} to ${hop.to}: ${hop.call}, status ${hop.status}` +
+    "aria-label": `${hop.from} to ${hop.to}: ${hop.call}, status ${code}` +
       (hop.refusal ? `, refused: ${hop.refusal}` : ""),
     onclick: () => openHop(i),
   }, head("left"),
-  el("span", { class: "label" }, `${hop.call} `, el("span", { class: "code" }, `(${hop.status})`),
+  el("span", { class: "label" }, `${hop.call} `, el("span", { class: "code" }, `(${code})`),
     hop.refusal ? el("span", { class: "refusal" }, hop.refusal) : null),
   head("right"));
   return button;
@@ -195,7 +196,9 @@ function openHop(i) {
       kvTable("Request headers", call.request_headers),
       el("pre", { class: "request-body" }, pretty(call.request_body)),
       el("h3", {}, "Response"),
-      el("p", { class: "response-line" }, `HTTP ${call.status} ${call.summary || ""}`),
+      el("p", { class: "response-line" }, call.status === null
+        ? `No response: ${call.error || "the call failed"}`
+        : `HTTP ${call.status} ${call.summary || ""}`),
       kvTable("Response headers", call.response_headers),
       el("pre", { class: "response-body" }, pretty(call.response_body)));
   } else {

@@ -1,0 +1,78 @@
+"""The MCP server's record of its own calls (lab.mcpserver.hops), over a mock transport."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lab.mcpserver import hops
+from lab.oauth.jose import SigningKey, static_key_resolver
+
+TOKEN_URL = "http://127.0.0.1:9/zts/v1/oauth2/token"
+
+
+@pytest.fixture
+def pdp_key(tmp_path: Path) -> SigningKey:
+    return SigningKey.load_or_create(tmp_path / "pdp.pem")
+
+
+async def test_an_issued_token_is_decoded_checked_and_kept_off_the_record(
+    pdp_key: SigningKey, tmp_path: Path
+) -> None:
+    issued = pdp_key.sign({"iss": "pdp", "sub": "human.idjag-learner", "aud": "api"}, "at+jwt")
+    forged = SigningKey.load_or_create(tmp_path / "other.pem").sign({"aud": "api"}, "at+jwt")
+
+    def pdp(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"access_token": issued, "token_type": "Bearer"})
+
+    resolve = static_key_resolver({pdp_key.kid: pdp_key.key})
+    transport = httpx.MockTransport(pdp)
+    async with httpx.AsyncClient(
+        transport=transport, event_hooks=hops.event_hooks(resolve)
+    ) as http:
+        await http.post(TOKEN_URL, data={"subject_token": forged, "scope": "x"})  # not recorded
+        with hops.recording() as made:
+            await http.post(TOKEN_URL, data={"subject_token": forged, "scope": "x"})
+    [hop] = made
+    assert hop["status"] == 200 and hop["error"] is None
+    assert issued not in json.dumps(hop) and forged not in json.dumps(hop)
+    assert json.loads(hop["response_body"])["access_token"] == "***"
+    assert "subject_token=***" in hop["request_body"]
+    [token] = hop["tokens"]
+    assert token["claims"]["sub"] == "human.idjag-learner"
+    assert token["signature"] == {
+        "valid": True,
+        "kid": pdp_key.kid,
+        "alg": "ES256",
+        "keys": "the PDP's JWKS",
+    }
+    assert [p["where"] for p in hop["presented"]] == ["request.form.subject_token"]
+
+
+async def test_a_call_that_gets_no_answer_stays_on_the_record_as_failed(
+    pdp_key: SigningKey,
+) -> None:
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    resolve = static_key_resolver({pdp_key.kid: pdp_key.key})
+    transport = httpx.MockTransport(unreachable)
+    async with httpx.AsyncClient(
+        transport=transport, event_hooks=hops.event_hooks(resolve)
+    ) as http:
+        with hops.recording() as made, pytest.raises(httpx.ConnectError):
+            await http.get("http://127.0.0.1:9/api/docs", headers={"Authorization": "Bearer x.y.z"})
+    [hop] = made
+    assert hop["method"] == "GET" and hop["status"] is None
+    assert hop["error"] == "no answer: the connection failed or timed out"
+    assert hop["request_headers"]["authorization"] == "Bearer ***"
+
+
+def test_the_meta_key_is_the_one_the_run_model_reads() -> None:
+    from lab.render.run_model import reported_hops
+
+    meta = hops.meta([{"method": "GET", "status": 200}])
+    assert reported_hops({"result": {"_meta": meta}}) == [{"method": "GET", "status": 200}]
