@@ -146,6 +146,36 @@ def report_to_room(backend: Backend, step: Step) -> None:
         )
 
 
+#: Imported by the command's own thread before the background import starts, so the two threads
+#: never import the same module at once (Python refuses a concurrent circular import).
+IMPORTED_FIRST = ("httpx", "lab.oauth.jose", "lab.steps.engine")
+#: What later steps need and the first do not: the agent and the MCP SDK (most of a second).
+IMPORTED_IN_BACKGROUND = ("lab.agent.chain",)
+
+
+def preload_step_modules() -> None:
+    """Start importing the agent and the MCP SDK while the first steps wait on the network.
+
+    ``lab verify`` and ``lab run`` reach the MCP server only from step 5; until then the command
+    mostly waits for the lab's answers, which leaves the interpreter idle (issue #21). A failed
+    import is left for the step that needs the module: it imports it again and reports why.
+    """
+    import importlib
+    import threading
+
+    for name in IMPORTED_FIRST:
+        importlib.import_module(name)
+
+    def load() -> None:
+        for name in IMPORTED_IN_BACKGROUND:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - see the docstring
+                return
+
+    threading.Thread(target=load, name="lab-preload", daemon=True).start()
+
+
 def keep_run_model(settings: Settings, result: StepResult) -> None:
     """Save the run's model for ``lab ui`` (the same record ``lab step N --json`` prints)."""
     from lab.render.run_model import step_model

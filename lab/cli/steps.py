@@ -176,8 +176,10 @@ def run_steps(
 def run_in_order(
     session: StepSession, all_steps: list[Step], steps: list[Step], start: int
 ) -> None:
+    from lab.cli.engine import preload_step_modules
     from lab.state import reset_to_step
 
+    preload_step_modules()
     if start > 1:
         common.err().print(f"Getting the lab ready for step {start}…")
     reset_to_step(
@@ -226,9 +228,10 @@ def verify(
 def verify_all(
     session: StepSession, steps: list[Step], json_path: str | None, junit_path: str | None
 ) -> None:
-    from lab.cli.engine import report_json, report_junit
+    from lab.cli.engine import preload_step_modules, report_json, report_junit
     from lab.state import reset_to_baseline
 
+    preload_step_modules()
     reset_to_baseline(session.state)
     quiet = json_path == "-"
     console = common.err() if quiet else common.out()

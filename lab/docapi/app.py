@@ -168,6 +168,14 @@ def create_app(settings: Settings, protected: bool) -> Starlette:
             body["policy"] = detail
         return json_response(body, 200 if ok else 503)
 
+    async def policy_version(request: Request) -> Response:
+        # Which signed policy data this server decides with, refreshed first when older than
+        # LAB_POLICY_REFRESH_S (as any request would): a step that changed the policy polls
+        # this instead of sleeping past the refresh interval.
+        assert guard is not None
+        await guard.policy.current_async()
+        return json_response({"part": "docapi", **guard.policy.held()})
+
     async def openapi(request: Request) -> Response:
         return json_response(docapi_openapi(base_url, protected))
 
@@ -181,6 +189,8 @@ def create_app(settings: Settings, protected: bool) -> Starlette:
         Route("/lab/reset", lab_reset, methods=["POST"]),
         Route("/lab/state", lab_state, methods=["GET", "PUT"]),
     ]
+    if guard is not None:
+        routes.insert(1, Route("/healthz/policy", policy_version, methods=["GET"]))
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
     # Both ports, the unprotected one too: it shares the store (DNS rebinding, issue #16).
     harden(app, settings)

@@ -379,6 +379,12 @@ def create_app(settings: Settings) -> Starlette:
         body = {"status": "ok" if ok else "unavailable", "part": "mcpserver", "policy": detail}
         return json_response(body, 200 if ok else 503)
 
+    async def policy_version(request: Request) -> Response:
+        # The signed policy data (domain mcp) this server holds, refreshed first when older than
+        # LAB_POLICY_REFRESH_S: a step that changed the policy polls this instead of sleeping.
+        await policy.current_async()
+        return json_response({"part": "mcpserver", **policy.held()})
+
     async def lab_settings(request: Request) -> Response:
         await run_in_threadpool(verify_admin_request, request.headers, admin_pub, admin_audience)
         if request.method == "PUT":
@@ -386,6 +392,7 @@ def create_app(settings: Settings) -> Starlette:
         return json_response(server_settings.as_dict())
 
     mcp.custom_route("/healthz", methods=["GET"])(healthz)
+    mcp.custom_route("/healthz/policy", methods=["GET"])(policy_version)
     mcp.custom_route("/lab/settings", methods=["GET", "PUT"])(lab_settings)
 
     app = mcp.streamable_http_app(

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
@@ -142,7 +142,10 @@ PolicyVerifier = Callable[[Any, KeyResolver], LocalPolicy]
 class _Cached:
     policy: LocalPolicy | None
     etag: str | None
-    fetched_at: float
+    fetched_at: float  # time.monotonic() of the fetch (or the 304 that confirmed the copy)
+    #: The same moment on the wall clock, reported by :meth:`PolicyCache.held`: a step that
+    #: changed the policy at time T waits until a resource server's copy was fetched after T.
+    fetched_wall: float = field(default_factory=time.time)
 
     def usable(self, wall_now: float) -> bool:
         """Signed policy data past its ``expires`` is never used (Athenz ZPE refuses it too)."""
@@ -245,6 +248,20 @@ class PolicyCache:
 
     def _unavailable(self) -> str:
         return self._last_error or "signed policy data is being fetched; try again"
+
+    def held(self) -> dict[str, Any]:
+        """Which signed policy data this server holds: the PDP's ETag of it (its version) and
+        when it was fetched or last confirmed unchanged (a 304). Nothing is fetched here."""
+        cached = self._cached
+        return {
+            "domain": self.domain,
+            "version": cached.etag if cached is not None else None,
+            "fetched_at": round(cached.fetched_wall, 6) if cached is not None else None,
+            "age_s": (
+                round(time.monotonic() - cached.fetched_at, 6) if cached is not None else None
+            ),
+            "refresh_s": self._refresh_s,
+        }
 
     def health(self) -> tuple[bool, str]:
         """Whether a request could be decided now: a usable copy, or no failed fetch yet."""

@@ -273,7 +273,7 @@ _REQUIRED_SPEC = {
     "gateway": ("tool",),
     "setting": ("part", "name", "value"),
     "providers": ("set",),
-    "wait": ("seconds",),
+    "wait": (),  # seconds or policy, checked below
     "audit": ("op",),
 }
 AGENT_OPS = ("sign_in", "id_jag", "redeem", "prompt", "call_tool")
@@ -305,8 +305,25 @@ def _check_spec(path: Path, where: str, kind: str, spec: Any) -> None:
             f"{path}: {where}.setting.part: {spec['part']!r} "
             f"is not one of {', '.join(SETTING_PARTS)}"
         )
+    if kind == "wait":
+        _check_wait(path, where, spec)
     if kind == "providers" and not isinstance(spec["set"], list):
         raise StepFileError(f"{path}: {where}.providers.set: expected a list of providers")
+
+
+def _check_wait(path: Path, where: str, spec: dict[str, Any]) -> None:
+    from lab.steps.actions.wait import POLICY_PARTS
+
+    given = [name for name in ("seconds", "policy") if name in spec]
+    if len(given) != 1:
+        raise StepFileError(f"{path}: {where}.wait: give either seconds or policy")
+    if "policy" in spec:
+        parts = spec["policy"]
+        if not isinstance(parts, list) or not parts or not all(p in POLICY_PARTS for p in parts):
+            raise StepFileError(
+                f"{path}: {where}.wait.policy: expected a list of resource servers "
+                f"({', '.join(POLICY_PARTS)}), got {parts!r}"
+            )
 
 
 def _check_auth(path: Path, where: str, auth: Any) -> None:

@@ -145,3 +145,31 @@ def test_a_command_imports_only_what_it_runs(lab: Lab, args: list[str]) -> None:
     modules = set(report["modules"])
     for heavy in ("pydantic", "httpx", "yaml", "lab.cli.agent", "lab.cli.gateway", "lab.cli.ui"):
         assert heavy not in modules, f"`lab {' '.join(args)}` imported {heavy}"
+
+
+def _modules_after(code: str) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", code + "\nimport json, sys; print(json.dumps(sorted(sys.modules)))"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return set(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def test_the_step_engine_loads_without_the_mcp_sdk() -> None:
+    modules = _modules_after("import lab.steps.engine")
+    assert "lab.agent.recorder" in modules
+    assert "mcp" not in modules and "lab.agent.chain" not in modules
+
+
+def test_verify_and_run_load_the_agent_in_the_background() -> None:
+    modules = _modules_after(
+        "import threading\n"
+        "from lab.cli.engine import preload_step_modules\n"
+        "preload_step_modules()\n"
+        "[t.join(120) for t in threading.enumerate() if t.name == 'lab-preload']"
+    )
+    assert {"lab.agent.chain", "mcp", "lab.steps.engine"} <= modules

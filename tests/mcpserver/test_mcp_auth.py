@@ -140,3 +140,11 @@ def test_bad_settings_are_400(stack: McpStack, body: object) -> None:
 def test_health_names_the_part(stack: McpStack) -> None:
     body = httpx.get(f"{stack.origin}/healthz").json()
     assert (body["status"], body["part"]) == ("ok", "mcpserver")
+
+
+def test_policy_version_names_the_mcp_domains_copy_it_decides_with(stack: McpStack) -> None:
+    response = httpx.get(f"{stack.origin}/healthz/policy")
+    assert response.status_code == 200
+    held = response.json()
+    assert (held["part"], held["domain"]) == ("mcpserver", "mcp")
+    assert held["fetched_at"] is not None and held["age_s"] >= 0  # fetched for this answer

@@ -88,6 +88,15 @@ def test_load_steps_orders_by_number_and_ignores_other_files(tmp_path: Path) -> 
             "not a valid regular expression",
         ),
         ("actions: []\n", "a step needs at least one action"),
+        ("actions:\n  - {id: a, wait: {}}\n", "wait: give either seconds or policy"),
+        (
+            "actions:\n  - {id: a, wait: {seconds: 1, policy: [mcp]}}\n",
+            "wait: give either seconds or policy",
+        ),
+        (
+            "actions:\n  - {id: a, wait: {policy: [pdp]}}\n",
+            "wait.policy: expected a list of resource servers (docapi, mcp), got ['pdp']",
+        ),
     ],
 )
 def test_mistakes_are_reported_with_file_and_field(
