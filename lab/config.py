@@ -130,12 +130,12 @@ class Endpoints:
         )
 
     @classmethod
-    def for_ports(cls, host: str, ports: Mapping[str, int]) -> Endpoints:
+    def for_ports(cls, host: str, ports: Mapping[str, int], realm: str = REALM) -> Endpoints:
         def url(name: str) -> str:
             return f"http://{host}:{ports[name]}"
 
         return cls(
-            idp_issuer=f"{url('idp')}/realms/{REALM}",
+            idp_issuer=f"{url('idp')}/realms/{realm}",
             zms=f"{url('zms')}/zms/v1",
             zts=f"{url('zts')}/zts/v1",
             docapi_protected=url("docapi_protected"),
@@ -162,6 +162,8 @@ class Settings:
     idp: str = "embedded"
     #: Where downloads are cached (``LAB_CACHE``); see :func:`default_cache_dir`.
     cache_dir: Path = field(default_factory=lambda: default_cache_dir(os.environ))
+    #: The IdP realm (``LAB_REALM``): ``idjag``, or a workshop room learner's own ``idjag-NN``.
+    realm: str = REALM
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -183,6 +185,7 @@ class Settings:
             log_level=env.get("LAB_LOG_LEVEL", "info"),
             idp=idp,
             cache_dir=default_cache_dir(env),
+            realm=env.get("LAB_REALM") or REALM,
         )
 
     def with_home(self, home: Path) -> Settings:
@@ -190,7 +193,7 @@ class Settings:
 
     @property
     def endpoints(self) -> Endpoints:
-        return Endpoints.for_ports(self.host, self.ports)
+        return Endpoints.for_ports(self.host, self.ports, self.realm)
 
     # Paths inside $LAB_HOME. Parts create what they need; keys are always written 0600.
     @property

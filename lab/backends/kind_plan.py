@@ -257,6 +257,7 @@ def pod_env(settings: Settings, idp_target: str) -> list[dict[str, str]]:
         # Issuers, audiences and resource URLs are built from LAB_HOST and the ports: the pod
         # must name the host the learner's `lab` reaches (a room's listen address).
         "LAB_HOST": settings.host,
+        "LAB_REALM": settings.realm,
         "LAB_LOG_LEVEL": settings.log_level,
         "LAB_POLICY_REFRESH_S": str(settings.policy_refresh_s),
         "LAB_POD_FORWARD": pod_forwards(settings, idp_target),

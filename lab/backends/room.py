@@ -1,10 +1,13 @@
 """A workshop room: one shared cluster, one namespace (PDP, document API, MCP server) per learner.
 
-One Keycloak serves the whole room from namespace ``idjag-room``; its realm is the lab's
-``keycloak/realm-idjag.json`` plus one user per learner (``idjag-learner-01``…). Each learner's
-manifests are the single-lab manifests with another namespace (the Secret carries that learner's
-own keys), fenced by a NetworkPolicy, quota and limits, plus the learner's own namespaced
-credentials (lab.backends.room_plan.learner_access).
+One Keycloak serves the whole room from namespace ``idjag-room``, with one realm per learner
+(``idjag-01``…): the lab's ``keycloak/realm-idjag.json`` under the learner's realm name. Each
+learner thus has their own issuer and signing keys, trusted only by their own PDP, and the
+realm's user is the steps' ``idjag-learner`` (the steps sign in as that user and expect that
+``preferred_username``; a user per learner in one shared realm would break every step).
+Each learner's manifests are the single-lab manifests with another namespace (the Secret
+carries that learner's own keys), fenced by a NetworkPolicy, quota and limits, plus the
+learner's own namespaced credentials (lab.backends.room_plan.learner_access).
 
 Reachability: the instructor picks one listen address learners' laptops reach (``--listen``,
 e.g. the machine's LAN address). Learner N's parts answer at ``http://<listen>:20000+N*10+k``
@@ -22,9 +25,7 @@ import base64
 import contextlib
 import copy
 import json
-import secrets
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -59,6 +60,8 @@ ROOM_RECORD = "room.json"
 LEARNER_PREFIX = "idjag-learner-"
 KEYCLOAK_SERVICE_HOST = f"lab-keycloak.{ROOM_NAMESPACE}.svc.cluster.local:8080"
 PROGRESS_CONFIGMAP = room_plan.PROGRESS_CONFIGMAP
+#: The realm file's published password of ``idjag-learner`` (the steps sign in with it).
+LEARNER_PASSWORD = "password"
 #: Derived from the single node's pod limit (see lab/backends/room_plan.py).
 MAX_LEARNERS = room_plan.MAX_LEARNERS
 
@@ -77,7 +80,12 @@ class Learner:
 
     @property
     def username(self) -> str:
-        return f"{LEARNER_USERNAME}-{self.number:02d}"
+        """The user in the learner's own realm: the steps' user."""
+        return LEARNER_USERNAME
+
+    @property
+    def realm(self) -> str:
+        return room_plan.learner_realm(self.number)
 
 
 def learners(count: int) -> list[Learner]:
@@ -98,53 +106,35 @@ def parse_learner(text: str) -> Learner:
 # Pure rendering
 
 
-def room_realm(
-    realm: dict[str, Any], people: Sequence[Learner], passwords: dict[str, str]
-) -> dict[str, Any]:
-    """The lab realm plus one enabled user per learner (password not temporary).
-
-    The lab's shared ``idjag-learner`` (whose password is in the docs) is removed once learners
-    have their own users: otherwise anyone could sign in as the shared user in any namespace.
-    """
+def room_realm(realm: dict[str, Any], learner: Learner) -> dict[str, Any]:
+    """The lab realm as learner ``learner``'s own realm (same clients, users and settings)."""
     realm = copy.deepcopy(realm)
-    users = realm.setdefault("users", [])
-    # Learners get what the lab's own learner has (e.g. the realm's default roles).
-    model: dict[str, Any] = next((u for u in users if u.get("username") == LEARNER_USERNAME), {})
-    if people:
-        users[:] = [u for u in users if u.get("username") != LEARNER_USERNAME]
-    for learner in people:
-        users.append(
-            {
-                # Stable per learner: the ID token's `sub` must not change on a re-render.
-                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"idjag-lab:{learner.username}")),
-                "username": learner.username,
-                "email": f"{learner.username}@example.com",
-                "firstName": "ID-JAG",
-                "lastName": f"Learner {learner.number:02d}",
-                "enabled": True,
-                "emailVerified": True,
-                "realmRoles": list(model.get("realmRoles", [])),
-                "credentials": [
-                    {"type": "password", "value": passwords[learner.name], "temporary": False}
-                ],
-            }
-        )
+    realm["realm"] = learner.realm
+    realm.pop("id", None)  # Keycloak derives a fresh id; a shared one would clash on import
+    realm["displayName"] = f"ID-JAG lab, {learner.name}"
     return realm
 
 
 def render_keycloak(
-    realm: dict[str, Any], idp_port: int = room_plan.ROOM_PORT_BASE, host: str = "127.0.0.1"
+    realms: Sequence[dict[str, Any]],
+    idp_port: int = room_plan.ROOM_PORT_BASE,
+    host: str = "127.0.0.1",
 ) -> list[dict[str, Any]]:
-    """The room's Keycloak; its issuer is the URL learners reach (``http://host:idp_port``).
+    """The room's Keycloak; issuers are ``http://host:idp_port/realms/<learner realm>``.
 
-    The realm carries learners' passwords, so it travels in a Secret, never a ConfigMap.
+    Realm files carry users' credentials, so they travel in a Secret, never a ConfigMap;
+    ``--import-realm`` imports every file in the mounted directory.
     """
     docs = plan.load_manifest("room/keycloak.yaml")
     for doc in docs:
         doc["metadata"].setdefault("labels", {}).update(plan.LAB_LABEL)
         if doc["kind"] == "Secret":
-            text = json.dumps(realm, indent=2).encode()
-            doc["data"] = {plan.REALM_FILE.name: base64.b64encode(text).decode()}
+            doc["data"] = {
+                f"realm-{realm['realm']}.json": base64.b64encode(
+                    json.dumps(realm, indent=2).encode()
+                ).decode()
+                for realm in realms
+            }
         for container in plan._containers(doc):
             container["image"] = versions.KEYCLOAK_IMAGE
             for variable in container["env"]:
@@ -207,7 +197,7 @@ def room_forward_specs(
             "svc/lab-keycloak",
             f"{idp_port}:8080",
         ),  # fmt: skip
-        f"http://{settings.host}:{idp_port}/realms/idjag/.well-known/openid-configuration",
+        f"http://{settings.host}:{idp_port}/realms/master/.well-known/openid-configuration",
     )
     specs = [keycloak]
     for learner in people:
@@ -253,24 +243,25 @@ def stop_room_forwards(room_dir: Path) -> None:
 @dataclass
 class ApplyKeycloak:
     realm_file: Path
-    passwords: dict[str, str]
     people: list[Learner]
     title: str = "Apply the room's Keycloak"
 
     def describe(self) -> str:
-        docs = render_keycloak({"realm": "idjag", "users": ["<realm file users>"]})
+        docs = render_keycloak([])
         for doc in docs:
             if doc["kind"] == "Secret":
-                users = ", ".join(p.username for p in self.people)
-                doc["data"] = {plan.REALM_FILE.name: f"<{self.realm_file} plus users {users}>"}
+                doc["data"] = {
+                    f"realm-{p.realm}.json": f"<{self.realm_file} as realm {p.realm}>"
+                    for p in self.people
+                }
         return plan.to_yaml(docs)
 
     def execute(self, ctx: KindContext) -> None:
         from lab.backends.kind import apply_documents
 
         realm = json.loads(self.realm_file.read_text())
-        people_realm = room_realm(realm, self.people, self.passwords)
-        docs = render_keycloak(people_realm, room_plan.ROOM_PORT_BASE, ctx.settings.host)
+        realms = [room_realm(realm, learner) for learner in self.people]
+        docs = render_keycloak(realms, room_plan.ROOM_PORT_BASE, ctx.settings.host)
         apply_documents(ctx.api_client, docs)
 
 
@@ -335,19 +326,6 @@ class Room:
     def learner_home(self, learner: Learner) -> Path:
         return self.room_dir / learner.name
 
-    def passwords(self, people: Sequence[Learner]) -> dict[str, str]:
-        """Each learner's Keycloak password, made once and kept (0600) in $LAB_HOME/room."""
-        path = self.room_dir / "passwords.json"
-        known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-        if self.dry_run:
-            return {p.name: known.get(p.name, "<generated>") for p in people}
-        for learner in people:
-            known.setdefault(learner.name, secrets.token_urlsafe(9))
-        self.room_dir.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600, exist_ok=True)
-        path.write_text(json.dumps(known, indent=2))
-        return {p.name: known[p.name] for p in people}
-
     def plan_up(self, count: int, image: str | None = None) -> list[Action]:
         people = learners(count)
         tag = image or plan.image_tag()
@@ -359,7 +337,7 @@ class Room:
         actions.append(BuildImage(tag))
         if self.creates_cluster:
             actions.append(LoadImage(tag, plan.CLUSTER_NAME))
-        actions.append(ApplyKeycloak(plan.REALM_FILE, self.passwords(people), people))
+        actions.append(ApplyKeycloak(plan.REALM_FILE, people))
         for learner in people:
             keys_dir = replace(self.settings, home=self.learner_home(learner)).keys_dir
             actions += [EnsureKeys(keys_dir), ApplyLearner(self.settings, learner, keys_dir, tag)]
@@ -389,19 +367,19 @@ class Room:
             run_actions(actions, ctx, retain=True)  # a room is never torn down by a late failure
             api = ctx.api_client
             self.write_record(count)
-        passwords = self.passwords(learners(count))
         records = []
         for learner in learners(count):
             record: dict[str, Any] = {
                 "learner": learner.name,
                 "namespace": learner.namespace,
+                "realm": learner.realm,
                 "username": learner.username,
-                "password": passwords[learner.name],
+                "password": LEARNER_PASSWORD,
                 "port_forward": port_forward_commands(self.settings, learner, self.context),
             }
             if api is not None:
                 access = learner_kubeconfig(api, self.context, learner.namespace)
-                record["join_bundle"] = str(self.write_join_bundle(learner, passwords, access))
+                record["join_bundle"] = str(self.write_join_bundle(learner, access))
             records.append(record)
         return records
 
@@ -420,7 +398,6 @@ class Room:
     def write_join_bundle(
         self,
         learner: Learner,
-        passwords: dict[str, str],
         kubeconfig: dict[str, Any] | None = None,
     ) -> Path:
         """The file the learner passes to ``lab room join`` (their admin key and token: 0600)."""
@@ -434,7 +411,7 @@ class Room:
             learner.namespace,
             self.context,
             learner.username,
-            passwords[learner.name],
+            LEARNER_PASSWORD,
             keys.key_file(ADMIN_PRINCIPAL).read_bytes(),
             kubeconfig,
         )
@@ -501,10 +478,9 @@ class Room:
         ctx._api = api
         run_actions(actions, ctx, retain=True)
         # A new namespace has a new token: the learner needs their new join.json.
-        passwords = self.passwords(people)
         for person in people:
             access = learner_kubeconfig(api, self.context, person.namespace)
-            self.write_join_bundle(person, passwords, access)
+            self.write_join_bundle(person, access)
         return [p.namespace for p in people]
 
     def _existing_learners(self, count: int | None) -> list[Learner]:

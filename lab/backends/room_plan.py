@@ -16,7 +16,7 @@ from typing import Any
 
 from lab.backends import kind_plan as plan
 from lab.backends.base import BackendError
-from lab.config import Settings
+from lab.config import REALM, Settings
 
 #: First port of the room (the room's Keycloak); learner N's block starts at BASE + N*STRIDE.
 ROOM_PORT_BASE = 20000
@@ -66,9 +66,14 @@ def learner_ports(settings: Settings, number: int) -> dict[str, int]:
     return ports
 
 
+def learner_realm(number: int) -> str:
+    """Learner ``number``'s own realm in the room's Keycloak: their own issuer and keys."""
+    return f"{REALM}-{number:02d}"
+
+
 def learner_settings(settings: Settings, number: int) -> Settings:
     """The Settings learner ``number``'s parts and ``lab`` use (issuers follow their ports)."""
-    return replace(settings, ports=learner_ports(settings, number))
+    return replace(settings, ports=learner_ports(settings, number), realm=learner_realm(number))
 
 
 def check_listen_address(host: str) -> str:

@@ -80,7 +80,7 @@ def up(
         for record in records:
             console.print(
                 f"[bold]{record['learner']}[/] namespace {record['namespace']}, "
-                f"sign in as {record['username']} / {record['password']}"
+                f"realm {record['realm']}, sign in as {record['username']} / {record['password']}"
             )
             for command in record["port_forward"]:
                 console.print(f"  {command}", markup=False)

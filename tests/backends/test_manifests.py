@@ -38,7 +38,7 @@ def learner_docs(number: int) -> list[dict[str, Any]]:
 def room_keycloak_docs() -> list[dict[str, Any]]:
     realm = {"realm": "idjag", "users": []}
     people = room.learners(2)
-    return room.render_keycloak(room.room_realm(realm, people, {p.name: "pw" for p in people}))
+    return room.render_keycloak([room.room_realm(realm, learner) for learner in people])
 
 
 def assert_valid(doc: dict[str, Any]) -> None:
@@ -137,7 +137,7 @@ def _without_namespace(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def test_learner_manifests_differ_only_by_namespace_and_port_block() -> None:
+def test_learner_manifests_differ_only_by_namespace_realm_and_port_block() -> None:
     first, second = learner_docs(1), learner_docs(2)
     assert {d["metadata"].get("namespace", d["metadata"]["name"]) for d in first} == {
         "idjag-learner-01"
@@ -149,8 +149,9 @@ def test_learner_manifests_differ_only_by_namespace_and_port_block() -> None:
 
 
 def _without_block(docs: list[dict[str, Any]], number: int) -> list[dict[str, Any]]:
-    """Namespace and the learner's own port numbers replaced by placeholders."""
+    """Namespace, realm and the learner's own port numbers replaced by placeholders."""
     text = json.dumps(_without_namespace(docs))
+    text = text.replace(f'"{room_plan.learner_realm(number)}"', '"<realm>"')
     for part, offset in room_plan.PORT_OFFSETS.items():
         port = room_plan.learner_ports(Settings(), number)[part]
         text = re.sub(rf"\b{port}\b", str(99990 + offset), text)  # stays valid JSON

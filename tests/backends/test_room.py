@@ -25,10 +25,10 @@ def offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return home
 
 
-def test_learners_are_numbered_with_their_own_namespace_and_user() -> None:
+def test_learners_are_numbered_with_their_own_namespace_and_realm() -> None:
     third = room.learners(3)[2]
-    assert (third.name, third.namespace, third.username) == (
-        "learner-03", "idjag-learner-03", "idjag-learner-03"
+    assert (third.name, third.namespace, third.realm, third.username) == (
+        "learner-03", "idjag-learner-03", "idjag-03", "idjag-learner"
     )  # fmt: skip
 
 
@@ -49,25 +49,24 @@ def test_parse_learner_refuses_a_name_without_a_number() -> None:
         room.parse_learner("alice")
 
 
-def test_room_realm_replaces_the_shared_learner_with_one_user_per_learner() -> None:
-    realm = {"realm": "idjag", "users": [{"username": "idjag-learner"}, {"username": "other"}]}
-    people = room.learners(2)
-    result = room.room_realm(realm, people, {"learner-01": "a", "learner-02": "b"})
-    assert [u["username"] for u in result["users"]] == [
-        "other", "idjag-learner-01", "idjag-learner-02"
-    ]  # fmt: skip
-    added = result["users"][2]
-    assert added["enabled"] is True
-    assert added["credentials"] == [{"type": "password", "value": "b", "temporary": False}]
-    assert realm["users"] == [{"username": "idjag-learner"}, {"username": "other"}]
+def test_each_learner_gets_the_lab_realm_under_their_own_realm_name() -> None:
+    """Own realm = own issuer and keys; its user is the steps' idjag-learner, so every step's
+    sign-in and `preferred_username` expectation holds in the room as on the embedded lab."""
+    realm = {"id": "idjag", "realm": "idjag", "users": [{"username": "idjag-learner"}]}
+    second = room.room_realm(realm, room.Learner(2))
+    assert second["realm"] == "idjag-02" and "id" not in second
+    assert second["users"] == [{"username": "idjag-learner"}]
+    assert realm["realm"] == "idjag"  # the lab's realm is not modified
 
 
-def test_room_keycloak_holds_the_realm_with_passwords_in_a_secret_not_a_configmap() -> None:
-    docs = room.render_keycloak({"realm": "idjag"})
+def test_room_keycloak_holds_every_learner_realm_in_a_secret_not_a_configmap() -> None:
+    realms = [room.room_realm({"realm": "idjag"}, learner) for learner in room.learners(2)]
+    docs = room.render_keycloak(realms)
     assert not [d for d in docs if d["kind"] == "ConfigMap"]
     secret = next(d for d in docs if d["kind"] == "Secret")
-    realm_json = base64.b64decode(secret["data"]["realm-idjag.json"])
-    assert json.loads(realm_json) == {"realm": "idjag"}
+    assert sorted(secret["data"]) == ["realm-idjag-01.json", "realm-idjag-02.json"]
+    realm_json = base64.b64decode(secret["data"]["realm-idjag-02.json"])
+    assert json.loads(realm_json)["realm"] == "idjag-02"
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["start-dev", "--import-realm"]
@@ -118,21 +117,12 @@ def test_room_on_an_existing_context_creates_no_cluster(tmp_path: Path) -> None:
     assert "Load the image into kind" not in titles
 
 
-def test_passwords_are_made_once_and_kept_private(tmp_path: Path) -> None:
-    live = room.Room(Settings(home=tmp_path))
-    first = live.passwords(room.learners(2))
-    again = live.passwords(room.learners(3))
-    assert again["learner-01"] == first["learner-01"]
-    assert len(set(again.values())) == 3
-    assert (tmp_path / "room" / "passwords.json").stat().st_mode & 0o077 == 0
-
-
 def test_cli_room_up_dry_run_prints_every_learner_manifest(offline_env: Path) -> None:
     result = CliRunner().invoke(room_app, ["up", "--learners", "2", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "# room plan (context kind-idjag-lab, listen address 127.0.0.1)" in result.output
     assert len(re.findall(r"^  name: idjag-learner-0[12]$", result.output, flags=re.M)) == 2
-    assert "users idjag-learner-01, idjag-learner-02" in result.output
+    assert "as realm idjag-01" in result.output and "as realm idjag-02" in result.output
     assert not offline_env.exists()
 
 
@@ -155,7 +145,7 @@ def test_cli_room_up_refuses_zero_learners(offline_env: Path) -> None:
 
 
 def test_room_keycloak_issuer_follows_the_idp_port_setting() -> None:
-    docs = room.render_keycloak({"realm": "idjag"}, idp_port=19090)
+    docs = room.render_keycloak([], idp_port=19090)
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     env = {
         e["name"]: e["value"]
@@ -171,16 +161,10 @@ def test_room_realm_from_the_lab_realm_file_still_reads_as_a_realm(tmp_path: Pat
         "lab.idp.realm", reason="lab/idp/realm.py is not written yet"
     )
     realm = json.loads(kind_plan.REALM_FILE.read_text())
-    people = room.learners(2)
-    merged = room.room_realm(realm, people, {"learner-01": "pw-1", "learner-02": "pw-2"})
-    path = tmp_path / "realm-idjag.json"
-    path.write_text(json.dumps(merged))
+    own = room.room_realm(realm, room.Learner(2))
+    path = tmp_path / "realm-idjag-02.json"
+    path.write_text(json.dumps(own))
     loaded = realm_module.load_realm(path)  # the embedded IdP's own strict reader
     assert loaded is not None
-    usernames = [u["username"] for u in merged["users"]]
-    kept = [u["username"] for u in realm["users"] if u["username"] != "idjag-learner"]
-    assert usernames[: len(kept)] == kept  # the lab's other users stay; the shared learner goes
-    assert usernames[-2:] == ["idjag-learner-01", "idjag-learner-02"]
-    assert merged["users"][-1]["realmRoles"] == realm["users"][0]["realmRoles"]
-    again = room.room_realm(realm, people, {"learner-01": "x", "learner-02": "y"})
-    assert [u["id"] for u in again["users"]] == [u["id"] for u in merged["users"]]  # stable `sub`
+    assert [u["username"] for u in own["users"]] == [u["username"] for u in realm["users"]]
+    assert own["clients"] == realm["clients"]  # same agent client (ai.agent) in every realm

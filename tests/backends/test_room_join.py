@@ -27,15 +27,15 @@ def bundle_file(tmp_path: Path) -> Path:
     learner = room.Learner(3)
     keys = replace(workshop.settings, home=workshop.learner_home(learner))
     ensure_private_key(keys.key_file(ADMIN_PRINCIPAL))  # what EnsureKeys makes in `room up`
-    return workshop.write_join_bundle(learner, {learner.name: "pw-03"})
+    return workshop.write_join_bundle(learner)
 
 
 def test_join_bundle_is_owner_only_and_names_the_learners_own_endpoints(bundle_file: Path) -> None:
     assert stat.S_IMODE(bundle_file.stat().st_mode) == 0o600
     bundle = json.loads(bundle_file.read_text())
     assert bundle["namespace"] == "idjag-learner-03"
-    assert bundle["username"] == "idjag-learner-03"
-    assert bundle["idp_issuer"] == f"http://10.9.8.7:{room_plan.ROOM_PORT_BASE}/realms/idjag"
+    assert bundle["username"] == "idjag-learner"  # the steps' user, in the learner's own realm
+    assert bundle["idp_issuer"] == f"http://10.9.8.7:{room_plan.ROOM_PORT_BASE}/realms/idjag-03"
     assert bundle["endpoints"]["zts"].startswith("http://10.9.8.7:20031/")
     assert "BEGIN PRIVATE KEY" in bundle["admin_key_pem"]
 
@@ -56,7 +56,7 @@ def test_lab_room_join_makes_the_learners_lab_target_their_namespace(
     assert endpoints.docapi_protected == "http://10.9.8.7:20032"
     assert endpoints.docapi_unprotected == "http://10.9.8.7:20033"
     assert endpoints.mcp.startswith("http://10.9.8.7:20034")
-    assert endpoints.idp_issuer == f"http://10.9.8.7:{room_plan.ROOM_PORT_BASE}/realms/idjag"
+    assert endpoints.idp_issuer == f"http://10.9.8.7:{room_plan.ROOM_PORT_BASE}/realms/idjag-03"
     runtime = json.loads(settings.runtime_file.read_text())
     assert (runtime["backend"], runtime["namespace"]) == ("kind", "idjag-learner-03")
 

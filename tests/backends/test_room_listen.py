@@ -74,7 +74,10 @@ def test_no_two_learners_share_a_port_or_an_issuer_on_the_listen_address(count: 
             owner_of_port[int(url.port or 0)] = learner.name
         assert endpoints["zts"] not in issuers
         issuers[endpoints["zts"]] = learner.name
-        assert endpoints["idp_issuer"] == f"http://{LISTEN}:{room_plan.ROOM_PORT_BASE}/realms/idjag"
+        realm = f"idjag-{learner.number:02d}"
+        assert (
+            endpoints["idp_issuer"] == f"http://{LISTEN}:{room_plan.ROOM_PORT_BASE}/realms/{realm}"
+        )
     assert len(owner_of_port) == 5 * count and len(issuers) == count
 
 
@@ -97,10 +100,11 @@ def test_the_forwards_carry_each_bundles_ports_on_the_listen_address(count: int)
 
 
 def test_room_keycloak_issues_for_the_listen_address() -> None:
-    docs = room.render_keycloak({"realm": "idjag"}, host=LISTEN)
+    learner = room.Learner(7)
+    docs = room.render_keycloak([room.room_realm({"realm": "idjag"}, learner)], host=LISTEN)
     env = next(iter(pod_envs(docs).values()))
-    issuer = f"{env['KC_HOSTNAME']}/realms/idjag"
-    assert issuer == bundle_for(room.Learner(1))["idp_issuer"]
+    issuer = f"{env['KC_HOSTNAME']}/realms/{learner.realm}"
+    assert issuer == bundle_for(learner)["idp_issuer"]
 
 
 @pytest.mark.parametrize("address", ["0.0.0.0", "::", "[::]"])

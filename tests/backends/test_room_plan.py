@@ -16,14 +16,16 @@ FAKE_KEYS = {name: b"-----BEGIN TEST-----\n" for name in plan.key_file_names()}
 SINGLE_LAB_PORTS = {4443, 8443, 14443, 14442, 8101, 9090}
 SCHEMA_VERSIONS = ["1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0"]
 SIZES = [1, 3, 30]
-PASSWORD = "learner-password-Zq7"
+PASSWORD = "learner-password-Zq7"  # what a realm file's credentials would hold
 
 
 def room_docs(count: int) -> list[dict[str, Any]]:
     people = room.learners(count)
-    realm = {"realm": "idjag", "users": [{"username": "idjag-learner"}]}
-    passwords = {p.name: PASSWORD for p in people}
-    docs = room.render_keycloak(room.room_realm(realm, people, passwords))
+    realm = {
+        "realm": "idjag",
+        "users": [{"username": "idjag-learner", "credentials": [{"value": PASSWORD}]}],
+    }
+    docs = room.render_keycloak([room.room_realm(realm, learner) for learner in people])
     for learner in people:
         docs += room.render_learner(Settings(), learner, "idjag-lab:t", FAKE_KEYS)
     return docs
@@ -92,12 +94,15 @@ def test_no_private_key_or_password_outside_a_secret(count: int) -> None:
     assert realm_secret["kind"] == "Secret"
 
 
-def test_room_realm_has_no_shared_learner_once_learners_have_their_own() -> None:
-    people = room.learners(3)
-    realm = room.room_realm(
-        {"users": [{"username": "idjag-learner"}]}, people, {p.name: "pw" for p in people}
-    )
-    assert "idjag-learner" not in [u["username"] for u in realm["users"]]
+@pytest.mark.parametrize("count", SIZES)
+def test_every_learner_has_their_own_realm_issuer(count: int) -> None:
+    issuers = {
+        room_plan.learner_settings(Settings(), learner.number).endpoints.idp_issuer
+        for learner in room.learners(count)
+    }
+    assert len(issuers) == count
+    secret = next(d for d in room_docs(count) if d["metadata"]["name"] == "lab-keycloak-realm")
+    assert len(secret["data"]) == count
 
 
 def test_learner_cap_follows_the_node_pod_limit() -> None:

@@ -131,7 +131,7 @@ def joined(tmp_path: Path) -> Settings:
         namespace=learner.namespace,
         context="workshop",
     )
-    path = workshop.write_join_bundle(learner, {learner.name: "pw"}, access)
+    path = workshop.write_join_bundle(learner, access)
     laptop = Settings(home=tmp_path / "laptop")
     room_join.apply_bundle(room_join.read_bundle(path), laptop)
     return laptop
