@@ -286,16 +286,6 @@ def test_runtime_record_has_the_embedded_shape_plus_the_target(home: Path) -> No
     assert (record["context"], record["namespace"]) == ("kind-idjag-lab", "idjag-lab")
 
 
-def test_workflow_installs_the_pinned_kind_and_kubectl() -> None:
-    workflow = yaml.safe_load((plan.REPO_ROOT / ".github/workflows/kind.yml").read_text())
-    env = workflow["jobs"]["kind"]["env"]
-    assert env["KIND_VERSION"] == versions.KIND_VERSION
-    assert env["KUBECTL_VERSION"] == versions.KUBECTL_VERSION
-    runs = " ".join(step.get("run", "") for step in workflow["jobs"]["kind"]["steps"])
-    assert "lab --backend kind up" in runs
-    assert "lab --backend kind verify" in runs
-
-
 def test_dockerfile_base_image_matches_the_pin() -> None:
     dockerfile = (plan.REPO_ROOT / "Dockerfile").read_text()
     assert f"ARG PYTHON_IMAGE={versions.PYTHON_IMAGE}" in dockerfile
