@@ -376,6 +376,10 @@ def keycloak_run(
                 "KC_HEALTH_ENABLED": "true",
                 "KC_HOSTNAME": f"http://{settings.host}:{idp_port}",
                 "KC_HOSTNAME_BACKCHANNEL_DYNAMIC": "true",
+                # The realm file's ${LAB_ZTS_ISSUER}/${LAB_MCP_RESOURCE}: the audiences an
+                # ID-JAG may name follow LAB_HOST and the ports, as with a local Keycloak.
+                "LAB_ZTS_ISSUER": settings.endpoints.zts,
+                "LAB_MCP_RESOURCE": settings.endpoints.mcp,
             },
             "labels": dict(LAB_LABEL),
         },

@@ -25,6 +25,7 @@ import base64
 import contextlib
 import copy
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -52,7 +53,7 @@ from lab.backends.kind import (
     run_command,
     stop_pids,
 )
-from lab.config import LEARNER_USERNAME, Settings
+from lab.config import LEARNER_USERNAME, Endpoints, Settings
 
 ROOM_NAMESPACE = "idjag-room"
 #: ``$LAB_HOME/room/room.json``: listen address, context, whether the room made the cluster.
@@ -106,13 +107,30 @@ def parse_learner(text: str) -> Learner:
 # Pure rendering
 
 
-def room_realm(realm: dict[str, Any], learner: Learner) -> dict[str, Any]:
-    """The lab realm as learner ``learner``'s own realm (same clients, users and settings)."""
+#: ``${LAB_NAME}`` or ``${LAB_NAME:default}`` in the realm file (Keycloak resolves them from its
+#: environment; the embedded IdP from the lab's endpoints).
+_PLACEHOLDER = re.compile(r"\$\{(LAB_[A-Z_]+)(?::[^}]*)?\}")
+
+
+def room_realm(
+    realm: dict[str, Any], learner: Learner, endpoints: Endpoints | None = None
+) -> dict[str, Any]:
+    """The lab realm as learner ``learner``'s own realm (same clients, users and settings).
+
+    One Keycloak serves every learner, so its environment cannot hold each learner's ZTS issuer
+    and MCP resource: the realm file's ``${LAB_ZTS_ISSUER}``/``${LAB_MCP_RESOURCE}`` (the
+    audiences an ID-JAG may name, step 18) are filled in here with that learner's own URLs.
+    """
     realm = copy.deepcopy(realm)
     realm["realm"] = learner.realm
     realm.pop("id", None)  # Keycloak derives a fresh id; a shared one would clash on import
     realm["displayName"] = f"ID-JAG lab, {learner.name}"
-    return realm
+    if endpoints is None:
+        return realm
+    values = {"LAB_ZTS_ISSUER": endpoints.zts, "LAB_MCP_RESOURCE": endpoints.mcp}
+    text = _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), json.dumps(realm))
+    resolved: dict[str, Any] = json.loads(text)
+    return resolved
 
 
 def render_keycloak(
@@ -260,7 +278,10 @@ class ApplyKeycloak:
         from lab.backends.kind import apply_documents
 
         realm = json.loads(self.realm_file.read_text())
-        realms = [room_realm(realm, learner) for learner in self.people]
+        realms = [
+            room_realm(realm, p, room_plan.learner_settings(ctx.settings, p.number).endpoints)
+            for p in self.people
+        ]
         docs = render_keycloak(realms, room_plan.ROOM_PORT_BASE, ctx.settings.host)
         apply_documents(ctx.api_client, docs)
 

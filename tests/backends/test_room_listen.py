@@ -4,6 +4,7 @@ learner has their own ports and issuers, and the forwards carry exactly those po
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -146,3 +147,22 @@ def test_the_room_record_keeps_the_listen_address_for_later_commands(tmp_path: A
     later = room.Room(Settings(home=tmp_path))  # e.g. `lab room status` with no options
     assert (later.listen, later.context, later.creates_cluster) == (LISTEN, "workshop", False)
     assert later.settings.host == LISTEN
+
+
+def test_each_learner_realm_lets_id_jags_name_only_that_learners_zts_and_mcp() -> None:
+    """Step 18: Keycloak issues ID-JAGs for the audiences its realm allows. One Keycloak serves
+    every learner, so each realm carries that learner's own ZTS issuer and MCP resource."""
+    lab_realm = json.loads(plan.REALM_FILE.read_text())
+    learner = room.Learner(4)
+    endpoints = room_plan.learner_settings(instructor(), learner.number).endpoints
+    text = json.dumps(room.room_realm(lab_realm, learner, endpoints))
+    assert "${LAB_" not in text
+    assert f"http://{LISTEN}:20041/zts/v1" in text
+    assert f"http://{LISTEN}:20044/mcp" in text
+    assert "127.0.0.1:8443" not in text
+
+
+def test_single_lab_keycloak_gets_the_zts_and_mcp_urls_for_its_realm_placeholders() -> None:
+    env = plan.keycloak_run(Settings.from_env({"LAB_HOST": LISTEN})).kwargs["environment"]
+    assert env["LAB_ZTS_ISSUER"] == f"http://{LISTEN}:8443/zts/v1"
+    assert env["LAB_MCP_RESOURCE"] == f"http://{LISTEN}:8101/mcp"
