@@ -37,8 +37,24 @@ class DeferredApp:
         self._built = threading.Event()
         self._started: asyncio.Event | None = None  # created in the serving loop
         self._thread = threading.Thread(target=self._run_build, name=f"build-{part}", daemon=True)
+        self._start_lock = threading.Lock()
+        self._build_started = False
 
-    def start_building(self) -> None:
+    def start_building(self, after_s: float = 0.0) -> None:
+        """Build now, or ``after_s`` from now; a request for the part (not its ``/healthz``)
+        starts the build at once if it has not started yet."""
+        if after_s <= 0:
+            self._start_once()
+            return
+        timer = threading.Timer(after_s, self._start_once)
+        timer.daemon = True
+        timer.start()
+
+    def _start_once(self) -> None:
+        with self._start_lock:
+            if self._build_started:
+                return
+            self._build_started = True
         self._thread.start()
 
     def _run_build(self) -> None:
@@ -67,6 +83,7 @@ class DeferredApp:
                     send, 200, b'{"status":"ok","part":"%s","building":true}' % (self.part.encode())
                 )
                 return
+            self._start_once()  # someone needs the part now
             try:
                 await asyncio.wait_for(started.wait(), READY_TIMEOUT_S)
             except TimeoutError:

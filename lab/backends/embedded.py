@@ -843,6 +843,10 @@ def unavailable_app(part: str, detail: str) -> Starlette:
 #: Parts built in the background while the others already serve (see lab.backends.deferred):
 #: the MCP server's SDK import is most of a warm `lab up` otherwise.
 DEFERRED_PARTS = ("mcp",)
+#: ...and started this long after the others serve, so the import (a second of CPU) does not
+#: compete with their first answers, `lab up`'s health checks; a request for the part starts
+#: it at once.
+DEFERRED_BUILD_AFTER_S = 0.5
 
 
 def build_apps(settings: Settings, deferred: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -873,7 +877,7 @@ def build_apps(settings: Settings, deferred: tuple[str, ...] = ()) -> dict[str, 
             built[key] = unavailable_app(key, f"{type(exc).__name__}: {exc}")
         log.info("built %s in %.0f ms", key, (time.perf_counter() - started) * 1000)
     for app in later:
-        app.start_building()
+        app.start_building(after_s=DEFERRED_BUILD_AFTER_S)
     apps = {
         "idp": built.get("idp"),
         "zms": built["pdp"],
@@ -963,6 +967,9 @@ async def serve_all(apps: Mapping[str, Any], sockets: Mapping[str, socket.socket
 
 
 def main() -> None:
+    from lab.startup import skip_httpx_cli
+
+    skip_httpx_cli()  # before any part imports httpx
     import asyncio
     import logging
 

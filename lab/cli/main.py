@@ -59,6 +59,9 @@ def _runtime_backend(settings: Any) -> str | None:
 
 def run() -> None:
     """Console-script entry point (``lab``)."""
+    from lab.startup import skip_httpx_cli
+
+    skip_httpx_cli()
     start_runtime_early(sys.argv[1:])
     from lab.cli.app import app
 

@@ -20,9 +20,7 @@ from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
-import httpx
 
-from lab.oauth import http as lab_http
 from lab.oauth.admin import ReplayCache
 from lab.oauth.errors import InvalidToken, OAuthError
 from lab.oauth.jose import (
@@ -274,6 +272,11 @@ class PolicyCache:
 
     # ------------------------------------------------------------------ the one network call
     def _fetch(self, cached: _Cached | None) -> _Cached:
+        # httpx loads with the first fetch, not with the server: not on `lab up`'s path.
+        import httpx
+
+        from lab.oauth import http as lab_http
+
         headers = {"If-None-Match": cached.etag} if cached is not None and cached.etag else {}
         try:
             response = lab_http.get(self.url, headers=headers, timeout=self._timeout)

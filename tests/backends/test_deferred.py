@@ -72,3 +72,33 @@ def test_a_failed_background_build_answers_unhealthy_with_its_error() -> None:
         status = probe_part("mcp", f"{url}/healthz")
     assert status.healthy is False
     assert status.detail == "unavailable: ImportError: No module named 'mcp'"
+
+
+def test_a_delayed_build_waits_for_its_time_unless_a_request_needs_the_part() -> None:
+    builds: list[str] = []
+    events: list[str] = []
+
+    def build() -> Starlette:
+        builds.append("built")
+        return _real_app(events)
+
+    deferred = DeferredApp("mcp", build, unavailable_app)
+    deferred.start_building(after_s=60)  # far later than this test
+    with serve_in_thread(deferred, bind_socket("127.0.0.1", 0)) as url:
+        assert probe_part("mcp", f"{url}/healthz").healthy
+        assert builds == []  # health checks do not start it
+        response = httpx.get(f"{url}/hello", timeout=30)  # a request does, and waits for it
+        assert response.status_code == 200 and builds == ["built"]
+        deferred.start_building()  # a second start (the timer's) builds nothing more
+    assert builds == ["built"]
+
+
+def test_a_delayed_build_starts_by_itself_when_its_time_comes() -> None:
+    done = threading.Event()
+
+    def build() -> Starlette:
+        done.set()
+        return _real_app([])
+
+    DeferredApp("mcp", build, unavailable_app).start_building(after_s=0.05)
+    assert done.wait(10)

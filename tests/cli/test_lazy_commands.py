@@ -173,3 +173,14 @@ def test_verify_and_run_load_the_agent_in_the_background() -> None:
         "[t.join(120) for t in threading.enumerate() if t.name == 'lab-preload']"
     )
     assert {"lab.agent.chain", "mcp", "lab.steps.engine"} <= modules
+
+
+def test_lab_processes_load_httpx_without_its_command_line_tool() -> None:
+    modules = _modules_after(
+        "from lab.startup import skip_httpx_cli\n"
+        "skip_httpx_cli()\n"
+        "import httpx\n"
+        "httpx.Client().close()\n"
+    )
+    assert "httpx" in modules
+    assert "click" not in modules and "pygments" not in modules
