@@ -308,3 +308,148 @@ def test_a_static_resolver_takes_a_missing_kid_only_when_one_key_exists() -> Non
     assert both("b") is two
     with pytest.raises(JwtValidationError, match="unknown signing key id 'c'"):
         both("c")
+
+
+def test_keys_are_p256_by_default_rsa_2048_on_request_and_nothing_else() -> None:
+    default = generate_private_key()
+    assert isinstance(default, ec.EllipticCurvePrivateKey) and default.curve.name == "secp256r1"
+    assert generate_private_key("RS256").key_size == 2048
+    with pytest.raises(ValueError) as refused:
+        generate_private_key("HS256")
+    assert str(refused.value) == "unsupported algorithm 'HS256'; use one of ('RS256', 'ES256')"
+
+
+def test_public_pem_takes_a_public_key_as_well() -> None:
+    public = generate_private_key().public_key()
+    assert jose.load_public_key(jose.public_pem(public)).public_numbers() == public.public_numbers()
+
+
+def test_a_token_fingerprint_is_twelve_hex_characters_of_its_sha256() -> None:
+    import hashlib
+
+    assert jose.token_fingerprint("a.b.c") == hashlib.sha256(b"a.b.c").hexdigest()[:12]
+
+
+def test_base64url_strips_only_the_padding() -> None:
+    assert jose.b64url(b"\x00\x00\x17") == "AAAX"  # a trailing X is data, not padding
+    assert jose.b64url(b"\x00") == "AA"
+
+
+def test_an_unreadable_private_key_file_is_named() -> None:
+    import tempfile
+    from pathlib import Path
+
+    pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "k.pem"
+        path.write_bytes(pem)
+        with pytest.raises(ValueError) as refused:
+            jose.load_private_key(path)
+    assert str(refused.value) == f"{path}: only RSA and P-256 EC keys are supported"
+
+
+# -------------------------------------------------------------------- reading tokens
+
+
+@pytest.mark.parametrize("read", [jose.unverified_header, jose.unverified_claims])
+def test_token_length_bounds_are_exact(read: Any) -> None:
+    for refused in ("", "a" * (jose.MAX_TOKEN_LENGTH + 1), None, b"a.b.c"):
+        with pytest.raises(JwtValidationError) as error:
+            read(refused)
+        assert error.value.reason == "token is empty or too large"
+    with pytest.raises(JwtValidationError) as error:
+        read("a" * jose.MAX_TOKEN_LENGTH)  # at the bound: read, then refused as malformed
+    assert error.value.reason == "malformed token: Not enough segments"
+
+
+def test_unverified_claims_names_what_is_malformed() -> None:
+    with pytest.raises(JwtValidationError) as error:
+        jose.unverified_claims("a.b")
+    assert error.value.reason == "malformed token: Not enough segments"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [True, False, "1700000000", None, float("nan"), float("inf"), -1, 2**53, [1]],
+    ids=repr,
+)
+@pytest.mark.parametrize("name", ["exp", "iat", "nbf", "auth_time"])
+def test_a_time_claim_that_is_no_numeric_date_is_refused(name: str, value: Any) -> None:
+    with pytest.raises(JwtValidationError) as error:
+        jose.check_numeric_dates({name: value})
+    assert error.value.reason == f"{name} must be a NumericDate (seconds since the epoch)"
+
+
+@pytest.mark.parametrize("value", [0, 0.5, 1_700_000_000, 2**53 - 1])
+def test_numeric_dates_from_zero_to_below_2_to_the_53_are_accepted(value: Any) -> None:
+    jose.check_numeric_dates({"exp": value, "iat": value, "nbf": value, "auth_time": value})
+
+
+def test_a_bad_later_time_claim_is_refused_when_earlier_ones_are_absent() -> None:
+    with pytest.raises(JwtValidationError, match="^nbf must be a NumericDate"):
+        jose.check_numeric_dates({"nbf": "soon"})
+
+
+# -------------------------------------------------------------------- lifetimes
+
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def wall(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jose.time, "time", lambda: NOW)
+
+
+@pytest.mark.parametrize("claims", [{}, {"exp": True}, {"exp": "1800000000"}], ids=repr)
+def test_a_lifetime_check_needs_a_numeric_exp(claims: dict[str, Any]) -> None:
+    with pytest.raises(JwtValidationError) as error:
+        jose.check_lifetime(claims, 60)
+    assert error.value.reason == "token has no numeric exp"
+
+
+def test_exp_minus_iat_beyond_the_bound_is_refused_at_the_bound_accepted(wall: None) -> None:
+    jose.check_lifetime({"iat": NOW - 100, "exp": NOW - 40}, 60)  # exactly 60 s
+    with pytest.raises(JwtValidationError) as error:
+        jose.check_lifetime({"iat": NOW - 100, "exp": NOW - 39}, 60)
+    assert error.value.reason == "token lifetime exp - iat exceeds 60 seconds"
+    jose.check_lifetime({"iat": True, "exp": NOW - 39}, 60)  # a boolean iat is no iat
+
+
+def test_exp_further_ahead_than_the_bound_plus_leeway_is_refused(wall: None) -> None:
+    jose.check_lifetime({"exp": NOW + 60 + 30}, 60, leeway=30)  # exactly at the bound
+    with pytest.raises(JwtValidationError) as error:
+        jose.check_lifetime({"exp": NOW + 60 + 31}, 60, leeway=30)
+    assert error.value.reason == "token expires more than 60 seconds from now"
+
+
+# -------------------------------------------------------------------- key lookup, assertions
+
+
+def test_a_jwks_with_one_key_never_lends_it_to_another_kid() -> None:
+    only = key_entry("k1")
+    cache = JwksCache(URL, client=Idp({"keys": [only]}).client())
+    assert cache.resolve(None) is cache.resolve("k1")  # no kid and a single key: that key
+    with pytest.raises(JwtValidationError, match="unknown signing key id 'k2'"):
+        cache.resolve("k2")
+    two = JwksCache(URL, client=Idp({"keys": [only, key_entry("k2")]}).client())
+    with pytest.raises(JwtValidationError, match="unknown signing key id None"):
+        two.resolve(None)
+
+
+def test_a_client_assertion_lives_60_s_carries_extra_claims_and_typ_jwt() -> None:
+    key = jose.SigningKey(generate_private_key(), "kid-1")
+    token = jose.make_client_assertion("ai.agent", key, "https://zts", extra={"foo": "bar"})
+    claims, header = jose.unverified_claims(token), jose.unverified_header(token)
+    assert claims["exp"] - claims["iat"] == 60
+    assert (claims["iss"], claims["sub"], claims["aud"], claims["foo"]) == (
+        "ai.agent",
+        "ai.agent",
+        "https://zts",
+        "bar",
+    )
+    assert header["typ"] == "JWT" and header["kid"] == "kid-1"
