@@ -2,12 +2,16 @@
 
 Each round runs every command once, in the same order, with the interpreter's own start-up
 (``python -c pass``) as the floor beside them, so a busy machine slows all of them alike and the
-min/median over rounds are comparable. The load average is recorded before and after each run.
+min/median over rounds are comparable. The load average is recorded beside each run, and so is
+the command's CPU time (user + system of the process and the children it waited for), which a
+busy machine does not stretch the way it stretches wall-clock time. ``lab up``'s CPU is the
+command's own: the runtime it starts is detached, not a child it waits for.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,6 +36,7 @@ class Timed:
     argv: list[str]
     before: Callable[[], None] | None = None  # untimed preparation (e.g. `lab down` before `up`)
     samples: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     loads: list[list[float]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -44,22 +49,33 @@ class Timed:
             "median_s": round(statistics.median(self.samples), 3),
             "max_s": round(max(self.samples), 3),
             "samples_s": [round(s, 3) for s in self.samples],
+            "cpu_min_s": round(min(self.cpu), 3),
+            "cpu_median_s": round(statistics.median(self.cpu), 3),
+            "cpu_s": [round(c, 3) for c in self.cpu],
             "loadavg": self.loads,
         }
 
 
 def run_once(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+    return run_timed(argv, env, cwd)[0]
+
+
+def run_timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one run of ``argv`` as a new process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
         argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=600, check=False
     )
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(
             f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}"
             f"\n{proc.stderr[-2000:]}"
         )
-    return elapsed
+    return elapsed, cpu
 
 
 def interleaved(
@@ -70,9 +86,10 @@ def interleaved(
             if command.before is not None:
                 command.before()
             load = loadavg()
-            elapsed = run_once(command.argv, env, cwd)
+            elapsed, cpu = run_timed(command.argv, env, cwd)
             if round_number >= warmup:
                 command.samples.append(elapsed)
+                command.cpu.append(cpu)
                 command.loads.append(load)
     return {command.name: command.summary() for command in commands}
 
