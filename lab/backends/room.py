@@ -435,6 +435,7 @@ class Room:
             LEARNER_PASSWORD,
             keys.key_file(ADMIN_PRINCIPAL).read_bytes(),
             kubeconfig,
+            {name: keys.key_file(name).read_bytes() for name in room_join.BUNDLE_SERVICE_KEYS},
         )
         path = self.join_bundle_path(learner)
         room_join.write_bundle(path, bundle)

@@ -3,8 +3,10 @@
 ``lab room up`` writes one bundle per learner (``$LAB_HOME/room/learner-NN/join.json``, 0600):
 their endpoints on the room's listen address and port block, their namespace and kube context,
 their Keycloak user and password, the IdP URL, their own admin key (each learner's namespace
-trusts only that learner's admin public key) and a kubeconfig holding only their namespace's
-token (lab.backends.room_plan.learner_access: restart their PDP, record their progress).
+trusts only that learner's admin public key), their MCP server's key (steps sign the MCP
+server's token exchange by hand with it, as on a single lab) and a kubeconfig holding only
+their namespace's token (lab.backends.room_plan.learner_access: restart their PDP, record their
+progress).
 ``lab room join FILE`` on the learner's laptop turns it into a ``$LAB_HOME`` the kind backend
 reads: the admin key and kubeconfig (0600) and ``runtime.json`` (``backend: kind``), so
 ``lab step N``, ``lab verify`` and ``lab reset`` go to that namespace.
@@ -22,11 +24,13 @@ import yaml
 
 from lab.backends import room_plan
 from lab.backends.base import BackendError
-from lab.config import ADMIN_PRINCIPAL, Settings
-from lab.oauth.jose import PrivateKey, public_pem, write_private_key
+from lab.config import ADMIN_PRINCIPAL, AGENT_PRINCIPAL, MCP_PRINCIPAL, Settings
+from lab.oauth.jose import PrivateKey, ensure_private_key, public_pem, write_private_key
 
 BUNDLE_KIND = "idjag-lab-room-join"
 BUNDLE_VERSION = 1
+#: Keys of the learner's own parts that their steps sign with (principal names).
+BUNDLE_SERVICE_KEYS = (MCP_PRINCIPAL,)
 #: The learner's namespaced kubeconfig in their ``$LAB_HOME`` (0600).
 KUBECONFIG_FILE = "room-kubeconfig.yaml"
 
@@ -40,6 +44,7 @@ def make_bundle(
     password: str,
     admin_key_pem: bytes,
     kubeconfig: dict[str, Any] | None = None,
+    service_keys: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """One learner's bundle (``settings.host`` is the room's listen address)."""
     own = room_plan.learner_settings(settings, number)
@@ -59,6 +64,8 @@ def make_bundle(
     }
     if kubeconfig is not None:
         bundle["kubeconfig"] = kubeconfig
+    if service_keys:
+        bundle["service_keys"] = {name: pem.decode() for name, pem in service_keys.items()}
     return bundle
 
 
@@ -104,6 +111,23 @@ def apply_bundle(bundle: dict[str, Any], settings: Settings) -> Path:
         ) from None
     write_private_key(key_path, key)
     key_path.with_name(f"{ADMIN_PRINCIPAL}.pub.pem").write_bytes(public_pem(key))
+    # The learner's own MCP server's key: steps register it, and steps 6, 7 and 15 make the MCP
+    # server's token exchange by hand, signed with it (as on a single lab, where it is theirs).
+    for principal in BUNDLE_SERVICE_KEYS:
+        pem_text = dict(bundle.get("service_keys") or {}).get(principal)
+        if pem_text is None:
+            continue
+        try:
+            service_key = load_private_key_bytes(str(pem_text).encode())
+        except ValueError as exc:
+            raise BackendError(
+                f"the bundle's {principal} key is unreadable: {exc}", "ask for your join.json again"
+            ) from None
+        path = settings.key_file(principal)
+        write_private_key(path, service_key)
+        path.with_name(f"{principal}.pub.pem").write_bytes(public_pem(service_key))
+    # The agent's own key is made here and never leaves the laptop (steps register it).
+    ensure_private_key(settings.key_file(AGENT_PRINCIPAL))
     kubeconfig_path: str | None = None
     if isinstance(bundle.get("kubeconfig"), dict):
         path = home / KUBECONFIG_FILE

@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from lab.backends import room, room_join, room_plan
-from lab.backends.kind import KindBackend
+from lab.backends.kind import KindBackend, ensure_local_keys
 from lab.cli.room import room_app
 from lab.config import ADMIN_PRINCIPAL, Settings
-from lab.oauth.jose import ensure_private_key, key_id, load_private_key
+from lab.oauth.jose import key_id, load_private_key
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def bundle_file(tmp_path: Path) -> Path:
     workshop = room.Room(instructor, context="kind-idjag-lab")
     learner = room.Learner(3)
     keys = replace(workshop.settings, home=workshop.learner_home(learner))
-    ensure_private_key(keys.key_file(ADMIN_PRINCIPAL))  # what EnsureKeys makes in `room up`
+    ensure_local_keys(keys.keys_dir)  # what EnsureKeys makes in `room up`
     return workshop.write_join_bundle(learner)
 
 
@@ -82,3 +82,22 @@ def test_a_joined_learner_never_owns_the_rooms_cluster(
     backend = KindBackend(Settings(home=learner_home))
     assert backend.creates_cluster is False  # `lab down` leaves the instructor's kind alone
     assert (backend.context, backend.namespace) == ("kind-idjag-lab", "idjag-learner-03")
+
+
+def test_join_brings_the_learners_mcp_key_and_makes_the_agents_key_locally(
+    bundle_file: Path, tmp_path: Path
+) -> None:
+    """Steps register the MCP server's key and sign its token exchange by hand (steps 6, 7,
+    15), as on a single lab; the agent's key is made on the laptop and never sent anywhere."""
+    from lab.config import AGENT_PRINCIPAL, MCP_PRINCIPAL
+
+    laptop = Settings(home=tmp_path / "laptop")
+    room_join.apply_bundle(room_join.read_bundle(bundle_file), laptop)
+    issued = load_private_key(bundle_file.parent / "keys" / f"{MCP_PRINCIPAL}.pem")
+    mcp_key = laptop.key_file(MCP_PRINCIPAL)
+    assert stat.S_IMODE(mcp_key.stat().st_mode) == 0o600
+    assert key_id(load_private_key(mcp_key)) == key_id(issued)
+    assert (laptop.keys_dir / f"{MCP_PRINCIPAL}.pub.pem").exists()
+    agent = laptop.key_file(AGENT_PRINCIPAL)
+    assert stat.S_IMODE(agent.stat().st_mode) == 0o600
+    assert "ai.agent" not in json.dumps(room_join.read_bundle(bundle_file).get("service_keys"))

@@ -17,11 +17,10 @@ from kubernetes import client as k8s
 from typer.testing import CliRunner
 
 from lab.backends import kind, room, room_join, room_plan
-from lab.backends.kind import KindBackend
+from lab.backends.kind import KindBackend, ensure_local_keys
 from lab.cli import engine
 from lab.cli.room import room_app, status_table
-from lab.config import ADMIN_PRINCIPAL, Settings
-from lab.oauth.jose import ensure_private_key
+from lab.config import Settings
 
 LABELS = {"app.kubernetes.io/part-of": "idjag-lab"}
 
@@ -123,7 +122,7 @@ def joined(tmp_path: Path) -> Settings:
     workshop = room.Room(instructor, context="workshop")
     learner = room.Learner(2)
     keys = replace(workshop.settings, home=workshop.learner_home(learner))
-    ensure_private_key(keys.key_file(ADMIN_PRINCIPAL))
+    ensure_local_keys(keys.keys_dir)
     access = room.kubeconfig_document(
         server="https://192.0.2.50:19443",
         ca_data="Q0E=",
