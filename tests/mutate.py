@@ -42,6 +42,8 @@ TARGETS: dict[str, Target] = {
         ("lab.oauth.resource_server.*",),
         (
             "tests/reliability/test_policy_cache.py",
+            "tests/docapi/test_docapi_policy.py",
+            "tests/mcpserver/test_mcp_auth.py",
             _SECURITY + "test_policy_matching.py",
             _SECURITY + "test_mutation_survivors_resource_server.py",
         ),

@@ -453,3 +453,75 @@ def test_a_client_assertion_lives_60_s_carries_extra_claims_and_typ_jwt() -> Non
         "bar",
     )
     assert header["typ"] == "JWT" and header["kid"] == "kid-1"
+
+
+def test_a_refused_typ_is_named_with_the_types_accepted() -> None:
+    key = jose.SigningKey(generate_private_key(), "kid-1")
+    token = key.sign({"exp": jose.now() + 60, "iat": jose.now()}, typ="foo")
+    resolver = jose.static_key_resolver({"kid-1": key.key.public_key()})
+    with pytest.raises(JwtValidationError) as error:
+        jose.verify_jwt(token, resolver, typ=["at+jwt", "JWT"])
+    assert (
+        error.value.reason == "token type 'foo' is not accepted here (expected 'JWT' or 'at+jwt')"
+    )
+
+
+# -------------------------------------------------------------------- verify_jwt's refusals
+
+
+@pytest.fixture
+def signer() -> jose.SigningKey:
+    return jose.SigningKey(generate_private_key(), "kid-1")
+
+
+def _verify(signer: jose.SigningKey, token: str, **options: Any) -> dict[str, Any]:
+    resolver = jose.static_key_resolver({"kid-1": signer.key.public_key()})
+    return jose.verify_jwt(token, resolver, **options)
+
+
+def _reason(signer: jose.SigningKey, token: str, **options: Any) -> str:
+    with pytest.raises(JwtValidationError) as error:
+        _verify(signer, token, **options)
+    return error.value.reason
+
+
+def test_verify_jwt_names_each_refusal_exactly(signer: jose.SigningKey) -> None:
+    t = jose.now()
+    sign = signer.sign
+    assert _reason(signer, sign({"exp": t - 60, "iat": t - 120})) == "token has expired"
+    assert (
+        _reason(signer, sign({"exp": t + 600, "iat": t, "nbf": t + 300}))
+        == "token is not yet valid (nbf or iat in the future)"
+    )
+    ok = {"exp": t + 60, "iat": t, "aud": "a", "iss": "i"}
+    assert _reason(signer, sign(ok), audience="b") == "token audience is not accepted here"
+    assert _reason(signer, sign(ok), issuer=["j", "k"]) == "token issuer is not accepted here"
+    assert _verify(signer, sign(ok), issuer=["j", "i"], audience=["b", "a"])["iss"] == "i"
+    other = jose.SigningKey(generate_private_key(), "kid-1").sign(ok)
+    assert _reason(signer, other) == "token signature is invalid"
+    numeric_sub = sign({**ok, "sub": 7})
+    assert _reason(signer, numeric_sub) == "token is invalid: Subject must be a string"
+
+
+def test_a_key_of_another_algorithm_is_refused_by_name(signer: jose.SigningKey) -> None:
+    t = jose.now()
+    token = signer.sign({"exp": t + 60, "iat": t})  # ES256
+    rsa_key = generate_private_key("RS256").public_key()
+    with pytest.raises(JwtValidationError) as error:
+        jose.verify_jwt(token, jose.static_key_resolver({"kid-1": rsa_key}))
+    assert error.value.reason == "algorithm 'ES256' does not match the signing key"
+
+
+def test_the_leeway_given_applies_to_expiry_and_to_the_lifetime_bound(
+    signer: jose.SigningKey,
+) -> None:
+    t = jose.now()
+    recently_expired = signer.sign({"exp": t - 10, "iat": t - 70})
+    assert _verify(signer, recently_expired)["exp"] == t - 10  # default leeway 30 s
+    assert _reason(signer, recently_expired, leeway=0) == "token has expired"
+    far = signer.sign({"exp": t + 80})  # no iat: only "how far ahead" bounds it
+    assert _verify(signer, far, required=["exp"], max_lifetime=60, leeway=45)["exp"] == t + 80
+    assert (
+        _reason(signer, far, required=["exp"], max_lifetime=60, leeway=5)
+        == "token expires more than 60 seconds from now"
+    )
