@@ -19,7 +19,7 @@ from typing import Any
 import httpx2
 from mcp.types import CallToolResult, Tool
 
-from lab.agent.mcp_client import mcp_session, refusal_of
+from lab.agent.mcp_client import mcp_session, refusal_of, tls_context
 from lab.agent.recorder import Recorder
 
 TIMEOUT_S = 30.0
@@ -77,7 +77,9 @@ class Upstream:
                 hooks[name].extend(functions)
         hooks["response"].append(hook)
         headers = {**self.headers, **extra, "Authorization": f"Bearer {token}"}
-        return httpx2.AsyncClient(headers=headers, event_hooks=hooks, timeout=TIMEOUT_S)
+        return httpx2.AsyncClient(
+            headers=headers, event_hooks=hooks, timeout=TIMEOUT_S, verify=tls_context()
+        )
 
     async def list_tools(self, token: str, headers: Mapping[str, str] | None = None) -> list[Tool]:
         hook = _RefusalHook()
