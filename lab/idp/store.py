@@ -19,6 +19,11 @@ from typing import Generic, TypeVar
 LOGIN_PAGE_LIFESPAN_S = 1800
 #: How long after its expiry a redeemed code is remembered, so a replay can revoke its session.
 SPENT_CODE_MEMORY_S = 600
+#: Live sessions one user may hold with one client; a new sign-in beyond it ends the oldest
+#: (Keycloak's "User session limits" with "Terminate oldest session"). Without a bound, an agent
+#: signing in again and again grows the IdP by one session per sign-in for the whole idle
+#: timeout (30 minutes): issue #21's RSS creep.
+MAX_SESSIONS_PER_USER_CLIENT = 32
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,11 @@ class _Expiring(Generic[T]):
 
     def pop(self, key: str) -> T | None:
         entry = self.items.pop(key, None)
+        if len(self.heap) > 2 * len(self.items) + 64:
+            # Popped and re-put items leave their heap entries behind until they would have
+            # expired (a login page's: 30 minutes): rebuild once they outnumber the live ones.
+            self.heap = [(expires_at, k) for k, (expires_at, _) in self.items.items()]
+            heapq.heapify(self.heap)
         return None if entry is None else entry[1]
 
     def sweep(self, now: float) -> None:
@@ -108,6 +118,10 @@ class IdpStore:
         self._sessions: _Expiring[UserSession] = _Expiring()
         #: Redeemed codes -> the session they started, to detect replays (kept a while).
         self._spent: _Expiring[str] = _Expiring()
+        #: (user, client) -> their live session ids, oldest first (MAX_SESSIONS_PER_USER_CLIENT).
+        self._sessions_of: dict[tuple[str, str], list[str]] = {}
+        #: session id -> codes redeemed for it (forgotten with the session: nothing to revoke).
+        self._spent_of: dict[str, list[str]] = {}
         self.code_lifespan_s = code_lifespan_s
         self.session_idle_s = session_idle_s
         self.session_max_s = session_max_s
@@ -158,9 +172,10 @@ class IdpStore:
                 if spent_sid is not None:
                     # RFC 6749 §4.1.2: a code used twice SHOULD revoke the tokens issued from
                     # it. Keycloak ends the session, so the first redemption's refresh token dies.
-                    self._sessions.pop(spent_sid)
+                    self._forget_session(spent_sid)
                 return None
             self._spent.put(code, found.sid, found.expires_at + SPENT_CODE_MEMORY_S)
+            self._spent_of.setdefault(found.sid, []).append(code)
         if found.expires_at <= now:
             return None
         return found
@@ -173,6 +188,11 @@ class IdpStore:
         with self._lock:
             self._sweep(now)
             self._sessions.put(session.sid, session, self._session_expiry(session))
+            live = self._sessions_of.setdefault((user_id, client_id), [])
+            live[:] = [sid for sid in live if sid in self._sessions.items]
+            live.append(session.sid)
+            while len(live) > MAX_SESSIONS_PER_USER_CLIENT:
+                self._forget_session(live.pop(0))
         return session
 
     def active_session(self, sid: str) -> UserSession | None:
@@ -192,7 +212,22 @@ class IdpStore:
 
     def end_session(self, sid: str) -> bool:
         with self._lock:
-            return self._sessions.pop(sid) is not None
+            return self._forget_session(sid)
+
+    def _forget_session(self, sid: str) -> bool:
+        """End a session (lock held) with what was kept only for it."""
+        session = self._sessions.pop(sid)
+        for code in self._spent_of.pop(sid, ()):
+            self._spent.pop(code)
+        if session is not None:
+            key = (session.user_id, session.client_id)
+            live = self._sessions_of.get(key)
+            if live is not None:
+                if sid in live:
+                    live.remove(sid)
+                if not live:
+                    del self._sessions_of[key]
+        return session is not None
 
     def session_expiry(self, session: UserSession) -> float:
         return self._session_expiry(session)
@@ -207,3 +242,16 @@ class IdpStore:
         self._codes.sweep(now)
         self._sessions.sweep(now)
         self._spent.sweep(now)
+        if len(self._spent_of) > 2 * len(self._spent.items) + 64:
+            # Codes of sessions that expired (not ended) leave their index entries: drop them.
+            self._spent_of = {
+                sid: kept
+                for sid, codes in self._spent_of.items()
+                if (kept := [c for c in codes if c in self._spent.items])
+            }
+        if len(self._sessions_of) > 2 * len(self._sessions.items) + 64:
+            self._sessions_of = {
+                key: kept
+                for key, sids in self._sessions_of.items()
+                if (kept := [sid for sid in sids if sid in self._sessions.items])
+            }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.idp.store import _Expiring
+from lab.idp.store import MAX_SESSIONS_PER_USER_CLIENT, AuthRequest, IdpStore, _Expiring
 
 
 def test_a_sweep_removes_what_expired_and_keeps_what_lives() -> None:
@@ -26,3 +26,56 @@ def test_an_expired_item_is_not_served_before_a_sweep() -> None:
     items.put("k", "v", expires_at=10.0)
     assert items.get("k", now=9.0) == "v"
     assert items.get("k", now=10.0) is None
+
+
+def test_popped_items_do_not_leave_their_heap_entries_behind_for_ever() -> None:
+    items: _Expiring[str] = _Expiring()
+    for index in range(10_000):
+        items.put(f"login-{index}", "v", expires_at=1e12)  # a login page lives 30 minutes
+        items.pop(f"login-{index}")  # ... but is finished at once
+    assert items.items == {}
+    assert len(items.heap) <= 64
+
+
+def _store() -> IdpStore:
+    return IdpStore(code_lifespan_s=60, session_idle_s=1800, session_max_s=36000)
+
+
+def test_a_user_holds_a_bounded_number_of_sessions_per_client_the_oldest_ends() -> None:
+    store = _store()
+    first = store.start_session("u1", "ai.agent")
+    other_client = store.start_session("u1", "other")
+    other_user = store.start_session("u2", "ai.agent")
+    later = [store.start_session("u1", "ai.agent") for _ in range(MAX_SESSIONS_PER_USER_CLIENT)]
+    assert store.active_session(first.sid) is None  # the oldest ended (Keycloak: terminate oldest)
+    assert all(store.active_session(s.sid) is not None for s in later)
+    assert store.active_session(other_client.sid) is not None
+    assert store.active_session(other_user.sid) is not None
+    assert len(store._sessions.items) == MAX_SESSIONS_PER_USER_CLIENT + 2
+
+
+def test_a_redeemed_code_is_remembered_while_its_session_lives_only() -> None:
+    store = _store()
+    session = store.start_session("u1", "ai.agent")
+    request = AuthRequest(
+        "ai.agent", "http://127.0.0.1/cb", "openid", None, None, "query", None, None
+    )
+    code = store.issue_code(request, session)
+    assert store.redeem_code(code.code) is not None
+    assert store.redeem_code(code.code) is None  # a replay ends the session (RFC 6749 §4.1.2)
+    assert store.active_session(session.sid) is None
+    assert store._spent.items == {} and store._spent_of == {}
+
+
+def test_many_sign_ins_of_one_user_keep_the_store_bounded() -> None:
+    store = _store()
+    request = AuthRequest(
+        "ai.agent", "http://127.0.0.1/cb", "openid", None, None, "query", None, None
+    )
+    for _ in range(2_000):
+        session = store.start_session("u1", "ai.agent")
+        store.redeem_code(store.issue_code(request, session).code)
+    assert len(store._sessions.items) == MAX_SESSIONS_PER_USER_CLIENT
+    assert len(store._spent.items) <= MAX_SESSIONS_PER_USER_CLIENT
+    assert len(store._sessions.heap) <= 2 * MAX_SESSIONS_PER_USER_CLIENT + 64
+    assert len(store._spent.heap) <= 2 * MAX_SESSIONS_PER_USER_CLIENT + 64
