@@ -24,6 +24,7 @@ Allowed decisions are always recorded (they carry the single-use jtis of issued 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -32,7 +33,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,74 @@ class AuditLog:
     ) -> dict[str, Any] | None:
         """Append one sealed record; ``None`` when a refused or unauthenticated one is over its
         rate (see the module docstring)."""
+        build = self._builder(
+            correlation_id=correlation_id,
+            client=client,
+            subject=subject,
+            resource=resource,
+            action=action,
+            allowed=allowed,
+            reason=reason,
+            jti=jti,
+            authenticated=authenticated,
+        )
+        if build is None:
+            return None
+        return self.store.append_audit(build, single_use, seal=self._seal)
+
+    async def record_async(
+        self,
+        *,
+        correlation_id: str,
+        client: str | None,
+        subject: str | None,
+        resource: str | None,
+        action: str,
+        allowed: bool,
+        reason: str,
+        jti: str | None = None,
+        single_use: Sequence[tuple[str, int]] = (),
+        authenticated: bool = True,
+    ) -> dict[str, Any] | None:
+        """:meth:`record` for an event loop: the same record, durable on return, but awaited
+        on the loop instead of blocking a worker thread through the commit's fsync."""
+        build = self._builder(
+            correlation_id=correlation_id,
+            client=client,
+            subject=subject,
+            resource=resource,
+            action=action,
+            allowed=allowed,
+            reason=reason,
+            jti=jti,
+            authenticated=authenticated,
+        )
+        if build is None:
+            return None
+        loop = asyncio.get_running_loop()
+        committed: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(_settle, committed)
+
+        pending = self.store.submit_audit(build, single_use, seal=self._seal, on_done=wake)
+        if not pending.done.is_set():
+            await committed
+        return pending.result()
+
+    def _builder(
+        self,
+        *,
+        correlation_id: str,
+        client: str | None,
+        subject: str | None,
+        resource: str | None,
+        action: str,
+        allowed: bool,
+        reason: str,
+        jti: str | None,
+        authenticated: bool,
+    ) -> Callable[[int, str], dict[str, Any]] | None:
         admitted, dropped = self._admit(client, allowed=allowed, authenticated=authenticated)
         if not admitted:
             return None
@@ -250,7 +319,7 @@ class AuditLog:
                 jti=_bounded(jti),
             )
 
-        return self.store.append_audit(build, single_use, seal=self._seal)
+        return build
 
     def verify(self) -> list[str]:
         """Problems with the chain *and* its seals (rewrites, truncation, forged seals).
@@ -304,3 +373,8 @@ class AuditLog:
             elif found != cp_hash:
                 problems.append(f"checkpoint {cp_seq}: the record was rewritten")
         return problems
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -21,7 +21,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -98,8 +98,18 @@ class _PendingAppend:
     #: ``seal(seq, hash)`` -> the MACed chain head and maybe a checkpoint (lab.pdp.audit).
     seal: Any = None
     done: threading.Event = field(default_factory=threading.Event)
+    #: Called by the committer thread once ``done`` is set (an event loop's waiter, see
+    #: :meth:`Store.submit_audit`).
+    on_done: Callable[[], None] | None = None
     record: dict[str, Any] | None = None
     error: BaseException | None = None
+
+    def result(self) -> dict[str, Any]:
+        """The durable record, or the append's error raised (:class:`ReplayDetected`, ...)."""
+        if self.error is not None:
+            raise self.error
+        assert self.record is not None
+        return self.record
 
 
 class ReplayDetected(Exception):
@@ -492,7 +502,21 @@ class Store:
         transaction (one fsync for the batch), each append in its own savepoint so a replay
         rolls back only its own rows. Alone, an append is committed at once as before.
         """
-        pending = _PendingAppend(build, tuple(single_use), seal)
+        pending = self.submit_audit(build, single_use, seal)
+        pending.done.wait()
+        return pending.result()
+
+    def submit_audit(
+        self,
+        build: Any,
+        single_use: Sequence[tuple[str, int]] = (),
+        seal: Any = None,
+        on_done: Callable[[], None] | None = None,
+    ) -> _PendingAppend:
+        """Queue an append for the committer without waiting: :meth:`append_audit` for callers
+        that wait elsewhere (an event loop, woken by ``on_done`` from the committer thread,
+        instead of a worker thread blocked until the fsync). ``result()`` once done."""
+        pending = _PendingAppend(build, tuple(single_use), seal, on_done=on_done)
         with self._audit_queue_ready:
             self._audit_queue.append(pending)
             if self._committer is None:
@@ -501,11 +525,7 @@ class Store:
                 )
                 self._committer.start()
             self._audit_queue_ready.notify()
-        pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.record is not None
-        return pending.record
+        return pending
 
     @staticmethod
     def _write_seal(conn: sqlite3.Connection, seq: int, record_hash: str, seal: Any) -> None:
@@ -540,6 +560,10 @@ class Store:
             finally:
                 for item in batch:
                     item.done.set()
+                    if item.on_done is not None:
+                        # The waiter's loop may have closed meanwhile: nothing to wake then.
+                        with contextlib.suppress(Exception):
+                            item.on_done()
 
     def _commit_audit_batch(self, batch: list[_PendingAppend]) -> None:
         with self.write(changes_policy=False) as conn:

@@ -7,6 +7,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
+import anyio.to_thread
+from starlette.concurrency import run_in_threadpool
+
 from lab.oauth.errors import InvalidRequest, OAuthError, UnsupportedGrantType
 from lab.pdp.client_auth import REPLAYED_CLIENT_ASSERTION, authenticate_client, refuse_client
 from lab.pdp.core import Pdp
@@ -25,6 +29,11 @@ GRANT_CLASSES: tuple[type[Grant], ...] = (
 )
 
 
+#: Worker threads running token requests' CPU work at once (the GIL runs one anyway; more
+#: threads only add GIL hand-offs and context switches). The wait for the commit is not on them.
+WORKER_THREADS = 4
+
+
 def replay_error(jti_key: str) -> OAuthError:
     """A jti used by a concurrent request between our check and our commit."""
     if jti_key.startswith("client:"):
@@ -36,8 +45,51 @@ class TokenEndpoint:
     def __init__(self, pdp: Pdp) -> None:
         self.pdp = pdp
         self.grants = {cls.grant_type: cls(pdp) for cls in GRANT_CLASSES}
+        self._limiter: anyio.CapacityLimiter | None = None
 
     def handle(self, form: dict[str, str], headers: Mapping[str, str]) -> GrantResult:
+        request, outcome = self.decide(form, headers)
+        if isinstance(outcome, GrantResult):
+            try:
+                # The allow record and the single-use jtis commit together, before the token
+                # leaves: a crash can never hand out a token whose assertion is still unused.
+                self._log(request, self.pdp.audit.record(**self._allow(request)))
+                return self._answer(request, outcome)
+            except ReplayDetected as replayed:
+                outcome = replay_error(replayed.jti)
+        answer = self._replay_first(request, outcome)
+        request.single_use.clear()
+        self._log(request, self.pdp.audit.record(**self._deny(request, answer)))
+        raise answer
+
+    async def handle_async(self, form: dict[str, str], headers: Mapping[str, str]) -> GrantResult:
+        """:meth:`handle` for the route: the grant's work runs in a worker thread, the wait for
+        the audit record's commit (an fsync, shared by a batch) on the event loop, so a worker
+        thread is busy only while there is work and the pool contending for the GIL stays
+        small. The same decisions, records and order as :meth:`handle`."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(WORKER_THREADS)
+        request, outcome = await anyio.to_thread.run_sync(
+            self.decide, form, headers, limiter=self._limiter
+        )
+        if isinstance(outcome, GrantResult):
+            try:
+                self._log(request, await self.pdp.audit.record_async(**self._allow(request)))
+                return self._answer(request, outcome)
+            except ReplayDetected as replayed:
+                outcome = replay_error(replayed.jti)
+        answer = outcome
+        if request.single_use:
+            answer = await run_in_threadpool(self._replay_first, request, outcome)
+        request.single_use.clear()
+        self._log(request, await self.pdp.audit.record_async(**self._deny(request, answer)))
+        raise answer
+
+    def decide(
+        self, form: dict[str, str], headers: Mapping[str, str]
+    ) -> tuple[TokenRequest, GrantResult | OAuthError]:
+        """Authenticate the client and run the grant: the token to hand out once its allow
+        record is durable, or the refusal to record and answer. Nothing is written here."""
         correlation_id = headers.get("x-correlation-id", "")[:64] or uuid.uuid4().hex[:16]
         request = TokenRequest(form=form, client="", correlation_id=correlation_id)
         try:
@@ -45,21 +97,13 @@ class TokenEndpoint:
             request.action = f"token:{grant.grant_type.rsplit(':', 1)[-1]}"
             request.client = authenticate_client(self.pdp, form, headers, request.single_use)
             validated = grant.validate(request)
-            result = grant.issue(request, validated)
-            try:
-                # The allow record and the single-use jtis commit together, before the token
-                # leaves: a crash can never hand out a token whose assertion is still unused.
-                self._audit(request, allowed=True, reason=request.reason or "granted")
-            except ReplayDetected as replayed:
-                raise replay_error(replayed.jti) from None
+            return request, grant.issue(request, validated)
         except OAuthError as refused:
-            answer = self._replay_first(request, refused)
-            request.single_use.clear()
-            self._audit(request, allowed=False, reason=f"{answer.error}: {answer.athenz_message}")
-            if answer is refused:
-                raise
-            raise answer from None
-        result.headers["X-Correlation-Id"] = correlation_id
+            return request, refused
+
+    @staticmethod
+    def _answer(request: TokenRequest, result: GrantResult) -> GrantResult:
+        result.headers["X-Correlation-Id"] = request.correlation_id
         return result
 
     def _replay_first(self, request: TokenRequest, refused: OAuthError) -> OAuthError:
@@ -90,21 +134,35 @@ class TokenEndpoint:
             )
         return grant
 
-    def _audit(self, request: TokenRequest, *, allowed: bool, reason: str) -> None:
-        record = self.pdp.audit.record(
-            correlation_id=request.correlation_id,
-            client=request.client or None,
-            subject=request.subject,
-            resource=request.resource,
-            action=request.action,
-            allowed=allowed,
-            reason=reason,
-            jti=request.jti,
-            single_use=request.single_use,
+    @staticmethod
+    def _allow(request: TokenRequest) -> dict[str, Any]:
+        return TokenEndpoint._record_fields(request, True, request.reason or "granted")
+
+    @staticmethod
+    def _deny(request: TokenRequest, answer: OAuthError) -> dict[str, Any]:
+        return TokenEndpoint._record_fields(
+            request, False, f"{answer.error}: {answer.athenz_message}"
+        )
+
+    @staticmethod
+    def _record_fields(request: TokenRequest, allowed: bool, reason: str) -> dict[str, Any]:
+        return {
+            "correlation_id": request.correlation_id,
+            "client": request.client or None,
+            "subject": request.subject,
+            "resource": request.resource,
+            "action": request.action,
+            "allowed": allowed,
+            "reason": reason,
+            "jti": request.jti,
+            "single_use": request.single_use,
             # An unauthenticated request, or a refused one of an authenticated client, adds
             # records at a bounded rate (lab.pdp.audit); an allowed one always does.
-            authenticated=bool(request.client),
-        )
+            "authenticated": bool(request.client),
+        }
+
+    @staticmethod
+    def _log(request: TokenRequest, record: dict[str, Any] | None) -> None:
         if record is None:
             log.info("token deny client=%s (over the audit rate)", request.client or "-")
             return

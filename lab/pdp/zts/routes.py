@@ -83,7 +83,7 @@ def build_routes(pdp: Pdp) -> list[Route]:
     async def token(request: Request) -> Response:
         form = await read_form(request)
         headers = {k.lower(): v for k, v in request.headers.items()}
-        result = await run_in_threadpool(token_endpoint.handle, form, headers)
+        result = await token_endpoint.handle_async(form, headers)
         return JSONResponse(result.body, headers={**NO_STORE, **result.headers})
 
     async def keys(request: Request) -> Response:

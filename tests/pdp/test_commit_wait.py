@@ -1,0 +1,77 @@
+"""A token request waits for its audit record's commit on the event loop, not on a worker
+thread (issue #21): more requests than worker threads can be waiting for one commit, and
+each answer still comes only once its record is durable."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import types
+from typing import Any
+
+import pytest
+
+from lab.oauth.errors import InvalidClient
+from lab.pdp.core import Pdp
+from lab.pdp.store import Store
+from lab.pdp.zts.dispatcher import WORKER_THREADS, TokenEndpoint
+from tests.pdp.conftest import LEARNER, PdpLab
+
+
+def test_more_requests_than_worker_threads_wait_for_one_held_commit(world: PdpLab) -> None:
+    pdp = Pdp.open(world.settings)
+    endpoint = TokenEndpoint(pdp)
+    store = pdp.store
+    gate = threading.Event()
+    held: list[int] = []
+    original = Store._commit_audit_batch
+
+    def held_commit(self: Store, batch: list[Any]) -> None:
+        held.append(len(batch))
+        gate.wait(30)
+        original(self, batch)
+
+    store._commit_audit_batch = types.MethodType(held_commit, store)  # type: ignore[method-assign]
+    count = WORKER_THREADS + 3
+    forms = [
+        {
+            "grant_type": "client_credentials",
+            "scope": "api:role.docs-getter",
+            **world.client_assertion(LEARNER),
+        }
+        for _ in range(count)
+    ]
+    before = store.audit_last_seq()
+
+    def waiting() -> int:
+        with store._audit_queue_ready:
+            return sum(held[:1]) + len(store._audit_queue)
+
+    async def run() -> list[Any]:
+        tasks = [asyncio.create_task(endpoint.handle_async(form, {})) for form in forms]
+        for _ in range(3000):
+            if waiting() == count:
+                break
+            await asyncio.sleep(0.01)
+        assert waiting() == count  # every request is past its worker thread, none answered
+        assert not any(task.done() for task in tasks)
+        assert store.audit_last_seq() == before  # nothing durable yet, so nothing answered
+        gate.set()
+        return await asyncio.gather(*tasks)
+
+    results = asyncio.run(run())
+    assert all(result.body["access_token"] for result in results)
+    assert store.audit_last_seq() == before + count
+
+
+def test_the_async_path_refuses_a_replay_like_the_sync_one(world: PdpLab) -> None:
+    endpoint = TokenEndpoint(Pdp.open(world.settings))
+    form = {
+        "grant_type": "client_credentials",
+        "scope": "api:role.docs-getter",
+        **world.client_assertion(LEARNER),
+    }
+    assert asyncio.run(endpoint.handle_async(dict(form), {})).body["access_token"]
+    with pytest.raises(InvalidClient, match="already been used") as refused:
+        asyncio.run(endpoint.handle_async(dict(form), {}))
+    assert refused.value.error == "invalid_client"
