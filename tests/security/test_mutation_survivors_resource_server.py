@@ -286,3 +286,46 @@ def test_a_maintenance_call_before_the_admin_key_exists_is_refused_by_name(tmp_p
         "the admin public key user.athenz_admin.pub.pem is not provisioned yet"
     )
     assert not isinstance(refused.value, MissingToken)
+
+
+def test_a_maintenance_call_needs_a_single_use_assertion_of_the_admin(tmp_path: Any) -> None:
+    from lab.config import ADMIN_PRINCIPAL
+    from lab.oauth.admin import make_admin_assertion
+    from lab.oauth.errors import InvalidToken
+    from lab.oauth.jose import SigningKey
+
+    admin = SigningKey.load_or_create(tmp_path / "user.athenz_admin.pem")
+    public = tmp_path / "user.athenz_admin.pub.pem"  # written beside the key
+    audience = "http://docapi.test"
+    good = make_admin_assertion(ADMIN_PRINCIPAL, admin, audience)
+    headers = {"authorization": f"Bearer {good}"}
+    assert rs.verify_admin_request(headers, public, audience)["sub"] == ADMIN_PRINCIPAL
+    with pytest.raises(InvalidToken) as replayed:
+        rs.verify_admin_request(headers, public, audience)
+    assert replayed.value.description == "assertion has already been used"
+    # Signed with the admin's key but naming another principal: not the admin.
+    other = make_admin_assertion("ai.agent", admin, audience)
+    with pytest.raises(InvalidToken) as refused:
+        rs.verify_admin_request({"authorization": f"Bearer {other}"}, public, audience)
+    assert refused.value.description == f"only {ADMIN_PRINCIPAL} may call this endpoint"
+
+
+def test_the_caller_summary_shows_who_and_never_the_token() -> None:
+    claims = {
+        "sub": "human.u",
+        "client_id": "ai.agent",
+        "act": {"sub": "mcp.m"},
+        "aud": "api",
+        "scope": "docs-getter",
+        "jti": "j1",
+        "exp": 1,
+        "secret": "x",
+    }
+    assert rs.caller_summary(claims) == {
+        "sub": "human.u",
+        "client_id": "ai.agent",
+        "act": {"sub": "mcp.m"},
+        "aud": "api",
+        "scope": "docs-getter",
+        "jti": "j1",
+    }
