@@ -301,6 +301,21 @@ def test_a_step_run_in_the_terminal_appears_on_the_page_live(page: Browser, stac
     page.wait_for(
         "document.querySelector('#steps button[data-step=\"1\"] .status').textContent === 'passed'"
     )
+    # The audit view follows the PDP's trail too, checked again by `lab audit --verify`: step 6
+    # asks the PDP for tokens.
+    ready = stack.lab("reset", "--to", "6", timeout=RUN_TIMEOUT_S)
+    assert ready.returncode == 0, ready.stderr
+    page.wait_for("document.getElementById('audit-verdict').dataset.valid === 'true'", 60)
+    newest = "(document.querySelector('#audit-records tr:last-child td') || {}).textContent"
+    before = page.eval(newest) or "0"
+    done = stack.lab("step", "6", "--json", timeout=RUN_TIMEOUT_S)
+    assert json.loads(done.stdout)["status"] == "passed", done.stderr
+    later = page.wait_for(
+        "document.getElementById('audit-verdict').dataset.valid === 'true'"
+        f" && {newest} !== {json.dumps(before)} && {newest}",
+        60,
+    )
+    assert int(later) > int(before)  # the newest record's seq
 
 
 def show_run(page: Browser, number: int) -> None:

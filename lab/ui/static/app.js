@@ -409,10 +409,12 @@ async function runAll() {
   const buttons = ["run-all", "run-step", "reset-step"].map((id) => document.getElementById(id));
   status.textContent = "Running every step from the baseline (lab run)…";
   for (const button of buttons) button.disabled = true;
+  buttons[0].dataset.running = "true";
   let answer;
   try {
     answer = await post("/api/run-all");
   } finally {
+    delete buttons[0].dataset.running;
     buttons[0].disabled = !state.token;
     buttons[1].disabled = buttons[2].disabled = !state.token || state.current === null;
   }
@@ -440,11 +442,26 @@ async function resetToCurrent() {
   await loadSteps();
 }
 
+// A step run from a terminal adds decisions too: the audit view follows, at most once every few
+// seconds (each check is a `lab audit --verify`), and not while the whole lab runs from here
+// (that run checks it once at its end).
+let auditTimer = null;
+function refreshAuditSoon() {
+  if (auditTimer !== null || document.getElementById("run-all").dataset.running) return;
+  auditTimer = setTimeout(async () => {
+    auditTimer = null;
+    await loadAudit();
+  }, 3000);
+}
+
 function follow() {
   const events = new EventSource("/api/events");
+  let first = true;
   events.addEventListener("changed", async () => {
     await loadSteps();
     await loadRun();
+    if (!first) refreshAuditSoon();
+    first = false;
   });
 }
 
