@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -133,16 +134,33 @@ def test_without_a_copy_the_refusal_names_the_last_error(pdp: Pdp) -> None:
     assert c.health() == (False, "the PDP answered 500 for the signed policy data of api")
 
 
-def test_a_reader_waiting_on_another_refresh_is_told_to_try_again(pdp: Pdp) -> None:
-    c = cache(timeout_s=0.1)
+@pytest.mark.parametrize("form", ["thread", "async"])
+def test_a_reader_waiting_on_another_refresh_is_told_to_try_again(pdp: Pdp, form: str) -> None:
+    c = cache(timeout_s=0.2)
     assert c._refreshing.acquire(blocking=False)  # another caller's first fetch is running
+    started = time.monotonic()
     try:
         with pytest.raises(PolicyUnavailable) as refused:
-            c.current()
+            if form == "thread":
+                c.current()
+            else:
+                anyio.run(c.current_async)
     finally:
         c._refreshing.release()
+    elapsed = time.monotonic() - started
     assert refused.value.description == "signed policy data is being fetched; try again"
+    assert 0.18 <= elapsed < 0.9  # waited for its deadline, in small steps
     assert pdp.calls == []
+
+
+@pytest.mark.parametrize("form", ["thread", "async"])
+def test_a_fresh_copy_is_served_without_a_fetch(pdp: Pdp, form: str) -> None:
+    policy = FakePolicy()
+    c = cache(policy, refresh_s=60.0)
+    for _ in range(3):
+        got = c.current() if form == "thread" else anyio.run(c.current_async)
+        assert got is policy
+    assert len(pdp.calls) == 1
 
 
 def test_health_before_any_fetch_and_with_a_copy(pdp: Pdp) -> None:
