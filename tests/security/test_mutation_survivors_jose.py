@@ -526,3 +526,12 @@ def test_the_leeway_given_applies_to_expiry_and_to_the_lifetime_bound(
         _reason(signer, far, required=["exp"], max_lifetime=60, leeway=5)
         == "token expires more than 60 seconds from now"
     )
+
+
+def test_unreadable_claims_under_a_readable_header_are_named_by_pyjwts_reason() -> None:
+    header = jose.b64url(b'{"alg":"ES256","typ":"JWT"}')
+    token = f"{header}.{jose.b64url(b'[1]')}.c2ln"
+    assert jose.unverified_header(token) == {"alg": "ES256", "typ": "JWT"}
+    with pytest.raises(JwtValidationError) as error:
+        jose.unverified_claims(token)
+    assert error.value.reason == "malformed token: Invalid payload string: must be a json object"

@@ -347,3 +347,28 @@ def test_the_caller_summary_shows_who_and_never_the_token() -> None:
         "scope": "docs-getter",
         "jti": "j1",
     }
+
+
+# -------------------------------------------------------------------- exact boundaries
+
+
+def test_a_copy_is_unusable_from_the_instant_it_expires() -> None:
+    cached = rs._Cached(FakePolicy(expires_at=1000.0), '"v"', 0.0)  # type: ignore[arg-type]
+    assert cached.usable(999.999) is True
+    assert cached.usable(1000.0) is False
+    assert rs._Cached(None, None, 0.0).usable(1e12) is True  # no such domain: nothing expires
+
+
+def test_a_copy_is_stale_exactly_refresh_s_after_its_fetch(
+    pdp: Pdp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [5000.0]
+    monkeypatch.setattr(rs.time, "monotonic", lambda: now[0])
+    c = cache(refresh_s=10.0)
+    c.current()
+    now[0] = 5009.5
+    c.current()
+    assert len(pdp.calls) == 1
+    now[0] = 5010.0
+    c.current()
+    assert len(pdp.calls) == 2
