@@ -1,0 +1,149 @@
+"""Tests written for mutants of ``lab/idp/grants.py`` that ``make mutate`` found alive
+(docs/dev/mutation.md): the exact refusals of each grant, and the request parameters each one
+reads. Unit level, on the realm of ``test_idp_grants.py`` (a public client, a second client,
+a disabled user, brute-force protection on).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lab.idp.grants import Grants
+from lab.idp.realm import Client, load_realm
+from lab.idp.store import IdpStore
+from lab.idp.tokens import TokenIssuer
+from lab.oauth.errors import InvalidScope, OAuthError, UnauthorizedClient
+from lab.oauth.jose import SigningKey
+from tests.idp.helpers import CLIENT_ID
+from tests.security.test_idp_grants import OTHER_CLIENT, PUBLIC_CLIENT, _code_for, _form, edit_realm
+
+
+@pytest.fixture
+def grants(tmp_path: Path, write_realm: Callable[..., Path]) -> Grants:
+    realm = load_realm(write_realm(edit_realm))
+    key = SigningKey.load_or_create(tmp_path / "idp.pem", "RS256")
+    issuer = TokenIssuer(realm, "http://127.0.0.1:1/realms/idjag", key)
+    store = IdpStore(code_lifespan_s=60, session_idle_s=1800, session_max_s=36000)
+    return Grants(issuer, store)
+
+
+def client(grants: Grants, client_id: str) -> Client:
+    found = grants.realm.client(client_id)
+    assert found is not None
+    return found
+
+
+def refusal(call: Callable[[], object]) -> OAuthError:
+    with pytest.raises(OAuthError) as refused:
+        call()
+    return refused.value
+
+
+# -------------------------------------------------------------------- client_credentials
+
+
+def test_a_public_client_is_refused_client_credentials_in_keycloaks_words(grants: Grants) -> None:
+    error = refusal(lambda: grants.client_credentials(client(grants, PUBLIC_CLIENT), {}))
+    assert isinstance(error, UnauthorizedClient)
+    assert error.description == "Public client not allowed to retrieve service account"
+
+
+def test_client_credentials_reads_the_scope_parameter(grants: Grants) -> None:
+    agent = dataclasses.replace(client(grants, CLIENT_ID), service_accounts=True)
+    error = refusal(lambda: grants.client_credentials(agent, {"scope": "no-such-scope"}))
+    assert isinstance(error, InvalidScope)
+    assert error.description == "Invalid scopes: no-such-scope"
+    body = grants.client_credentials(agent, {"scope": ""})  # "" is absent, as Keycloak reads it
+    assert "refresh_token" not in body and body["refresh_expires_in"] == 0
+
+
+def test_client_credentials_needs_service_accounts_enabled(grants: Grants) -> None:
+    error = refusal(lambda: grants.client_credentials(client(grants, CLIENT_ID), {}))
+    assert isinstance(error, UnauthorizedClient)
+    assert error.description == "Client not enabled to retrieve service account"
+
+
+def test_an_unknown_grant_type_is_unsupported(grants: Grants) -> None:
+    error = refusal(lambda: grants.run("urn:x", client(grants, CLIENT_ID), {}))
+    assert (error.error, error.description) == ("unsupported_grant_type", "Unsupported grant_type")
+
+
+# -------------------------------------------------------------------- authorization_code
+
+
+def test_authorization_code_refusals_in_keycloaks_words(grants: Grants) -> None:
+    agent = client(grants, CLIENT_ID)
+    no_flow = dataclasses.replace(agent, standard_flow=False)
+    error = refusal(lambda: grants.authorization_code(no_flow, {}))
+    assert (error.error, error.description) == (
+        "unauthorized_client",
+        "Client not allowed to exchange code",
+    )
+    error = refusal(lambda: grants.authorization_code(agent, {"code": ""}))
+    assert (error.error, error.description) == ("invalid_request", "Missing parameter: code")
+    error = refusal(lambda: grants.authorization_code(agent, {"code": "nope"}))
+    assert (error.error, error.description) == ("invalid_grant", "Code not valid")
+    code, verifier = _code_for(grants, "idjag-learner")
+    other = client(grants, OTHER_CLIENT)
+    error = refusal(lambda: grants.authorization_code(other, _form(code, verifier)))
+    assert (error.error, error.description) == ("invalid_grant", "Auth error")
+    code, verifier = _code_for(grants, "idjag-learner")
+    wrong_uri = {**_form(code, verifier), "redirect_uri": "http://127.0.0.1/other"}
+    error = refusal(lambda: grants.authorization_code(agent, wrong_uri))
+    assert (error.error, error.description) == ("invalid_grant", "Incorrect redirect_uri")
+    code, verifier = _code_for(grants, "idjag-learner")
+    for sid in list(grants.store._sessions.items):  # noqa: SLF001 - end every session
+        grants.store.end_session(sid)
+    error = refusal(lambda: grants.authorization_code(agent, _form(code, verifier)))
+    assert (error.error, error.description) == ("invalid_grant", "Session not active")
+
+
+# -------------------------------------------------------------------- password, refresh_token
+
+
+def _password(grants: Grants, username: str, secret: str = "password") -> dict[str, object]:
+    form = {"username": username, "password": secret, "scope": "openid"}
+    return grants.password(client(grants, CLIENT_ID), form)
+
+
+def test_password_refusals_in_keycloaks_words(grants: Grants) -> None:
+    agent = client(grants, CLIENT_ID)
+    no_direct = dataclasses.replace(agent, direct_access_grants=False)
+    error = refusal(lambda: grants.password(no_direct, {}))
+    assert (error.error, error.description) == (
+        "unauthorized_client",
+        "Client not allowed for direct access grants",
+    )
+    error = refusal(lambda: _password(grants, "idjag-learner", "wrong"))
+    assert (error.error, error.description) == ("invalid_grant", "Invalid user credentials")
+    error = refusal(lambda: _password(grants, "idjag-disabled"))
+    assert (error.error, error.description) == ("invalid_grant", "Account disabled")
+
+
+def test_refresh_token_refusals_in_keycloaks_words(grants: Grants) -> None:
+    agent = client(grants, CLIENT_ID)
+    error = refusal(lambda: grants.refresh_token(agent, {"refresh_token": ""}))
+    assert (error.error, error.description) == (
+        "invalid_request",
+        "Missing parameter: refresh_token",
+    )
+    error = refusal(lambda: grants.refresh_token(agent, {"refresh_token": "a.b"}))
+    assert (error.error, error.description) == (
+        "invalid_grant",
+        "Invalid refresh token: malformed token: Not enough segments",
+    )
+    refresh = str(_password(grants, "idjag-learner")["refresh_token"])
+    other = client(grants, OTHER_CLIENT)
+    error = refusal(lambda: grants.refresh_token(other, {"refresh_token": refresh}))
+    assert (error.error, error.description) == (
+        "invalid_grant",
+        "Invalid refresh token. Token client and authorized client don't match",
+    )
+    error = refusal(lambda: grants.refresh_token(agent, {"refresh_token": refresh, "scope": "x"}))
+    assert (error.error, error.description) == ("invalid_scope", "Invalid scopes: x")
+    renewed = grants.refresh_token(agent, {"refresh_token": refresh, "scope": "openid"})
+    assert renewed["scope"] == "openid" or "openid" in str(renewed["scope"]).split()
