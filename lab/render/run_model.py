@@ -100,7 +100,7 @@ def action_model(action: ActionResult) -> dict[str, Any]:
         "duration_ms": action.duration_ms,
         "captured": sorted(action.captured),
         "calls": [call_model(e) for e in action.exchanges],
-        "tokens": [token_model(t, focus) for t in action.tokens],
+        "tokens": [token_model(t, focus, focus_is_declared(action)) for t in action.tokens],
         "checks": [
             {**c.as_dict(), **({} if c.passed else {"reproduce": action.curl or action.command})}
             for c in action.checks
@@ -124,6 +124,17 @@ def focus_claims(action: ActionResult) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def focus_is_declared(action: ActionResult) -> bool:
+    """Whether the step names the claims that matter here (``show:`` or its expectations)."""
+    if action.show:
+        return True
+    for check in action.checks:
+        words = check.query.split()
+        if len(words) >= 4 and words[0] == "token" and words[2] == "claim":
+            return True
+    return False
+
+
 def checked_headers(action: ActionResult) -> list[str]:
     """Response headers the action's expectations read (shown in the default view)."""
     names = []
@@ -134,7 +145,9 @@ def checked_headers(action: ActionResult) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def token_model(token: TokenSeen, focus: list[str]) -> dict[str, Any]:
+def token_model(
+    token: TokenSeen, focus: list[str], focus_declared: bool = True
+) -> dict[str, Any]:
     diff = [
         {"claim": name, "before": before, "after": after, "kind": change_kind(before, after)}
         for name, before, after in token.changes
@@ -145,6 +158,9 @@ def token_model(token: TokenSeen, focus: list[str]) -> dict[str, Any]:
         "header": token.header,
         "claims": token.claims,
         "focus": [n for n in focus if n in token.claims],
+        # Whether the focus is the step's own (show: or the claims its checks read), not the
+        # default list: the terminal's default view shows only the step's own.
+        "focus_declared": focus_declared,
         "changes": [
             {k: d[k] for k in ("claim", "before", "after")}
             for d in diff

@@ -37,9 +37,14 @@ TIME_CLAIMS = ("exp", "iat", "nbf", "auth_time")
 SHOWN_HEADERS = ("content-type", "www-authenticate", "location", "etag")
 MAX_BODY_LINES = 30  # --verbose: a body longer than this is clipped
 FOCUS_BODY_LINES = 8  # default view: a JSON body longer than this is summarized
+COMPACT_JSON = 150  # default view: a JSON body this short (as one line) is shown on one line
 LONG_VALUE = 120
 PASS, FAIL = "✓", "✗"
 INDENT = 2
+#: Marks, among a step's seen things, a request line already shown (a repeat is shortened).
+SEEN_REQUEST = "request:"
+#: MCP calls before the tool call: the default view shows them on a step's first MCP action.
+MCP_HANDSHAKE = ("server/discover", "initialize", "tools/list")
 
 
 def print_step_result(
@@ -74,8 +79,9 @@ def render_model(
     model: dict[str, Any], *, show_body: bool = True, verbose: bool = False, program: str = "lab"
 ) -> list[RenderableType]:
     mode = "" if model["mode"] == "run" else f" [{model['mode']}]"
+    # A Text title: "[check]" in a markup string would be swallowed as a style tag.
     out: list[RenderableType] = [
-        Rule(f"Step {model['number']} · {model['title']}{mode}", style="bold")
+        Rule(Text(f"Step {model['number']} · {model['title']}{mode}"), style="bold")
     ]
     narrative = model["narrative"]
     if show_body and narrative["opening"]:
@@ -89,7 +95,12 @@ def render_model(
         )
     # The default view draws the lineage and the swimlanes for a whole chain (through the MCP
     # server's exchange to the document API); --verbose draws them whenever there are any.
-    whole_chain = any(e["label"].startswith("exchanged") for e in model["lineage"])
+    # The whole ID-JAG chain: an ID-JAG and the MCP server's exchanged token (steps 7 and 8
+    # exchange without an ID-JAG; their diagrams are behind --verbose).
+    labels = [str(e["label"]) for e in model["lineage"]]
+    whole_chain = any(x.startswith("exchanged") for x in labels) and any(
+        "id-jag" in str(e.get("typ", "")) for e in model["lineage"]
+    )
     if model["lineage"] and (verbose or whole_chain):
         out.append(render_lineage(model["lineage"]))
     if model["sequence"] and (verbose or whole_chain):
@@ -102,29 +113,55 @@ def render_model(
         and model["status"] != "challenge"
         and model["mode"] != "check"
     ):
-        out.append(Rule(style="dim"))
-        out.extend(render_prose(narrative["rest"]))
-    out.append(render_summary(model, program))
+        out.extend(
+            render_narrative_rest(narrative["rest"], model, verbose=verbose, program=program)
+        )
+    out.append(render_summary(model, program, verbose=verbose))
     return out
 
 
-def render_summary(model: dict[str, Any], program: str = "lab") -> RenderableType:
+def render_narrative_rest(
+    rest: str, model: dict[str, Any], *, verbose: bool, program: str = "lab"
+) -> list[RenderableType]:
+    """After the actions: --verbose gives the whole narrative; the default view, which must
+    fit a few 80×24 screens, its closing paragraph (what the learner should now see) and where
+    the whole explanation is."""
+    paragraphs = [p for p in re.split(r"\n[ \t]*\n", rest.strip()) if p.strip()]
+    if verbose or len(paragraphs) <= 1:
+        return [Rule(style="dim"), *render_prose(rest)]
+    # The rule that ends the actions says where the whole explanation is.
+    pointer = Text(f"whole explanation: {program} step {model['number']} --verbose")
+    return [Rule(pointer, style="dim", align="right"), *render_prose(paragraphs[-1])]
+
+
+def render_summary(
+    model: dict[str, Any], program: str = "lab", *, verbose: bool = False
+) -> RenderableType:
     checks = model["checks"]
     passed = sum(c["passed"] for c in checks)
     status = model["status"]
     style = {"passed": "bold green", "skipped": "bold yellow", "challenge": "bold yellow"}.get(
         status, "bold red"
     )
-    line = Text(status.upper(), style=style)
-    line.append(f"  {passed}/{len(checks)} checks  {model['duration_ms']:.0f} ms", style="default")
-    parts: list[RenderableType] = [Rule(style="dim"), line]
+    if status == "skipped" and model["mode"] == "check" and not checks:
+        # A step that changes no state: its reason is printed above; "0/0 checks" would say
+        # nothing (and look like a check that forgot to run).
+        line = Text("NOTHING TO CHECK", style=style)
+    else:
+        line = Text(status.upper(), style=style)
+        line.append(
+            f"  {passed}/{len(checks)} checks  {model['duration_ms']:.0f} ms", style="default"
+        )
+    # --verbose rules the summary off; the default view saves the line (PASSED stands out).
+    parts: list[RenderableType] = [Rule(style="dim"), line] if verbose else [line]
     if status in ("failed", "error") and model["message"]:
         parts.append(Text(model["message"], style="red"))
     if status == "challenge" and model["message"]:
         parts.append(Text(model["message"], style="yellow"))
     if status == "passed" and model["mode"] in ("run", "solution"):
         if model["next_step"] is not None:
-            parts.append(Text(f"Next: {program} step {model['next_step']}", style="bold"))
+            follow = Text(f"Next: {program} step {model['next_step']}", style="bold")
+            parts[-1] = SideBySide(line, follow)  # on the PASSED line when it fits
         else:
             parts.append(Text("You have finished the lab: every step is done.", style="bold"))
     return Group(*parts)
@@ -228,10 +265,16 @@ def render_action(
     action: dict[str, Any], model: dict[str, Any], *, verbose: bool, seen_tools: set[str]
 ) -> list[RenderableType]:
     title = Text("▸ ", style="bold cyan")
-    title.append(action["id"], style="bold")
-    if action["say"]:
-        title.append(f" — {action['say']}")
-    out: list[RenderableType] = [Text(""), title]
+    if verbose or not action["say"]:
+        title.append(action["id"], style="bold")
+        if action["say"]:
+            title.append(f" — {action['say']}")
+    else:
+        # The default view is read, not debugged: the sentence says what happens (a failed
+        # check names the action id in its details).
+        title.append(action["say"])
+    # --verbose separates actions by a blank line; the default view keeps them on few screens.
+    out: list[RenderableType] = [Text(""), title] if verbose else [HangingText(title)]
     body: list[RenderableType] = []
     if verbose:
         command = action["curl"] or action["command"]
@@ -244,7 +287,10 @@ def render_action(
     else:
         if not action["calls"] and action["command"]:
             body.append(Text(f"$ {shorten_tokens(action['command'])}", style="cyan"))
-        body.extend(render_calls_focused(action, seen_tools))
+        if is_sign_in(action):
+            body.append(sign_in_line(action["calls"]))
+        else:
+            body.extend(render_calls_focused(action, seen_tools))
         if action["kind"] == "audit" and isinstance(action["result"], dict):
             body.append(render_audit_summary(action["result"]))
         elif shows_result(action) and action["kind"] != "wait":
@@ -258,11 +304,33 @@ def render_action(
         body.extend(render_check(check, action, model, verbose=verbose))
     if action["error"]:
         body.append(Text(f"{FAIL} {action['error']}", style="bold red"))
+    if not verbose:
+        body = [PackedLines(body)]
     out.extend(
         b if isinstance(b, CommandBlock) and b.flush else Padding(b, (0, 0, 0, INDENT))
         for b in body
     )
     return out
+
+
+def is_sign_in(action: dict[str, Any]) -> bool:
+    """An agent action whose calls all went to the IdP: a sign-in (step 9 shows each call)."""
+    calls = action["calls"]
+    return (
+        action["kind"] == "agent"
+        and len(calls) > 1
+        and all(c["party"] == "IdP" and not c["mcp"] for c in calls)
+    )
+
+
+def sign_in_line(calls: list[dict[str, Any]]) -> StatusLine:
+    """The sign-in's calls on one line: how many, and the status of the last (the token)."""
+    line = StatusLine(f"sign-in at the IdP: {len(calls)} calls ", style="cyan")
+    line.append_text(status_text(calls[-1]))
+    for call in calls:
+        if (call["status"] or 0) >= 400 and call["summary"]:
+            line.append(f"\n  {call['summary']}", style="yellow")
+    return line
 
 
 def shows_result(action: dict[str, Any]) -> bool:
@@ -279,6 +347,24 @@ def render_calls_focused(action: dict[str, Any], seen_tools: set[str]) -> list[R
         mcp = call["mcp"]
         if mcp and mcp["method"].startswith("notifications/"):
             continue
+        if mcp and mcp["method"] in MCP_HANDSHAKE and (call["status"] or 0) < 400:
+            # The handshake is shown once per step; later actions show their tool call.
+            if f"#{mcp['method']}" in seen_tools:
+                continue
+            seen_tools.add(f"#{mcp['method']}")
+        if mcp and (call["status"] or 0) >= 400 and not mcp.get("error") and out:
+            last = out[-1]
+            if (
+                isinstance(last, Text)
+                and last.plain.startswith("MCP ")
+                and last.plain.endswith(f"  → {call['status']}")
+            ):
+                # The SDK's next probe refused the same way: one line names both.
+                head = last.plain.rsplit("  → ", 1)[0]
+                merged = Text(f"{head}, {mcp.get('method')}  ", style="cyan")
+                merged.append_text(status_text(call))
+                out[-1] = merged
+                continue
         if mcp:
             line = Text(f"MCP {mcp.get('method')}", style="cyan")
             if mcp.get("tool"):
@@ -287,8 +373,21 @@ def render_calls_focused(action: dict[str, Any], seen_tools: set[str]) -> list[R
             line.append_text(status_text(call))
             line.append_text(mcp_outcome(mcp, seen_tools))
             out.append(line)
-        else:
-            out.append(RequestLine(call))
+            out.extend(call_details(call, action, seen_tools))
+            continue
+        request = f"{SEEN_REQUEST}{call['method']} {call['party']} {call['path']}"
+        repeated = request in seen_tools
+        seen_tools.add(request)
+        status = call["status"] or 0
+        if repeated and status >= 400 and call["summary"] and not action["shown_headers"]:
+            # An endpoint this step already showed: the status and the error on one line.
+            out.append(HangingText(Text.assemble(status_text(call), "  ", call["summary"]), 2))
+            continue
+        if repeated and not action["shown_headers"]:
+            out.append(StatusLine.assemble(status_text(call)))  # what follows may join it
+            out.extend(call_details(call, action, seen_tools))
+            continue
+        out.append(RequestLine(call))
         out.extend(call_details(call, action, seen_tools))
     return out
 
@@ -299,6 +398,12 @@ class RequestLine:
 
     def __init__(self, call: dict[str, Any]) -> None:
         self.call = call
+
+    def full_line(self) -> Text:
+        line = Text(f"{self.call['method']} {self.call['party']} {self.call['path']}", "cyan")
+        line.append("  ")
+        line.append_text(status_text(self.call))
+        return line
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         status = status_text(self.call)
@@ -332,14 +437,28 @@ def call_details(
         if headers.get(name):
             lines.append(Text(f"{_header_name(name)}: {headers[name]}", style="yellow"))
     if not mcp:
-        lines.extend(body_details(call, action))
+        challenge = str(headers.get("www-authenticate") or "") if lines else ""
+        details = body_details(call, action)
+        if challenge and all(_said_in(d, challenge) for d in details):
+            details = []  # the shown challenge already carries the error and its description
+        lines.extend(details)
     return [Padding(line, (0, 0, 0, INDENT)) for line in lines]
+
+
+def _said_in(detail: RenderableType, challenge: str) -> bool:
+    """An error summary (``code: description``) that the WWW-Authenticate header repeats."""
+    if not isinstance(detail, Text):
+        return False
+    code, _, description = detail.plain.partition(": ")
+    return f'error="{code}"' in challenge and description.strip() in challenge
 
 
 def mcp_outcome(mcp: dict[str, Any], seen_tools: set[str]) -> Text:
     """What an MCP call gave, on its own line's end: the server, the tools (once), ok."""
     if mcp.get("error"):
-        return Text(f"\n  {mcp['error']}", style="yellow")
+        # The SDK's "Error executing tool NAME: " prefix repeats the line above (--verbose).
+        error = re.sub(r"^Error executing tool [\w.-]+: ", "", str(mcp["error"]))
+        return Text(f"\n  {error}", style="yellow")
     if mcp.get("tools") is not None:
         key = ",".join(mcp["tools"])
         if key in seen_tools:
@@ -363,12 +482,16 @@ def body_details(call: dict[str, Any], action: dict[str, Any]) -> list[Renderabl
     if action["kind"] not in ("request", "setting"):
         return []
     data = _json(call["response_body"])
+    if isinstance(data, dict) and "access_token" in data and not _reads_response(action):
+        return []  # the token is decoded below; the rest of the response: --verbose
     if isinstance(data, dict) and "access_token" in data:
         # The token itself is decoded below; the rest of a token response fits one line.
         rest = ", ".join(
             f"{k} {v}" for k, v in data.items() if not str(k).endswith("token") and k != "scope"
         )
         return [Text(f"token response: {rest}", style="dim")]
+    if data is not None and len(compact := json.dumps(_shorten_in(data))) <= COMPACT_JSON:
+        return [Text(compact)]  # a small body on a line or two, not a column of braces
     if data is not None and _json_lines(data) <= FOCUS_BODY_LINES:
         return [render_json(data)]
     lines = _json_lines(data) if data is not None else 0
@@ -397,6 +520,15 @@ def render_audit_summary(result: dict[str, Any]) -> RenderableType:
         problems = result.get("problems") or []
         text.append(f"; broken: {_short('; '.join(map(str, problems)), 160)}")
     return text
+
+
+def _reads_response(action: dict[str, Any]) -> bool:
+    """Whether the action's expectations read a field of a token response besides the token
+    (``issued_token_type``, ``token_type``, ``expires_in`` ...)."""
+    return any(
+        c["query"].startswith("json $.") and not c["query"].startswith("json $.access_token")
+        for c in action["checks"]
+    )
 
 
 def render_focused_json(data: Any) -> RenderableType:
@@ -463,6 +595,8 @@ def render_json(data: Any) -> RenderableType:
 
 
 def render_token(token: dict[str, Any], *, verbose: bool) -> RenderableType:
+    if not verbose:
+        return render_token_focused(token)
     title = Text(f"{token['label']}  {token['typ']}", style="bold magenta")
     if verbose:
         title.append(f"  fp {token['fingerprint']}", style="dim")
@@ -492,12 +626,36 @@ def render_token(token: dict[str, Any], *, verbose: bool) -> RenderableType:
     return Group(*parts)
 
 
+def render_token_focused(token: dict[str, Any]) -> RenderableType:
+    """One wrapped paragraph: the token's label and type, the claims that matter, then what
+    changed since the token before it (every claim: --verbose)."""
+    text = TokenLine(f"{token['label']} {token['typ']}:", style="bold magenta")
+    claims = token["claims"]
+    # The claims that matter: those the step declares (show:) or its expectations read. A
+    # token no expectation reads shows what changed only (every claim: --verbose, --json).
+    for name in token["focus"] if token.get("focus_declared", True) else ():
+        text.append("  ")
+        text.append_text(_claim_label(name))
+        text.append(" ")
+        text.append_text(claim_value(name, claims[name]))
+    if token["changes"]:
+        # Changed since the token before it in the chain (--verbose names it, with values).
+        names = ", ".join(c["claim"] for c in token["changes"])
+        text.append(f"  (changed: {names})", style="dim")
+    return HangingText(text, hang=1)
+
+
 def shows_token(token: dict[str, Any], action: dict[str, Any]) -> bool:
     """The default view leaves out the IdP's own access/refresh tokens (not links of the
     chain) unless the step's expectations read them."""
-    if token["label"] == "id_token" or token["typ"].lower() not in ("jwt", "refresh"):
+    if token["typ"].lower() not in ("jwt", "refresh"):
         return True
-    return any(c["query"].startswith(f"token {token['label']}") for c in action["checks"])
+    # The ID token too: step 9 reads its claims; a later step's sign-in only needs the ✓.
+    return any(
+        c["query"].startswith(f"token {token['label']}")
+        or c["query"].startswith(f"token $.{token['label']}")
+        for c in action["checks"]
+    )
 
 
 def render_changes(token: dict[str, Any]) -> RenderableType:
@@ -515,6 +673,10 @@ def render_check(
     mark = Text(f"{PASS} " if check["passed"] else f"{FAIL} ")
     mark.stylize("bold green" if check["passed"] else "bold red")
     line = Text.assemble(mark, check["why"] or check["check"])
+    if check["passed"] and not verbose:
+        passed = PassedCheck()
+        passed.append_text(line)
+        return [HangingText(passed)]
     if check["passed"]:
         if verbose:
             line.append(
@@ -537,6 +699,78 @@ def render_check(
     return parts
 
 
+class SideBySide:
+    """Two lines on one when both fit (three spaces apart), else one under the other: a
+    command is never wrapped inside to make it fit."""
+
+    def __init__(self, left: Text, right: Text) -> None:
+        self.left, self.right = left, right
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if len(self.left.plain) + 3 + len(self.right.plain) <= options.max_width:
+            yield Text.assemble(self.left, "   ", self.right)
+        else:
+            yield self.left
+            yield self.right
+
+
+class PassedCheck(Text):
+    """A passed check's line (``✓ why``) in the default view: it may share a line."""
+
+
+class PackedLines:
+    """The default view's lines of one action, with a passed check moved up onto the line
+    before it (a request's status line, the sign-in line or another passed check) when both
+    fit whole on one line: short lines stop costing a line each, and nothing is cut or
+    wrapped mid-sentence to make it fit."""
+
+    def __init__(self, items: list[RenderableType]) -> None:
+        self.items = items
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        current: Text | None = None
+        for item in self.items:
+            text = _one_line(item, width)
+            if (
+                current is not None
+                and isinstance(text, PassedCheck | TokenLine)
+                and len(current.plain) + 2 + len(text.plain) <= width
+            ):
+                current = Text.assemble(current, "  ", text)
+                continue
+            if current is not None:
+                yield current
+                current = None
+            if text is not None:
+                current = text
+            else:
+                yield item
+        if current is not None:
+            yield current
+
+
+def _one_line(item: RenderableType, width: int) -> Text | None:
+    """The item as one line another may join, or None (it renders as it is)."""
+    if isinstance(item, RequestLine):
+        text = item.full_line()
+    elif isinstance(item, HangingText) and isinstance(item.text, PassedCheck | TokenLine):
+        text = item.text
+    elif isinstance(item, StatusLine):
+        text = item
+    else:
+        return None
+    return text if len(text.plain) <= width and "\n" not in text.plain else None
+
+
+class StatusLine(Text):
+    """A call's status line that a passed check may join (the sign-in line)."""
+
+
+class TokenLine(Text):
+    """A token in the default view's few words: it may join a status line before it."""
+
+
 class HangingText:
     """A ✓/✗ line whose continuation lines are indented under the text, not the mark."""
 
@@ -545,7 +779,8 @@ class HangingText:
         self.hang = hang
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        lines = self.text.wrap(console, options.max_width - self.hang)
+        # The first line has the whole width; the rest hang under the text.
+        lines = self.text.wrap(console, options.max_width)
         first, *rest = lines or [Text("")]
         if rest:
             # Re-wrap the continuation at the narrower width.

@@ -162,9 +162,10 @@ def check_step(step: Step, ctx: RunContext) -> StepResult:
     """Verify the learner's state: the ``check`` actions, else those marked ``check: true``."""
     actions = step.check_actions or tuple(a for a in step.actions if a.check)
     if not actions:
-        return _not_run(
-            step, "skipped", "check", f"step {step.number} declares no check: nothing to verify"
-        )
+        # A step that changes no lab state says why (its `nothing_to_check:`); a status of
+        # "skipped" keeps the exit code 0, and the terminal says "nothing to check", not "0/0".
+        reason = step.nothing_to_check or f"step {step.number} declares no check."
+        return _not_run(step, "skipped", "check", f"Nothing to check. {reason}")
     return run_actions(step, actions, ctx, mode="check")
 
 

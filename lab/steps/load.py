@@ -99,6 +99,12 @@ def build_step(path: Path, meta: dict[str, Any], body: str, first_line: int = 2)
     if not actions:
         raise StepFileError(f"{path}: actions: a step needs at least one action")
     check_actions = parse_actions(path, meta.get("check") or [], "check")
+    nothing_to_check = meta.get("nothing_to_check")
+    if nothing_to_check is not None:
+        if not isinstance(nothing_to_check, str) or not nothing_to_check.strip():
+            raise StepFileError(f"{path}: nothing_to_check: expected a sentence saying why")
+        if check_actions or any(a.check for a in actions):
+            raise StepFileError(f"{path}: nothing_to_check, yet the step declares a check")
     requires = _requires(path, meta.get("requires"))
     return Step(
         number=number,
@@ -112,6 +118,7 @@ def build_step(path: Path, meta: dict[str, Any], body: str, first_line: int = 2)
         solution=solution,
         body=body,
         requires=requires,
+        nothing_to_check=" ".join(str(nothing_to_check or "").split()),
     )
 
 

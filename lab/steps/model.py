@@ -109,6 +109,9 @@ class Step:
     body: str = ""
     #: Capabilities the running lab must have (``lab.steps.requirements``), else a skip.
     requires: tuple[str, ...] = ()
+    #: Why a step that changes no lab state has no ``--check`` (front matter
+    #: ``nothing_to_check:``); ``lab step N --check`` says it instead of checking nothing.
+    nothing_to_check: str = ""
 
     @property
     def name(self) -> str:

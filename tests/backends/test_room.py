@@ -126,6 +126,15 @@ def test_cli_room_up_dry_run_prints_every_learner_manifest(offline_env: Path) ->
     assert not offline_env.exists()
 
 
+def test_cli_room_up_dry_run_json_prints_the_plan_as_json(offline_env: Path) -> None:
+    """Issue #17: `lab room up --dry-run --json` printed text."""
+    result = CliRunner().invoke(room_app, ["up", "--learners", "2", "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["dry_run"] is True and plan["learners"] == 2 and plan["plan"]
+    assert not offline_env.exists()
+
+
 def test_cli_room_reset_dry_run_names_the_learner(offline_env: Path) -> None:
     result = CliRunner().invoke(room_app, ["reset", "learner-02", "--dry-run"])
     assert result.exit_code == 0, result.output

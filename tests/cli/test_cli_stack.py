@@ -261,7 +261,8 @@ def test_challenge_step_stops_for_the_learner_then_solution_completes_it(lab: La
     text = " ".join(plain.output.split())
     assert "CHALLENGE" in text
     assert "lab step 14 --solution" in text
-    assert "create_poster_role" not in plain.output  # the answer was not applied
+    # The answer's first action (create_poster_role, shown by what it does) was not applied.
+    assert "Create the role docs-poster" not in plain.output
     assert "Next: lab step 15" not in plain.output
     steps = {s["number"]: s for s in json.loads(lab.invoke("steps", "--json").stdout)["steps"]}
     assert steps[14]["status"] == "challenge"
@@ -270,7 +271,7 @@ def test_challenge_step_stops_for_the_learner_then_solution_completes_it(lab: La
 
     solved = lab.invoke("step", "14", "--solution")
     assert solved.exit_code == 0, solved.output
-    assert "create_poster_role" in solved.output
+    assert "Create the role docs-poster" in solved.output
     assert "${created_id}" not in solved.output  # the narrative's values are filled in
     assert "Next: lab step 15" in solved.output
     steps = {s["number"]: s for s in json.loads(lab.invoke("steps", "--json").stdout)["steps"]}
@@ -280,7 +281,7 @@ def test_challenge_step_stops_for_the_learner_then_solution_completes_it(lab: La
 def test_run_applies_the_challenge_answer_and_the_last_step_finishes_the_lab(lab: Lab) -> None:
     result = lab.invoke("run", "--from", "14")
     assert result.exit_code == 0, result.output
-    assert "create_poster_role" in result.output
+    assert "Create the role docs-poster" in result.output  # the answer was applied
     last = load_steps()[-1].number
     assert f"Step {last} ·" in result.output  # the run went on to the last step ...
     assert f"Next: lab step {last + 1}" not in result.output  # ... and stopped there

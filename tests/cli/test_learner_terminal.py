@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -23,11 +24,11 @@ from lab.steps import load_steps
 from tests.stack import ROOT, Stack, embedded_stack
 
 WIDTH = 80
-#: A typical step fits in a few screens (24-line terminal): at most this many lines …
-TYPICAL_BUDGET = 130
-#: … for at least this share of the steps, and no step longer than HARD_BUDGET.
-TYPICAL_SHARE = 0.6
-HARD_BUDGET = 250
+#: A typical step fits in a few screens (80×24): the median step's default view takes at most
+#: this many lines …
+MEDIAN_BUDGET = 60
+#: … and no step's more than this (details are behind --verbose and --json).
+HARD_BUDGET = 100
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +95,14 @@ def test_every_step_hint_and_table_fits_80_columns_and_a_few_screens(stack: Stac
         if step.hint:
             hint = lab(stack, "step", str(step.number), "--hint").stdout
             assert not too_wide(hint) and not broken_commands(hint), hint
-    typical = [n for n, count in lengths.items() if count <= TYPICAL_BUDGET]
-    assert len(typical) >= TYPICAL_SHARE * len(lengths), str(sorted(lengths.items()))
-    assert max(lengths.values()) <= HARD_BUDGET, lengths
+        # --check fills its values too (step 3's check once showed `${learner_kid}`) and a
+        # step with nothing to check says why instead of "SKIPPED 0/0". (The lab has moved on
+        # past most steps here, so some checks fail: only the text is judged.)
+        checked = lab(stack, "step", str(step.number), "--check").stdout
+        assert "${" not in checked and not too_wide(checked), checked
+        assert "0/0" not in checked, checked
+    assert statistics.median(lengths.values()) <= MEDIAN_BUDGET, sorted(lengths.items())
+    assert max(lengths.values()) <= HARD_BUDGET, sorted(lengths.items())
     audit = lab(stack, "audit").stdout
     assert not too_wide(audit), audit
     assert "reason" in audit.splitlines()[1] and not re.search(r"\bNone\b", audit)
@@ -212,6 +218,12 @@ def test_cli_small_items(stack: Stack) -> None:
     assert lab(stack, "decode", "garbage").returncode == 2
     helped = lab(stack, "run", "--help")
     assert helped.returncode == 0 and "``" not in helped.stdout
+    # Jumping ahead: the first words of the reason say what to do, not an internal path.
+    assert lab(stack, "reset").returncode == 0
+    ahead = lab(stack, "step", "12")
+    assert ahead.returncode == 1
+    reason = ahead.stdout.split("ERROR", 1)[1].splitlines()[1]
+    assert reason.startswith("run the earlier steps first (`lab reset --to 12`"), ahead.stdout
 
 
 def test_challenge_solved_then_run_passes_and_solution_is_idempotent(stack: Stack) -> None:

@@ -109,13 +109,20 @@ def test_html_pages_and_mcp_handshakes_are_summarised() -> None:
 
 
 def test_default_view_is_focused_opening_first_claims_that_matter(tmp_path: Path) -> None:
+    from dataclasses import replace
+
     ok = passed_and_failed(tmp_path)[0]
-    text = step_result_text(ok)
+    # The step declares the claims that matter here (show:, or claims its expectations read).
+    declared = replace(ok, actions=(replace(ok.actions[0], show=("client_id",)),))
+    text = step_result_text(declared)
     lines = text.splitlines()
     assert lines[1].startswith("You now hold docs-getter")  # the narrative's opening first
     assert "fp " not in text and "header.alg" not in text  # every claim only with --verbose
-    assert "client_id  mcp.api-mcp" in text  # a claim the step's checks read
+    assert "client_id mcp.api-mcp" in " ".join(text.split())  # a claim the step declares
     assert "✓ The learner holds the role." in text and "(status equals 200)" not in text
+    # Without a declaration the default view says only what changed (claims: --verbose).
+    plain = " ".join(step_result_text(ok).split())
+    assert "client_id mcp.api-mcp" not in plain and "(changed: act, client_id)" in plain
 
 
 def test_copyable_commands_break_between_words_only_and_paste_back_whole() -> None:

@@ -372,7 +372,7 @@ def test_next_token_shows_what_changed(tmp_path: Path, ctx: RunContext) -> None:
     assert second.previous == "one.access_token"
     assert ("scope", "docs-getter", "mcp-accessor") in second.changes
     assert "scope: docs-getter → mcp-accessor" in step_result_text(result, verbose=True)
-    assert "changed since one.access_token: scope" in step_result_text(result)
+    assert "(changed: scope)" in step_result_text(result)
 
 
 def test_fake_backend_is_used_by_providers(lab_settings: Settings) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from lab.steps import StepFileError, load_step, load_steps
 from lab.steps.load import DEFAULT_STEPS_DIR, undefined_references
+from lab.steps.model import Action
 from tests.steps.conftest import SAMPLES
 
 HEADER = "---\nstep: 1\nslug: x\ntitle: T\n"
@@ -96,6 +97,11 @@ def test_load_steps_orders_by_number_and_ignores_other_files(tmp_path: Path) -> 
         (
             "actions:\n  - {id: a, wait: {policy: [pdp]}}\n",
             "wait.policy: expected a list of resource servers (docapi, mcp), got ['pdp']",
+        ),
+        (REQUEST_A + "nothing_to_check: ''\n", "nothing_to_check: expected a sentence"),
+        (
+            REQUEST_A + "    check: true\nnothing_to_check: reads only\n",
+            "nothing_to_check, yet the step declares a check",
         ),
     ],
 )
@@ -196,3 +202,31 @@ def test_every_step_file_reads_the_same_with_the_c_loader_as_with_pure_python() 
         assert match is not None, path
         front = match.group(1)
         assert yaml.load(front, Loader=SAFE_LOADER) == yaml.safe_load(front), path
+
+
+#: Hosts whose POSTs issue tokens (nothing stored); any other write changes lab state.
+TOKEN_ENDPOINTS = ("${endpoints.zts_token}", "${endpoints.idp_token}")
+
+
+def _changes_state(action: Action) -> bool:
+    kind, spec = action.kind, action.spec
+    if kind in ("setting", "providers", "keygen"):
+        return True
+    if kind == "agent":
+        return spec.get("op") == "prompt" and "create" in str(spec.get("text", ""))
+    if kind != "request":
+        return False
+    method = str(spec.get("method", "GET")).upper()
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return False
+    return not (method == "POST" and str(spec.get("url", "")).startswith(TOKEN_ENDPOINTS))
+
+
+def test_every_step_has_a_check_or_says_why_it_changes_nothing() -> None:
+    """Issue #17: every step that changes state has a --check; the others say why not."""
+    for step in load_steps():
+        checked = bool(step.check_actions) or any(a.check for a in step.actions)
+        writes = [a.id for a in step.actions if _changes_state(a)]
+        assert checked or step.nothing_to_check, f"step {step.number}: no check and no reason"
+        if step.nothing_to_check:
+            assert not writes, f"step {step.number} says it changes nothing, yet runs {writes}"

@@ -95,9 +95,15 @@ def test_manual_commands_produce_the_state_check_recognises(
     )
     for problem in ("command not found", "syntax error", "parse error", "unexpected EOF"):
         assert problem not in typed.stderr, manual.stdout + explain(typed)
-    if number not in WITH_CHECK_BLOCK and not any(a.check for a in _step(number).actions):
-        return  # a step that changes no state has nothing for --check to recognise
     check = lab_stack.lab("step", str(number), "--check")
+    step = _step(number)
+    if number not in WITH_CHECK_BLOCK and not any(a.check for a in step.actions):
+        # A step that changes no state has nothing for --check to recognise: it says why
+        # (its nothing_to_check sentence), never an empty "SKIPPED 0/0".
+        assert check.returncode == 0, explain(check)
+        assert "NOTHING TO CHECK" in check.stdout and "0/0" not in check.stdout, explain(check)
+        assert step.nothing_to_check.split(":")[0] in " ".join(check.stdout.split())
+        return
     assert check.returncode == 0, (
         explain(check) + "\n--- script ---\n" + manual.stdout + explain(typed)
     )
