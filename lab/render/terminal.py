@@ -96,10 +96,16 @@ def render_model(
     # The default view draws the lineage and the swimlanes for a whole chain (through the MCP
     # server's exchange to the document API); --verbose draws them whenever there are any.
     # The whole ID-JAG chain: an ID-JAG and the MCP server's exchanged token (steps 7 and 8
-    # exchange without an ID-JAG; their diagrams are behind --verbose).
+    # exchange without an ID-JAG; their diagrams are behind --verbose) ...
     labels = [str(e["label"]) for e in model["lineage"]]
-    whole_chain = any(x.startswith("exchanged") for x in labels) and any(
-        "id-jag" in str(e.get("typ", "")) for e in model["lineage"]
+    to_api = [h for h in model["sequence"] if h.get("to") == "document API"]
+    whole_chain = (
+        any(x.startswith("exchanged") for x in labels)
+        and any("id-jag" in str(e.get("typ", "")) for e in model["lineage"])
+        # ... that went through: a chain refused at the end (step 15's DENY) is drawn with
+        # --verbose; the refusal is in its actions already.
+        and bool(to_api)
+        and (to_api[-1].get("status") or 500) < 400
     )
     if model["lineage"] and (verbose or whole_chain):
         out.append(render_lineage(model["lineage"]))
@@ -305,6 +311,11 @@ def render_action(
     if action["error"]:
         body.append(Text(f"{FAIL} {action['error']}", style="bold red"))
     if not verbose:
+        first = body[0] if body else None
+        if isinstance(first, StatusLine) and first.plain.startswith("→"):
+            # A repeated request's bare status ends the title's line when it fits there.
+            body.pop(0)
+            out[-1] = SideBySide(title, first, under=HangingText(title))
         body = [PackedLines(body)]
     out.extend(
         b if isinstance(b, CommandBlock) and b.flush else Padding(b, (0, 0, 0, INDENT))
@@ -371,7 +382,8 @@ def render_calls_focused(action: dict[str, Any], seen_tools: set[str]) -> list[R
                 line.append(f" {mcp['tool']}", style="bold cyan")
             line.append("  ")
             line.append_text(status_text(call))
-            line.append_text(mcp_outcome(mcp, seen_tools))
+            if (call["status"] or 0) < 400:  # a refused call is not "ok"
+                line.append_text(mcp_outcome(mcp, seen_tools))
             out.append(line)
             out.extend(call_details(call, action, seen_tools))
             continue
@@ -703,15 +715,16 @@ class SideBySide:
     """Two lines on one when both fit (three spaces apart), else one under the other: a
     command is never wrapped inside to make it fit."""
 
-    def __init__(self, left: Text, right: Text) -> None:
+    def __init__(self, left: Text, right: Text, under: RenderableType | None = None) -> None:
         self.left, self.right = left, right
+        self.under = under  # how the left one is drawn when they do not fit side by side
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         if len(self.left.plain) + 3 + len(self.right.plain) <= options.max_width:
             yield Text.assemble(self.left, "   ", self.right)
         else:
-            yield self.left
-            yield self.right
+            yield self.left if self.under is None else self.under
+            yield Padding(self.right, (0, 0, 0, INDENT)) if self.under is not None else self.right
 
 
 class PassedCheck(Text):
