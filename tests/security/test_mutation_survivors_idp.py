@@ -147,3 +147,24 @@ def test_refresh_token_refusals_in_keycloaks_words(grants: Grants) -> None:
     assert (error.error, error.description) == ("invalid_scope", "Invalid scopes: x")
     renewed = grants.refresh_token(agent, {"refresh_token": refresh, "scope": "openid"})
     assert renewed["scope"] == "openid" or "openid" in str(renewed["scope"]).split()
+
+
+def test_refresh_for_a_user_disabled_since_is_invalid_grant(grants: Grants) -> None:
+    refresh = str(_password(grants, "idjag-learner")["refresh_token"])
+    users = tuple(
+        dataclasses.replace(u, enabled=False) if u.username == "idjag-learner" else u
+        for u in grants.realm.users
+    )
+    grants.realm = dataclasses.replace(grants.realm, users=users)
+    error = refusal(
+        lambda: grants.refresh_token(client(grants, CLIENT_ID), {"refresh_token": refresh})
+    )
+    assert (error.error, error.description) == ("invalid_grant", "Session not active")
+
+
+def test_refresh_may_not_add_a_scope_the_first_grant_lacked(grants: Grants) -> None:
+    agent = client(grants, CLIENT_ID)
+    first = grants.password(agent, {"username": "idjag-learner", "password": "password"})
+    form = {"refresh_token": str(first["refresh_token"]), "scope": "openid"}
+    error = refusal(lambda: grants.refresh_token(agent, form))
+    assert (error.error, error.description) == ("invalid_scope", "Invalid scopes: openid")
