@@ -372,3 +372,35 @@ def test_a_copy_is_stale_exactly_refresh_s_after_its_fetch(
     now[0] = 5010.0
     c.current()
     assert len(pdp.calls) == 2
+
+
+def test_a_caller_that_gets_the_refresh_right_after_another_does_not_refetch(pdp: Pdp) -> None:
+    policy = FakePolicy()
+    c = cache(policy, refresh_s=60.0)
+    c.current()
+    assert c._try_refresh() is c._cached  # e.g. a second caller that was just behind the first
+    assert len(pdp.calls) == 1
+
+
+def test_health_after_a_success_then_expiry_is_not_an_error(pdp: Pdp) -> None:
+    policy = FakePolicy()
+    c = cache(policy)
+    c.current()
+    policy.expires_at = time.time() - 1
+    assert c.health() == (True, "policy data not fetched yet")
+
+
+def test_a_failed_refresh_with_a_good_copy_serves_it_and_says_so(
+    pdp: Pdp, caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = FakePolicy()
+    c = cache(policy, refresh_s=0.0)
+    c.current()
+    pdp.status = 502
+    with caplog.at_level("WARNING", logger="lab.oauth.resource_server"):
+        assert c.current() is policy
+    assert caplog.messages == [
+        "policy refresh failed, serving the last good copy: "
+        "the PDP answered 502 for the signed policy data of api"
+    ]
+    assert c.health() == (True, "policy data cached")
