@@ -396,6 +396,7 @@ class Room:
                 "realm": learner.realm,
                 "username": learner.username,
                 "password": LEARNER_PASSWORD,
+                "ports": room_plan.learner_ports(self.settings, learner.number),
                 "port_forward": port_forward_commands(self.settings, learner, self.context),
             }
             if api is not None:

@@ -82,8 +82,12 @@ def up(
                 f"[bold]{record['learner']}[/] namespace {record['namespace']}, "
                 f"realm {record['realm']}, sign in as {record['username']} / {record['password']}"
             )
-            for command in record["port_forward"]:
-                console.print(f"  {command}", markup=False)
+            ports = sorted(v for k, v in record["ports"].items() if k != "idp")
+            console.print(
+                f"  parts at http://{room.listen}:{ports[0]}-{ports[-1]} "
+                "(port-forwards started and kept alive by lab; do not run them by hand)",
+                markup=False,
+            )
             if record.get("join_bundle"):
                 console.print(f"  join bundle: {record['join_bundle']}", markup=False)
 

@@ -260,3 +260,35 @@ def test_cli_room_down_dry_run_prints_what_it_would_remove(
     assert result.exit_code == 0, result.output
     assert "delete namespaces idjag-learner-NN" in result.output
     assert "the cluster stays" in result.output
+
+
+def test_cli_room_up_names_each_learners_realm_urls_and_bundle_and_keeps_the_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAB_HOME", str(tmp_path))
+    ran: list[str] = []
+    monkeypatch.setattr(
+        room, "run_actions", lambda actions, ctx, retain: ran.extend(a.title for a in actions)
+    )
+    monkeypatch.setattr(kind, "kube_api_client", lambda context: object())
+    monkeypatch.setattr(room, "learner_kubeconfig", lambda api, context, ns: {})
+    monkeypatch.setattr(
+        room.Room, "write_join_bundle", lambda self, learner, access: Path(f"/b/{learner.name}")
+    )
+    result = CliRunner().invoke(
+        room_app, ["up", "--learners", "2", "--listen", "192.0.2.50", "--context", "workshop"]
+    )
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # the console wraps long lines
+    assert "realm idjag-02, sign in as idjag-learner / password" in text
+    assert "parts at http://192.0.2.50:20020-20024" in text
+    assert "join bundle: /b/learner-02" in text
+    assert "kubectl" not in text  # the forwards run already; nothing to run by hand
+    assert ran[-1].startswith("Forward every learner's ports")
+    record = json.loads((tmp_path / "room" / room.ROOM_RECORD).read_text())
+    assert record == {
+        "listen": "192.0.2.50",
+        "context": "workshop",
+        "created_cluster": False,
+        "learners": 2,
+    }
