@@ -24,6 +24,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +35,8 @@ log = logging.getLogger("lab.backends.forwarder")
 PROBE_EVERY_S = 3.0
 FAILURES_BEFORE_RESTART = 2
 PROBE_TIMEOUT_S = 2.0
+#: Probes run side by side, at most this many at once.
+PROBE_WORKERS = 16
 #: A forward that exits again within this many seconds waits this long before the next try.
 RESTART_BACKOFF_S = 1.0
 
@@ -127,8 +130,11 @@ class Supervisor:
     def tick(self) -> list[str]:
         """One pass; returns the names of the forwards it re-established."""
         before = len(self.restarts)
-        for entry in list(self.running.values()):
-            code = entry.process.poll()
+        entries = list(self.running.values())
+        codes = {entry.spec.name: entry.process.poll() for entry in entries}
+        answers = self._probe_all([e for e in entries if codes[e.spec.name] is None])
+        for entry in entries:
+            code = codes[entry.spec.name]
             if code is not None:
                 if self.clock() - entry.started < self.backoff_s:
                     continue  # it died right away (pod not ready yet): try on a later pass
@@ -136,13 +142,23 @@ class Supervisor:
                 continue
             if entry.spec.probe is None:
                 continue
-            if self.probe(entry.spec.probe):
+            if answers[entry.spec.name]:
                 entry.failures = 0
                 continue
             entry.failures += 1
             if entry.failures >= self.failures_before_restart:
                 self._restart(entry, f"{entry.spec.probe} failed {entry.failures} times")
         return self.restarts[before:]
+
+    def _probe_all(self, entries: Sequence[_Running]) -> dict[str, bool]:
+        """Probe side by side: a room's learners reach step 10 (a PDP restart) together, and
+        each dead forward's probe waits for its timeout."""
+        probed = [e for e in entries if e.spec.probe is not None]
+        if not probed:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(PROBE_WORKERS, len(probed))) as pool:
+            results = pool.map(lambda e: self.probe(str(e.spec.probe)), probed)
+            return {entry.spec.name: ok for entry, ok in zip(probed, results, strict=True)}
 
     def restart_all(self, why: str = "asked to (SIGHUP)") -> None:
         for entry in list(self.running.values()):

@@ -195,3 +195,25 @@ def test_http_probe_counts_any_answer_below_500_as_carrying(
 
     monkeypatch.setattr(httpx, "get", lambda url, timeout: httpx.Response(status))
     assert forwarder.http_probe("http://h/healthz") is expected
+
+
+def test_probes_run_side_by_side_so_one_dead_forward_does_not_hold_up_the_others() -> None:
+    """Two probes that each wait for the other: only side-by-side probing lets both answer."""
+    import threading
+
+    both_started = threading.Barrier(2, timeout=5)
+
+    def probe(url: str) -> bool:
+        try:
+            both_started.wait()
+        except threading.BrokenBarrierError:
+            return False
+        return True
+
+    specs = [
+        ForwardSpec("a/lab-pdp", ("kubectl",), "http://a/healthz"),
+        ForwardSpec("b/lab-pdp", ("kubectl",), "http://b/healthz"),
+    ]
+    supervisor = Supervisor(specs, FakeProcess, probe=probe, failures_before_restart=1)
+    supervisor.start()
+    assert supervisor.tick() == []  # both probes answered: nothing restarted
