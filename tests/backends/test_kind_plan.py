@@ -28,6 +28,20 @@ KIND_CLUSTER_SCHEMA: dict[str, Any] = {
         "kind": {"const": "Cluster"},
         "apiVersion": {"const": "kind.x-k8s.io/v1alpha4"},
         "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"},
+        "networking": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "ipFamily": {"enum": ["ipv4", "ipv6", "dual"]},
+                "apiServerAddress": {"type": "string"},
+                "apiServerPort": {"type": "integer", "minimum": 0, "maximum": 65535},
+                "podSubnet": {"type": "string"},
+                "serviceSubnet": {"type": "string"},
+                "disableDefaultCNI": {"type": "boolean"},
+                "kubeProxyMode": {"enum": ["iptables", "ipvs", "nftables", "none"]},
+                "dnsSearch": {"type": "array", "items": {"type": "string"}},
+            },
+        },
         "nodes": {
             "type": "array",
             "minItems": 1,
@@ -81,6 +95,13 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_kind_config_file_has_the_kind_cluster_shape() -> None:
     validate_kind_config(plan.load_manifest("kind/cluster.yaml")[0])
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1", "192.168.1.20"])
+def test_room_kind_config_has_the_kind_cluster_shape(listen: str) -> None:
+    from lab.backends import room_plan
+
+    validate_kind_config(room_plan.room_kind_config(listen))
 
 
 def test_kind_config_schema_rejects_a_misspelled_field() -> None:
