@@ -404,3 +404,57 @@ def test_a_failed_refresh_with_a_good_copy_serves_it_and_says_so(
         "the PDP answered 502 for the signed policy data of api"
     ]
     assert c.health() == (True, "policy data cached")
+
+
+# -------------------------------------------------------------------- access tokens
+
+
+ISSUER = "http://pdp.test/zts/v1"
+
+
+def _access_token(**changes: Any) -> tuple[str, Any]:
+    from lab.oauth.jose import SigningKey, generate_private_key, now, static_key_resolver
+
+    key = SigningKey(generate_private_key(), "pdp-1")
+    t = now()
+    claims = {"iss": ISSUER, "sub": "human.u", "aud": "api", "iat": t, "exp": t + 60}
+    typ = changes.pop("typ", "at+jwt")
+    claims.update(changes)
+    claims = {k: v for k, v in claims.items() if v is not None}
+    token = key.sign(claims, typ=typ)
+    return token, static_key_resolver({"pdp-1": key.key.public_key()})
+
+
+def _refused(token: str, resolver: Any, audience: Any = "api") -> str:
+    from lab.oauth.errors import InvalidToken
+
+    with pytest.raises(InvalidToken) as refused:
+        rs.verify_access_token(token, resolver, issuer=ISSUER, audience=audience)
+    return refused.value.description
+
+
+def test_an_access_token_is_checked_for_typ_issuer_subject_and_audience(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token, resolver = _access_token()
+    assert (
+        rs.verify_access_token(token, resolver, issuer=ISSUER, audience="api")["sub"] == "human.u"
+    )
+    # An ID token or any other JWT signed by the same key is not an access token (RFC 9068 §4).
+    assert _refused(*_access_token(typ="JWT")) == (
+        "token type 'JWT' is not accepted here (expected 'at+jwt')"
+    )
+    assert _refused(*_access_token(iss="http://elsewhere")) == "token issuer is not accepted here"
+    assert _refused(*_access_token(sub=None)) == "token is missing the 'sub' claim"
+    token, resolver = _access_token(aud="mcp")
+    assert _refused(token, resolver) == "token audience is not accepted here (accepted: api)"
+    with caplog.at_level("INFO", logger="lab.oauth.resource_server"):
+        assert _refused(token, resolver, ["api", "docs"]) == (
+            "token audience is not accepted here (accepted: api, docs)"
+        )
+    from lab.oauth.jose import token_fingerprint
+
+    assert caplog.messages == [
+        f"access token {token_fingerprint(token)} refused: "
+        "token audience is not accepted here (accepted: api, docs)"
+    ]
