@@ -168,3 +168,26 @@ def test_refresh_may_not_add_a_scope_the_first_grant_lacked(grants: Grants) -> N
     form = {"refresh_token": str(first["refresh_token"]), "scope": "openid"}
     error = refusal(lambda: grants.refresh_token(agent, form))
     assert (error.error, error.description) == ("invalid_scope", "Invalid scopes: openid")
+
+
+def test_a_password_grant_opens_a_session_of_that_user(grants: Grants) -> None:
+    from lab.oauth.jose import unverified_claims
+
+    body = _password(grants, "idjag-learner")
+    sid = unverified_claims(str(body["refresh_token"]))["sid"]
+    session = grants.store.active_session(sid)
+    learner = grants.realm.user_by_username("idjag-learner")
+    assert session is not None and learner is not None
+    assert (session.user_id, session.client_id) == (learner.id, CLIENT_ID)
+
+
+def test_refused_password_grants_are_logged_without_the_password(
+    grants: Grants, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="lab.idp"):
+        for _ in range(4):  # the realm locks after 3 failures (failureFactor)
+            refusal(lambda: _password(grants, "idjag-learner", "wrong-secret"))
+    assert caplog.messages == [f"password grant refused for client {CLIENT_ID}"] * 3 + [
+        f"password grant refused for client {CLIENT_ID}: user locked"
+    ]
+    assert "wrong-secret" not in caplog.text
