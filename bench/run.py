@@ -75,6 +75,11 @@ class Lab:
         for s in socks:
             s.close()
         self.env = {**os.environ, "LAB_HOME": str(home), "NO_COLOR": "1"}
+        # A user's Python caches bytecode (pip compiles installed packages; the lab's own modules
+        # are cached on first run). With PYTHONDONTWRITEBYTECODE set, as in some sandboxes, every
+        # command would compile the lab's modules from source again (50 ms of CPU in the
+        # runtime's start alone): the warm-up round writes the caches, as a first run does.
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         for name, (variable, _) in PORTS.items():
             self.env[variable] = str(ports[name])
         self.settings = Settings.from_env(self.env)
