@@ -123,6 +123,13 @@ def test_held_reports_the_version_and_when_it_was_fetched(pdp: Pdp) -> None:
     assert held["fetched_at"] == 1_800_000_000.123457  # rounded to the microsecond
     assert 0 <= held["age_s"] < 5 and held["age_s"] == round(held["age_s"], 6)
     assert held["refresh_s"] == 7.5
+    c._cached = dataclasses.replace(c._cached, fetched_at=time.monotonic() - 1.2345678)
+    assert 1.234567 <= c.held()["age_s"] < 1.3  # seconds, to the microsecond
+
+
+def test_the_default_fetch_timeout_is_five_seconds(pdp: Pdp) -> None:
+    PolicyCache(ZTS, "api", None, verify=lambda d, k: FakePolicy(), refresh_s=1.0).current()  # type: ignore[arg-type]
+    assert pdp.calls[0][1]["timeout"] == 5.0
 
 
 def test_without_a_copy_the_refusal_names_the_last_error(pdp: Pdp) -> None:
@@ -237,7 +244,7 @@ def test_a_network_error_is_named(pdp: Pdp) -> None:
 
 
 def test_token_roles_read_scp_then_scope_and_qualify_short_names() -> None:
-    assert rs.token_roles({"scp": ["docs-getter", "mcp:role.x", "", 7]}, "api") == [
+    assert rs.token_roles({"scp": ["", "docs-getter", 7, "mcp:role.x"]}, "api") == [
         "api:role.docs-getter",
         "mcp:role.x",
     ]
