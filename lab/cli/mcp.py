@@ -47,10 +47,28 @@ def call(
         status = f" (HTTP {result.http_status})" if result.http_status else ""
         console.print(f"{mark} {tool}{status}")
         body = result.data if result.data is not None else result.text
-        # Wrapped at the terminal's width (words kept whole), printed once.
-        console.print(body if isinstance(body, str) else json.dumps(body, indent=2), markup=False)
+        if isinstance(body, str):
+            # Wrapped at the terminal's width between words only: a word longer than the width
+            # (a URL, resource_metadata="…") stays whole on a line of its own, so it copies.
+            for line in whole_word_lines(body, console.width):
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            console.print(json.dumps(body, indent=2), markup=False)
     if result.is_error:
         raise typer.Exit(common.ExitCode.FAILED)
+
+
+def whole_word_lines(text: str, width: int) -> list[str]:
+    """``text`` wrapped at ``width`` between words, never inside one (its own lines kept)."""
+    import textwrap
+
+    lines: list[str] = []
+    for paragraph in text.splitlines() or [""]:
+        lines.extend(
+            textwrap.wrap(paragraph, width, break_long_words=False, break_on_hyphens=False)
+            or [""]
+        )
+    return lines
 
 
 def parse_arguments(pairs: list[str]) -> dict[str, Any]:

@@ -214,6 +214,15 @@ def test_agent_understands_ordinary_phrasings_and_says_why_a_role_is_gone(stack:
     assert refused.stdout.count(reason) == 1
 
 
+def test_mcp_call_error_wraps_between_words_and_keeps_urls_whole(stack: Stack) -> None:
+    refused = lab(stack, "mcp", "call", "list_docs")  # no token: the MCP server's 401
+    assert refused.returncode == 1
+    assert not too_wide(refused.stdout), refused.stdout
+    metadata = stack.endpoints.mcp_metadata
+    assert metadata in refused.stdout, refused.stdout  # the URL is on one line, copyable
+    assert refused.stdout.count("HTTP 401 unauthorized") == 1  # printed once
+
+
 def test_cli_small_items(stack: Stack) -> None:
     assert lab(stack, "decode", "garbage").returncode == 2
     helped = lab(stack, "run", "--help")

@@ -23,7 +23,12 @@ import pytest
 
 from tests.stack import ROOT, Stack, embedded_stack
 
-pyte = pytest.importorskip("pyte", reason="pyte draws the terminal (pip install -e '.[dev]')")
+try:
+    import pyte
+except ImportError:  # a dev dependency: CI installs it, so there a missing pyte is a failure
+    if os.environ.get("CI") == "true":
+        raise
+    pytest.skip("pyte draws the terminal (pip install -e '.[dev]')", allow_module_level=True)
 
 COLUMNS, ROWS = 80, 24
 #: The emulated screen: wider than the terminal, so overlong lines show; tall enough to keep
