@@ -46,7 +46,10 @@ def test_action_error_is_shown(tmp_path: Path) -> None:
 
 def test_key_claims_are_highlighted_on_a_colour_terminal(tmp_path: Path) -> None:
     out = io.StringIO()
-    console = Console(file=out, width=80, force_terminal=True, color_system="standard")
+    # no_color=False: a NO_COLOR left in the environment by another test must not decide this.
+    console = Console(
+        file=out, width=80, force_terminal=True, color_system="standard", no_color=False
+    )
     print_step_result(console, passed_and_failed(tmp_path)[0], verbose=True)
     assert "\x1b[1;33msub" in out.getvalue()  # bold yellow claim name
 
