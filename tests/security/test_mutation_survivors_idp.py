@@ -7,6 +7,7 @@ a disabled user, brute-force protection on).
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -191,3 +192,31 @@ def test_refused_password_grants_are_logged_without_the_password(
         f"password grant refused for client {CLIENT_ID}: user locked"
     ]
     assert "wrong-secret" not in caplog.text
+
+
+def test_check_password_refuses_missing_passwords_on_either_side(grants: Grants) -> None:
+    from lab.idp.grants import check_password
+
+    learner = grants.realm.user_by_username("idjag-learner")
+    assert learner is not None
+    assert check_password(learner, "password") is learner
+    assert check_password(learner, None) is None
+    assert check_password(dataclasses.replace(learner, password=None), "password") is None
+    assert check_password(None, "password") is None
+
+
+def test_tokens_live_as_long_as_the_session_and_at_least_a_second(
+    grants: Grants, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lab.oauth.jose import unverified_claims
+
+    with caplog.at_level("INFO", logger="lab.idp"):
+        body = _password(grants, "idjag-learner")
+    sid = str(unverified_claims(str(body["refresh_token"]))["sid"])
+    assert caplog.messages == [f"issued tokens to {CLIENT_ID} for idjag-learner (sid {sid[:8]})"]
+    session = grants.store.active_session(sid)
+    assert session is not None
+    left = grants.store.session_expiry(session) - time.time()
+    assert left - 2 <= int(body["refresh_expires_in"]) <= left
+    monkeypatch.setattr(grants.store, "session_expiry", lambda s: time.time() - 10)
+    assert _password(grants, "idjag-learner")["refresh_expires_in"] == 1
