@@ -145,3 +145,35 @@ def test_copyable_commands_break_between_words_only_and_paste_back_whole() -> No
     pasted = subprocess.run(["bash", "-c", "\n".join(lines)], capture_output=True, text=True)
     original = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
     assert pasted.stdout == original.stdout and f"subject_token={token}|" in pasted.stdout
+
+
+def test_default_view_lists_the_tools_once_and_shortens_a_repeated_request(tmp_path: Path) -> None:
+    """Issue #17: "every MCP call dumps the tool list" — once per step in the default view."""
+    from dataclasses import replace
+
+    from lab.agent.recorder import Exchange
+    from lab.steps.model import ActionResult
+
+    def rpc(method: str, result: dict) -> Exchange:
+        call = Exchange("POST", "http://127.0.0.1:3/mcp", 200, {}, "", {},
+                        json.dumps({"jsonrpc": "2.0", "id": 1, "result": result}), 1.0)  # fmt: skip
+        call.request_body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method})
+        return call
+
+    tools = {"tools": [{"name": "list_docs"}, {"name": "get_doc"}]}
+    called = {"content": [{"type": "text", "text": "[]"}], "isError": False}
+    prompts = tuple(
+        ActionResult(name, "agent", f"Prompt {name}.", (rpc("tools/list", tools),
+                     rpc("tools/call", called)), {"is_error": False})  # fmt: skip
+        for name in ("first", "second")
+    )
+    ok = passed_and_failed(tmp_path)[0]
+    repeat = replace(ok.actions[0], action_id="again", say="The same request again.")
+    result = replace(ok, actions=(*ok.actions, repeat, *prompts))
+    text = step_result_text(result)
+    assert text.count("list_docs, get_doc") == 1, text  # the tool list once per step
+    assert text.count("MCP tools/list") == 1 and text.count("MCP tools/call") == 2, text
+    # The same token endpoint again: its status, not the whole request line a second time.
+    assert text.count("POST PDP /zts/v1/oauth2/token") == 1, text
+    verbose = step_result_text(result, verbose=True)
+    assert verbose.count("tools/list") >= 2  # --verbose shows every call
