@@ -163,8 +163,13 @@ def test_default_view_lists_the_tools_once_and_shortens_a_repeated_request(tmp_p
     tools = {"tools": [{"name": "list_docs"}, {"name": "get_doc"}]}
     called = {"content": [{"type": "text", "text": "[]"}], "isError": False}
     prompts = tuple(
-        ActionResult(name, "agent", f"Prompt {name}.", (rpc("tools/list", tools),
-                     rpc("tools/call", called)), {"is_error": False})  # fmt: skip
+        ActionResult(
+            name,
+            "agent",
+            f"Prompt {name}.",
+            (rpc("tools/list", tools), rpc("tools/call", called)),
+            {"is_error": False},
+        )  # fmt: skip
         for name in ("first", "second")
     )
     ok = passed_and_failed(tmp_path)[0]
