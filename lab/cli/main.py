@@ -62,6 +62,9 @@ def run() -> None:
     from lab.startup import skip_httpx_cli
 
     skip_httpx_cli()
+    from lab.cli.part_logs import keep_part_logs_off_the_screen
+
+    keep_part_logs_off_the_screen(sys.argv[1:])
     start_runtime_early(sys.argv[1:])
     from lab.cli.app import app
 

@@ -65,8 +65,7 @@ def whole_word_lines(text: str, width: int) -> list[str]:
     lines: list[str] = []
     for paragraph in text.splitlines() or [""]:
         lines.extend(
-            textwrap.wrap(paragraph, width, break_long_words=False, break_on_hyphens=False)
-            or [""]
+            textwrap.wrap(paragraph, width, break_long_words=False, break_on_hyphens=False) or [""]
         )
     return lines
 

@@ -145,9 +145,7 @@ def checked_headers(action: ActionResult) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def token_model(
-    token: TokenSeen, focus: list[str], focus_declared: bool = True
-) -> dict[str, Any]:
+def token_model(token: TokenSeen, focus: list[str], focus_declared: bool = True) -> dict[str, Any]:
     diff = [
         {"claim": name, "before": before, "after": after, "kind": change_kind(before, after)}
         for name, before, after in token.changes
