@@ -196,7 +196,40 @@ class AccessGate:
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        if scope.get("method") == "GET":
+            # Stateless JSON mode has nothing to push, yet the SDK would hold the standalone SSE
+            # stream open forever (a connection per GET, never answered). The Streamable HTTP
+            # transport (MCP 2025-06-18, "Listening for Messages from the Server") lets a server
+            # without that stream answer 405.
+            await self._no_stream()(scope, receive, send)
+            return
+        await self.app(scope, receive, self._challenge_on_refusal(send))
+
+    @staticmethod
+    def _no_stream() -> Response:
+        body = {
+            "error": "method_not_allowed",
+            "error_description": "this MCP server is stateless: POST JSON-RPC requests to it",
+        }
+        return JSONResponse(body, status_code=405, headers={"Allow": "POST"})
+
+    def _challenge_on_refusal(self, send: Send) -> Send:
+        """The transport's own 401/403 (a foreign ``Origin``) still carry a Bearer challenge:
+        every refusal at a resource server says how to authenticate (RFC 6750 §3)."""
+
+        async def challenged(message: Any) -> None:
+            if message.get("type") == "http.response.start" and message.get("status") in (
+                401,
+                403,
+            ):
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"www-authenticate" for name, _ in headers):
+                    challenge = f'Bearer resource_metadata="{self.metadata_url}"'
+                    headers.append((b"www-authenticate", challenge.encode()))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        return challenged
 
     def _unauthenticated(self, scope: Scope) -> Response:
         sent = any(name.lower() == b"authorization" for name, _ in scope.get("headers", []))
