@@ -60,3 +60,40 @@ def test_a_redemption_is_audited_with_the_new_tokens_jti_and_the_roles_held(
         f"ID-JAG {unverified_claims(jag)['jti']} redeemed; {LEARNER} holds "
         "api:role.docs-getter, mcp:role.mcp-accessor now"
     )
+
+
+def test_an_id_jag_resource_with_a_trailing_slash_matches_the_one_sent(world: PdpLab) -> None:
+    mcp = world.settings.endpoints.mcp.rstrip("/")
+    jag = _resigned(world, _jag(world), resource=mcp + "/")
+    response = world.redeem(jag, resource=mcp)
+    assert response.status_code == 200, response.text
+
+
+def test_a_different_resource_at_redemption_is_named(world: PdpLab) -> None:
+    mcp = world.settings.endpoints.mcp
+    other = "http://127.0.0.1:1/other"
+    body = world.redeem(_jag(world), resource=other).json()
+    assert (body["error"], body["error_description"], body["message"]) == (
+        "invalid_grant",
+        f"resource {other} differs from the ID-JAG's resource {mcp}",
+        f"Invalid resource: {other}",
+    )
+
+
+def test_an_id_jag_for_an_unregistered_resource_is_invalid_grant_named_as_a_target(
+    world: PdpLab,
+) -> None:
+    other = "http://127.0.0.1:1/other"
+    body = world.redeem(_resigned(world, _jag(world), resource=other)).json()
+    assert body["error"] == "invalid_grant"
+    assert body["error_description"].startswith(f"resource {other} is not a registered resource")
+    assert body["message"] == f"Invalid resource: {other}"
+
+
+def test_an_id_jag_naming_no_roles_is_refused_by_name(world: PdpLab) -> None:
+    body = world.redeem(_resigned(world, _jag(world), scope="api:domain")).json()
+    assert (body["error"], body["error_description"], body["message"]) == (
+        "invalid_grant",
+        "the ID-JAG names no roles (a D:domain scope in an ID-JAG grants nothing)",
+        "Invalid jag assertion - scope names no roles",
+    )
