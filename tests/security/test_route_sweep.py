@@ -20,11 +20,13 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from mcp.server.lowlevel import Server
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 
 from lab.agent.chain import Agent
 from lab.config import ADMIN_PRINCIPAL, LEARNER_PRINCIPAL, Settings
+from lab.gateway.http import build_http_app
 from lab.oauth.admin import make_admin_assertion
 from lab.oauth.jose import SigningKey, make_client_assertion
 from lab.oauth.tokens import CLIENT_ASSERTION_TYPE_JWT_BEARER, GRANT_CLIENT_CREDENTIALS
@@ -69,7 +71,8 @@ def concrete(path: str) -> str:
 def walk(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, frozenset[str]]]:
     for route in routes:
         if isinstance(route, Route):
-            yield prefix + route.path, frozenset(route.methods or {"GET"})
+            # No method list: the route takes any method (the MCP SDK's transport endpoint).
+            yield prefix + route.path, frozenset(route.methods or {"GET", "POST", "DELETE"})
         elif isinstance(route, Mount):
             inner = getattr(route.app, "routes", None)
             if inner:
@@ -140,6 +143,14 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sweep]:
             for path, methods in app_routes(factory())
         ]
         targets += [Target("ui", ui_base, p, m) for p, m in app_routes(ui)]
+        # The gateway's HTTP side (the SDK transport under the secret path, behind the Host/Origin
+        # guard), around a bare low-level server: the tools behind it are the MCP server's.
+        gateway_sock = bind_socket("127.0.0.1", 0)
+        gateway_port = gateway_sock.getsockname()[1]
+        gateway = build_http_app(Server("sweep"), "127.0.0.1", gateway_port, "sweep-secret")
+        stack.enter_context(serve_in_thread(gateway, gateway_sock))
+        gateway_base = f"http://127.0.0.1:{gateway_port}"
+        targets += [Target("gateway", gateway_base, p, m) for p, m in app_routes(gateway)]
         http = stack.enter_context(httpx.Client(timeout=SLOW_S + 5))
         yield Sweep(lab, targets, http, credentials(lab, http))
 
@@ -189,6 +200,7 @@ def credentials(lab: RunningLab, http: httpx.Client) -> dict[str, Callable[[str]
         "mcp": lambda path: bearer(mcp_token),
         "ui": lambda path: {TOKEN_HEADER: UI_TOKEN},
         "idp": lambda path: {},
+        "gateway": lambda path: {},  # the secret path is its credential
     }
 
 
@@ -334,7 +346,7 @@ def send(
 
 def test_the_sweep_walks_every_part(sweep: Sweep) -> None:
     parts = {t.part for t in sweep.targets}
-    assert parts == {"idp", "zts", "docapi_protected", "docapi_unprotected", "mcp", "ui"}
+    assert parts == {"idp", "zts", "docapi_protected", "docapi_unprotected", "mcp", "ui", "gateway"}
     assert len(sweep.targets) > 40
 
 
