@@ -38,6 +38,7 @@ from lab.config import Endpoints, Settings
 from lab.oauth.errors import InvalidRequest
 from lab.oauth.starlette import HostCheck, exception_handlers, read_json
 from lab.ui.guard import TOKEN_HEADER, OriginCheck, token_matches
+from lab.ui.redaction import redact_run
 from lab.ui.signatures import Signatures
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -117,7 +118,8 @@ def create_app(
                 status_code=404,
             )
         record = await asyncio.to_thread(signatures.annotate, record)
-        return JSONResponse(record, headers={"Cache-Control": "no-store"})
+        # Checked with the raw tokens; served without them (lab.ui.redaction).
+        return JSONResponse(redact_run(record), headers={"Cache-Control": "no-store"})
 
     async def audit(request: Request) -> Response:
         # The CLI's own command: the same records, the same hash-chain and seal verification.
