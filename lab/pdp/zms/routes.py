@@ -241,7 +241,7 @@ class Zms:
         for item in value:
             member = _obj(item)
             entry: dict[str, Any] = {"memberName": member_name(member.get("memberName"))}
-            if member.get("expiration"):
+            if member.get("expiration") is not None:
                 entry["expiration"] = self._expiration(member["expiration"])
             # A member named twice is stored once (the last entry wins, as in put_member).
             members.pop(entry["memberName"], None)
@@ -249,8 +249,11 @@ class Zms:
         return list(members.values())
 
     def _expiration(self, value: Any) -> str:
+        # A number, list or object is refused, never read as "no expiration" (falsy) or str()ed.
         try:
-            return timestamp(parse_timestamp(str(value)))
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return timestamp(parse_timestamp(value))
         except ValueError:
             raise InvalidRequest(
                 f"expiration {value!r} is not a timestamp with a time zone"
@@ -329,7 +332,7 @@ class Zms:
         if body.get("memberName") is not None and member_name(body["memberName"]) != member:
             raise InvalidRequest("memberName in the body does not match the path")
         entry: dict[str, Any] = {"memberName": member}
-        if body.get("expiration"):
+        if body.get("expiration") is not None:
             entry["expiration"] = self._expiration(body["expiration"])
 
         def add(data: dict[str, Any]) -> None:
@@ -369,15 +372,18 @@ class Zms:
         role = role_reference(item.get("role"))
         if not role.startswith(f"{domain}:role."):
             role = f"{domain}:role.{role}" if ":" not in role else role
-        effect = str(item.get("effect") or "ALLOW").upper()
-        if effect not in ("ALLOW", "DENY"):
+        # Absent means ALLOW (Athenz's default); a value of another type is an error, never
+        # silently ALLOW because it is falsy (0, [], {}).
+        raw_effect = item.get("effect")
+        effect = "ALLOW" if raw_effect is None else raw_effect
+        if not isinstance(effect, str) or effect.upper() not in ("ALLOW", "DENY"):
             raise InvalidRequest("effect must be ALLOW or DENY")
         resource = resource_name(item.get("resource"))
         return {
             "role": role,
             "resource": resource,
             "action": action_name(item.get("action")),
-            "effect": effect,
+            "effect": effect.upper(),
             "id": self.store.next_assertion_id(),
         }
 
@@ -389,7 +395,7 @@ class Zms:
         body = _obj(body)
         if body.get("name") is not None and short_entity(domain, body["name"], "policy") != policy:
             raise InvalidRequest("policy name in the body does not match the path")
-        assertions = body.get("assertions") or []
+        assertions = [] if body.get("assertions") is None else body["assertions"]
         if not isinstance(assertions, list):
             raise InvalidRequest("assertions must be a list")
         data = {
@@ -447,7 +453,7 @@ class Zms:
         full = f"{domain}.{service}"
         if body.get("name") is not None and str(body["name"]).lower() not in (full, service):
             raise InvalidRequest("service name in the body does not match the path")
-        keys = body.get("publicKeys") or []
+        keys = [] if body.get("publicKeys") is None else body["publicKeys"]
         if not isinstance(keys, list):
             raise InvalidRequest("publicKeys must be a list")
         public_keys = []
