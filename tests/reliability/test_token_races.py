@@ -9,6 +9,7 @@ the race between two redemptions of one assertion is decided by that insert alon
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,13 +19,15 @@ import httpx
 import pytest
 
 from lab.agent.chain import Agent
-from lab.config import AGENT_PRINCIPAL, LEARNER_PRINCIPAL
+from lab.config import ADMIN_PRINCIPAL, AGENT_PRINCIPAL, LEARNER_PRINCIPAL
+from lab.oauth.admin import make_admin_assertion
 from lab.oauth.jose import SigningKey, make_client_assertion, unverified_claims
 from lab.oauth.tokens import (
     CLIENT_ASSERTION_TYPE_JWT_BEARER,
     GRANT_CLIENT_CREDENTIALS,
     GRANT_JWT_BEARER,
 )
+from lab.pdp.store import Store
 from lab.pdp.zts.dispatcher import WORKER_THREADS
 from tests.agent.labsetup import RunningLab
 from tests.security.fullstack import full_lab
@@ -50,6 +53,12 @@ def fresh_id_jag(lab: RunningLab) -> str:
 def client_assertion(lab: RunningLab, principal: str) -> str:
     key = SigningKey.load_or_create(lab.settings.key_file(principal))
     return make_client_assertion(principal, key, lab.endpoints.zts)
+
+
+def admin_headers(lab: RunningLab) -> dict[str, str]:
+    key = SigningKey.load_or_create(lab.settings.key_file(ADMIN_PRINCIPAL))
+    token = make_admin_assertion(ADMIN_PRINCIPAL, key, lab.endpoints.zms)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def redemption_form(lab: RunningLab, id_jag: str) -> dict[str, str]:
@@ -152,3 +161,48 @@ def test_clients_hanging_up_mid_request_leave_no_double_redemption_and_no_wedge(
     # The endpoint still works for a new chain.
     fresh = httpx.post(lab.endpoints.zts_token, data=redemption_form(lab, fresh_id_jag(lab)))
     assert fresh.status_code == 200, fresh.text
+
+
+def test_more_requests_than_workers_while_the_audit_commit_is_held(
+    lab: RunningLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit is held (a slow disk) while 8x the worker threads' requests arrive: each
+    waits on the event loop, none fails, the replayed assertion wins once, and the PDP's other
+    routes answer meanwhile (the waits hold no worker thread)."""
+    gate = threading.Event()
+    original = Store._commit_audit_batch
+
+    def held(self: Store, batch: list[Any]) -> None:
+        gate.wait(timeout=20)
+        original(self, batch)
+
+    monkeypatch.setattr(Store, "_commit_audit_batch", held)
+    replayed = client_assertion(lab, LEARNER_PRINCIPAL)
+    forms = [
+        {
+            "grant_type": GRANT_CLIENT_CREDENTIALS,
+            "scope": "api:role.docs-getter",
+            "client_assertion_type": CLIENT_ASSERTION_TYPE_JWT_BEARER,
+            "client_assertion": replayed
+            if i % 4 == 0
+            else client_assertion(lab, LEARNER_PRINCIPAL),
+        }
+        for i in range(PARALLEL)
+    ]
+    with httpx.Client(timeout=30) as http, ThreadPoolExecutor(len(forms)) as pool:
+        pending = [pool.submit(http.post, lab.endpoints.zts_token, data=form) for form in forms]
+        time.sleep(0.5)
+        assert not any(p.done() for p in pending)  # all waiting for the held commit
+        started = time.monotonic()
+        keys = http.get(lab.endpoints.zts_jwks)
+        health = http.get(f"{lab.endpoints.zms}/domain", headers=admin_headers(lab))
+        assert keys.status_code == 200 and health.status_code == 200, health.text
+        assert time.monotonic() - started < 2.0
+        gate.set()
+        answers = [p.result() for p in pending]
+    assert all(a.status_code < 500 for a in answers), [a.text for a in answers]
+    fresh = [a for i, a in enumerate(answers) if i % 4 != 0]
+    assert all(a.status_code == 200 for a in fresh), [a.text for a in fresh]
+    replays = [a for i, a in enumerate(answers) if i % 4 == 0]
+    assert [a.status_code for a in replays].count(200) == 1, [a.text for a in replays]
+    assert {a.json()["error"] for a in replays if a.status_code != 200} == {"invalid_client"}
