@@ -97,3 +97,10 @@ def test_an_id_jag_naming_no_roles_is_refused_by_name(world: PdpLab) -> None:
         "the ID-JAG names no roles (a D:domain scope in an ID-JAG grants nothing)",
         "Invalid jag assertion - scope names no roles",
     )
+
+
+def test_a_one_second_token_may_be_asked_for_at_redemption(world: PdpLab) -> None:
+    response = world.redeem(_jag(world), expires_in="1")
+    assert response.status_code == 200, response.text
+    claims = unverified_claims(response.json()["access_token"])
+    assert claims["exp"] - claims["iat"] == 1 == response.json()["expires_in"]
