@@ -96,3 +96,14 @@ def test_the_access_check_reads_action_and_resource_case_blind(pdp: Pdp) -> None
 def test_secrets_are_stored_as_sha256_and_unknown_principals_have_none(pdp: Pdp) -> None:
     assert hash_secret("s3cret") == hashlib.sha256(b"s3cret").hexdigest()
     assert pdp.check_secret("ai.nobody", "anything") is False
+
+
+def test_the_domain_is_the_text_before_the_first_colon(world: PdpLab, pdp: Pdp) -> None:
+    world.allow("api", "read-all", "docs-getter", "read", "api:*")
+    assert pdp.check_access(LEARNER, "read", "api:x:y").allowed is True
+    refused = pdp.check_access(LEARNER, "read", "nosuch:x")
+    assert (refused.allowed, refused.effect, refused.reason) == (
+        False,
+        "NO_MATCH",
+        "Domain not found: nosuch",
+    )
