@@ -96,6 +96,7 @@ def step_command(
         typer.echo(session.manual(step))
         return
     with lab_lock(session.settings.home, command_line()):
+        ahead = later_step_passed(session, number)
         result = run_step_mode(session, step, check=check, solution=solution)
     if json_output:
         from lab.render.run_model import step_model
@@ -106,7 +107,34 @@ def step_command(
     # "skipped" (a --check with nothing to verify) and "challenge" (the learner's turn) are not
     # failures; failed and error are.
     if result.status in ("failed", "error"):
+        if ahead and not (check or solution):
+            say_the_lab_is_past(number, ahead)
         raise typer.Exit(common.ExitCode.FAILED)
+
+
+def later_step_passed(session: StepSession, number: int) -> int:
+    """The highest step after ``number`` that passed since the last reset (0 if none)."""
+    from lab.state import load_results
+
+    results = load_results(session.settings)
+    return max(
+        (n for n, r in results.items() if n > number and r.get("status") == "passed"), default=0
+    )
+
+
+def say_the_lab_is_past(number: int, ahead: int) -> None:
+    """A step checks the state right before it; run again on a lab that went on (step 1 after
+    `make run` finds step 14's deletions), it fails for that reason alone. Say so, and how to
+    run it as it was meant, instead of leaving the learner to doubt the lab."""
+    again = common.lab_command(f"reset --to {number}")
+    then = common.lab_command(f"step {number}")
+    console = common.err()
+    console.print(
+        f"note: this lab has gone on to step {ahead} since the last reset, and step {number} "
+        "checks the state right before it. To run it again as it was meant:"
+    )
+    # soft_wrap: one line for the terminal to wrap, so the command pastes back whole.
+    console.print(f"  {again} && {then}", soft_wrap=True, highlight=False)
 
 
 def run_step_mode(session: StepSession, step: Step, *, check: bool, solution: bool) -> StepResult:

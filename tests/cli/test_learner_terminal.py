@@ -286,3 +286,24 @@ def test_step_17_and_lab_audit_show_only_the_run_since_the_last_reset(stack: Sta
     intact = re.search(r"the chain of (\d+) records is intact", verified.stdout)
     assert intact is not None, verified.stdout
     assert int(intact[1]) >= max(shown)  # checked from record #1 on, old runs included
+
+
+def test_a_step_run_again_on_a_lab_that_went_on_says_how_to_run_it_as_meant(
+    stack: Stack,
+) -> None:
+    # Steps 1–15 are done: step 14's challenge and step 15 changed the documents step 1 counts.
+    assert lab(stack, "reset", "--to", "16").returncode == 0
+    again = lab(stack, "step", "1")
+    assert again.returncode == 1, again.stdout
+    said = " ".join(again.stderr.split())
+    assert "this lab has gone on to step 15 since the last reset" in said, again.stderr
+    commands = [line.strip() for line in again.stderr.splitlines() if "&&" in line]
+    assert len(commands) == 1 and commands[0].endswith("step 1"), again.stderr
+    # The command, pasted as printed, runs step 1 as it was meant: it passes.
+    pasted = subprocess.run(
+        ["bash", "-c", commands[0]], env=stack.env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert pasted.returncode == 0, pasted.stdout[-2000:] + pasted.stderr
+    assert re.search(r"PASSED\s+(\d+)/\1 checks", pasted.stdout)
+    # A step whose later steps have not run says nothing of the kind when it fails.
+    assert "gone on" not in lab(stack, "step", "2", "--check").stderr
