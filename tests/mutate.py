@@ -78,6 +78,28 @@ TARGETS: dict[str, Target] = {
             _SECURITY + "test_lifetimes.py",
             _SECURITY + "test_mutation_survivors.py",
             _SECURITY + "test_mutation_survivors_grants.py",
+            _SECURITY + "test_mutation_survivors_external_id_jag.py",
+        ),
+    ),
+    # One grant at a time, with the tests that exercise it (issuance of the PDP's own ID-JAG
+    # is tested in tests/pdp/test_id_jag.py, which the "grants" selection lacks).
+    "token_exchange": Target(
+        ("lab.pdp.zts.grants.token_exchange.*",),
+        (
+            "tests/pdp/test_token_exchange.py",
+            "tests/pdp/test_id_jag.py",
+            "tests/pdp/test_scopes.py",
+            _SECURITY + "test_scope_escalation.py",
+            _SECURITY + "test_lifetimes.py",
+            _SECURITY + "test_mutation_survivors.py",
+            _SECURITY + "test_mutation_survivors_token_exchange.py",
+        ),
+    ),
+    "external_id_jag": Target(
+        ("lab.pdp.zts.grants.external_id_jag.*",),
+        (
+            "tests/pdp/test_external_id_jag.py",
+            _SECURITY + "test_mutation_survivors_external_id_jag.py",
         ),
     ),
     "core": Target(
