@@ -71,8 +71,14 @@ function drawSteps() {
   }
 }
 
+let stepsAsked = 0;
+
 async function loadSteps() {
+  // Live updates and the end of a run both ask; an answer to an older question must not
+  // redraw over a newer one (step 20 back to "not run" after the run said all passed).
+  const asked = ++stepsAsked;
   const data = await getJson("/api/steps");
+  if (asked !== stepsAsked) return;
   state.steps = data ? data.steps : [];
   drawSteps();
 }
@@ -424,10 +430,11 @@ async function runAll() {
     return;
   }
   const passed = data.steps.filter((s) => s.status === "passed").length;
+  // The list first: the verdict must never be on screen beside a list that still says "not run".
+  await loadSteps();
   status.textContent = data.exit_code === 0
     ? `The whole lab: all ${data.steps.length} steps passed.`
     : `The whole lab stopped: ${passed} of ${data.steps.length} steps passed. ${data.message || ""}`;
-  await loadSteps();
   await loadRun();
   await loadAudit();
 }
