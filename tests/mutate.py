@@ -102,6 +102,25 @@ TARGETS: dict[str, Target] = {
             _SECURITY + "test_mutation_survivors_external_id_jag.py",
         ),
     ),
+    "client_credentials": Target(
+        ("lab.pdp.zts.grants.client_credentials.*",),
+        (
+            "tests/pdp/test_client_credentials.py",
+            "tests/pdp/test_scopes.py",
+            _SECURITY + "test_scope_escalation.py",
+            _SECURITY + "test_lifetimes.py",
+            _SECURITY + "test_mutation_survivors.py",
+            _SECURITY + "test_mutation_survivors_client_credentials.py",
+        ),
+    ),
+    "resource_scope": Target(
+        ("lab.pdp.zts.grants.resource_scope.*",),
+        (
+            "tests/pdp/test_scopes.py",
+            "tests/pdp/test_client_credentials.py",
+            _SECURITY + "test_mutation_survivors_resource_scope.py",
+        ),
+    ),
     "core": Target(
         ("lab.pdp.core.*",),
         (

@@ -5,9 +5,14 @@ boundary), the NumericDate type checks, and the exact refusal texts.
 
 from __future__ import annotations
 
+import json
+
+import jwt
 import pytest
 
-from lab.oauth.jose import now
+from lab.oauth.jose import now, unverified_claims
+from lab.oauth.tokens import TYP_ID_JAG
+from lab.pdp.core import Pdp
 from tests.pdp.conftest import PdpLab
 from tests.pdp.test_external_id_jag import idp_jag
 
@@ -121,3 +126,40 @@ def test_a_replayed_external_id_jag_is_refused_under_its_issuers_name(ext: PdpLa
     assert _refusal(ext, assertion)[1] == (
         "Invalid assertion token: assertion has already been used"
     )
+
+
+def test_a_non_text_issuer_is_refused_not_looked_up(ext: PdpLab) -> None:
+    # A list is unhashable: looking it up in the providers would be a 500. pyjwt refuses to
+    # encode such an iss, so the claims are signed as raw JWS bytes.
+    claims = {**unverified_claims(idp_jag(ext)), "iss": ["http://127.0.0.1:1/a"]}
+    assertion = jwt.api_jws.PyJWS().encode(
+        json.dumps(claims).encode(),
+        ext.idp_key.key,
+        algorithm="RS256",
+        headers={"typ": TYP_ID_JAG, "kid": ext.idp_key.kid},
+    )
+    assert _refusal(ext, assertion) == (
+        "invalid assertion: issuer ['http://127.0.0.1:1/a'] is not a trusted identity provider",
+        "Invalid assertion token: issuer ['http://127.0.0.1:1/a'] is not a trusted identity "
+        "provider",
+    )
+
+
+@pytest.mark.parametrize("claim", ["jti", "client_id", "sub"])
+def test_an_external_id_jag_missing_a_required_claim_is_refused_by_name(
+    ext: PdpLab, claim: str
+) -> None:
+    assert _refusal(ext, idp_jag(ext, **{claim: None})) == (
+        f"invalid assertion: token is missing the {claim!r} claim",
+        f"Invalid assertion token: token is missing the {claim!r} claim",
+    )
+
+
+def test_an_external_id_jag_is_marked_used_under_its_issuers_name(ext: PdpLab) -> None:
+    # RFC 7519 §4.1.7: a jti is unique per issuer, so the single-use key names the issuer.
+    assertion = idp_jag(ext)
+    assert ext.redeem(assertion).status_code == 200
+    store = Pdp.open(ext.settings).store
+    jti = unverified_claims(assertion)["jti"]
+    assert store.jti_seen(f"jag:{ext.issuer_idp}#{jti}")
+    assert not store.jti_seen(f"jag:None#{jti}")

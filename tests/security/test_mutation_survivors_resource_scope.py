@@ -1,0 +1,62 @@
+"""Tests written for mutants of ``lab/pdp/zts/grants/resource_scope.py`` (docs/dev/mutation.md):
+which assertions make a role part of a registered resource's default scope, and which do not.
+"""
+
+from __future__ import annotations
+
+from lab.pdp.core import Pdp
+from lab.pdp.zts.grants.resource_scope import all_roles, roles_for_resource
+from tests.pdp.conftest import MCP, PdpLab
+
+# The admin policy (ALLOW * on mcp:*) counts too: the grants then keep only what the caller
+# holds and, for ID-JAGs, may carry (zts.jag_exchange).
+MCP_DEFAULT = ["mcp:role.admin", "mcp:role.mcp-accessor", "api:role.docs-getter"]
+
+
+def _needed(lab: PdpLab) -> list[str]:
+    return roles_for_resource(Pdp.open(lab.settings), lab.settings.endpoints.mcp)
+
+
+def test_the_mcp_servers_default_scope_is_read_from_the_policies(world: PdpLab) -> None:
+    assert _needed(world) == MCP_DEFAULT
+    assert roles_for_resource(Pdp.open(world.settings), "http://127.0.0.1:1/unregistered") == []
+
+
+def test_deny_glob_and_zts_assertions_add_no_role(world: PdpLab) -> None:
+    world.role("mcp", "blocked", [])
+    world.allow("mcp", "deny", "blocked", "access", "mcp:mcp", effect="DENY")
+    world.role("mcp", "admin-ish", [])
+    world.allow("mcp", "zts", "admin-ish", "zts.jag_exchange", "mcp:role.mcp-accessor")
+    world.role("mcp", "Mixed-Case", [])
+    world.allow("mcp", "mixed", "Mixed-Case", "ACCESS", "MCP:Tools")
+    assert _needed(world) == [*MCP_DEFAULT[:2], "mcp:role.mixed-case", *MCP_DEFAULT[2:]]
+
+
+def test_target_exchange_counts_only_literal_allowed_roles_the_service_holds(
+    world: PdpLab,
+) -> None:
+    world.role("api", "docs-poster", [])
+    world.role("api", "poster-exchanger", [])  # the MCP service is not a member
+    world.allow(
+        "api", "poster", "poster-exchanger", "zts.token_target_exchange", "api:mcp:role.docs-poster"
+    )
+    world.allow("api", "glob", "docs-getter-exchanger", "zts.token_target_exchange", "api:mcp:*")
+    world.allow(
+        "api",
+        "denied",
+        "docs-getter-exchanger",
+        "zts.token_target_exchange",
+        "api:mcp:role.docs-deleter",
+        effect="DENY",
+    )
+    world.allow("api", "other", "docs-getter-exchanger", "zts.other", "api:mcp:role.docs-x")
+    assert _needed(world) == MCP_DEFAULT
+    world.role("api", "poster-exchanger", [MCP])
+    assert sorted(_needed(world)) == sorted([*MCP_DEFAULT, "api:role.docs-poster"])
+
+
+def test_scopes_supported_lists_every_role_but_admin_sorted_per_domain(world: PdpLab) -> None:
+    names = all_roles(Pdp.open(world.settings))
+    assert not any(name.endswith(":role.admin") for name in names)
+    api = [name for name in names if name.startswith("api:")]
+    assert api == sorted(api) and "api:role.docs-getter" in api
