@@ -58,3 +58,4 @@ def test_a_grant_is_audited_with_its_jti_and_the_roles_held(world: PdpLab) -> No
     assert record["jti"] == unverified_claims(response.json()["access_token"])["jti"]
     assert record["reason"] == "principal holds api:role.docs-getter, api:role.docs-poster"
     assert record["subject"] == LEARNER
+
