@@ -58,4 +58,13 @@ def test_a_grant_is_audited_with_its_jti_and_the_roles_held(world: PdpLab) -> No
     assert record["jti"] == unverified_claims(response.json()["access_token"])["jti"]
     assert record["reason"] == "principal holds api:role.docs-getter, api:role.docs-poster"
     assert record["subject"] == LEARNER
+    assert record["resource"] == "api:role.docs-getter api:role.docs-poster"
 
+
+def test_a_resource_registered_with_a_trailing_slash_matches_the_audience_without(
+    world: PdpLab,
+) -> None:
+    tool = "http://127.0.0.1:1/tool/"
+    world.register_service("ai.tool", provider_endpoint=tool)
+    response = _grant(world, scope="api:role.docs-getter", resource=tool, audience=tool.rstrip("/"))
+    assert response.status_code == 200, response.text

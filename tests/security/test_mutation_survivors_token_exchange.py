@@ -324,5 +324,9 @@ def test_without_scope_a_client_that_may_carry_none_of_the_roles_is_refused(
     mcp = world.settings.endpoints.mcp
     response = world.request_id_jag(world.id_token(aud=MCP), client=MCP, scope="")
     description, message = _error(response, 403, "unauthorized_client")
-    assert description.startswith(f"{MCP} may carry none of the roles {mcp} needs (")
+    needed = ["mcp:role.admin", "mcp:role.mcp-accessor", "api:role.docs-getter"]
+    assert description == f"{MCP} may carry none of the roles {mcp} needs ({', '.join(needed)})"
     assert message == "Principal not authorized for token exchange for the requested role"
+    record = world.audit()[-1]
+    assert record["resource"] == " ".join(needed)
+    assert record["action"] == "zts.jag_exchange"
