@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from lab.oauth.jose import SigningKey, new_jti, now, unverified_claims
 from lab.oauth.tokens import (
@@ -19,6 +20,7 @@ from lab.oauth.tokens import (
     TOKEN_TYPE_ID_TOKEN,
     TYP_ACCESS_TOKEN,
 )
+from lab.pdp.zts.grants import token_exchange
 from tests.pdp.conftest import AGENT, LEARNER, MCP, PdpLab
 
 
@@ -213,14 +215,40 @@ def test_a_subject_token_past_its_exp_within_the_leeway_gives_nothing(world: Pdp
     )
 
 
+def test_a_subject_token_with_one_second_left_gives_one_and_with_none_nothing(
+    world: PdpLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The grant's clock is pinned relative to exp (pyjwt's own check uses the real clock).
+    exp = now() + 100
+    monkeypatch.setattr(token_exchange, "now", lambda: exp - 1)
+    response = world.exchange(_subject_token(world, exp=exp))
+    assert response.status_code == 200, response.text
+    assert response.json()["expires_in"] == 1
+    monkeypatch.setattr(token_exchange, "now", lambda: exp)
+    assert _error(world.exchange(_subject_token(world, exp=exp)), 400, "invalid_grant")[1] == (
+        "Invalid subject token: subject token has expired"
+    )
+
+
 def test_an_exchange_is_audited_with_the_new_jti_and_both_permissions(world: PdpLab) -> None:
-    response = world.exchange(_user_token(world))
+    world.role("api", "docs-poster", [LEARNER])
+    world.allow(
+        "api",
+        "poster-exchange",
+        "docs-getter-exchanger",
+        "zts.token_target_exchange",
+        "api:mcp:role.docs-poster",
+    )
+    token = _subject_token(
+        world, scp=["mcp-accessor", "api:role.docs-getter", "api:role.docs-poster"]
+    )
+    response = world.exchange(token, scope="api:role.docs-getter api:role.docs-poster")
     assert response.status_code == 200, response.text
     record = world.audit()[-1]
     assert record["jti"] == unverified_claims(response.json()["access_token"])["jti"]
     assert record["reason"] == (
         f"{MCP} holds zts.token_source_exchange and zts.token_target_exchange; "
-        f"{LEARNER} holds api:role.docs-getter"
+        f"{LEARNER} holds api:role.docs-getter, api:role.docs-poster"
     )
 
 
