@@ -181,6 +181,11 @@ def test_widening_is_refused_naming_the_role_not_carried(world: PdpLab) -> None:
     assert _error(response, 400, "invalid_scope")[0] == (
         "the subject token does not carry api:role.docs-poster; an exchange may only narrow"
     )
+    two = world.exchange(_user_token(world), scope="api:role.docs-poster api:role.docs-deleter")
+    assert _error(two, 400, "invalid_scope")[0] == (
+        "the subject token does not carry api:role.docs-deleter, api:role.docs-poster; "
+        "an exchange may only narrow"
+    )
     whole = world.exchange(_user_token(world), scope="api:domain")
     assert _error(whole, 400, "invalid_scope")[0] == (
         "the subject token does not carry api:domain; an exchange may only narrow"
@@ -358,3 +363,12 @@ def test_without_scope_a_client_that_may_carry_none_of_the_roles_is_refused(
     record = world.audit()[-1]
     assert record["resource"] == " ".join(needed)
     assert record["action"] == "zts.jag_exchange"
+
+
+def test_a_subject_token_with_neither_scp_nor_scope_carries_no_role(world: PdpLab) -> None:
+    # Not even one named "none" (str(None)) in its own domain.
+    token = _subject_token(world, aud="api", scp=None)
+    response = world.exchange(token, scope="api:role.none")
+    assert _error(response, 400, "invalid_scope")[0] == (
+        "the subject token does not carry api:role.none; an exchange may only narrow"
+    )
