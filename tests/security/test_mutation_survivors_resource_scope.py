@@ -4,6 +4,7 @@ which assertions make a role part of a registered resource's default scope, and 
 
 from __future__ import annotations
 
+from lab.config import ADMIN_PRINCIPAL
 from lab.pdp.core import Pdp
 from lab.pdp.zts.grants.resource_scope import all_roles, roles_for_resource
 from tests.pdp.conftest import MCP, PdpLab
@@ -40,7 +41,8 @@ def test_target_exchange_counts_only_literal_allowed_roles_the_service_holds(
     world.allow(
         "api", "poster", "poster-exchanger", "zts.token_target_exchange", "api:mcp:role.docs-poster"
     )
-    world.allow("api", "glob", "docs-getter-exchanger", "zts.token_target_exchange", "api:mcp:*")
+    for name, glob in (("star", "api:mcp:role.docs-*"), ("mark", "api:mcp:role.docs-?")):
+        world.allow("api", name, "docs-getter-exchanger", "zts.token_target_exchange", glob)
     world.allow(
         "api",
         "denied",
@@ -60,3 +62,14 @@ def test_scopes_supported_lists_every_role_but_admin_sorted_per_domain(world: Pd
     assert not any(name.endswith(":role.admin") for name in names)
     api = [name for name in names if name.startswith("api:")]
     assert api == sorted(api) and "api:role.docs-getter" in api
+
+
+def test_a_service_in_a_subdomain_belongs_to_the_subdomain(world: PdpLab) -> None:
+    # The domain is everything before the service's last dot: mcp.tools, not mcp.
+    world.ok("POST", "/subdomain/mcp", {"name": "tools", "adminUsers": [ADMIN_PRINCIPAL]})
+    gate = "http://127.0.0.1:1/gate"
+    world.register_service("mcp.tools.gate", provider_endpoint=gate)
+    world.role("mcp.tools", "gate-user", [])
+    world.allow("mcp.tools", "use", "gate-user", "use", "mcp.tools:gate")
+    needed = roles_for_resource(Pdp.open(world.settings), gate)
+    assert needed == ["mcp.tools:role.admin", "mcp.tools:role.gate-user"]
