@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from lab.config import ADMIN_PRINCIPAL
 from lab.oauth.jose import SigningKey, new_jti, now, unverified_claims
 from lab.oauth.tokens import (
     GRANT_CLIENT_CREDENTIALS,
@@ -37,7 +38,7 @@ def _user_token(lab: PdpLab) -> str:
     return str(response.json()["access_token"])
 
 
-def _subject_token(lab: PdpLab, **claims: Any) -> str:
+def _subject_token(lab: PdpLab, typ: str = TYP_ACCESS_TOKEN, **claims: Any) -> str:
     """An access token as the PDP signs them, with the claims given (None drops one)."""
     key = SigningKey.load_or_create(lab.settings.key_file("pdp-signing"))
     issued = now()
@@ -52,7 +53,7 @@ def _subject_token(lab: PdpLab, **claims: Any) -> str:
         "scp": ["mcp-accessor", "api:role.docs-getter"],
     }
     body.update(claims)
-    return key.sign({k: v for k, v in body.items() if v is not None}, typ=TYP_ACCESS_TOKEN)
+    return key.sign({k: v for k, v in body.items() if v is not None}, typ=typ)
 
 
 def _error(response: httpx.Response, status: int, error: str) -> tuple[str, str]:
@@ -368,7 +369,29 @@ def test_without_scope_a_client_that_may_carry_none_of_the_roles_is_refused(
 def test_a_subject_token_with_neither_scp_nor_scope_carries_no_role(world: PdpLab) -> None:
     # Not even one named "none" (str(None)) in its own domain.
     token = _subject_token(world, aud="api", scp=None)
-    response = world.exchange(token, scope="api:role.none")
-    assert _error(response, 400, "invalid_scope")[0] == (
-        "the subject token does not carry api:role.none; an exchange may only narrow"
+    for role in ("none", "xxxx"):
+        response = world.exchange(token, scope=f"api:role.{role}")
+        assert _error(response, 400, "invalid_scope")[0] == (
+            f"the subject token does not carry api:role.{role}; an exchange may only narrow"
+        )
+
+
+def test_a_subject_token_must_be_typed_as_an_access_token(world: PdpLab) -> None:
+    # Signed by the PDP, with every claim an access token has, but typ JWT.
+    response = world.exchange(_subject_token(world, typ="JWT"))
+    assert _error(response, 400, "invalid_grant")[1] == (
+        "Invalid subject token: token type 'JWT' is not accepted here (expected 'at+jwt')"
     )
+
+
+def test_a_token_for_a_subdomain_service_crosses_from_the_subdomain(world: PdpLab) -> None:
+    # The source domain is everything before the service's last dot: mcp.tools, whose
+    # policies grant no zts.token_source_exchange (mcp's would, for mcp.api-mcp).
+    world.ok("POST", "/subdomain/mcp", {"name": "tools", "adminUsers": [ADMIN_PRINCIPAL]})
+    gate = "http://127.0.0.1:1/gate"
+    world.register_service("mcp.tools.gate", provider_endpoint=gate)
+    response = world.exchange(_subject_token(world, aud=gate))
+    assert _error(response, 403, "unauthorized_client")[1] == (
+        "Principal not authorized for token impersonation from source domain"
+    )
+    assert world.audit()[-1]["resource"] == "mcp.tools:api"
