@@ -77,6 +77,16 @@ class _Loop:
     def run(self, coro: object, timeout: float = 10.0) -> object:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
 
+    def close_servers(self, servers: object) -> None:
+        """Close asyncio servers on their own loop: ``Server.close`` is not thread-safe, and
+        called from the test's thread it raced the loop's own wake-up (a TypeError in CI)."""
+
+        async def close_all() -> None:
+            for server in servers:  # type: ignore[attr-defined]
+                server.close()
+
+        self.run(close_all())
+
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
@@ -112,8 +122,7 @@ def test_forwarder_carries_http_to_the_target_service(
         response = httpx.get(f"http://127.0.0.1:{listen}/api/docs", timeout=5)
         direct = httpx.get(f"{target_url}/api/docs", timeout=5)
     finally:
-        for server in servers:  # type: ignore[attr-defined]
-            server.close()
+        loop.close_servers(servers)
     assert response.status_code == 200
     assert response.json() == direct.json()
     assert [d["id"] for d in response.json()["docs"]] == [1, 2]
@@ -133,8 +142,7 @@ def test_forwarder_closes_the_connection_when_the_service_is_down(loop: _Loop) -
             with pytest.raises(httpx.RemoteProtocolError):
                 httpx.get(f"http://127.0.0.1:{listen}/healthz", timeout=30)
         finally:
-            for server in servers:  # type: ignore[attr-defined]
-                server.close()
+            loop.close_servers(servers)
 
 
 def test_docapi_pod_serves_both_faces_and_stops_cleanly(
