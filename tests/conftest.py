@@ -17,6 +17,17 @@ from lab.config import PORTS, Settings
 from lab.serving import bind_socket, serve_in_thread
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Mutation runs (tests/mutate.py) re-run the same PDP tests hundreds of times; there the
+    # three loopback servers' start and stop cost more than the checks themselves.
+    parser.addoption(
+        "--pdp-in-process",
+        action="store_true",
+        help="the PDP fixtures call the PDP app in-process (starlette TestClient) instead of "
+        "serving it on loopback sockets (used by python -m tests.mutate)",
+    )
+
+
 @pytest.fixture
 def lab_home(tmp_path: Path) -> Path:
     home = tmp_path / "lab-home"

@@ -243,15 +243,49 @@ def idp_app(key: SigningKey) -> Starlette:
 
 @pytest.fixture
 def pdp_lab(
-    lab_settings: Settings, reserved_sockets: dict[str, socket.socket], serve: Callable[..., str]
+    request: pytest.FixtureRequest,
+    lab_settings: Settings,
+    reserved_sockets: dict[str, socket.socket],
+    serve: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[PdpLab]:
     app = create_app(lab_settings)
+    if request.config.getoption("--pdp-in-process"):
+        yield from _in_process(app, lab_settings, monkeypatch)
+        return
     serve(app, reserved_sockets["zts"])
     serve(app, reserved_sockets["zms"])
     idp_key = SigningKey.load_or_create(lab_settings.key_file("idp-signing"), "RS256")
     serve(idp_app(idp_key), reserved_sockets["idp"])
     with httpx.Client(timeout=10) as http:
         yield PdpLab(settings=lab_settings, http=http, idp_key=idp_key)
+
+
+def _in_process(
+    app: Starlette, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[PdpLab]:
+    """The same PdpLab with the PDP app called in-process (``--pdp-in-process``): the requests
+    go through the whole ASGI app (host check, error handlers) but no socket or server thread,
+    and the PDP fetches the stand-in IdP's JWKS from the IdP app in-process too."""
+    from starlette.testclient import TestClient
+
+    from lab.oauth import http as lab_http
+
+    idp_key = SigningKey.load_or_create(settings.key_file("idp-signing"), "RS256")
+    idp_origin = settings.endpoints.idp_base
+    fetch = lab_http.get
+    # As a real server would: an unexpected error is the app's 500, not an exception here.
+    options: dict[str, Any] = {"raise_server_exceptions": False, "follow_redirects": False}
+    with TestClient(idp_app(idp_key), **options) as idp:
+
+        def get(url: str, **kwargs: Any) -> httpx.Response:
+            if url.startswith(idp_origin):
+                return idp.get(url)
+            return fetch(url, **kwargs)
+
+        monkeypatch.setattr(lab_http, "get", get)
+        with TestClient(app, base_url=settings.endpoints.zts, **options) as http:
+            yield PdpLab(settings=settings, http=http, idp_key=idp_key)
 
 
 @pytest.fixture
