@@ -6,9 +6,11 @@ what each exchange writes into the audit record.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from lab.config import ADMIN_PRINCIPAL
@@ -395,3 +397,125 @@ def test_a_token_for_a_subdomain_service_crosses_from_the_subdomain(world: PdpLa
         "Principal not authorized for token impersonation from source domain"
     )
     assert world.audit()[-1]["resource"] == "mcp.tools:api"
+
+
+# ---------------------------------------------------------------- ID token -> ID-JAG (second run)
+
+
+def _id_token_without(lab: PdpLab, claim: str) -> str:
+    claims = unverified_claims(lab.id_token())
+    del claims[claim]
+    return lab.idp_key.sign(claims, typ="JWT")
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "sub", "aud"])
+def test_an_id_token_missing_a_required_claim_is_refused_by_name(world: PdpLab, claim: str) -> None:
+    response = world.request_id_jag(_id_token_without(world, claim))
+    description, message = _error(response, 400, "invalid_grant")
+    assert description.startswith("invalid subject token: ")
+    assert f'"{claim}"' in message or f"'{claim}'" in message, message
+
+
+def test_an_id_token_without_iss_names_no_trusted_issuer(world: PdpLab) -> None:
+    response = world.request_id_jag(_id_token_without(world, "iss"))
+    assert _error(response, 400, "invalid_grant") == (
+        "issuer None is not a trusted identity provider",
+        "Invalid subject token: issuer None is not a trusted identity provider",
+    )
+
+
+def test_a_non_text_issuer_is_refused_not_looked_up(world: PdpLab) -> None:
+    # A list is unhashable: looked up in the providers it would be a 500. (pyjwt refuses to
+    # encode a non-text iss, so the JWS is signed over the JSON directly.)
+    claims = {**unverified_claims(world.id_token()), "iss": ["x"]}
+    key = world.idp_key
+    token = jwt.PyJWS().encode(
+        json.dumps(claims).encode(), key.key, algorithm=key.alg, headers={"kid": key.kid}
+    )
+    assert _error(world.request_id_jag(token), 400, "invalid_grant")[1] == (
+        "Invalid subject token: issuer ['x'] is not a trusted identity provider"
+    )
+
+
+def test_an_id_token_typed_as_another_token_is_refused_and_an_untyped_one_accepted(
+    world: PdpLab,
+) -> None:
+    claims = unverified_claims(world.id_token())
+    for typ in ("at+jwt", "oauth-id-jag+jwt"):
+        response = world.request_id_jag(world.idp_key.sign(claims, typ=typ))
+        assert _error(response, 400, "invalid_grant")[1] == (
+            f"Invalid subject token: token type {typ!r} is not accepted here "
+            "(expected 'JWT' or None)"
+        )
+    untyped = world.request_id_jag(world.idp_key.sign(claims))
+    assert untyped.status_code == 200, untyped.text
+
+
+def test_an_id_jag_issuance_is_audited_with_its_subject_and_roles(world: PdpLab) -> None:
+    response = world.request_id_jag(world.id_token())
+    assert response.status_code == 200, response.text
+    record = world.audit()[-1]
+    assert record["subject"] == LEARNER
+    assert record["client"] == AGENT
+    assert record["resource"] == "api:role.docs-getter mcp:role.mcp-accessor"
+
+
+def test_a_domain_scope_is_audited_as_the_roles_it_spells_out(world: PdpLab) -> None:
+    world.ok("DELETE", "/domain/api/policy/jag")
+    response = world.request_id_jag(world.id_token(), scope="api:domain")
+    assert _error(response, 403, "unauthorized_client")[0].startswith(
+        f"{AGENT} lacks zts.jag_exchange on api:role.docs-getter: "
+    )
+    record = world.audit()[-1]
+    assert record["resource"] == "api:role.docs-getter"
+    assert record["action"] == "zts.jag_exchange"
+    assert record["subject"] == LEARNER
+
+
+def test_a_user_outside_every_role_is_audited_with_the_requested_scope(world: PdpLab) -> None:
+    response = world.request_id_jag(world.id_token(username="idjag-other"))
+    _error(response, 403, "invalid_scope")
+    record = world.audit()[-1]
+    assert record["resource"] == "api:role.docs-getter mcp:role.mcp-accessor"
+    assert record["subject"] == "human.idjag-other"
+
+
+def test_a_scope_sent_with_a_resource_is_the_scope_asked_not_the_default(world: PdpLab) -> None:
+    response = world.request_id_jag(world.id_token(), scope="api:role.docs-getter")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["scope"] == "api:role.docs-getter"
+    claims = unverified_claims(body["access_token"])
+    assert claims["scope"] == "api:role.docs-getter"
+    assert claims["resource"] == world.settings.endpoints.mcp
+
+
+def test_the_id_jag_resource_is_the_registered_one_without_its_trailing_slash(
+    world: PdpLab,
+) -> None:
+    mcp = world.settings.endpoints.mcp
+    response = world.request_id_jag(world.id_token(), resource=mcp + "/")
+    assert response.status_code == 200, response.text
+    assert unverified_claims(response.json()["access_token"])["resource"] == mcp
+
+
+def test_without_scope_the_id_jag_carries_the_resources_roles_the_client_may_carry(
+    world: PdpLab,
+) -> None:
+    response = world.request_id_jag(world.id_token(), scope="")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["scope"] == "mcp:role.mcp-accessor api:role.docs-getter"
+    assert body["expires_in"] == 300
+    assert unverified_claims(body["access_token"])["resource"] == world.settings.endpoints.mcp
+
+
+def test_a_client_lacking_jag_exchange_is_told_which_role_and_audited(world: PdpLab) -> None:
+    world.ok("DELETE", "/domain/mcp/policy/jag")
+    response = world.request_id_jag(world.id_token())
+    description, message = _error(response, 403, "unauthorized_client")
+    assert description.startswith(f"{AGENT} lacks zts.jag_exchange on mcp:role.mcp-accessor: ")
+    assert message == "Principal not authorized for token exchange for the requested role"
+    record = world.audit()[-1]
+    assert record["resource"] == "mcp:role.mcp-accessor"
+    assert record["action"] == "zts.jag_exchange"
