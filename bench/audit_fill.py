@@ -7,17 +7,17 @@ writes), continuing the existing chain, so ``lab audit --verify`` must still pas
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lab.pdp.store import Store
 
 
 def fill_audit(db: Path, count: int, batch: int = 20_000) -> int:
     """Append ``count`` records to the audit chain in ``db``; returns the last sequence number."""
-    from lab.pdp.audit import AuditLog
-
     store = Store(db)
-    build = getattr(AuditLog(store), "build_record", None) or _build_record
+    build = _record_builder(store)
     written = 0
     last = 0
     while written < count:
@@ -47,6 +47,21 @@ def fill_audit(db: Path, count: int, batch: int = 20_000) -> int:
             last = seq
         written += n
     return last
+
+
+def _record_builder(store: Store) -> Callable[..., dict[str, Any]]:
+    """``build(seq, prev_hash, **fields)`` for the code being benched: the bench also runs
+    against older commits, whose ``AuditLog.build_record`` took the fields as keywords (or did
+    not exist); today's takes one :class:`AuditEvent`."""
+    from lab.pdp import audit
+
+    log = audit.AuditLog(store)
+    event_class = getattr(audit, "AuditEvent", None)
+    if event_class is not None:
+        return lambda seq, prev_hash, **fields: log.build_record(
+            seq, prev_hash, event_class(**fields)
+        )
+    return getattr(log, "build_record", None) or _build_record
 
 
 def _build_record(seq: int, prev_hash: str, **fields: object) -> dict[str, object]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab.config import PORTS, Settings
-from lab.serving import bind_socket, serve_in_thread
+from lab.serving import ServerThread, bind_socket
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,17 +55,22 @@ def lab_settings(lab_home: Path, reserved_sockets: dict[str, socket.socket]) -> 
 
 @pytest.fixture
 def serve() -> Iterator[Callable[..., str]]:
-    """``serve(app, sock)`` runs the app on that socket for the test; returns its URL."""
-    stack: list = []
+    """``serve(app, sock)`` runs the app on that socket for the test; returns its URL.
+
+    All servers are told to exit first and then joined, so a test with three parts waits for
+    one shutdown tick, not three in a row (this was most of the PDP tests' time)."""
+    servers: list[ServerThread] = []
 
     def start(app: object, sock: socket.socket) -> str:
-        cm = serve_in_thread(app, sock)
-        url = cm.__enter__()
-        stack.append(cm)
-        return url
+        server = ServerThread(app, sock)
+        server.start()
+        servers.append(server)
+        return server.url
 
     try:
         yield start
     finally:
-        for cm in reversed(stack):
-            cm.__exit__(None, None, None)
+        for server in servers:
+            server.request_stop()
+        for server in reversed(servers):
+            server.stop()

@@ -25,6 +25,7 @@ Allowed decisions are always recorded (they carry the single-use jtis of issued 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -153,6 +154,25 @@ class _TokenBucket:
             return True, dropped
 
 
+@dataclasses.dataclass(frozen=True)
+class AuditEvent:
+    """One decision to record: who asked (``client``), for whom (``subject``), what, and the
+    outcome. ``single_use`` jtis commit with the record (a replay loses the race there);
+    ``authenticated`` is false when no client was identified, which puts the event under the
+    shared unauthenticated rate."""
+
+    correlation_id: str
+    client: str | None
+    subject: str | None
+    resource: str | None
+    action: str
+    allowed: bool
+    reason: str
+    jti: str | None = None
+    single_use: Sequence[tuple[str, int]] = ()
+    authenticated: bool = True
+
+
 class AuditLog:
     def __init__(self, store: Store, mac_key: bytes | None = None) -> None:
         self.store = store
@@ -182,96 +202,37 @@ class AuditLog:
             checkpoint = seal_mac(self.mac_key, "checkpoint", seq, record_hash_value)
         return {"head": head, "checkpoint": checkpoint}
 
-    def build_record(
-        self,
-        seq: int,
-        prev_hash: str,
-        *,
-        correlation_id: str,
-        client: str | None,
-        subject: str | None,
-        resource: str | None,
-        action: str,
-        allowed: bool,
-        reason: str,
-        jti: str | None = None,
-    ) -> dict[str, Any]:
-        """Record number ``seq`` chained to ``prev_hash``, complete with its own hash."""
+    def build_record(self, seq: int, prev_hash: str, event: AuditEvent) -> dict[str, Any]:
+        """Record number ``seq`` of ``event``, chained to ``prev_hash``, with its own hash."""
         record: dict[str, Any] = {
             "seq": seq,
             "time": timestamp(),
-            "correlation_id": correlation_id,
-            "client": client,
-            "subject": subject,
-            "resource": resource,
-            "action": action,
-            "decision": "allow" if allowed else "deny",
-            "reason": reason,
+            "correlation_id": event.correlation_id,
+            "client": event.client,
+            "subject": event.subject,
+            "resource": event.resource,
+            "action": event.action,
+            "decision": "allow" if event.allowed else "deny",
+            "reason": event.reason,
             "prev_hash": prev_hash,
         }
-        if jti:
-            record["jti"] = jti
+        if event.jti:
+            record["jti"] = event.jti
         record["hash"] = record_hash(record)
         return record
 
-    def record(
-        self,
-        *,
-        correlation_id: str,
-        client: str | None,
-        subject: str | None,
-        resource: str | None,
-        action: str,
-        allowed: bool,
-        reason: str,
-        jti: str | None = None,
-        single_use: Sequence[tuple[str, int]] = (),
-        authenticated: bool = True,
-    ) -> dict[str, Any] | None:
+    def record(self, event: AuditEvent) -> dict[str, Any] | None:
         """Append one sealed record; ``None`` when a refused or unauthenticated one is over its
         rate (see the module docstring)."""
-        build = self._builder(
-            correlation_id=correlation_id,
-            client=client,
-            subject=subject,
-            resource=resource,
-            action=action,
-            allowed=allowed,
-            reason=reason,
-            jti=jti,
-            authenticated=authenticated,
-        )
+        build = self._builder(event)
         if build is None:
             return None
-        return self.store.append_audit(build, single_use, seal=self._seal)
+        return self.store.append_audit(build, event.single_use, seal=self._seal)
 
-    async def record_async(
-        self,
-        *,
-        correlation_id: str,
-        client: str | None,
-        subject: str | None,
-        resource: str | None,
-        action: str,
-        allowed: bool,
-        reason: str,
-        jti: str | None = None,
-        single_use: Sequence[tuple[str, int]] = (),
-        authenticated: bool = True,
-    ) -> dict[str, Any] | None:
+    async def record_async(self, event: AuditEvent) -> dict[str, Any] | None:
         """:meth:`record` for an event loop: the same record, durable on return, but awaited
         on the loop instead of blocking a worker thread through the commit's fsync."""
-        build = self._builder(
-            correlation_id=correlation_id,
-            client=client,
-            subject=subject,
-            resource=resource,
-            action=action,
-            allowed=allowed,
-            reason=reason,
-            jti=jti,
-            authenticated=authenticated,
-        )
+        build = self._builder(event)
         if build is None:
             return None
         loop = asyncio.get_running_loop()
@@ -280,44 +241,38 @@ class AuditLog:
         def wake() -> None:
             loop.call_soon_threadsafe(_settle, committed)
 
-        pending = self.store.submit_audit(build, single_use, seal=self._seal, on_done=wake)
+        pending = self.store.submit_audit(build, event.single_use, seal=self._seal, on_done=wake)
         if not pending.done.is_set():
             await committed
         return pending.result()
 
-    def _builder(
-        self,
-        *,
-        correlation_id: str,
-        client: str | None,
-        subject: str | None,
-        resource: str | None,
-        action: str,
-        allowed: bool,
-        reason: str,
-        jti: str | None,
-        authenticated: bool,
-    ) -> Callable[[int, str], dict[str, Any]] | None:
-        admitted, dropped = self._admit(client, allowed=allowed, authenticated=authenticated)
+    def _builder(self, event: AuditEvent) -> Callable[[int, str], dict[str, Any]] | None:
+        """What to append once the store gives the record its place, or ``None`` when the
+        event is over its rate. Every field is bounded here, the dropped count added."""
+        admitted, dropped = self._admit(
+            event.client, allowed=event.allowed, authenticated=event.authenticated
+        )
         if not admitted:
             return None
+        reason = event.reason
         if dropped:
-            whose = "unauthenticated" if not authenticated else f"{_bounded(client)}'s refused"
+            whose = (
+                f"{_bounded(event.client)}'s refused" if event.authenticated else "unauthenticated"
+            )
             reason = f"{reason} ({dropped} {whose} record(s) dropped before this one)"
+        bounded = dataclasses.replace(
+            event,
+            correlation_id=_bounded(event.correlation_id) or "",
+            client=_bounded(event.client),
+            subject=_bounded(event.subject),
+            resource=_bounded(event.resource),
+            action=_bounded(event.action) or "",
+            reason=_bounded(reason) or "",
+            jti=_bounded(event.jti),
+        )
 
         def build(seq: int, prev_hash: str) -> dict[str, Any]:
-            return self.build_record(
-                seq,
-                prev_hash,
-                correlation_id=_bounded(correlation_id) or "",
-                client=_bounded(client),
-                subject=_bounded(subject),
-                resource=_bounded(resource),
-                action=_bounded(action) or "",
-                allowed=allowed,
-                reason=_bounded(reason) or "",
-                jti=_bounded(jti),
-            )
+            return self.build_record(seq, prev_hash, bounded)
 
         return build
 

@@ -135,7 +135,7 @@ def test_the_audit_export_refuses_a_bad_page_size(world: PdpLab) -> None:
 def test_concurrent_appends_share_commits_and_still_form_one_chain(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import threading
 
-    from lab.pdp.audit import AuditLog
+    from lab.pdp.audit import AuditEvent, AuditLog
 
     store = Store(tmp_path / "pdp.db")
     log = AuditLog(store)
@@ -146,14 +146,16 @@ def test_concurrent_appends_share_commits_and_still_form_one_chain(tmp_path) -> 
         # Every pair of threads presents the same single-use jti: exactly one of each pair wins.
         try:
             log.record(
-                correlation_id=f"c{index}",
-                client="ai.agent",
-                subject=LEARNER,
-                resource="api:docs",
-                action="get",
-                allowed=True,
-                reason="test",
-                single_use=[(f"jti-{index // 2}", 2**31)],
+                AuditEvent(
+                    correlation_id=f"c{index}",
+                    client="ai.agent",
+                    subject=LEARNER,
+                    resource="api:docs",
+                    action="get",
+                    allowed=True,
+                    reason="test",
+                    single_use=[(f"jti-{index // 2}", 2**31)],
+                )
             )
             result = "ok"
         except ReplayDetected:

@@ -9,9 +9,10 @@ from lab.pdp.core import Pdp
 from lab.pdp.zts.grants.resource_scope import all_roles, roles_for_resource
 from tests.pdp.conftest import MCP, PdpLab
 
-# The admin policy (ALLOW * on mcp:*) counts too: the grants then keep only what the caller
-# holds and, for ID-JAGs, may carry (zts.jag_exchange).
-MCP_DEFAULT = ["mcp:role.admin", "mcp:role.mcp-accessor", "api:role.docs-getter"]
+# The admin policy (ALLOW * on mcp:*) names role.admin, which is never a default (see
+# resource_scope's docstring); the grants then keep only what the caller holds and, for
+# ID-JAGs, may carry (zts.jag_exchange).
+MCP_DEFAULT = ["mcp:role.mcp-accessor", "api:role.docs-getter"]
 
 
 def _needed(lab: PdpLab) -> list[str]:
@@ -30,7 +31,7 @@ def test_deny_glob_and_zts_assertions_add_no_role(world: PdpLab) -> None:
     world.allow("mcp", "zts", "admin-ish", "zts.jag_exchange", "mcp:role.mcp-accessor")
     world.role("mcp", "Mixed-Case", [])
     world.allow("mcp", "mixed", "Mixed-Case", "ACCESS", "MCP:Tools")
-    assert _needed(world) == [*MCP_DEFAULT[:2], "mcp:role.mixed-case", *MCP_DEFAULT[2:]]
+    assert _needed(world) == [*MCP_DEFAULT[:1], "mcp:role.mixed-case", *MCP_DEFAULT[1:]]
 
 
 def test_target_exchange_counts_only_literal_allowed_roles_the_service_holds(
@@ -72,4 +73,4 @@ def test_a_service_in_a_subdomain_belongs_to_the_subdomain(world: PdpLab) -> Non
     world.role("mcp.tools", "gate-user", [])
     world.allow("mcp.tools", "use", "gate-user", "use", "mcp.tools:gate")
     needed = roles_for_resource(Pdp.open(world.settings), gate)
-    assert needed == ["mcp.tools:role.admin", "mcp.tools:role.gate-user"]
+    assert needed == ["mcp.tools:role.gate-user"]

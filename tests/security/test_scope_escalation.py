@@ -130,3 +130,62 @@ def test_oversized_scope_is_invalid_scope(world: PdpLab, scope: str) -> None:
     response = world.client_credentials(AGENT, scope)
     assert response.status_code == 400, response.text
     assert body(response)["error"] == "invalid_scope"
+
+
+def test_a_domain_admins_default_scope_leaves_the_admin_role_out(world: PdpLab) -> None:
+    # The domain's admin policy (ALLOW * on mcp:*) made role.admin part of every default scope
+    # of the domain's resources: a domain admin asking for the MCP server without a scope got
+    # a token carrying mcp:role.admin. The default is what the resource needs, never admin.
+    from lab.config import ADMIN_PRINCIPAL
+    from lab.oauth.tokens import GRANT_CLIENT_CREDENTIALS
+
+    world.role("mcp", "admin", [ADMIN_PRINCIPAL, AGENT])
+    world.role("mcp", "mcp-accessor", [LEARNER, AGENT])
+    form = {"grant_type": GRANT_CLIENT_CREDENTIALS, "resource": world.settings.endpoints.mcp}
+    response = world.token(form, client=AGENT)
+    assert response.status_code == 200, response.text
+    claims = unverified_claims(response.json()["access_token"])
+    assert claims["scp"] == ["mcp-accessor"]
+    assert "mcp:role.admin" not in claims["scope"].split()
+    # Named, the admin role is checked like any other role and granted to its member.
+    named = world.token({**form, "scope": "mcp:role.admin"}, client=AGENT)
+    assert named.status_code == 200, named.text
+    assert unverified_claims(named.json()["access_token"])["scp"] == ["admin"]
+
+
+def test_a_resource_whose_domain_has_only_the_admin_policy_has_no_default_scope(
+    world: PdpLab,
+) -> None:
+    from lab.oauth.tokens import GRANT_CLIENT_CREDENTIALS
+
+    world.create_domain("bare")
+    endpoint = "http://127.0.0.1:1/bare"
+    world.register_service("bare.tool", provider_endpoint=endpoint)
+    world.role("bare", "admin", [AGENT.replace("ai.", "bare.")])
+    world.register_service(AGENT.replace("ai.", "bare."))
+    form = {"grant_type": GRANT_CLIENT_CREDENTIALS, "resource": endpoint}
+    response = world.token(form, client=AGENT.replace("ai.", "bare."))
+    assert response.status_code == 403, response.text
+    assert body(response)["error"] == "invalid_scope"
+
+
+def test_an_id_jag_for_a_resource_needing_no_role_names_none_found(world: PdpLab) -> None:
+    # With role.admin never a default, a resource whose domain has only its admin policy needs
+    # no role: the refusal says so instead of listing nothing.
+    from lab.oauth.tokens import GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN
+
+    world.create_domain("bare")
+    endpoint = "http://127.0.0.1:1/bare"
+    world.register_service("bare.tool", provider_endpoint=endpoint)
+    form = {
+        "grant_type": GRANT_TOKEN_EXCHANGE,
+        "requested_token_type": TOKEN_TYPE_ID_JAG,
+        "subject_token": world.id_token(),
+        "subject_token_type": TOKEN_TYPE_ID_TOKEN,
+        "audience": world.zts,
+        "resource": endpoint,
+    }
+    response = world.token(form, client=AGENT)
+    assert response.status_code == 403, response.text
+    assert body(response)["error"] == "unauthorized_client"
+    assert "(none found in policy)" in body(response)["error_description"]

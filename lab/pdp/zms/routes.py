@@ -34,6 +34,7 @@ from lab.oauth.jose import (
     ybase64_decode,
 )
 from lab.oauth.starlette import NO_STORE, read_json
+from lab.pdp.audit import AuditEvent
 from lab.pdp.core import Pdp, hash_secret
 from lab.pdp.names import (
     PRINCIPAL_RE,
@@ -136,13 +137,15 @@ class Zms:
 
         def audit(allowed: bool, reason: str) -> None:
             record = self.pdp.audit.record(
-                correlation_id=correlation_id,
-                client=principal,
-                subject=None,
-                resource=resource,
-                action=action,
-                allowed=allowed,
-                reason=reason,
+                AuditEvent(
+                    correlation_id=correlation_id,
+                    client=principal,
+                    subject=None,
+                    resource=resource,
+                    action=action,
+                    allowed=allowed,
+                    reason=reason,
+                )
             )
             if record is None:
                 log.info("zms deny %s by %s (over the refused-record rate)", action, principal)

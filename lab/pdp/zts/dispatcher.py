@@ -12,6 +12,7 @@ import anyio.to_thread
 from starlette.concurrency import run_in_threadpool
 
 from lab.oauth.errors import InvalidRequest, OAuthError, UnsupportedGrantType
+from lab.pdp.audit import AuditEvent
 from lab.pdp.client_auth import REPLAYED_CLIENT_ASSERTION, authenticate_client, refuse_client
 from lab.pdp.core import Pdp
 from lab.pdp.store import ReplayDetected
@@ -53,13 +54,13 @@ class TokenEndpoint:
             try:
                 # The allow record and the single-use jtis commit together, before the token
                 # leaves: a crash can never hand out a token whose assertion is still unused.
-                self._log(request, self.pdp.audit.record(**self._allow(request)))
+                self._log(request, self.pdp.audit.record(self._allow(request)))
                 return self._answer(request, outcome)
             except ReplayDetected as replayed:
                 outcome = replay_error(replayed.jti)
         answer = self._replay_first(request, outcome)
         request.single_use.clear()
-        self._log(request, self.pdp.audit.record(**self._deny(request, answer)))
+        self._log(request, self.pdp.audit.record(self._deny(request, answer)))
         raise answer
 
     async def handle_async(self, form: dict[str, str], headers: Mapping[str, str]) -> GrantResult:
@@ -74,7 +75,7 @@ class TokenEndpoint:
         )
         if isinstance(outcome, GrantResult):
             try:
-                self._log(request, await self.pdp.audit.record_async(**self._allow(request)))
+                self._log(request, await self.pdp.audit.record_async(self._allow(request)))
                 return self._answer(request, outcome)
             except ReplayDetected as replayed:
                 outcome = replay_error(replayed.jti)
@@ -82,7 +83,7 @@ class TokenEndpoint:
         if request.single_use:
             answer = await run_in_threadpool(self._replay_first, request, outcome)
         request.single_use.clear()
-        self._log(request, await self.pdp.audit.record_async(**self._deny(request, answer)))
+        self._log(request, await self.pdp.audit.record_async(self._deny(request, answer)))
         raise answer
 
     def decide(
@@ -135,31 +136,29 @@ class TokenEndpoint:
         return grant
 
     @staticmethod
-    def _allow(request: TokenRequest) -> dict[str, Any]:
-        return TokenEndpoint._record_fields(request, True, request.reason or "granted")
+    def _allow(request: TokenRequest) -> AuditEvent:
+        return TokenEndpoint._event(request, True, request.reason or "granted")
 
     @staticmethod
-    def _deny(request: TokenRequest, answer: OAuthError) -> dict[str, Any]:
-        return TokenEndpoint._record_fields(
-            request, False, f"{answer.error}: {answer.athenz_message}"
-        )
+    def _deny(request: TokenRequest, answer: OAuthError) -> AuditEvent:
+        return TokenEndpoint._event(request, False, f"{answer.error}: {answer.athenz_message}")
 
     @staticmethod
-    def _record_fields(request: TokenRequest, allowed: bool, reason: str) -> dict[str, Any]:
-        return {
-            "correlation_id": request.correlation_id,
-            "client": request.client or None,
-            "subject": request.subject,
-            "resource": request.resource,
-            "action": request.action,
-            "allowed": allowed,
-            "reason": reason,
-            "jti": request.jti,
-            "single_use": request.single_use,
+    def _event(request: TokenRequest, allowed: bool, reason: str) -> AuditEvent:
+        return AuditEvent(
+            correlation_id=request.correlation_id,
+            client=request.client or None,
+            subject=request.subject,
+            resource=request.resource,
+            action=request.action,
+            allowed=allowed,
+            reason=reason,
+            jti=request.jti,
+            single_use=request.single_use,
             # An unauthenticated request, or a refused one of an authenticated client, adds
             # records at a bounded rate (lab.pdp.audit); an allowed one always does.
-            "authenticated": bool(request.client),
-        }
+            authenticated=bool(request.client),
+        )
 
     @staticmethod
     def _log(request: TokenRequest, record: dict[str, Any] | None) -> None:

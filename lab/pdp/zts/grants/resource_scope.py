@@ -14,7 +14,12 @@ the scope from stored policy, never from a list in code:
    ``docs-deleter`` once steps 14 and 15 grant them.
 
 That is what a caller needs to use the resource and everything behind it. Glob assertions
-(``*``) name no particular role and are skipped.
+(``*``) name no particular role and are skipped, and so is every ``<domain>:role.admin``: a
+domain's admin policy (``ALLOW *`` on ``<domain>:*``, made with the domain) would otherwise put
+its admin role into every default scope of that domain's resources, so a domain admin asking
+without a scope would get a token carrying ``role.admin``. The admin role administers ZMS; it is
+no default. A client that really wants it names it in ``scope`` and is checked like any role
+(Athenz behaves the same: ``<domain>:domain`` or an explicit role, never implied).
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ TARGET_EXCHANGE = "zts.token_target_exchange"
 
 def _literal(text: str) -> bool:
     return "*" not in text and "?" not in text
+
+
+def _is_admin_role(role: str) -> bool:
+    """``<domain>:role.admin``: administers the domain at ZMS, never a default or advertised
+    scope (see the module docstring)."""
+    return role.endswith(":role.admin")
 
 
 def roles_for_resource(pdp: Pdp, resource: str) -> list[str]:
@@ -45,6 +56,7 @@ def roles_for_resource(pdp: Pdp, resource: str) -> list[str]:
             and not assertion.action.lower().startswith(SOURCE_EXCHANGE_PREFIX)
             and assertion.resource.lower().startswith(f"{domain}:")
             and _literal(role)
+            and not _is_admin_role(role)
             and role not in needed
         ):
             needed.append(role)
@@ -64,7 +76,7 @@ def roles_for_resource(pdp: Pdp, resource: str) -> list[str]:
                 and assertion.role.lower() in held
             ):
                 role = f"{target}:role.{resource[len(prefix) :]}"
-                if role not in needed:
+                if role not in needed and not _is_admin_role(role):
                     needed.append(role)
     return needed
 
@@ -78,8 +90,6 @@ def all_roles(pdp: Pdp) -> list[str]:
         view = pdp.store.domain_view(domain)
         if view is not None:
             names.extend(
-                sorted(
-                    role.lower() for role in view.roles if not role.lower().endswith(":role.admin")
-                )
+                sorted(role.lower() for role in view.roles if not _is_admin_role(role.lower()))
             )
     return names
