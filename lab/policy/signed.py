@@ -151,35 +151,71 @@ def verify_signed_policy_data(document: Mapping[str, Any], resolve_key: KeyResol
 
 
 def parse_policy_data(policy_data: Any, signed: Mapping[str, Any] | None = None) -> PolicyData:
+    """The assertions of the active policies and the role members of ``policyData``.
+
+    Malformed data is refused as a whole, never skipped or guessed at: a DENY assertion dropped
+    for being malformed, or an unknown effect read as ALLOW, would turn a refusal into a grant.
+    The resource server keeps no such copy and denies (fail closed). A missing list is empty;
+    a missing ``effect`` is ALLOW (Athenz's default, as ZMS stores it).
+    """
     if not isinstance(policy_data, dict):
         raise PolicyDataError("policyData must be an object")
+    domain = policy_data.get("domain")
+    if not isinstance(domain, str) or not domain:
+        raise PolicyDataError("policyData.domain must be a non-empty string")
     assertions: list[Assertion] = []
-    for policy in policy_data.get("policies") or []:
-        if not isinstance(policy, dict) or policy.get("active") is False:
+    for policy in _objects(policy_data, "policies", "policyData"):
+        name = _text(policy, "name", "every policy")
+        active = policy.get("active", True)
+        if not isinstance(active, bool):
+            raise PolicyDataError(f"policy {name}: active must be true or false")
+        if not active:  # an inactive Athenz policy version grants and denies nothing
             continue
-        for item in policy.get("assertions") or []:
-            if not isinstance(item, dict):
-                continue
-            assertions.append(
-                Assertion(
-                    role=str(item.get("role", "")),
-                    resource=str(item.get("resource", "")),
-                    action=str(item.get("action", "")),
-                    effect=str(item.get("effect") or "ALLOW").upper(),
-                    policy=policy.get("name"),
-                )
-            )
+        for item in _objects(policy, "assertions", f"policy {name}"):
+            assertions.append(_assertion(item, name))
     roles: dict[str, list[str]] = {}
-    for role in policy_data.get("roles") or []:
-        if isinstance(role, dict) and isinstance(role.get("name"), str):
-            roles[role["name"]] = [str(m) for m in role.get("members") or []]
+    for role in _objects(policy_data, "roles", "policyData"):
+        role_name = _text(role, "name", "every role")
+        members = role.get("members", [])
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise PolicyDataError(f"role {role_name}: members must be a list of strings")
+        roles[role_name] = members
     signed = signed or {}
     return PolicyData(
-        domain=str(policy_data.get("domain", "")),
+        domain=domain,
         assertions=assertions,
         roles=roles,
         modified=str(signed.get("modified", "")),
         expires=str(signed.get("expires", "")),
+    )
+
+
+def _objects(container: Mapping[str, Any], key: str, where: str) -> list[Mapping[str, Any]]:
+    """``container[key]``: absent is empty; otherwise a list of JSON objects, or an error."""
+    items = container.get(key, [])
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise PolicyDataError(f"{where}: {key} must be a list of objects")
+    return items
+
+
+def _text(item: Mapping[str, Any], key: str, what: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not value:
+        raise PolicyDataError(f"{what}: {key} must be a non-empty string")
+    return value
+
+
+def _assertion(item: Mapping[str, Any], policy: str) -> Assertion:
+    where = f"an assertion of policy {policy}"
+    effect = item.get("effect", "ALLOW")
+    if not isinstance(effect, str) or effect.upper() not in ("ALLOW", "DENY"):
+        raise PolicyDataError(f"{where}: effect must be ALLOW or DENY, not {effect!r}")
+    return Assertion(
+        role=_text(item, "role", where),
+        resource=_text(item, "resource", where),
+        action=_text(item, "action", where),
+        effect=effect.upper(),
+        policy=policy,
     )
 
 
@@ -188,7 +224,8 @@ def _check_not_expired(expires: Any) -> float:
     if not isinstance(expires, str) or not expires:
         raise PolicyDataError("signed policy data has no expires timestamp")
     try:
-        stamp = datetime.strptime(expires.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
+        # Athenz writes UTC as "...T12:00:00.000Z"; %z reads that Z (and any +hh:mm offset).
+        stamp = datetime.strptime(expires, "%Y-%m-%dT%H:%M:%S.%f%z")
     except ValueError:
         raise PolicyDataError(f"expires {expires!r} is not an Athenz timestamp") from None
     if stamp.timestamp() < time.time():
