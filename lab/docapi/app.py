@@ -29,6 +29,7 @@ from lab.oauth.resource_server import (
     PolicyCache,
     caller_summary,
     decide_locally,
+    policy_held,
     verify_access_token,
     verify_admin_request,
 )
@@ -169,12 +170,12 @@ def create_app(settings: Settings, protected: bool) -> Starlette:
         return json_response(body, 200 if ok else 503)
 
     async def policy_version(request: Request) -> Response:
-        # Which signed policy data this server decides with, refreshed first when older than
-        # LAB_POLICY_REFRESH_S (as any request would): a step that changed the policy polls
+        # Which signed policy data this server decides with; `Cache-Control: max-age=0` asks
+        # for it to be revalidated with the PDP first: a step that changed the policy asks
         # this instead of sleeping past the refresh interval.
         assert guard is not None
-        await guard.policy.current_async()
-        return json_response({"part": "docapi", **guard.policy.held()})
+        held = await policy_held(guard.policy, request.headers.get("cache-control"))
+        return json_response({"part": "docapi", **held})
 
     async def openapi(request: Request) -> Response:
         return json_response(docapi_openapi(base_url, protected))

@@ -53,6 +53,7 @@ from lab.oauth.jose import JwksCache, SigningKey, token_fingerprint, unverified_
 from lab.oauth.resource_server import (
     PolicyCache,
     decide_locally,
+    policy_held,
     verify_access_token,
     verify_admin_request,
 )
@@ -413,10 +414,10 @@ def create_app(settings: Settings) -> Starlette:
         return json_response(body, 200 if ok else 503)
 
     async def policy_version(request: Request) -> Response:
-        # The signed policy data (domain mcp) this server holds, refreshed first when older than
-        # LAB_POLICY_REFRESH_S: a step that changed the policy polls this instead of sleeping.
-        await policy.current_async()
-        return json_response({"part": "mcpserver", **policy.held()})
+        # The signed policy data (domain mcp) this server holds; `Cache-Control: max-age=0`
+        # asks for it to be revalidated with the PDP first (a step that changed the policy).
+        held = await policy_held(policy, request.headers.get("cache-control"))
+        return json_response({"part": "mcpserver", **held})
 
     async def lab_settings(request: Request) -> Response:
         await run_in_threadpool(verify_admin_request, request.headers, admin_pub, admin_audience)

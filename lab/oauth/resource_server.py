@@ -11,6 +11,7 @@ that an embedded PDP served by the same event loop can answer the fetches.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -141,8 +142,10 @@ class _Cached:
     policy: LocalPolicy | None
     etag: str | None
     fetched_at: float  # time.monotonic() of the fetch (or the 304 that confirmed the copy)
-    #: The same moment on the wall clock, reported by :meth:`PolicyCache.held`: a step that
-    #: changed the policy at time T waits until a resource server's copy was fetched after T.
+    #: When the request that fetched (or confirmed) this copy was *sent*, on the wall clock,
+    #: reported by :meth:`PolicyCache.held`: a step that changed the policy at time T waits
+    #: until a resource server's copy was fetched after T. The send time, not the answer's:
+    #: a request sent before T may be answered after T with the policy as it was before.
     fetched_wall: float = field(default_factory=time.time)
 
     def usable(self, wall_now: float) -> bool:
@@ -163,6 +166,14 @@ class PolicyCache:
     threads waited on a lock while the 40th waited for a PDP that needed a free thread).
     Only when no usable copy exists (first use, or the copy expired) does a caller wait, and
     then with a deadline, never on a lock.
+
+    :meth:`revalidate_async` is the on-demand form (``Cache-Control: max-age=0`` on
+    ``/healthz/policy``): one conditional fetch now instead of at the next refresh, so a step
+    that just changed the policy waits one round trip. Any caller can ask, so it is bounded:
+    callers that ask while a fetch is in flight share that fetch, and at most one on-demand
+    fetch starts per ``revalidate_min_s``; a caller inside that window gets the copy the last
+    one brought. The PDP sees at most ``1 / revalidate_min_s`` extra conditional requests per
+    second from a server, whatever the number of callers.
     """
 
     def __init__(
@@ -174,6 +185,7 @@ class PolicyCache:
         verify: PolicyVerifier,
         refresh_s: float,
         timeout_s: float = 5.0,
+        revalidate_min_s: float = 0.1,
     ) -> None:
         self.url = f"{zts}/domain/{domain}/signed_policy_data"
         self.domain = domain
@@ -184,6 +196,12 @@ class PolicyCache:
         self._cached: _Cached | None = None
         self._refreshing = threading.Lock()  # taken without blocking: the single-flight flag
         self._last_error: str | None = None
+        #: Fetches finished (written only by the holder of ``_refreshing``): a caller sharing
+        #: a fetch in flight waits until this moves past the value it saw.
+        self._fetches_done = 0
+        self._revalidate_min_s = revalidate_min_s
+        self._revalidation_started = float("-inf")  # time.monotonic() of the last on-demand one
+        self._revalidation_gate = threading.Lock()  # held for two assignments, never over I/O
 
     # ------------------------------------------------------------------ readers
     def _fresh(self, cached: _Cached | None) -> bool:
@@ -231,17 +249,75 @@ class PolicyCache:
         try:
             if self._fresh(self._cached):  # refreshed while we were getting here
                 return self._cached
-            try:
-                self._cached = self._fetch(self._cached)
-                self._last_error = None
-                return self._cached
-            except PolicyUnavailable as exc:
-                self._last_error = exc.description
-                if usable is not None:
-                    log.warning("policy refresh failed, serving the last good copy: %s", exc)
-                    return usable
-                raise
+            return self._fetch_holding_flag(usable)
         finally:
+            self._fetches_done += 1
+            self._refreshing.release()
+
+    def _fetch_holding_flag(self, usable: _Cached | None) -> _Cached:
+        """The fetch itself; the caller holds the single-flight flag (not a lock anyone waits
+        on: every other caller tests it without blocking)."""
+        try:
+            self._cached = self._fetch(self._cached)
+            self._last_error = None
+            return self._cached
+        except PolicyUnavailable as exc:
+            self._last_error = exc.description
+            if usable is not None:
+                log.warning("policy refresh failed, serving the last good copy: %s", exc)
+                return usable
+            raise
+
+    # ------------------------------------------------------------------ on demand
+    async def revalidate_async(self) -> LocalPolicy | None:
+        """Ask the PDP now whether the copy is current (a conditional fetch: 304 if it is),
+        then answer as :meth:`current_async` does. Shared and rate-bounded, see the class."""
+        seen = self._fetches_done
+        if (
+            not self._refreshing.locked()
+            and self._claim_revalidation()
+            and await anyio.to_thread.run_sync(self._revalidate)
+        ):
+            return await self._held_copy()
+        # A fetch is in flight (ours lost the race to it, or it was there first): share it.
+        # Waiting sleeps on the event loop and holds no worker thread and no lock.
+        deadline = time.monotonic() + self._timeout
+        while self._refreshing.locked() and self._fetches_done == seen:
+            if time.monotonic() > deadline:
+                break
+            await anyio.sleep(0.005)
+        return await self._held_copy()
+
+    async def _held_copy(self) -> LocalPolicy | None:
+        """The copy just fetched or confirmed (or the last one's, inside the rate bound); only
+        without a usable copy does this fall back to the ordinary path, which may fetch."""
+        cached = self._cached
+        if cached is not None and cached.usable(time.time()):
+            return cached.policy
+        return await self.current_async()
+
+    def _claim_revalidation(self) -> bool:
+        """True for at most one caller per ``revalidate_min_s``: that caller fetches."""
+        now = time.monotonic()
+        with self._revalidation_gate:
+            if now - self._revalidation_started < self._revalidate_min_s:
+                return False
+            self._revalidation_started = now
+            return True
+
+    def _revalidate(self) -> bool:
+        """One conditional fetch now, fresh or not; False if another fetch was in flight."""
+        cached = self._cached
+        usable = cached if cached is not None and cached.usable(time.time()) else None
+        if not self._refreshing.acquire(blocking=False):
+            return False
+        try:
+            # A failure is recorded in _last_error; _held_copy() answers for it.
+            with contextlib.suppress(PolicyUnavailable):
+                self._fetch_holding_flag(usable)
+            return True
+        finally:
+            self._fetches_done += 1
             self._refreshing.release()
 
     def _unavailable(self) -> str:
@@ -278,6 +354,7 @@ class PolicyCache:
         from lab.oauth import http as lab_http
 
         headers = {"If-None-Match": cached.etag} if cached is not None and cached.etag else {}
+        sent = time.time()
         try:
             response = lab_http.get(self.url, headers=headers, timeout=self._timeout)
         except httpx.HTTPError as exc:
@@ -285,10 +362,10 @@ class PolicyCache:
                 f"signed policy data could not be fetched from the PDP: {exc}"
             ) from None
         if response.status_code == 304 and cached is not None and cached.usable(time.time()):
-            return _Cached(cached.policy, cached.etag, time.monotonic())
+            return _Cached(cached.policy, cached.etag, time.monotonic(), sent)
         if response.status_code == 404:
             # No such domain (yet): nothing is granted (decide_locally denies on None).
-            return _Cached(policy=None, etag=None, fetched_at=time.monotonic())
+            return _Cached(policy=None, etag=None, fetched_at=time.monotonic(), fetched_wall=sent)
         if response.status_code != 200:
             raise PolicyUnavailable(
                 f"the PDP answered {response.status_code} "
@@ -298,7 +375,29 @@ class PolicyCache:
             policy = self._verify(response.json(), self._jwks)
         except Exception as exc:  # noqa: BLE001 - a bad document must never be used, nor crash
             raise PolicyUnavailable(f"signed policy data failed verification: {exc}") from None
-        return _Cached(policy, response.headers.get("etag"), time.monotonic())
+        return _Cached(policy, response.headers.get("etag"), time.monotonic(), sent)
+
+
+def asks_revalidation(cache_control: str | None) -> bool:
+    """Whether a request's ``Cache-Control`` asks for a copy validated now: ``max-age=0`` or
+    ``no-cache`` (RFC 9111 §5.2.1.1, §5.2.1.4). Other directives and malformed values: no."""
+    for directive in (cache_control or "").split(","):
+        name, _, value = directive.strip().partition("=")
+        name = name.strip().lower()
+        if name == "no-cache" or (name == "max-age" and value.strip().strip('"') == "0"):
+            return True
+    return False
+
+
+async def policy_held(policy: PolicyCache, cache_control: str | None) -> dict[str, Any]:
+    """``GET /healthz/policy``: the copy a server decides with, refreshed first when older than
+    its refresh interval (as any request would) or, when the caller asks for it, revalidated
+    now with the PDP (shared and rate-bounded: see :class:`PolicyCache`)."""
+    if asks_revalidation(cache_control):
+        await policy.revalidate_async()
+    else:
+        await policy.current_async()
+    return policy.held()
 
 
 @dataclass(frozen=True)

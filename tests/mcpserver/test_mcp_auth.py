@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -148,3 +149,7 @@ def test_policy_version_names_the_mcp_domains_copy_it_decides_with(stack: McpSta
     held = response.json()
     assert (held["part"], held["domain"]) == ("mcpserver", "mcp")
     assert held["fetched_at"] is not None and held["age_s"] >= 0  # fetched for this answer
+    asked = time.time()
+    again = httpx.get(f"{stack.origin}/healthz/policy", headers={"Cache-Control": "max-age=0"})
+    assert again.status_code == 200
+    assert again.json()["fetched_at"] >= asked  # revalidated with the PDP for this answer

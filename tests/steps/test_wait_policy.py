@@ -27,10 +27,12 @@ class PolicyServer:
         self.refresh_after = refresh_after
         self.reports = 0
         self.old = time.time() - 5
+        self.cache_control: list[str | None] = []
 
     def app(self) -> Starlette:
         async def held(request: Request) -> JSONResponse:
             self.reports += 1
+            self.cache_control.append(request.headers.get("cache-control"))
             fresh = self.refresh_after is not None and self.reports > self.refresh_after
             fetched = time.time() if fresh else self.old
             return JSONResponse(
@@ -60,6 +62,8 @@ def test_waits_until_the_servers_copy_is_newer_than_the_wait(
     assert result["policy"]["docapi"]["version"] == '"v2"'
     assert result["policy"]["mcp"]["version"] == '"v2"'
     assert 0 < result["seconds"] < wait.POLICY_TIMEOUT_S
+    # Each poll asks the server to revalidate with the PDP now, not at its next refresh.
+    assert server.cache_control == ["max-age=0"] * 5
 
 
 def test_a_server_that_never_refreshes_fails_the_wait_naming_it(
@@ -76,7 +80,8 @@ def test_manual_shows_the_version_each_server_holds(
     ctx = served(PolicyServer(refresh_after=0))
     words = wait.command({"policy": ["docapi", "mcp"]}, ctx)
     origin = ctx.endpoints.docapi_protected
+    header = "-H 'Cache-Control: max-age=0'"
     assert " ".join(words) == (
-        f"curl -s {origin}/healthz/policy && curl -s {origin}/healthz/policy"
+        f"curl -s {header} {origin}/healthz/policy && curl -s {header} {origin}/healthz/policy"
     )
     assert wait.command({"seconds": 0.5}, ctx) == ["sleep", "0.5"]

@@ -4,8 +4,11 @@
 resource server's signed policy data was fetched (or confirmed unchanged by a 304) after this
 action started, so after the ZMS writes that came before it. Each server refreshes its copy on
 its own schedule, at most every ``LAB_POLICY_REFRESH_S`` (like Athenz's ZPU), and answers
-``GET /healthz/policy`` with the version it holds and when it fetched it; the wait polls that
-instead of sleeping past the refresh interval.
+``GET /healthz/policy`` with the version it holds and when it fetched it. The wait asks with
+``Cache-Control: max-age=0``, which makes the server revalidate its copy with the PDP at once
+(one conditional request, shared and rate-bounded by the server), so a wait is usually one
+round trip; it polls until the copy is new enough, as a server inside its rate bound answers
+with the copy it last fetched.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ def wait_for_policy(spec: dict[str, Any], ctx: RunContext) -> Produced:
     started = time.time()
     clock = time.monotonic()
     held: dict[str, Any] = {}
-    with lab_http.client(timeout=5.0) as http:
+    # max-age=0: revalidate now (RFC 9111 §5.2.1.1) rather than at the server's next refresh.
+    with lab_http.client(timeout=5.0, headers={"Cache-Control": "max-age=0"}) as http:
         for part in spec["policy"]:
             url = f"{POLICY_PARTS[part](ctx.endpoints)}/healthz/policy"
             while True:
@@ -94,11 +98,12 @@ def _held(http: Any, url: str) -> dict[str, Any] | None:
 
 def command(spec: dict[str, Any], ctx: RunContext) -> list[str]:
     if "policy" in spec:
-        # By hand a learner is slower than the refresh interval: asking once shows the version.
+        # By hand a learner is slower than the refresh interval, but the header makes asking
+        # once enough anyway: the answer is the version the PDP has now.
         assert ctx.endpoints is not None
         words: list[str] = []
         for part in spec["policy"]:
-            words += [*(["&&"] if words else []), "curl", "-s"]
+            words += [*(["&&"] if words else []), "curl", "-s", "-H", "'Cache-Control: max-age=0'"]
             words.append(f"{POLICY_PARTS[part](ctx.endpoints)}/healthz/policy")
         return words
     return ["sleep", f"{float(spec['seconds']):g}"]
