@@ -6,7 +6,7 @@ part's socket at once and builds the real app in a background thread while the o
 serve: ``/healthz`` answers straight away, every other request waits for the real app (nothing
 is refused, at most delayed by what is left of the import), and the real app's lifespan runs in
 the serving loop once it is built. A build that fails leaves the part's usual stand-in
-(:func:`lab.backends.embedded.unavailable_app`), which says why on ``/healthz``.
+(:func:`lab.backends.embedded.runtime.unavailable_app`), which says why on ``/healthz``.
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def print_plan(backend_name: str, plan: str, json_output: bool) -> None:
 
 def embedded_up_plan(settings: Settings) -> str:
     """What ``lab up`` would start on the embedded backend: one process, every part, its ports."""
-    from lab.backends.embedded import part_urls
+    from lab.backends.embedded.health import part_urls
     from lab.config import PORTS
 
     home = settings.home.resolve()
@@ -192,7 +192,7 @@ def embedded_up_plan(settings: Settings) -> str:
 
 
 def embedded_down_plan(settings: Settings) -> str:
-    from lab.backends.embedded import read_runtime
+    from lab.backends.embedded.runtime_file import read_runtime
 
     runtime = read_runtime(settings)
     if runtime is None:
@@ -254,7 +254,7 @@ def log_path(chosen: Backend, part: str) -> Path | None:
 def endpoints_table(endpoints: Endpoints, backend_name: str) -> RenderableType:
     from rich.table import Table
 
-    from lab.backends.embedded import part_urls
+    from lab.backends.embedded.health import part_urls
 
     table = Table(title=f"The lab is up ({backend_name})", title_justify="left", expand=False)
     table.add_column("part")

@@ -14,7 +14,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from lab.backends.deferred import DeferredApp
-from lab.backends.embedded import probe_part, unavailable_app
+from lab.backends.embedded.health import probe_part
+from lab.backends.embedded.runtime import unavailable_app
 from lab.serving import bind_socket, serve_in_thread
 
 

@@ -16,15 +16,11 @@ import pytest
 
 from lab.backends import get_backend
 from lab.backends.base import PART_NAMES, BackendError, BackendNotRunning
-from lab.backends.embedded import (
-    FACTORIES,
-    LAB_KEYS,
-    EmbeddedBackend,
-    build_apps,
-    probe_part,
-    process_alive,
-    read_runtime,
-)
+from lab.backends.embedded import EmbeddedBackend
+from lab.backends.embedded.health import probe_part
+from lab.backends.embedded.process import process_alive
+from lab.backends.embedded.runtime import FACTORIES, LAB_KEYS, build_apps
+from lab.backends.embedded.runtime_file import read_runtime
 from lab.config import Settings
 from tests.stack import free_ports
 

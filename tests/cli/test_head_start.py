@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.backends.embedded import read_runtime
+from lab.backends.embedded.runtime_file import read_runtime
 from lab.cli.main import start_runtime_early
 from lab.config import Settings
 from tests.cli.conftest import Lab

@@ -27,7 +27,7 @@ import uvicorn
 
 from lab.agent import run_prompt
 from lab.agent.signin import DEFAULT_REALM_FILE
-from lab.backends.embedded import build_apps, ensure_lab_keys
+from lab.backends.embedded.runtime import build_apps, ensure_lab_keys
 from lab.config import LEARNER_PRINCIPAL, PORTS, Settings
 from lab.idp.app import create_app as create_idp
 from lab.oauth.jose import SigningKey, make_client_assertion

@@ -1,0 +1,58 @@
+"""Where the runtime's parts log: one file per part room under ``$LAB_HOME/logs``."""
+
+from __future__ import annotations
+
+import sys
+
+from lab.config import Settings
+
+#: Log files under ``$LAB_HOME/logs``: one per part room, plus the runtime's own.
+LOG_FILES: dict[str, str] = {
+    "embedded": "embedded.log",
+    "idp": "idp.log",
+    "pdp": "pdp.log",
+    "docapi": "docapi.log",
+    "mcpserver": "mcpserver.log",
+}
+
+#: Real Keycloak's console output (``lab logs idp`` when ``LAB_IDP=keycloak``).
+KEYCLOAK_LOG = "keycloak.log"
+
+#: Which log file each part (and a few friendly aliases) writes to.
+LOG_ALIASES: dict[str, str] = {
+    "zms": "pdp",
+    "zts": "pdp",
+    "docapi_protected": "docapi",
+    "docapi_unprotected": "docapi",
+    "mcp": "mcpserver",
+}
+
+#: Logger names each log file collects (``logging.getLogger("lab.<part>")``, contracts §0).
+LOGGERS: dict[str, tuple[str, ...]] = {
+    "idp": ("lab.idp",),
+    "pdp": ("lab.pdp", "lab.policy"),
+    "docapi": ("lab.docapi",),
+    "mcpserver": ("lab.mcpserver", "mcp"),
+}
+
+
+def configure_logging(settings: Settings) -> None:
+    """Runtime messages to stderr (``embedded.log``); each room's loggers to its own file."""
+    import logging
+
+    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.setLevel(level)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(formatter)
+    root.addHandler(stderr)
+    for room, names in LOGGERS.items():
+        handler = logging.FileHandler(settings.logs_dir / LOG_FILES[room], encoding="utf-8")
+        handler.setFormatter(formatter)
+        for name in names:
+            logger = logging.getLogger(name)
+            logger.addHandler(handler)
+            logger.propagate = False
+            logger.setLevel(level)
