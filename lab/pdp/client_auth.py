@@ -68,7 +68,8 @@ def authenticate_client(
     elif basic is not None:
         client = _client_secret(pdp, *basic)
     else:
-        client = _client_secret(pdp, form.get("client_id", ""), form.get("client_secret", ""))
+        # client_secret_post was chosen because the form has a client_secret.
+        client = _client_secret(pdp, form.get("client_id", ""), form["client_secret"])
     body_client = form.get("client_id")
     if body_client and body_client.lower() != client:
         raise refuse_client("client_id does not match the authenticated client")
@@ -105,7 +106,7 @@ def _private_key_jwt(
 ) -> str:
     if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE_JWT_BEARER:
         raise refuse_client(f"client_assertion_type must be {CLIENT_ASSERTION_TYPE_JWT_BEARER}")
-    token = form.get("client_assertion", "")
+    token = form["client_assertion"]  # present: that is how this method was chosen
     try:
         claimed = unverified_claims(token).get("iss")
     except JwtValidationError as exc:
