@@ -269,6 +269,10 @@ def test_the_id_jag_audience_may_be_the_issuer_with_a_slash_or_the_token_endpoin
     for audience in (world.zts + "/", world.zts + "/oauth2/token"):
         response = world.request_id_jag(world.id_token(), audience=audience)
         assert response.status_code == 200, (audience, response.text)
+    # Only slashes are stripped: an issuer with a letter appended is another audience.
+    for audience in (world.zts + "X", world.zts + "/oauth2/tokenX"):
+        response = world.request_id_jag(world.id_token(), audience=audience)
+        assert _error(response, 400, "invalid_target")[1] == f"Invalid audience: {audience}"
     other = world.request_id_jag(world.id_token(), audience="http://127.0.0.1:1/zts/v1")
     assert _error(other, 400, "invalid_target") == (
         f"audience must be this authorization server ({world.zts})",
@@ -384,6 +388,39 @@ def test_a_subject_token_must_be_typed_as_an_access_token(world: PdpLab) -> None
     assert _error(response, 400, "invalid_grant")[1] == (
         "Invalid subject token: token type 'JWT' is not accepted here (expected 'at+jwt')"
     )
+
+
+def test_a_bare_role_name_in_scope_is_read_in_the_audience_domain(world: PdpLab) -> None:
+    response = world.exchange(_user_token(world), scope="Docs-Getter", audience="api")
+    assert response.status_code == 200, response.text
+    assert unverified_claims(response.json()["access_token"])["scp"] == ["docs-getter"]
+    record = world.audit()[-1]
+    assert (record["subject"], record["resource"]) == (LEARNER, "api:role.docs-getter")
+
+
+def test_without_scope_a_short_role_name_counts_in_the_tokens_own_domain(world: PdpLab) -> None:
+    # A token of domain api carrying the short name "docs-getter", exchanged within api.
+    world.role("api", "self-exchanger", [MCP])
+    world.allow("api", "self-source", "self-exchanger", "zts.token_source_exchange", "api:api")
+    world.allow(
+        "api", "self-target", "self-exchanger", "zts.token_target_exchange", "api:api:role.*"
+    )
+    token = _subject_token(world, aud="api", scp=["docs-getter"])
+    response = world.exchange(token, scope="", audience="api")
+    assert response.status_code == 200, response.text
+    assert unverified_claims(response.json()["access_token"])["scp"] == ["docs-getter"]
+
+
+def test_a_user_who_left_the_role_is_not_included_in_the_target_domain(world: PdpLab) -> None:
+    token = _user_token(world)
+    world.role("api", "docs-getter", [])
+    response = world.exchange(token)
+    assert _error(response, 403, "invalid_scope")[1] == (
+        f"postaccesstokenrequest: principal {LEARNER} is not included in the requested "
+        "role(s) in domain api"
+    )
+    record = world.audit()[-1]
+    assert (record["subject"], record["resource"]) == (LEARNER, "api:role.docs-getter")
 
 
 def test_a_subject_token_from_another_issuer_is_refused(world: PdpLab) -> None:
