@@ -59,11 +59,36 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def cpu_ticks(pid: int) -> tuple[int, int, int]:
+    """(user, system clock ticks of every thread of ``pid``, voluntary + involuntary context
+    switches of its threads) from /proc: what the server spent, which load does not stretch."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    user, system = int(fields[11]), int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    switches = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    switches += int(line.split()[1])
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return user, system, switches
+
+
 def run_wrk(
-    url: str, bodies: Path, count: int, *, duration_s: float, connections: int, threads: int = 2
+    url: str,
+    bodies: Path,
+    count: int,
+    *,
+    duration_s: float,
+    connections: int,
+    threads: int = 2,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
-    """One wrk run; requests/s counts only 2xx answers."""
+    """One wrk run; requests/s counts only 2xx answers. With ``server_pid``, also the server's
+    CPU µs and context switches per request (every request wrk sent, answered or not)."""
     before = loadavg()
+    cpu_before = cpu_ticks(server_pid) if server_pid is not None else None
     proc = subprocess.run(
         [
             ensure_wrk(),
@@ -84,12 +109,22 @@ def run_wrk(
         timeout=duration_s + 60,
         check=False,
     )
+    cpu_after = cpu_ticks(server_pid) if server_pid is not None else None
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRK-JSON ")), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout}")
     raw = json.loads(line.removeprefix("WRK-JSON "))
     seconds = raw["duration_us"] / 1e6
     ok = raw["requests"] - raw["non2xx"]
+    server: dict[str, Any] = {}
+    if cpu_before is not None and cpu_after is not None and raw["requests"]:
+        tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+        user, system, switches = (a - b for a, b in zip(cpu_after, cpu_before, strict=True))
+        server = {
+            "server_cpu_us_per_request": round((user + system) * tick_us / raw["requests"], 1),
+            "server_system_us_per_request": round(system * tick_us / raw["requests"], 1),
+            "server_switches_per_request": round(switches / raw["requests"], 2),
+        }
     return {
         "rps": round(ok / seconds, 1),
         "requests": raw["requests"],
@@ -102,6 +137,7 @@ def run_wrk(
         "duration_s": round(seconds, 2),
         "loadavg_before": before,
         "loadavg_after": loadavg(),
+        **server,
     }
 
 
@@ -252,6 +288,11 @@ def _median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
+def _median_of(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in runs if key in r]
+    return round(_median(values), 1) if values else None
+
+
 def token_endpoints(
     settings: Settings, *, rounds: int, duration_s: float, connections: int
 ) -> dict[str, Any]:
@@ -260,6 +301,7 @@ def token_endpoints(
     zts_token = settings.endpoints.zts_token
     id_token = sign_in(settings)
     access = access_token_for_mcp(settings, id_token)
+    lab_pid = int(json.loads(settings.runtime_file.read_text())["pid"])
     bare = BareServer()
     runs: dict[str, list[dict[str, Any]]] = {
         "bare": [],
@@ -292,20 +334,37 @@ def token_endpoints(
                     path = write_bodies(forms, directory, name)
                     runs["bare"].append(
                         run_wrk(
-                            bare.url, path, count, duration_s=duration_s, connections=connections
+                            bare.url,
+                            path,
+                            count,
+                            duration_s=duration_s,
+                            connections=connections,
+                            server_pid=bare.proc.pid,
                         )
                     )
                     runs[name].append(
                         run_wrk(
-                            zts_token, path, count, duration_s=duration_s, connections=connections
+                            zts_token,
+                            path,
+                            count,
+                            duration_s=duration_s,
+                            connections=connections,
+                            server_pid=lab_pid,
                         )
                     )
     finally:
         bare.stop()
     bare_rps = round(_median([r["rps"] for r in runs["bare"]]), 1)
-    summary: dict[str, Any] = {"bare_rps": bare_rps, "connections": connections, "runs": runs}
+    summary: dict[str, Any] = {
+        "bare_rps": bare_rps,
+        "bare_cpu_us_per_request": _median_of(runs["bare"], "server_cpu_us_per_request"),
+        "connections": connections,
+        "runs": runs,
+    }
     for name in ("id_jag", "jwt_bearer", "exchange"):
         summary[name] = {
+            "cpu_us_per_request": _median_of(runs[name], "server_cpu_us_per_request"),
+            "switches_per_request": _median_of(runs[name], "server_switches_per_request"),
             "rps": round(_median([r["rps"] for r in runs[name]]), 1),
             "ratio": round(_median([r["rps"] for r in runs[name]]) / bare_rps, 3),
             "p99_ms": _median([r["p99_ms"] for r in runs[name]]),

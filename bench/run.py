@@ -275,6 +275,19 @@ def figures(results: dict[str, Any]) -> list[tuple[str, Any, str, float, str]]:
                 )
             )
             rows.append((f"{label} p99 at c16 (ms)", e["p99_ms"], "<=", 150.0, load))
+            if e.get("cpu_us_per_request") and w.get("bare_cpu_us_per_request"):
+                # Server CPU per request (/proc): what load does not stretch. Bare / endpoint,
+                # so it reads like the throughput ratio (>= 0.5: at most twice the bare POST's).
+                rows.append(
+                    (
+                        f"{label}: bare CPU / endpoint CPU ({w['bare_cpu_us_per_request']} / "
+                        f"{e['cpu_us_per_request']} µs per request)",
+                        round(w["bare_cpu_us_per_request"] / e["cpu_us_per_request"], 3),
+                        ">=",
+                        0.5,
+                        load,
+                    )
+                )
     return rows
 
 

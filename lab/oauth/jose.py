@@ -8,6 +8,7 @@ kind of token, ``kid`` looked up in a JWKS that refreshes on an unknown kid, no 
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import hashlib
 import json
@@ -17,6 +18,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,6 +326,7 @@ def verify_jwt(
     required: Iterable[str] = ("exp", "iat"),
     leeway: int = LEEWAY,
     max_lifetime: int | None = None,
+    cache: VerifiedTokens | None = None,
 ) -> dict[str, Any]:
     """Verify signature, alg, ``typ``, ``iss``, ``aud``, ``exp``/``nbf``/``iat``; return claims.
 
@@ -331,8 +334,47 @@ def verify_jwt(
     ``resolve_key(kid)`` returns the public key or raises :class:`JwtValidationError`.
     ``max_lifetime`` (seconds) bounds both ``exp - iat`` and how far ``exp`` lies ahead: a
     credential meant to live minutes is refused when it claims years.
+    With ``cache`` (:class:`VerifiedTokens`), a token that passed these same checks before
+    against the same key object is answered from it while unexpired; anything else is
+    verified in full, so every refusal is the one a first presentation gets.
     Every failure is a :class:`JwtValidationError` whose reason can be shown to the client.
     """
+    if cache is not None:
+        required = tuple(required)
+        params: tuple[Any, ...] = (_typ_set(typ), _as_tuple(issuer), _as_tuple(audience))
+        params += (required, leeway, max_lifetime)
+        known = cache.lookup(_check_length(token), params, resolve_key, leeway)
+        if known is not None:
+            return known
+        claims, key = _verify_jwt(
+            token, resolve_key, typ, issuer, audience, required, leeway, max_lifetime
+        )
+        cache.store(token, params, key, claims)
+        return claims
+    return _verify_jwt(token, resolve_key, typ, issuer, audience, required, leeway, max_lifetime)[0]
+
+
+def _typ_set(typ: str | Iterable[str | None] | None) -> frozenset[str | None] | None:
+    if typ is None:
+        return None
+    return frozenset(_normal_typ(t) for t in ({typ} if isinstance(typ, str) else set(typ)))
+
+
+def _as_tuple(value: str | Iterable[str] | None) -> str | tuple[str, ...] | None:
+    return value if value is None or isinstance(value, str) else tuple(value)
+
+
+def _verify_jwt(
+    token: str,
+    resolve_key: KeyResolver,
+    typ: str | Iterable[str | None] | None,
+    issuer: str | Iterable[str] | None,
+    audience: str | Iterable[str] | None,
+    required: Iterable[str],
+    leeway: int,
+    max_lifetime: int | None,
+) -> tuple[dict[str, Any], PublicKey]:
+    """:func:`verify_jwt`'s full checks; the claims and the key that verified them."""
     header = unverified_header(token)
     check_numeric_dates(unverified_claims(token))
     alg = header.get("alg")
@@ -380,7 +422,89 @@ def verify_jwt(
         raise JwtValidationError("token is malformed") from None
     if max_lifetime is not None:
         check_lifetime(claims, max_lifetime, leeway)
-    return claims
+    return claims, key
+
+
+class VerifiedTokens:
+    """Tokens that passed :func:`verify_jwt`, for tokens presented again and again: the ID
+    token an agent exchanges for one ID-JAG per resource, the user's access token the MCP
+    server exchanges on every tool call. A repeat then costs a SHA-256 instead of a parse and
+    an asymmetric signature check.
+
+    What a hit still requires, so it answers exactly what a full verification would:
+
+    - the same token, byte for byte (keyed by its SHA-256; any other signature is a miss);
+    - the same checks asked for (``typ``, issuer, audience, required claims, leeway, lifetime);
+    - the issuer's key set unchanged: the ``kid`` is resolved again and must give the very key
+      object that verified it (a JWKS refresh or a ZMS key change builds new objects, so the
+      token is verified again; a key no longer known is verified again and refused);
+    - still unexpired (``exp`` against the leeway, as pyjwt checks it). ``iat``/``nbf`` were
+      in the past when verified and stay so; the lifetime bound only loosens with time.
+
+    Only signature and claim checks are remembered: single-use jtis, policy and everything
+    a grant checks after :func:`verify_jwt` run on every request. Bounded (LRU), entries
+    dropped once expired. Claims are handed out as copies.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._entries: OrderedDict[bytes, tuple[Any, Any, PublicKey, dict[str, Any]]]
+        self._entries = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _digest(token: str) -> bytes:
+        return hashlib.sha256(token.encode()).digest()
+
+    def lookup(
+        self, token: str, params: Any, resolve_key: KeyResolver, leeway: int
+    ) -> dict[str, Any] | None:
+        digest = self._digest(token)
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return None
+            self._entries.move_to_end(digest)
+        cached_params, kid, key, claims = entry
+        if cached_params != params:
+            return None
+        if not float(claims["exp"]) > time.time() - leeway:
+            self._drop(digest)
+            return None  # expired: the full check says so, in its own words
+        try:
+            current = resolve_key(kid)
+        except JwtValidationError:
+            current = None
+        if current is not key:
+            self._drop(digest)
+            return None  # the key set changed: verify again against what it holds now
+        return _copy_claims(claims)
+
+    def store(self, token: str, params: Any, key: PublicKey, claims: dict[str, Any]) -> None:
+        exp = claims.get("exp")
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            return  # nothing bounds how long it could be kept: never kept
+        # The kid exactly as verified (resolved again on every hit).
+        entry = (params, unverified_header(token).get("kid"), key, _copy_claims(claims))
+        with self._lock:
+            self._entries[self._digest(token)] = entry
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def _drop(self, digest: bytes) -> None:
+        with self._lock:
+            self._entries.pop(digest, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _copy_claims(claims: dict[str, Any]) -> dict[str, Any]:
+    """A copy no caller can change the kept claims through (nested values deep-copied)."""
+    return {
+        name: copy.deepcopy(value) if isinstance(value, dict | list) else value
+        for name, value in claims.items()
+    }
 
 
 def signature_check(token: str, resolve_key: KeyResolver, keys: str) -> dict[str, Any]:

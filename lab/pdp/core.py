@@ -6,6 +6,7 @@ authentication all take this object. The signing key is loaded once (no per-requ
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -21,6 +22,7 @@ from lab.oauth.jose import (
     KeyResolver,
     PublicKey,
     SigningKey,
+    VerifiedTokens,
     ensure_private_key,
     key_id,
     load_public_key,
@@ -49,14 +51,23 @@ class Pdp:
     _key_cache: dict[str, tuple[tuple[int, int], dict[str, PublicKey]]] = field(
         default_factory=dict
     )
+    #: Subject tokens verified before (ID tokens, the PDP's access tokens): see VerifiedTokens.
+    verified: VerifiedTokens = field(default_factory=VerifiedTokens)
+    _self_public: tuple[SigningKey, PublicKey] | None = None
 
     @property
     def issuer(self) -> str:
-        return self.settings.endpoints.zts
+        # Asked several times per token request; Settings.endpoints builds every URL each time.
+        return self._endpoints[0]
 
     @property
     def token_endpoint(self) -> str:
-        return f"{self.issuer}/oauth2/token"
+        return self._endpoints[1]
+
+    @functools.cached_property
+    def _endpoints(self) -> tuple[str, str]:
+        zts = self.settings.endpoints.zts
+        return zts, f"{zts}/oauth2/token"
 
     @classmethod
     def open(cls, settings: Settings, baseline: Path | None = None) -> Pdp:
@@ -104,7 +115,10 @@ class Pdp:
 
     def key_resolver_self(self) -> KeyResolver:
         """The PDP's own verification key, for tokens it issued (subject tokens, ID-JAGs)."""
-        public = self.signing_key.key.public_key()
+        # One public key object per signing key: a VerifiedTokens hit requires the same object.
+        if self._self_public is None or self._self_public[0] is not self.signing_key:
+            self._self_public = (self.signing_key, self.signing_key.key.public_key())
+        public = self._self_public[1]
         kid = self.signing_key.kid
 
         def resolve(requested: str | None) -> PublicKey:

@@ -130,6 +130,8 @@ class TokenExchangeGrant(Grant):
                 typ=TYP_ACCESS_TOKEN,
                 issuer=self.pdp.issuer,
                 required=("exp", "iat", "sub", "aud"),
+                # The MCP server exchanges the same user token on every tool call.
+                cache=self.pdp.verified,
             )
         except JwtValidationError as exc:
             raise invalid_subject(exc.reason) from None
@@ -296,6 +298,8 @@ class TokenExchangeGrant(Grant):
                 typ=(TYP_JWT, None),
                 issuer=provider.issuer,
                 required=("exp", "iat", "iss", "sub", "aud"),
+                # An agent asks one ID-JAG per resource with the same ID token.
+                cache=self.pdp.verified,
             )
         except JwtValidationError as exc:
             raise invalid_subject(exc.reason) from None

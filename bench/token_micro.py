@@ -1,0 +1,115 @@
+"""CPU per token request without HTTP: ``TokenEndpoint.handle`` in one thread, per grant.
+
+A private lab is started (as ``make bench`` does) for its IdP's JWKS and the state of step 12;
+this process then opens a second :class:`~lab.pdp.core.Pdp` on the same store and runs each
+token endpoint's real bodies through ``TokenEndpoint.handle`` (the same checks, signatures and
+durable audit record as over HTTP; the chain of records stays one chain, as the committer reads
+the head inside its transaction). Prints CPU µs per request (process time: every thread,
+including the audit committer's) of ``decide`` alone (nothing written) and of ``handle``; with
+``--profile GRANT``, a cProfile of that grant's ``handle``.
+
+    python bench/token_micro.py [--count 400] [--profile GRANT] [--top 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import chain, load  # noqa: E402
+from bench.run import Lab  # noqa: E402
+from lab.pdp.core import Pdp  # noqa: E402
+from lab.pdp.zts.dispatcher import TokenEndpoint  # noqa: E402
+
+
+def forms_for(lab: Lab, count: int) -> dict[str, list[dict[str, str]]]:
+    settings = lab.settings
+    id_token = load.sign_in(settings)
+    access = load.access_token_for_mcp(settings, id_token)
+    made = {
+        "id_jag": load.id_jag_forms(settings, id_token, count),
+        "jwt_bearer": load.jwt_bearer_forms(settings, load.one_id_jag(settings, id_token), count),
+        "exchange": load.exchange_forms(settings, access, count),
+    }
+    # As the route reads them: the urlencoded body parsed back into a dict of strings.
+    return {
+        name: [dict(parse_qsl(load.urlencode(form))) for form in forms]
+        for name, forms in made.items()
+    }
+
+
+def decide(endpoint: TokenEndpoint, forms: list[dict[str, str]]) -> float:
+    """CPU µs per request of the decision alone (authentication, grant, signature; nothing is
+    written, so the same forms can be handled afterwards)."""
+    start = time.process_time()
+    for form in forms:
+        _, outcome = endpoint.decide(form, {})
+        if isinstance(outcome, Exception):
+            raise RuntimeError(f"refused: {outcome!r}")
+    return (time.process_time() - start) / len(forms) * 1e6
+
+
+def run(endpoint: TokenEndpoint, forms: list[dict[str, str]]) -> float:
+    """CPU µs per request over ``forms`` (every answer must be a token)."""
+    start = time.process_time()
+    for form in forms:
+        result = endpoint.handle(form, {})
+        if "access_token" not in result.body:
+            raise RuntimeError(f"refused: {result.body}")
+    return (time.process_time() - start) / len(forms) * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", choices=["id_jag", "jwt_bearer", "exchange"], default=None)
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lab-bench-micro-") as tmp:
+        lab = Lab(Path(tmp))
+        try:
+            lab.run("up")
+            chain.setup_chain_state(lab.settings)
+            pdp = Pdp.open(lab.settings)
+            endpoint = TokenEndpoint(pdp)
+            warm = forms_for(lab, 30)
+            for forms in warm.values():
+                run(endpoint, forms)
+            rounds = [forms_for(lab, args.count) for _ in range(args.rounds)]
+            if args.profile:
+                profiler = cProfile.Profile()
+                profiler.enable()
+                run(endpoint, rounds[0][args.profile])
+                profiler.disable()
+                stats = pstats.Stats(profiler).sort_stats("cumulative")
+                stats.print_stats(args.top)
+                stats.sort_stats("tottime").print_stats(args.top)
+                return 0
+            results: dict[str, list[float]] = {}
+            decisions: dict[str, list[float]] = {}
+            for forms in rounds:
+                for name, batch in forms.items():
+                    decisions.setdefault(name, []).append(decide(endpoint, batch))
+                    results.setdefault(name, []).append(run(endpoint, batch))
+            for name, values in results.items():
+                shown = " ".join(f"{v:.0f}" for v in values)
+                print(
+                    f"{name:11s} CPU µs/request: decide min {min(decisions[name]):.0f}, "
+                    f"handle min {min(values):.0f} ({shown})"
+                )
+        finally:
+            lab.down()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
