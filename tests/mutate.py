@@ -145,6 +145,21 @@ TARGETS: dict[str, Target] = {
             _SECURITY + "test_mutation_survivors_signed.py",
         ),
     ),
+    "engine": Target(
+        ("lab.policy.engine.*",),
+        (
+            "tests/policy",
+            _SECURITY + "test_policy_matching.py",
+            _SECURITY + "test_mutation_survivors_engine.py",
+        ),
+    ),
+    "base": Target(
+        ("lab.pdp.zts.grants.base.*",),
+        (
+            _SECURITY + "test_mutation_survivors.py",
+            _SECURITY + "test_mutation_survivors_base.py",
+        ),
+    ),
     # In process with a stand-in PDP: the token endpoint runs this module in a server thread,
     # which mutmut's per-test map does not follow (the server tests showed up as "no tests").
     "client_auth": Target(
