@@ -26,11 +26,12 @@ from lab.idp.authorize import Authorizer
 from lab.idp.clients import authenticate_client, redirect_uri_allowed
 from lab.idp.grants import Grants, param
 from lab.idp.id_jag import IdJagIssuer
+from lab.idp.own_key import load_own_rsa_key
 from lab.idp.realm import Realm, load_realm
 from lab.idp.store import IdpStore
 from lab.idp.tokens import Subject, TokenIssuer, resolve_scopes
 from lab.oauth.errors import InvalidGrant, InvalidRequest, InvalidToken, OAuthError
-from lab.oauth.jose import JwtValidationError, SigningKey, jwks
+from lab.oauth.jose import JwtValidationError, SigningKey, jwks, key_id
 from lab.oauth.starlette import NO_STORE, exception_handlers, harden, read_form
 from lab.oauth.tokens import (
     GRANT_TOKEN_EXCHANGE,
@@ -291,7 +292,12 @@ def create_app(settings: Settings, realm_file: Path = DEFAULT_REALM_FILE) -> Sta
 def signing_key(settings: Settings) -> SigningKey:
     """The realm's RS256 key in ``$LAB_HOME/keys`` (created 0600 on first start, then reused)."""
     path = settings.key_file(SIGNING_KEY_NAME)
-    key = SigningKey.load_or_create(path, alg="RS256")
+    own = load_own_rsa_key(path)  # the key this lab wrote itself: no re-validation (own_key)
+    key = (
+        SigningKey(own, key_id(own))
+        if own is not None
+        else SigningKey.load_or_create(path, alg="RS256")
+    )
     if key.alg != "RS256":
         # Keycloak realms sign with RS256 by default, and the lab's steps say so.
         raise ValueError(
