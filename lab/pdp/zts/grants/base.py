@@ -129,21 +129,23 @@ def parse_scope(
         item = item.lower()
         if item == "openid":
             continue
+        whole_domain = False
         if ":role." in item:
             domain, _, role = item.partition(":role.")
         elif item.endswith(":domain"):
-            domain, role = item[: -len(":domain")], ""
+            domain, role, whole_domain = item[: -len(":domain")], "", True
         elif default_domain and SIMPLE_RE.fullmatch(item):
             domain, role = default_domain.lower(), item
         else:
             raise InvalidScope(
                 f"invalid scope value {item!r}", athenz_message=f"Invalid scope: {item}"
             )
-        if not DOMAIN_RE.fullmatch(domain) or (role and not SIMPLE_RE.fullmatch(role)):
+        # A named role must have a name: "api:role." is malformed, never "api:domain".
+        if not DOMAIN_RE.fullmatch(domain) or not (whole_domain or SIMPLE_RE.fullmatch(role)):
             raise InvalidScope(
                 f"invalid scope value {item!r}", athenz_message=f"Invalid scope: {item}"
             )
-        if not role:
+        if whole_domain:
             if domain not in all_domains:
                 all_domains.append(domain)
         elif f"{domain}:role.{role}" not in roles:
