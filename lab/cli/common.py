@@ -18,8 +18,6 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import typer
-
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -140,6 +138,10 @@ def running_endpoints(chosen: Backend) -> Endpoints:
 @contextmanager
 def handled_errors() -> Iterator[None]:
     """Turn the lab's expected failures into one clear sentence, a fix and an exit code."""
+    # Typer runs this command, so it is loaded already; imported here, not at the top, so a
+    # command run without Typer (lab.cli.reset_run) does not load it through this module.
+    import typer
+
     try:
         yield
     except (typer.Exit, typer.Abort, typer.TyperException, SystemExit, KeyboardInterrupt):
@@ -155,14 +157,16 @@ def handled_errors() -> Iterator[None]:
 def describe_error(exc: BaseException) -> tuple[str, str | None, int]:
     """Map an exception to (sentence, fix, exit code)."""
     from lab.backends.base import BackendError
-    from lab.serving import PortInUse
     from lab.state import StateError
 
     if isinstance(exc, LabCliError):
         return exc.message, exc.fix, exc.code
     if isinstance(exc, BackendError | StateError):
         return exc.message, exc.fix, ExitCode.ENVIRONMENT
-    if isinstance(exc, PortInUse):
+    # Only a process that loaded lab.serving can have raised PortInUse; importing it just to
+    # ask would load uvicorn (and click) into every command that fails (`lab reset`).
+    serving = sys.modules.get("lab.serving")
+    if serving is not None and isinstance(exc, serving.PortInUse):
         fix = f"set {exc.variable} to another port" if exc.variable else None
         return f"port {exc.port} on {exc.host} is already in use", fix, ExitCode.ENVIRONMENT
     http_error = _describe_http_error(exc)

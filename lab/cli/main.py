@@ -66,6 +66,11 @@ def run() -> None:
 
     keep_part_logs_off_the_screen(sys.argv[1:])
     start_runtime_early(sys.argv[1:])
+    from lab.cli.reset_run import plain_reset
+
+    code = plain_reset(sys.argv[1:])  # `lab reset [--to N]` without Typer's start-up
+    if code is not None:
+        sys.exit(code)
     from lab.cli.app import app
 
     app(prog_name="lab")

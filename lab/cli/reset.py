@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from lab.cli import common
+from lab.cli.reset_run import reset_lab
 
 app = typer.Typer()
 
@@ -32,60 +31,7 @@ def reset(
     if hard:
         hard_reset(json_output)
         return
-    from lab.cli.engine import StepSession, find_step, load_all_steps
-    from lab.state import reset_to_step
-
-    session = StepSession.open()
-    runner = None
-    if to is not None and to > 1:
-        from lab.steps.files import step_numbers
-
-        numbers = step_numbers()
-        if to not in numbers:
-            common.fail(
-                f"there is no step {to}",
-                f"choose one of: {', '.join(map(str, numbers))}",
-                common.ExitCode.USAGE,
-            )
-        # The step files are parsed only when a step must be replayed: a reset served by a
-        # checkpoint (the usual case) never reads them.
-        loaded: list[Any] = []
-
-        def runner(number: int) -> bool:
-            if not loaded:
-                loaded.extend(load_all_steps())
-            return session.run(find_step(loaded, number)).passed
-
-    from lab.cli.lock import command_line, lab_lock
-
-    with lab_lock(session.settings.home, command_line()):
-        outcome = reset_to_step(session.state, to or 1, run_step=runner)
-    if json_output:
-        common.print_json(
-            {
-                "ready_for_step": outcome.target,
-                "restored_from": outcome.restored_from,
-                "replayed": list(outcome.replayed),
-                "duration_ms": round(outcome.duration_ms, 1),
-            }
-        )
-        return
-    console = common.err()
-    if outcome.target == 1:
-        console.print(f"Back to the baseline in {outcome.duration_ms:.0f} ms.")
-    else:
-        source = (
-            "the baseline"
-            if outcome.restored_from == 0
-            else f"the checkpoint after step {outcome.restored_from}"
-        )
-        replayed = (
-            f", then replayed step(s) {', '.join(map(str, outcome.replayed))}"
-            if outcome.replayed
-            else ""
-        )
-        console.print(f"Restored {source}{replayed} in {outcome.duration_ms:.0f} ms.")
-    console.print(f"Next: [bold]{common.lab_command(f'step {outcome.target}')}[/]")
+    reset_lab(to, json_output)
 
 
 def hard_reset(json_output: bool) -> None:

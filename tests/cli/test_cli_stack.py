@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,6 +90,31 @@ def test_reset_to_a_step_that_does_not_exist_is_a_usage_error(lab: Lab) -> None:
     result = lab.invoke("reset", "--to", "99")
     assert result.exit_code == 2
     assert "there is no step 99" in result.output
+
+
+def _same_output(result: Any) -> tuple[int, str, str]:
+    """A process's outcome with its durations blanked (they differ from run to run)."""
+    return (
+        result.returncode,
+        result.stdout,
+        re.sub(r"in \d+ ms", "in N ms", result.stderr),
+    )
+
+
+def test_plain_reset_says_what_typers_reset_says(stack: Stack) -> None:
+    # `lab reset [--to N]` runs without Typer (lab.cli.reset_run); `--to=N` still goes
+    # through Typer to the same function: the two must be indistinguishable.
+    plain, typer_path = stack.lab("reset"), stack.lab("reset", "--to=1")
+    assert plain.returncode == 0, plain.stderr
+    assert "Back to the baseline in" in plain.stderr
+    assert _same_output(plain) == _same_output(typer_path)
+    stack.lab("reset", "--to=3")  # replays steps 1-2 once if needed: checkpoints for the next
+    plain, typer_path = stack.lab("reset", "--to", "3"), stack.lab("reset", "--to=3")
+    assert "Restored the checkpoint after step 2 in" in plain.stderr
+    assert _same_output(plain) == _same_output(typer_path)
+    plain, typer_path = stack.lab("reset", "--to", "99"), stack.lab("reset", "--to=99")
+    assert plain.returncode == 2 and "there is no step 99" in plain.stderr
+    assert _same_output(plain) == _same_output(typer_path)
 
 
 def test_step_1_passes_and_is_recorded(fresh: Lab) -> None:

@@ -13,6 +13,7 @@ import typer
 
 from lab.cli.app import COMMANDS, CommandSource, LazyCommands, build_commands
 from lab.cli.lazy_params import plain_value
+from lab.cli.reset_run import plain_reset
 from tests.cli.conftest import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,6 +146,45 @@ def test_a_command_imports_only_what_it_runs(lab: Lab, args: list[str]) -> None:
     modules = set(report["modules"])
     for heavy in ("pydantic", "httpx", "yaml", "lab.cli.agent", "lab.cli.gateway", "lab.cli.ui"):
         assert heavy not in modules, f"`lab {' '.join(args)}` imported {heavy}"
+
+
+@pytest.mark.parametrize("args", [["reset"], ["reset", "--to", "3"]])
+def test_plain_resets_run_without_typer(lab: Lab, args: list[str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        env={**lab.env, "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["code"] == 3, proc.stderr  # the lab is not up: said as through Typer
+    assert "error:" in proc.stderr and "fix:" in proc.stderr
+    modules = set(report["modules"])
+    assert not {"typer", "click", "lab.cli.app", "lab.cli.reset"} & modules
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["reset", "--json"],
+        ["reset", "--hard"],
+        ["reset", "--to=3"],
+        ["reset", "--to", "03"],
+        ["reset", "--to", "0"],
+        ["reset", "--to", "-1"],
+        ["reset", "--to", "x"],
+        ["reset", "--to"],
+        ["reset", "--help"],
+        ["--debug", "reset"],
+        ["reset", "--to", "3", "--json"],
+        ["status"],
+    ],
+)
+def test_every_other_reset_form_is_left_to_typer(args: list[str]) -> None:
+    assert plain_reset(args) is None
 
 
 def _modules_after(code: str) -> set[str]:
