@@ -34,6 +34,11 @@ def test_a_segment_running_past_the_end_of_the_text_never_matches() -> None:
     assert _segment_at("ab", "xab", 1) is True
     assert _segment_at("abc", "xab", 1) is False
     assert _segment_at("a", "xab", 3) is False
+    # The same with "?" (matched character by character, not by startswith).
+    assert _segment_at("a?", "xab", 1) is True
+    assert _segment_at("a?c", "xab", 1) is False
+    assert _segment_at("?", "xab", 3) is False
+    assert _segment_at("?b", "xab", 0) is False
 
 
 def test_no_match_names_every_held_role() -> None:
