@@ -294,7 +294,10 @@ def test_an_id_token_addressed_to_the_client_in_a_list_or_other_case_is_accepted
 
 def test_an_unreadable_or_unmapped_id_token_is_refused_by_name(world: PdpLab) -> None:
     garbled = world.request_id_jag("not-a-jwt")
-    assert _error(garbled, 400, "invalid_grant")[1].startswith("Invalid subject token: ")
+    assert _error(garbled, 400, "invalid_grant") == (
+        "invalid subject token: malformed token: Not enough segments",
+        "Invalid subject token: malformed token: Not enough segments",
+    )
     unmapped = world.request_id_jag(world.id_token(username="\u212aelvin"))
     assert _error(unmapped, 400, "invalid_grant") == (
         "ID token maps to no principal",
@@ -364,12 +367,28 @@ def test_without_scope_a_client_that_may_carry_none_of_the_roles_is_refused(
     mcp = world.settings.endpoints.mcp
     response = world.request_id_jag(world.id_token(aud=MCP), client=MCP, scope="")
     description, message = _error(response, 403, "unauthorized_client")
-    needed = ["mcp:role.admin", "mcp:role.mcp-accessor", "api:role.docs-getter"]
+    needed = ["mcp:role.mcp-accessor", "api:role.docs-getter"]  # never the admin role
     assert description == f"{MCP} may carry none of the roles {mcp} needs ({', '.join(needed)})"
     assert message == "Principal not authorized for token exchange for the requested role"
     record = world.audit()[-1]
     assert record["resource"] == " ".join(needed)
     assert record["action"] == "zts.jag_exchange"
+
+
+def test_without_scope_a_resource_needing_no_role_names_none_and_is_audited_by_url(
+    world: PdpLab,
+) -> None:
+    # A domain with only its admin policy: the default scope leaves role.admin out, so the
+    # resource needs no role at all and the refusal says so.
+    world.create_domain("tools")
+    gate = "http://127.0.0.1:1/tools"
+    world.register_service("tools.gate", provider_endpoint=gate)
+    response = world.request_id_jag(world.id_token(), scope="", resource=gate)
+    assert _error(response, 403, "unauthorized_client")[0] == (
+        f"{AGENT} may carry none of the roles {gate} needs (none found in policy)"
+    )
+    record = world.audit()[-1]
+    assert (record["resource"], record["action"]) == (gate, "zts.jag_exchange")
 
 
 def test_a_subject_token_with_neither_scp_nor_scope_carries_no_role(world: PdpLab) -> None:
@@ -421,6 +440,18 @@ def test_a_user_who_left_the_role_is_not_included_in_the_target_domain(world: Pd
     )
     record = world.audit()[-1]
     assert (record["subject"], record["resource"]) == (LEARNER, "api:role.docs-getter")
+
+
+def test_a_missing_target_exchange_is_audited_on_the_role_it_names(world: PdpLab) -> None:
+    world.ok("DELETE", "/domain/api/policy/target-exchange")
+    response = world.exchange(_user_token(world))
+    description = _error(response, 403, "unauthorized_client")[0]
+    assert description.startswith(
+        f"{MCP} lacks zts.token_target_exchange on api:mcp:role.docs-getter: "
+    )
+    record = world.audit()[-1]
+    assert record["resource"] == "api:mcp:role.docs-getter"
+    assert record["action"] == "zts.token_target_exchange"
 
 
 def test_a_subject_token_from_another_issuer_is_refused(world: PdpLab) -> None:
