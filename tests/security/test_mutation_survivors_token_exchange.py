@@ -313,6 +313,8 @@ def test_a_scope_that_expands_to_no_roles_is_refused_as_not_included(world: PdpL
         f"postaccesstokenrequest: principal {LEARNER} is not included in the requested "
         "role(s) in domain ai"
     )
+    record = world.audit()[-1]
+    assert (record["subject"], record["resource"]) == (LEARNER, "ai:domain")
 
 
 def test_the_id_jag_carries_the_id_tokens_auth_time_or_its_iat(world: PdpLab) -> None:
