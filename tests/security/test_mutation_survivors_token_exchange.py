@@ -13,6 +13,7 @@ import httpx
 import jwt
 import pytest
 
+import lab.oauth.jose as jose
 from lab.config import ADMIN_PRINCIPAL
 from lab.oauth.jose import SigningKey, new_jti, now, unverified_claims
 from lab.oauth.tokens import (
@@ -610,3 +611,42 @@ def test_a_client_lacking_jag_exchange_is_told_which_role_and_audited(world: Pdp
     record = world.audit()[-1]
     assert record["resource"] == "mcp:role.mcp-accessor"
     assert record["action"] == "zts.jag_exchange"
+
+
+# ---------------------------------------------------------------- verified-token cache (issue #21)
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every token pyjwt fully verifies (signature and claims) in this process."""
+    calls: list[str] = []
+    real = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(jose.jwt, "decode", counting)
+    return calls
+
+
+def test_a_subject_token_exchanged_again_is_not_verified_again(
+    world: PdpLab, decodes: list[str]
+) -> None:
+    # The MCP server exchanges the same user token on every tool call (the PDP's cache).
+    token = _user_token(world)
+    for _ in range(2):
+        response = world.exchange(token)
+        assert response.status_code == 200, response.text
+    assert decodes.count(token) == 1
+
+
+def test_an_id_token_presented_again_for_an_id_jag_is_not_verified_again(
+    world: PdpLab, decodes: list[str]
+) -> None:
+    # The agent asks one ID-JAG per resource with the same ID token.
+    id_token = world.id_token()
+    for _ in range(2):
+        response = world.request_id_jag(id_token)
+        assert response.status_code == 200, response.text
+    assert decodes.count(id_token) == 1
