@@ -59,8 +59,9 @@ def _runtime_backend(settings: Any) -> str | None:
 
 def run() -> None:
     """Console-script entry point (``lab``)."""
-    from lab.startup import skip_httpx_cli
+    from lab.startup import fewer_gc_passes, skip_httpx_cli
 
+    fewer_gc_passes()
     skip_httpx_cli()
     from lab.cli.part_logs import keep_part_logs_off_the_screen
 
