@@ -552,6 +552,15 @@ def test_an_id_jag_issuance_is_audited_with_its_subject_and_roles(world: PdpLab)
     assert record["resource"] == "api:role.docs-getter mcp:role.mcp-accessor"
 
 
+def test_an_id_jag_for_a_domain_scope_is_audited_with_the_roles_it_carries(
+    world: PdpLab,
+) -> None:
+    response = world.request_id_jag(world.id_token(), scope="api:domain")
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == "api:role.docs-getter"
+    assert world.audit()[-1]["resource"] == "api:role.docs-getter"
+
+
 def test_a_domain_scope_is_audited_as_the_roles_it_spells_out(world: PdpLab) -> None:
     world.ok("DELETE", "/domain/api/policy/jag")
     response = world.request_id_jag(world.id_token(), scope="api:domain")
