@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.pdp.store import Store, timestamp
+from lab.pdp.store import PendingAppend, Store, timestamp
 from lab.policy.signed import canonical_json
 
 log = logging.getLogger("lab.pdp.audit")
@@ -232,19 +232,31 @@ class AuditLog:
     async def record_async(self, event: AuditEvent) -> dict[str, Any] | None:
         """:meth:`record` for an event loop: the same record, durable on return, but awaited
         on the loop instead of blocking a worker thread through the commit's fsync."""
-        build = self._builder(event)
-        if build is None:
-            return None
         loop = asyncio.get_running_loop()
         committed: asyncio.Future[None] = loop.create_future()
 
-        def wake() -> None:
+        def wake(_: PendingAppend) -> None:
             loop.call_soon_threadsafe(_settle, committed)
 
-        pending = self.store.submit_audit(build, event.single_use, seal=self._seal, on_done=wake)
+        pending = self.submit(event, wake)
+        if pending is None:
+            return None
         if not pending.done.is_set():
             await committed
         return pending.result()
+
+    def submit(
+        self, event: AuditEvent, on_done: Callable[[PendingAppend], None]
+    ) -> PendingAppend | None:
+        """Queue the event's record and return at once (``None`` when it is over its rate):
+        ``on_done(pending)`` runs on the committer thread once the record is durable or has
+        failed; ``pending.result()`` then gives the record or raises (:class:`ReplayDetected`).
+        For callers that wait elsewhere than a thread: :meth:`record_async`, the token
+        endpoint's workers (lab.pdp.zts.dispatcher)."""
+        build = self._builder(event)
+        if build is None:
+            return None
+        return self.store.submit_audit(build, event.single_use, seal=self._seal, on_done=on_done)
 
     def _builder(self, event: AuditEvent) -> Callable[[int, str], dict[str, Any]] | None:
         """What to append once the store gives the record its place, or ``None`` when the

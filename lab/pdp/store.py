@@ -98,9 +98,9 @@ class _PendingAppend:
     #: ``seal(seq, hash)`` -> the MACed chain head and maybe a checkpoint (lab.pdp.audit).
     seal: Any = None
     done: threading.Event = field(default_factory=threading.Event)
-    #: Called by the committer thread once ``done`` is set (an event loop's waiter, see
-    #: :meth:`Store.submit_audit`).
-    on_done: Callable[[], None] | None = None
+    #: Called by the committer thread with this append once ``done`` is set (an event loop's
+    #: waiter, see :meth:`Store.submit_audit`).
+    on_done: Callable[[_PendingAppend], None] | None = None
     record: dict[str, Any] | None = None
     error: BaseException | None = None
 
@@ -110,6 +110,10 @@ class _PendingAppend:
             raise self.error
         assert self.record is not None
         return self.record
+
+
+#: What :meth:`Store.submit_audit` hands back: ``done``, ``result()``.
+PendingAppend = _PendingAppend
 
 
 class ReplayDetected(Exception):
@@ -511,7 +515,7 @@ class Store:
         build: Any,
         single_use: Sequence[tuple[str, int]] = (),
         seal: Any = None,
-        on_done: Callable[[], None] | None = None,
+        on_done: Callable[[_PendingAppend], None] | None = None,
     ) -> _PendingAppend:
         """Queue an append for the committer without waiting: :meth:`append_audit` for callers
         that wait elsewhere (an event loop, woken by ``on_done`` from the committer thread,
@@ -563,7 +567,7 @@ class Store:
                     if item.on_done is not None:
                         # The waiter's loop may have closed meanwhile: nothing to wake then.
                         with contextlib.suppress(Exception):
-                            item.on_done()
+                            item.on_done(item)
 
     def _commit_audit_batch(self, batch: list[_PendingAppend]) -> None:
         with self.write(changes_policy=False) as conn:

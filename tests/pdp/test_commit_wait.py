@@ -75,3 +75,39 @@ def test_the_async_path_refuses_a_replay_like_the_sync_one(world: PdpLab) -> Non
     with pytest.raises(InvalidClient, match="already been used") as refused:
         asyncio.run(endpoint.handle_async(dict(form), {}))
     assert refused.value.error == "invalid_client"
+
+
+def test_a_failure_in_the_worker_reaches_the_request_instead_of_hanging_it(
+    world: PdpLab,
+) -> None:
+    endpoint = TokenEndpoint(Pdp.open(world.settings))
+
+    def broken(form: dict[str, str], headers: Any) -> Any:
+        raise RuntimeError("grant exploded")
+
+    endpoint.decide = broken  # type: ignore[method-assign]
+    form = {"grant_type": "client_credentials", **world.client_assertion(LEARNER)}
+
+    async def run() -> None:
+        await asyncio.wait_for(endpoint.handle_async(form, {}), timeout=30)
+
+    with pytest.raises(RuntimeError, match="grant exploded"):
+        asyncio.run(run())
+
+
+def test_a_refusal_is_answered_once_its_deny_record_is_durable(world: PdpLab) -> None:
+    pdp = Pdp.open(world.settings)
+    endpoint = TokenEndpoint(pdp)
+    before = pdp.store.audit_last_seq()
+    form = {"grant_type": "client_credentials", "scope": "api:role.nothing-here"}
+    form.update(world.client_assertion(LEARNER))
+
+    async def run() -> None:
+        await endpoint.handle_async(form, {})
+
+    with pytest.raises(Exception) as refused:
+        asyncio.run(run())
+    assert getattr(refused.value, "error", None) == "invalid_scope"
+    assert pdp.store.audit_last_seq() == before + 1
+    record = pdp.store.audit_records(before)[-1]
+    assert (record["decision"], record["client"]) == ("deny", LEARNER)
