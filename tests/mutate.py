@@ -31,6 +31,9 @@ class Target:
 
 _SECURITY = "tests/security/"
 
+# Seconds added to mutmut's estimate of a mutant's test time before its ×15 timeout (see run).
+TIMEOUT_CONSTANT_S = 10.0
+
 TARGETS: dict[str, Target] = {
     "jose": Target(
         ("lab.oauth.jose.*",),
@@ -99,6 +102,24 @@ TARGETS: dict[str, Target] = {
         ),
         ("--pdp-in-process",),
     ),
+    # The redemption of an ID-JAG: the PDP's own (test_jwt_bearer) and an external IdP's
+    # (test_external_id_jag), the replay-first ordering, audience isolation and the battery.
+    "jwt_bearer": Target(
+        ("lab.pdp.zts.grants.jwt_bearer.*",),
+        (
+            "tests/pdp/test_jwt_bearer.py",
+            "tests/pdp/test_external_id_jag.py",
+            "tests/pdp/test_single_use_first.py",
+            _SECURITY + "test_scope_escalation.py",
+            _SECURITY + "test_lifetimes.py",
+            _SECURITY + "test_audience_isolation.py",
+            _SECURITY + "test_token_battery.py",
+            _SECURITY + "test_mutation_survivors_grants.py",
+            _SECURITY + "test_mutation_survivors_external_id_jag.py",
+            _SECURITY + "test_mutation_survivors_jwt_bearer.py",
+        ),
+        ("--pdp-in-process",),
+    ),
     "external_id_jag": Target(
         ("lab.pdp.zts.grants.external_id_jag.*",),
         (
@@ -134,6 +155,7 @@ TARGETS: dict[str, Target] = {
             _SECURITY + "test_mutation_survivors.py",
             _SECURITY + "test_mutation_survivors_core.py",
         ),
+        ("--pdp-in-process",),
     ),
     # Direct, in-process tests only: the resource servers' threads that also run this module
     # are invisible to mutmut's per-test map, and these take under a second together.
@@ -189,6 +211,11 @@ def run(name: str, only: list[str] | None) -> None:
     settings = config()  # read afresh from pyproject.toml after the reset
     settings.pytest_add_cli_args = [*settings.pytest_add_cli_args, *target.pytest_args]
     settings.pytest_add_cli_args_test_selection = _existing(target.tests)
+    # mutmut times only each test's call phase (about 10 ms here), not the setup and teardown
+    # of the PDP the test starts (about 0.6 s with loopback servers), so its wall bound per
+    # mutant, (estimate + timeout_constant) x 15, came to ~25 s: a mutant whose killing test ran
+    # late in a selection of 40 tests was reported "timeout", and a survivor would have been too.
+    settings.timeout_constant = max(settings.timeout_constant, TIMEOUT_CONSTANT_S)
     mutmut_main._run(only or list(target.mutants), max_children=1)
 
 
