@@ -35,6 +35,9 @@ class Timed:
     name: str
     argv: list[str]
     before: Callable[[], None] | None = None  # untimed preparation (e.g. `lab down` before `up`)
+    #: Another lab's environment and code (``--against``); None: the round's own.
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
     samples: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     loads: list[list[float]] = field(default_factory=list)
@@ -86,7 +89,7 @@ def interleaved(
             if command.before is not None:
                 command.before()
             load = loadavg()
-            elapsed, cpu = run_timed(command.argv, env, cwd)
+            elapsed, cpu = run_timed(command.argv, command.env or env, command.cwd or cwd)
             if round_number >= warmup:
                 command.samples.append(elapsed)
                 command.cpu.append(cpu)

@@ -10,6 +10,9 @@
 - each token endpoint (ID-JAG issuance, jwt-bearer, the MCP server's exchange) under wrk against
   a bare POST that does one ES256 signature on the same server stack, interleaved in one run.
 
+``--against REV`` also runs the commands on another revision, alternating with this checkout in
+the same rounds (the before/after that holds on a busy machine).
+
 Every figure carries the load average beside it; ``bench/results.json`` records them with the
 machine. The table prints each figure against the issue's target with the ratio. Nothing fails
 on timing: this is a benchmark, not a test. ``make bench-scale`` (``bench/scale.py``) runs the
@@ -69,7 +72,9 @@ def machine() -> dict[str, Any]:
 class Lab:
     """A private lab: its own $LAB_HOME and free ports, driven through the real ``lab`` CLI."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, code: Path | None = None) -> None:
+        #: The checkout whose `lab` runs: this one, or another revision's (``--against``).
+        self.root = code or ROOT
         socks = [bind_socket("127.0.0.1", 0) for _ in PORTS]
         ports = {name: s.getsockname()[1] for name, s in zip(PORTS, socks, strict=True)}
         for s in socks:
@@ -80,13 +85,17 @@ class Lab:
         # command would compile the lab's modules from source again (50 ms of CPU in the
         # runtime's start alone): the warm-up round writes the caches, as a first run does.
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        if code is not None:
+            # The same interpreter and libraries, another revision's `lab` package first on the
+            # path (the runtime `lab up` starts inherits it).
+            self.env["PYTHONPATH"] = str(code)
         for name, (variable, _) in PORTS.items():
             self.env[variable] = str(ports[name])
         self.settings = Settings.from_env(self.env)
         self.lab = lab_command()
 
     def run(self, *args: str) -> float:
-        return run_once([*self.lab, *args], self.env, ROOT)
+        return run_once([*self.lab, *args], self.env, self.root)
 
     def down(self) -> None:
         import subprocess
@@ -94,7 +103,7 @@ class Lab:
         subprocess.run(
             [*self.lab, "down"],
             env=self.env,
-            cwd=ROOT,
+            cwd=self.root,
             capture_output=True,
             timeout=120,
             check=False,
@@ -120,22 +129,66 @@ class Lab:
         return int(json.loads(self.settings.runtime_file.read_text())["pid"])
 
 
-def bench_commands(lab: Lab, rounds: int) -> dict[str, Any]:
-    from bench.audit_fill import fill_audit
+def prepare(lab: Lab) -> int:
+    """Up, every step once (checkpoints for `reset --to 12`, warm caches), 100k audit records
+    built by that lab's own code (its audit record format); the last audit seq."""
+    import subprocess
 
     lab.run("up")
-    lab.run("verify")  # checkpoints for `reset --to 12`, and a warm interpreter cache
-    last = fill_audit(lab.settings.pdp_db, AUDIT_RECORDS)
-    commands = [
-        Timed("up_warm", [*lab.lab, "up"], before=lab.down),
-        Timed("reset", [*lab.lab, "reset"], before=lab.settle),
-        Timed("reset_to_12", [*lab.lab, "reset", "--to", "12"]),
-        Timed("verify_100k_audit", [*lab.lab, "verify"]),
-        python_floor(),
+    lab.run("verify")
+    fill = (
+        "import sys; from pathlib import Path; from bench.audit_fill import fill_audit; "
+        f"print(fill_audit(Path({str(lab.settings.pdp_db)!r}), {AUDIT_RECORDS}))"
+    )
+    code = lab.root if (lab.root / "bench" / "audit_fill.py").exists() else ROOT
+    done = subprocess.run(
+        [sys.executable, "-c", fill],
+        env={**lab.env, "PYTHONPATH": str(code)},
+        cwd=code,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout.split()[-1])
+
+
+def timed_commands(lab: Lab, suffix: str = "") -> list[Timed]:
+    env, cwd = (lab.env, lab.root) if suffix else (None, None)
+    return [
+        Timed(f"up_warm{suffix}", [*lab.lab, "up"], before=lab.down, env=env, cwd=cwd),
+        Timed(f"reset{suffix}", [*lab.lab, "reset"], before=lab.settle, env=env, cwd=cwd),
+        Timed(f"reset_to_12{suffix}", [*lab.lab, "reset", "--to", "12"], env=env, cwd=cwd),
+        Timed(f"verify_100k_audit{suffix}", [*lab.lab, "verify"], env=env, cwd=cwd),
     ]
+
+
+def bench_commands(lab: Lab, rounds: int, other: Lab | None = None) -> dict[str, Any]:
+    """The commands, round by round; with ``other`` (``--against REV``) each command is run on
+    both checkouts in the same round, so both see the same load."""
+    last = prepare(lab)
+    commands = timed_commands(lab)
+    if other is not None:
+        prepare(other)
+        theirs = timed_commands(other, suffix="@against")
+        commands = [c for pair in zip(commands, theirs, strict=True) for c in pair]
+    commands.append(python_floor())
     results = interleaved(commands, lab.env, ROOT, rounds)
     results["audit_records_present"] = last
     return results
+
+
+def checkout(rev: str, into: Path) -> Path:
+    """``rev`` of this repository as plain files (``git archive``), for ``--against``."""
+    import io
+    import subprocess
+    import tarfile
+
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", rev], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
 
 
 def main() -> int:
@@ -143,6 +196,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer runs (a smoke run)")
     parser.add_argument(
         "--only", nargs="*", default=None, choices=["commands", "chain", "concurrency", "wrk"]
+    )
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="also run the commands on this git revision, interleaved in the same rounds "
+        "(same load for both: the honest before/after)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument(
@@ -159,11 +218,16 @@ def main() -> int:
     from bench import chain, load
 
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
-        lab = Lab(Path(tmp))
+        lab = Lab(Path(tmp) / "home")
+        other = None
+        if args.against and "commands" in only:
+            code = checkout(args.against, Path(tmp) / "against")
+            other = Lab(Path(tmp) / "against-home", code=code)
+            results["against"] = args.against
         try:
             if "commands" in only:
                 print("commands (interleaved rounds) ...", file=sys.stderr)
-                results["commands"] = bench_commands(lab, rounds)
+                results["commands"] = bench_commands(lab, rounds, other)
             lab.run("up")
             if {"chain", "concurrency", "wrk"} & only:
                 chain.setup_chain_state(lab.settings)
@@ -193,10 +257,14 @@ def main() -> int:
             results["backend_rss_mb"] = round(chain.rss_kb(lab.backend_pid()) / 1024, 1)
         finally:
             lab.down()
+            if other is not None:
+                other.down()
     results["machine"]["loadavg_at_end"] = loadavg()
     before = _read(args.before)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results, before)
+    if "against" in results:
+        print_against(results)
     print(f"\nwritten to {args.out}")
     return 0
 
@@ -326,6 +394,29 @@ def print_table(results: dict[str, Any], before: dict[str, Any] | None) -> None:
         f"machine: {m['cpus']} × {m['cpu_model']}, {m['memory_gb']} GB, Python {m['python']}; "
         f"load {_load(m['loadavg_at_start'])} → {_load(m.get('loadavg_at_end', []))}"
     )
+
+
+def print_against(results: dict[str, Any]) -> None:
+    """This checkout against ``--against REV``, command by command, from the same rounds."""
+    from rich.console import Console
+    from rich.table import Table
+
+    commands = results["commands"]
+    table = Table(title=f"this checkout against {results['against']} (same rounds)")
+    for column in ("command", "this: median (min) s", "CPU s", "against: median (min) s", "CPU s"):
+        table.add_column(column)
+    for name in ("up_warm", "reset", "reset_to_12", "verify_100k_audit"):
+        ours, theirs = commands.get(name), commands.get(f"{name}@against")
+        if ours is None or theirs is None:
+            continue
+        table.add_row(
+            ours["command"],
+            f"{ours['median_s']} ({ours['min_s']})",
+            str(ours["cpu_median_s"]),
+            f"{theirs['median_s']} ({theirs['min_s']})",
+            str(theirs["cpu_median_s"]),
+        )
+    Console().print(table)
 
 
 if __name__ == "__main__":
