@@ -44,6 +44,20 @@ TARGETS: dict[str, Target] = {
             _SECURITY + "test_mutation_survivors_jose.py",
         ),
     ),
+    # The same module with in-process tests only (no token battery): the whole module in
+    # minutes, e.g. to re-check it after a change such as the verified-token cache.
+    "jose_fast": Target(
+        ("lab.oauth.jose.*",),
+        (
+            "tests/oauth",
+            "tests/policy/test_signed.py",
+            _SECURITY + "test_mutation_survivors_jose.py",
+            _SECURITY + "test_verified_token_cache.py",
+            _SECURITY + "test_mutation_survivors_jose_signature.py",
+            _SECURITY + "test_mutation_survivors_jose_cache.py",
+            _SECURITY + "test_mutation_survivors_jose_keys.py",
+        ),
+    ),
     "resource_server": Target(
         ("lab.oauth.resource_server.*",),
         (
