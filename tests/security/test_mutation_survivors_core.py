@@ -217,3 +217,16 @@ def test_the_pdps_own_key_is_one_object_until_the_signing_key_changes(pdp: Pdp) 
     rotated = pdp.key_resolver_self()(pdp.signing_key.kid)
     assert _numbers(rotated) == _numbers(pdp.signing_key.key.public_key())
     assert pdp.key_resolver_self()(pdp.signing_key.kid) is rotated
+
+
+def test_a_pdp_holding_only_the_admins_public_key_trusts_that_key(tmp_path: Path) -> None:
+    """A pod's PDP gets ``user.athenz_admin.pub.pem`` and never the admin's private key: it
+    must verify the admin with that key, not mint an admin key of its own."""
+    settings = replace(Settings(), home=tmp_path / "pod-home")
+    settings.keys_dir.mkdir(parents=True)
+    admin = SigningKey.load_or_create(tmp_path / "admin-elsewhere.pem")
+    public_file = settings.keys_dir / f"{ADMIN_PRINCIPAL}.pub.pem"
+    public_file.write_bytes(public_pem(admin.key))
+    pdp = Pdp.open(settings)
+    assert _numbers(pdp.admin_public) == _numbers(admin.key.public_key())
+    assert not settings.key_file(ADMIN_PRINCIPAL).exists()

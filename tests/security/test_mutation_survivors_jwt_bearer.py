@@ -153,3 +153,31 @@ def test_a_refused_redemption_is_audited_with_the_user_the_jti_and_the_scope(
         f"invalid_scope: postaccesstokenrequest: principal {LEARNER} is not included in the "
         "requested role(s) in domain api"
     )
+
+
+def test_a_bare_role_asked_at_redemption_is_read_in_the_id_jags_first_domain(
+    world: PdpLab,
+) -> None:
+    """The ID-JAG fixes the domain: ``scope=docs-getter`` is ``api:role.docs-getter`` for an
+    ID-JAG whose scope names ``api`` first."""
+    jag = _jag(world, scope="api:role.docs-getter mcp:role.mcp-accessor")
+    response = world.redeem(jag, scope="docs-getter")
+    assert response.status_code == 200, response.text
+    assert unverified_claims(response.json()["access_token"])["scp"] == ["api:role.docs-getter"]
+
+
+def test_the_id_jags_whole_scope_may_be_asked_for_at_redemption(world: PdpLab) -> None:
+    both = "api:role.docs-getter mcp:role.mcp-accessor"
+    response = world.redeem(_jag(world, scope=both), scope=both)
+    assert response.status_code == 200, response.text
+
+
+def test_a_scope_wider_than_the_id_jags_is_refused_by_name(world: PdpLab) -> None:
+    jag = _jag(world, scope="api:role.docs-getter")
+    response = world.redeem(jag, scope="api:role.docs-getter mcp:role.mcp-accessor")
+    assert _refusal(response) == (
+        400,
+        "invalid_scope",
+        "requested scope is not a subset of the ID-JAG scope",
+        "Invalid request: requested scope is not a subset of assertion scope",
+    )
