@@ -62,10 +62,13 @@ TARGETS: dict[str, Target] = {
         ("lab.oauth.resource_server.*",),
         (
             "tests/reliability/test_policy_cache.py",
+            "tests/reliability/test_policy_revalidate.py",
+            "tests/docapi/test_policy_revalidate.py",
             "tests/docapi/test_docapi_policy.py",
             "tests/mcpserver/test_mcp_auth.py",
             _SECURITY + "test_policy_matching.py",
             _SECURITY + "test_mutation_survivors_resource_server.py",
+            _SECURITY + "test_mutation_survivors_policy_revalidation.py",
         ),
     ),
     "idp_grants": Target(
