@@ -49,7 +49,7 @@ bench: setup ## whole commands, chain vs floor, token endpoints vs a bare POST (
 bench-scale: setup ## policy 10 → 100k, audit 1M, RSS after 1k vs 10k chains
 	$(BIN)/python bench/scale.py
 
-MUTATE_MODULES ?= jose resource_server idp_grants grants core signed client_auth
+MUTATE_MODULES ?= jose resource_server idp_grants grants core signed engine base client_auth
 
 mutate: setup ## mutation testing, module by module with its fast tests (slow; not in CI)
 	$(BIN)/python -m pip install -q -e '.[mutate]'
