@@ -6,7 +6,9 @@ it knows its own URL before it starts (issuers and resource URLs contain the por
 
 from __future__ import annotations
 
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +28,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the PDP fixtures call the PDP app in-process (starlette TestClient) instead of "
         "serving it on loopback sockets (used by python -m tests.mutate)",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `timeout`, CI runners and `kill` stop a run with SIGTERM, whose default action ends the
+    # process at once: no fixture teardown, so every lab a test started (`lab up` runs detach,
+    # Keycloak is a separate Java process) kept running. Turned into KeyboardInterrupt, pytest
+    # unwinds as on Ctrl-C: fixtures and config cleanups run, and each stack is taken down.
+    if threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+
+
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture
