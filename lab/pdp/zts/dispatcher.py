@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import threading
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from starlette.concurrency import run_in_threadpool
 
 from lab.oauth.errors import InvalidRequest, OAuthError, UnsupportedGrantType
 from lab.pdp.audit import AuditEvent
 from lab.pdp.client_auth import REPLAYED_CLIENT_ASSERTION, authenticate_client, refuse_client
 from lab.pdp.core import Pdp
-from lab.pdp.store import PendingAppend, ReplayDetected
+from lab.pdp.store import ReplayDetected
 from lab.pdp.zts.grants.base import Grant, GrantResult, TokenRequest
 from lab.pdp.zts.grants.client_credentials import ClientCredentialsGrant
 from lab.pdp.zts.grants.jwt_bearer import REPLAYED_ASSERTION, JwtBearerGrant, invalid_assertion
@@ -36,10 +34,6 @@ GRANT_CLASSES: tuple[type[Grant], ...] = (
 #: threads only add GIL hand-offs and context switches). The wait for the commit is not on them.
 WORKER_THREADS = 4
 
-#: What a worker hands the event loop: the request, its answer, and its queued audit record
-#: (``None`` when a refusal was over the audit rate).
-Settled = tuple[TokenRequest, GrantResult | OAuthError, PendingAppend | None]
-
 
 def replay_error(jti_key: str) -> OAuthError:
     """A jti used by a concurrent request between our check and our commit."""
@@ -52,8 +46,7 @@ class TokenEndpoint:
     def __init__(self, pdp: Pdp) -> None:
         self.pdp = pdp
         self.grants = {cls.grant_type: cls(pdp) for cls in GRANT_CLASSES}
-        self._workers: ThreadPoolExecutor | None = None
-        self._workers_lock = threading.Lock()
+        self._limiter: anyio.CapacityLimiter | None = None
 
     def handle(self, form: dict[str, str], headers: Mapping[str, str]) -> GrantResult:
         request, outcome = self.decide(form, headers)
@@ -71,81 +64,27 @@ class TokenEndpoint:
         raise answer
 
     async def handle_async(self, form: dict[str, str], headers: Mapping[str, str]) -> GrantResult:
-        """:meth:`handle` for the route, with the same decisions, records and order.
-
-        A worker thread decides and queues the audit record; the committer wakes the event
-        loop once the record is durable (one fsync per batch). The loop hands a request to a
-        thread once and hears back once: the worker never reports to the loop only to have it
-        queue the record, and a worker is busy only while there is work (the wait for the
-        commit is on the loop, so more requests than workers can wait for one commit)."""
-        loop = asyncio.get_running_loop()
-        settled: asyncio.Future[Settled] = loop.create_future()
-        self._pool().submit(self._work, form, headers, loop, settled)
-        request, outcome, pending = await settled
-        if pending is None:
-            self._log(request, None)  # a refusal over the audit rate: answered, not recorded
-            if isinstance(outcome, OAuthError):
-                raise outcome
-            raise RuntimeError("an allowed token request was not recorded")  # allows always are
-        try:
-            record = pending.result()
-        except ReplayDetected as replayed:
-            # A jti used by a concurrent request between the grant and the commit: refused as
-            # the replay it is, after the same look-up a refusal gets.
-            answer = await run_in_threadpool(
-                self._replay_first, request, replay_error(replayed.jti)
-            )
-            request.single_use.clear()
-            self._log(request, await self.pdp.audit.record_async(self._deny(request, answer)))
-            raise answer from None
-        self._log(request, record)
+        """:meth:`handle` for the route: the grant's work runs in a worker thread, the wait for
+        the audit record's commit (an fsync, shared by a batch) on the event loop, so a worker
+        thread is busy only while there is work and the pool contending for the GIL stays
+        small. The same decisions, records and order as :meth:`handle`."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(WORKER_THREADS)
+        request, outcome = await anyio.to_thread.run_sync(
+            self.decide, form, headers, limiter=self._limiter
+        )
         if isinstance(outcome, GrantResult):
-            return self._answer(request, outcome)
-        raise outcome
-
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._workers is None:
-            with self._workers_lock:
-                if self._workers is None:
-                    self._workers = ThreadPoolExecutor(WORKER_THREADS, "token-worker")
-        return self._workers
-
-    def _work(
-        self,
-        form: dict[str, str],
-        headers: Mapping[str, str],
-        loop: asyncio.AbstractEventLoop,
-        settled: asyncio.Future[Settled],
-    ) -> None:
-        """In a worker thread: decide, queue the audit record, and let the committer settle
-        ``settled`` on ``loop`` once it is durable (or settle it here when nothing is queued)."""
-
-        def reply(value: Settled) -> None:
-            # The loop may be gone (its request cancelled, a test's loop closed): nothing to wake.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, settled, value)
-
-        try:
-            request, outcome = self.decide(form, headers)
-            if isinstance(outcome, GrantResult):
-                # The allow record and the single-use jtis commit together, before the token
-                # leaves: a crash can never hand out a token whose assertion is still unused.
-                event = self._allow(request)
-            else:
-                if request.single_use:
-                    outcome = self._replay_first(request, outcome)
-                request.single_use.clear()
-                event = self._deny(request, outcome)
-            answer = outcome
-
-            def committed(pending: PendingAppend) -> None:
-                reply((request, answer, pending))
-
-            if self.pdp.audit.submit(event, committed) is None:
-                reply((request, answer, None))
-        except BaseException as exc:  # noqa: BLE001 - the loop raises it in the request's task
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_fail, settled, exc)
+            try:
+                self._log(request, await self.pdp.audit.record_async(self._allow(request)))
+                return self._answer(request, outcome)
+            except ReplayDetected as replayed:
+                outcome = replay_error(replayed.jti)
+        answer = outcome
+        if request.single_use:
+            answer = await run_in_threadpool(self._replay_first, request, outcome)
+        request.single_use.clear()
+        self._log(request, await self.pdp.audit.record_async(self._deny(request, answer)))
+        raise answer
 
     def decide(
         self, form: dict[str, str], headers: Mapping[str, str]
@@ -234,13 +173,3 @@ class TokenEndpoint:
             request.jti or "-",
             record["seq"],
         )
-
-
-def _resolve(future: asyncio.Future[Settled], value: Settled) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _fail(future: asyncio.Future[Settled], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
