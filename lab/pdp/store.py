@@ -532,18 +532,17 @@ class Store:
         return pending
 
     @staticmethod
-    def _write_seal(conn: sqlite3.Connection, seq: int, record_hash: str, seal: Any) -> None:
-        """The MACed head (and a checkpoint now and then) commit with the record they seal."""
+    def _write_checkpoint(conn: sqlite3.Connection, seq: int, record_hash: str, seal: Any) -> Any:
+        """Seal record ``seq``: its checkpoint (now and then) is written at once, the MACed
+        head it returns is written once per batch, for the batch's last record (the head of
+        an earlier record of the same transaction would be overwritten before it commits)."""
         sealed = seal(seq, record_hash)
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('audit_head', ?)",
-            (json.dumps(sealed["head"]),),
-        )
         if sealed.get("checkpoint"):
             conn.execute(
                 "INSERT OR REPLACE INTO audit_checkpoints (seq, hash, mac) VALUES (?, ?, ?)",
                 (seq, record_hash, sealed["checkpoint"]),
             )
+        return sealed["head"]
 
     #: Most appends one transaction carries.
     AUDIT_BATCH = 256
@@ -571,10 +570,14 @@ class Store:
 
     def _commit_audit_batch(self, batch: list[_PendingAppend]) -> None:
         with self.write(changes_policy=False) as conn:
-            row = conn.execute("SELECT seq, record FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            # The chain's head hash, read by SQLite's JSON functions (no record parsed here).
+            row = conn.execute(
+                "SELECT seq, json_extract(record, '$.hash') FROM audit ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
             seq = 0 if row is None else int(row[0])
-            prev_hash = "" if row is None else str(json.loads(row[1])["hash"])
+            prev_hash = "" if row is None else str(row[1])
             prune = False
+            head: Any = None  # the sealed head of the batch's last sealed record
             for item in batch:
                 conn.execute("SAVEPOINT append")
                 try:
@@ -590,8 +593,11 @@ class Store:
                         "INSERT INTO audit (seq, record) VALUES (?, ?)",
                         (seq + 1, json.dumps(record)),
                     )
+                    sealed = None
                     if item.seal is not None:
-                        self._write_seal(conn, seq + 1, str(record["hash"]), item.seal)
+                        sealed = self._write_checkpoint(
+                            conn, seq + 1, str(record["hash"]), item.seal
+                        )
                 except Exception as exc:  # noqa: BLE001 - this append fails, the batch goes on
                     conn.execute("ROLLBACK TO append")
                     conn.execute("RELEASE append")
@@ -601,7 +607,13 @@ class Store:
                 seq += 1
                 prev_hash = str(record["hash"])
                 item.record = record
+                head = sealed if sealed is not None else head
                 prune = prune or bool(item.single_use)
+            if head is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('audit_head', ?)",
+                    (json.dumps(head),),
+                )
             if prune and int(time.time()) % 60 == 0:
                 conn.execute("DELETE FROM used_jti WHERE exp < ?", (int(time.time()) - 3600,))
         # The records exist only once the transaction committed: a failed COMMIT raises above

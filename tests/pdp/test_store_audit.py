@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
+
+import pytest
 
 from lab.config import Settings
 from lab.pdp.app import create_app
@@ -173,3 +176,55 @@ def test_concurrent_appends_share_commits_and_still_form_one_chain(tmp_path) -> 
     assert [r["seq"] for r in records] == list(range(1, 21))  # no gap where a replay rolled back
     assert verify_chain(records) == []
     assert len({r["correlation_id"] for r in records}) == 20
+
+
+def test_one_batch_seals_its_last_record_and_every_checkpoint_inside_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+
+    from lab.pdp.audit import SEAL_EVERY, AuditEvent, AuditLog
+
+    store = Store(tmp_path / "pdp.db")
+    log = AuditLog(store)
+
+    def event(index: int, jti: str) -> AuditEvent:
+        return AuditEvent(
+            correlation_id=f"c{index}",
+            client="ai.agent",
+            subject=LEARNER,
+            resource="api:docs",
+            action="get",
+            allowed=True,
+            reason="test",
+            single_use=[(jti, 2**31)],
+        )
+
+    for index in range(SEAL_EVERY - 3):
+        log.record(event(index, f"before-{index}"))
+    sizes: list[int] = []
+    original = store._commit_audit_batch
+
+    def counted(batch: list[object]) -> None:
+        sizes.append(len(batch))
+        original(batch)  # type: ignore[arg-type]
+
+    store._commit_audit_batch = counted  # type: ignore[method-assign]
+    # Hold the store's writer lock: the committer takes the first append and waits for it; the
+    # next four queue up and commit as one batch (records 49-51, the checkpoint 50 inside it),
+    # the last replaying a used jti and rolled back alone.
+    with store._write_lock:
+        pending = [log.submit(event(100, "alone"), lambda _: None)]
+        deadline = time.monotonic() + 30
+        while store._audit_queue and time.monotonic() < deadline:
+            time.sleep(0.001)  # the committer took it and waits for the lock
+        pending += [log.submit(event(101 + n, f"batch-{n}"), lambda _: None) for n in range(3)]
+        pending.append(log.submit(event(200, "batch-0"), lambda _: None))
+    for item in pending:
+        assert item is not None and item.done.wait(30)
+    assert sizes[-2:] == [1, 4]
+    with pytest.raises(ReplayDetected):
+        pending[-1].result()  # type: ignore[union-attr]
+    records = store.audit_records()
+    assert [r["seq"] for r in records][-4:] == list(range(SEAL_EVERY - 2, SEAL_EVERY + 2))
+    head = json.loads(store.get_meta("audit_head") or "{}")
+    assert (head["seq"], head["hash"]) == (records[-1]["seq"], records[-1]["hash"])
+    assert SEAL_EVERY in [seq for seq, _, _ in store.audit_checkpoints()]
+    assert log.verify() == []
