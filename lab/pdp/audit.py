@@ -251,8 +251,7 @@ class AuditLog:
         """Queue the event's record and return at once (``None`` when it is over its rate):
         ``on_done(pending)`` runs on the committer thread once the record is durable or has
         failed; ``pending.result()`` then gives the record or raises (:class:`ReplayDetected`).
-        For callers that wait elsewhere than a thread: :meth:`record_async`, the token
-        endpoint's workers (lab.pdp.zts.dispatcher)."""
+        For callers that wait elsewhere than a blocked thread, such as :meth:`record_async`."""
         build = self._builder(event)
         if build is None:
             return None
