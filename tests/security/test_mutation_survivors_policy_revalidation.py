@@ -228,3 +228,23 @@ def test_each_call_holding_the_refresh_flag_counts_one_finished_fetch() -> None:
     assert (fetches.count, cache._fetches_done) == (1, 1)
     assert cache._try_refresh() is not None  # fresh now: no fetch, but it held the flag
     assert (fetches.count, cache._fetches_done) == (1, 2)
+
+
+def test_held_rounds_the_age_to_microseconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resource_server.time, "monotonic", lambda: 500.2500004)
+    cache = _cache()
+    cache._cached = _Cached(_Policy(), '"v7"', fetched_at=499.0, fetched_wall=0.0)
+    assert cache.held()["age_s"] == 1.25
+
+
+def test_a_caller_sharing_a_fetch_that_outlives_the_timeout_gets_the_copy_held() -> None:
+    # The fetch in flight never finishes: past the timeout the caller is answered with the
+    # usable copy, not with None (which would read as "no such domain": everything denied).
+    cache = _cache(timeout_s=0.05)
+    held = _Policy()
+    cache._cached = _Cached(held, '"v1"', fetched_at=time.monotonic())
+    cache._refreshing.acquire()
+    try:
+        assert asyncio.run(cache.revalidate_async()) is held
+    finally:
+        cache._refreshing.release()
