@@ -160,8 +160,10 @@ TARGETS: dict[str, Target] = {
         (
             "tests/pdp/test_scopes.py",
             "tests/pdp/test_client_credentials.py",
+            _SECURITY + "test_scope_escalation.py",  # the admin role left out of default scopes
             _SECURITY + "test_mutation_survivors_resource_scope.py",
         ),
+        ("--pdp-in-process",),
     ),
     "core": Target(
         ("lab.pdp.core.*",),

@@ -74,3 +74,12 @@ def test_a_service_in_a_subdomain_belongs_to_the_subdomain(world: PdpLab) -> Non
     world.allow("mcp.tools", "use", "gate-user", "use", "mcp.tools:gate")
     needed = roles_for_resource(Pdp.open(world.settings), gate)
     assert needed == ["mcp.tools:role.gate-user"]
+
+
+def test_target_exchange_adds_a_role_once_and_never_the_admin_role(world: PdpLab) -> None:
+    # A second grant of the same role, and one naming the target domain's admin role: the
+    # default scope stays as it was (no duplicate; role.admin is never a default).
+    exchange = "zts.token_target_exchange"
+    world.allow("api", "again", "docs-getter-exchanger", exchange, "api:mcp:role.docs-getter")
+    world.allow("api", "to-admin", "docs-getter-exchanger", exchange, "api:mcp:role.admin")
+    assert _needed(world) == MCP_DEFAULT
