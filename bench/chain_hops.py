@@ -1,0 +1,139 @@
+"""Where the chain's time goes, hop by hop: ``.venv/bin/python bench/chain_hops.py [--runs N]``.
+
+A private lab at step 12 (as ``bench/run.py``), then ``N`` chains alternated with the floor
+(``bench/chain.py``), each timed per link from the client side: the sign-in, the two token
+requests, the tool call (and the tool call's own HTTP request inside it), every HTTP request by
+path, the MCP server's two internal calls as its ``_meta`` hops report them, the agent's thread
+CPU, and the runtime's CPU per chain from /proc. Medians; the load average beside them.
+For a server-side profile run ``py-spy record -p <runtime pid> -f raw`` while this runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import httpx2  # noqa: E402
+
+from bench import chain  # noqa: E402
+from bench.load import BareServer, loadavg  # noqa: E402
+from bench.run import Lab  # noqa: E402
+from lab.config import LEARNER_USERNAME, Settings  # noqa: E402
+from lab.mcpserver import HOPS_META_KEY  # noqa: E402
+
+Samples = dict[str, list[float]]
+
+
+def time_requests(samples: Samples) -> None:
+    """Record every HTTP request's duration (sync agent client and async MCP client) by path."""
+    sync_send = httpx.Client.send
+    async_send = httpx2.AsyncClient.send
+
+    def send(self: httpx.Client, request: httpx.Request, **kw: Any) -> httpx.Response:
+        start = time.perf_counter()
+        try:
+            return sync_send(self, request, **kw)
+        finally:
+            samples[f"  {request.method} {request.url.path}"].append(time.perf_counter() - start)
+
+    async def asend(self: httpx2.AsyncClient, request: Any, **kw: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return await async_send(self, request, **kw)
+        finally:
+            samples[f"  {request.method} {request.url.path}"].append(time.perf_counter() - start)
+
+    httpx.Client.send = send  # type: ignore[method-assign]
+    httpx2.AsyncClient.send = asend  # type: ignore[method-assign]
+
+
+def chain_by_link(settings: Settings, samples: Samples | None) -> None:
+    from lab.agent import Agent
+
+    with Agent(settings.endpoints, settings) as agent:
+        marks = [time.perf_counter()]
+        cpu = time.thread_time()
+        signed_in = agent.sign_in(LEARNER_USERNAME, "password", method="code")
+        marks.append(time.perf_counter())
+        assert signed_in.id_token is not None, signed_in.error
+        id_jag = agent.request_id_jag(
+            signed_in.id_token, chain.SCOPE, resource=settings.endpoints.mcp
+        )
+        marks.append(time.perf_counter())
+        assert id_jag.token is not None, id_jag.error
+        access = agent.redeem_id_jag(id_jag.token)
+        marks.append(time.perf_counter())
+        assert access.token is not None, access.error
+        tool_cpu = time.thread_time()
+        result = agent.call_tool(access.token, "list_docs", {})
+        marks.append(time.perf_counter())
+        end_cpu = time.thread_time()
+        assert not result.is_error, result.text
+        if samples is None:
+            return
+        names = ("sign-in (3 round trips)", "ID-JAG", "jwt-bearer", "tool call")
+        for name, start, end in zip(names, marks, marks[1:], strict=False):
+            samples[name].append(end - start)
+        samples["chain"].append(marks[-1] - marks[0])
+        samples["agent thread CPU, chain"].append(end_cpu - cpu)
+        samples["agent thread CPU, tool call"].append(end_cpu - tool_cpu)
+        mcp = [e for e in agent.recorder.exchanges if e.url.endswith("/mcp")][-1]
+        for hop in mcp.response_json()["result"]["_meta"][HOPS_META_KEY]:
+            path = hop["url"].split("/", 3)[-1]
+            samples[f"  MCP server's call to /{path}"].append(hop["elapsed_ms"] / 1000)
+
+
+def runtime_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=60)
+    args = parser.parse_args()
+    samples: Samples = defaultdict(list)
+    with tempfile.TemporaryDirectory(prefix="lab-bench-hops-") as tmp:
+        lab = Lab(Path(tmp) / "home")
+        lab.run("up")
+        bare = BareServer()
+        try:
+            chain.setup_chain_state(lab.settings)
+            floor = chain.Floor(bare.url)
+            for _ in range(5):
+                chain_by_link(lab.settings, None)
+                floor.once()
+            time_requests(samples)
+            pid = lab.backend_pid()
+            load_before = loadavg()
+            server_cpu = 0.0
+            for _ in range(args.runs):
+                before = runtime_cpu_s(pid)
+                chain_by_link(lab.settings, samples)
+                server_cpu += runtime_cpu_s(pid) - before
+                samples["floor"].append(floor.once())
+        finally:
+            bare.stop()
+            lab.down()
+    print(f"{args.runs} chains, load {load_before} -> {loadavg()}")
+    for name, values in samples.items():
+        per_chain = len(values) / args.runs
+        count = f" x{per_chain:.0f}" if per_chain != 1 else ""
+        print(f"{name:44s} p50 {statistics.median(values) * 1000:7.2f} ms{count}")
+    print(f"{'runtime CPU per chain (/proc)':44s} mean {server_cpu / args.runs * 1000:6.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
