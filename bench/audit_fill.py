@@ -18,6 +18,7 @@ def fill_audit(db: Path, count: int, batch: int = 20_000) -> int:
     """Append ``count`` records to the audit chain in ``db``; returns the last sequence number."""
     store = Store(db)
     build = _record_builder(store)
+    seal = _sealer(store, db.parent / "keys" / "audit-mac.key")
     written = 0
     last = 0
     while written < count:
@@ -44,9 +45,37 @@ def fill_audit(db: Path, count: int, batch: int = 20_000) -> int:
                 prev = record["hash"]
                 rows.append((seq, json.dumps(record)))
             conn.executemany("INSERT INTO audit (seq, record) VALUES (?, ?)", rows)
+            if seal is not None:
+                seal(conn, rows)
             last = seq
         written += n
     return last
+
+
+def _sealer(store: Store, mac_key_file: Path) -> Callable[[Any, list[Any]], None] | None:
+    """``seal(conn, rows)``: what the PDP's committer writes beside its records, with the PDP's
+    own MAC key: a checkpoint every ``SEAL_EVERY`` records and the sealed chain head. Without
+    them ``lab audit --verify`` rightly reports the filled chain as unsealed (exit 1). ``None``
+    on code from before the seals (the bench also runs older revisions)."""
+    from lab.pdp import audit
+
+    load_mac_key = getattr(audit, "load_mac_key", None)
+    write_checkpoint = getattr(store, "_write_checkpoint", None)
+    if load_mac_key is None or write_checkpoint is None or not mac_key_file.exists():
+        return None
+    log = audit.AuditLog(store, load_mac_key(mac_key_file))
+
+    def seal(conn: Any, rows: list[Any]) -> None:
+        head = None
+        for seq, text in rows:
+            record_hash = str(json.loads(text)["hash"])
+            if seq % audit.SEAL_EVERY == 0 or seq == rows[-1][0]:
+                head = write_checkpoint(conn, seq, record_hash, log._seal)
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('audit_head', ?)", (json.dumps(head),)
+        )
+
+    return seal
 
 
 def _record_builder(store: Store) -> Callable[..., dict[str, Any]]:

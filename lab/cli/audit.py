@@ -140,12 +140,18 @@ def _in_run(record: dict[str, Any], since: int) -> bool:
     return not since or not isinstance(seq, int) or seq > since
 
 
-def iter_pdp_records(page: int = PAGE, since: int = 0) -> Iterator[dict[str, Any]]:
+def iter_pdp_records(page: int | None = None, since: int = 0) -> Iterator[dict[str, Any]]:
     """The PDP's whole trail, oldest first, one page per request.
+
+    The next page is fetched while this one is consumed (one page ahead, in a thread): the
+    PDP reads and sends a page while ``--verify`` hashes the previous one, so the two
+    processes work at once instead of in turn (a million records: about half the time).
 
     Plain ``http.client`` (lab.state's JsonClient), not httpx: each page is a few megabytes,
     and an httpx response sits in a reference cycle until a full garbage collection, which
     large byte strings do not trigger, so pages piled up (330 MB at a million records)."""
+    import queue
+    import threading
     from urllib.parse import urlencode
 
     from lab.config import ADMIN_PRINCIPAL
@@ -153,34 +159,70 @@ def iter_pdp_records(page: int = PAGE, since: int = 0) -> Iterator[dict[str, Any
     from lab.oauth.jose import SigningKey
     from lab.state import JsonClient
 
+    page = page or PAGE  # read when called: a test may set a smaller page
     settings = common.settings()
     endpoints = common.backend(settings).endpoints()
     key = SigningKey.load_or_create(settings.key_file(ADMIN_PRINCIPAL))
     client = JsonClient(timeout_s=30)
+    # ("page", body) | ("failed", (message, fix)) | ("done", None); at most one page waits.
+    pages: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stopped = threading.Event()
+
+    def hand_over(item: tuple[str, Any]) -> bool:
+        while not stopped.is_set():
+            try:
+                pages.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch_pages() -> None:
+        start = since
+        try:
+            while True:
+                # A fresh assertion per page: each is single-use and short-lived.
+                assertion = make_admin_assertion(ADMIN_PRINCIPAL, key, endpoints.zms)
+                query = urlencode({"since": start, "limit": page})
+                try:
+                    status, text = client.request(
+                        "GET",
+                        f"{endpoints.zms}/lab/audit?{query}",
+                        {"Authorization": f"Bearer {assertion}"},
+                    )
+                except OSError as exc:
+                    message = f"the PDP did not answer ({type(exc).__name__})"
+                    hand_over(("failed", (message, "see `lab status`")))
+                    return
+                if status != 200:
+                    message = f"the PDP refused the audit export ({status})"
+                    hand_over(("failed", (message, "see `lab logs pdp`")))
+                    return
+                body = json.loads(text)
+                del text
+                if not hand_over(("page", body)) or not isinstance(body.get("next"), int):
+                    return
+                start = body["next"]
+        except Exception as exc:  # noqa: BLE001 - reported by the consuming thread
+            hand_over(("failed", (f"reading the audit trail failed: {exc}", "see `lab logs pdp`")))
+        finally:
+            hand_over(("done", None))
+
+    fetcher = threading.Thread(target=fetch_pages, name="audit-pages", daemon=True)
+    fetcher.start()
     try:
         while True:
-            # A fresh assertion per page: each is single-use and short-lived.
-            assertion = make_admin_assertion(ADMIN_PRINCIPAL, key, endpoints.zms)
-            query = urlencode({"since": since, "limit": page})
-            try:
-                status, text = client.request(
-                    "GET",
-                    f"{endpoints.zms}/lab/audit?{query}",
-                    {"Authorization": f"Bearer {assertion}"},
-                )
-            except OSError as exc:
-                common.fail(f"the PDP did not answer ({type(exc).__name__})", "see `lab status`")
-            if status != 200:
-                common.fail(f"the PDP refused the audit export ({status})", "see `lab logs pdp`")
-            body = json.loads(text)
-            del text
-            for item in body.get("records", []):
+            kind, value = pages.get()
+            if kind == "done":
+                return
+            if kind == "failed":
+                common.fail(*value)
+            for item in value.get("records", []):
                 if isinstance(item, dict):
                     yield item
-            if not isinstance(body.get("next"), int):
-                return
-            since = body["next"]
     finally:
+        stopped.set()
+        fetcher.join(timeout=5)
         client.close()
 
 

@@ -633,6 +633,25 @@ class Store:
     def audit_last_seq(self) -> int:
         return int(self._one("SELECT COALESCE(MAX(seq), 0) FROM audit"))
 
+    def audit_last_hash(self) -> tuple[int, str] | None:
+        """``(seq, hash)`` of the newest record, read by SQLite's JSON functions."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT seq, json_extract(record, '$.hash') FROM audit ORDER BY seq DESC LIMIT 1"
+            )
+            .fetchone()
+        )
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def audit_checkpointed_hashes(self) -> dict[int, str]:
+        """The stored hash of each record a checkpoint seals (absent: the record is gone)."""
+        rows = self._conn().execute(
+            "SELECT c.seq, json_extract(a.record, '$.hash') FROM audit_checkpoints c "
+            "JOIN audit a ON a.seq = c.seq"
+        )
+        return {int(seq): str(found) for seq, found in rows.fetchall()}
+
     def audit_checkpoints(self) -> list[tuple[int, str, str]]:
         rows = self._conn().execute("SELECT seq, hash, mac FROM audit_checkpoints ORDER BY seq")
         return [(int(seq), str(h), str(mac)) for seq, h, mac in rows.fetchall()]

@@ -126,3 +126,28 @@ def test_unauthenticated_requests_add_a_bounded_number_of_bounded_records(world:
     # An authenticated request is still recorded while the unauthenticated bucket is empty.
     make_records(world, 1)
     assert audit(world)["records"][-1]["client"] == LEARNER
+
+
+def test_the_seal_check_finds_a_rechained_rewrite_without_walking_the_chain(
+    world: PdpLab, monkeypatch: Any
+) -> None:
+    # `lab audit --verify` walks the hash chain itself as it streams the trail; the seal check
+    # it then asks the PDP for reads only the head, the checkpoints and the records they seal.
+    from lab.pdp.core import Pdp
+
+    make_records(world, SEAL_EVERY + 3)
+
+    def flip(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        records[1]["reason"] = "rewritten"
+        return records
+
+    rewrite(world, flip)
+    pdp = Pdp.open(world.settings)
+
+    def no_walk(*args: Any) -> Any:
+        raise AssertionError("the seal check walked the chain")
+
+    monkeypatch.setattr(pdp.store, "audit_page", no_walk)
+    problems = pdp.audit.verify_seals()
+    assert any(p.startswith(f"checkpoint {SEAL_EVERY}: the record was rewritten") for p in problems)
+    assert any("differs from the sealed chain head" in p for p in problems)
