@@ -33,7 +33,7 @@ from lab.pdp.names import split_principal
 from lab.pdp.providers import Providers
 from lab.pdp.store import Store
 from lab.pdp.view import DomainView
-from lab.policy.engine import Decision, decide
+from lab.policy.engine import Decision, decide, fold_case
 
 log = logging.getLogger("lab.pdp")
 
@@ -172,13 +172,13 @@ class Pdp:
 
     def check_access(self, principal: str, action: str, resource: str) -> Decision:
         """Athenz access check: the resource's domain (text before ':') holds the policies."""
-        domain = resource.split(":", 1)[0].lower()
+        domain = fold_case(resource.split(":", 1)[0])
         view = self.store.domain_view(domain)
         if view is None:
             return Decision(False, "NO_MATCH", f"Domain not found: {domain}", None)
         held = view.roles_of(principal)
         # Only assertions naming a held role (or a role glob) can match: indexed, not scanned.
-        return decide(view.assertions_for(held), held, action.lower(), resource.lower())
+        return decide(view.assertions_for(held), held, fold_case(action), fold_case(resource))
 
     def is_domain_admin(self, principal: str, domain: str) -> bool:
         """The system admin administers everything; otherwise membership of ``<d>:role.admin``

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
-from lab.policy.engine import Assertion, member_matches
+from lab.policy.engine import Assertion, fold_case, member_matches
 
 #: Position of an assertion in the domain's full, ordered list: (policy short name, index).
 Position = tuple[str, int]
@@ -136,7 +136,7 @@ class DomainView:
                     key = str(member.get("memberName", ""))
                     if _is_glob(key):
                         continue
-                    key = key.lower()
+                    key = fold_case(key)
                     if key not in touched:
                         exact[key] = dict(exact.get(key, {}))
                         touched.add(key)
@@ -155,7 +155,7 @@ class DomainView:
                 if _is_glob(name):
                     wild.append((name, full, member))  # matched by member_matches itself
                     continue
-                key = name.lower()
+                key = fold_case(name)
                 if key not in touched:
                     exact[key] = dict(exact.get(key, {}))
                     touched.add(key)
@@ -168,7 +168,7 @@ class DomainView:
                     if _is_glob(assertion.role):
                         glob_roles.pop(position, None)
                         continue
-                    key = assertion.role.lower()
+                    key = fold_case(assertion.role)
                     if key not in touched_roles:
                         by_role[key] = dict(by_role.get(key, {}))
                         touched_roles.add(key)
@@ -183,7 +183,7 @@ class DomainView:
                 if _is_glob(assertion.role):
                     glob_roles[position] = assertion
                     continue
-                key = assertion.role.lower()
+                key = fold_case(assertion.role)
                 if key not in touched_roles:
                     by_role[key] = dict(by_role.get(key, {}))
                     touched_roles.add(key)
@@ -205,7 +205,7 @@ class DomainView:
     def roles_of(self, principal: str) -> list[str]:
         """Full names of the roles whose live members include ``principal``."""
         now = time.time()
-        lowered = principal.lower()
+        lowered = fold_case(principal)
         held = {
             role
             for role, member in (self.members_exact.get(lowered) or {}).items()
@@ -223,7 +223,7 @@ class DomainView:
         chosen: dict[Position, Assertion] = dict(self.glob_roles)
         for roles in role_sets:
             for role in roles:
-                chosen.update(self.by_role.get(role.lower()) or {})
+                chosen.update(self.by_role.get(fold_case(role)) or {})
         return [chosen[position] for position in sorted(chosen)]
 
     # ------------------------------------------------------------------ whole-domain views

@@ -4,7 +4,9 @@ Semantics follow Athenz's ZTS authorizer and ZPE (reference/athenz.md §8):
 
 - assertion ``role``, ``resource`` and ``action`` are globs: ``*`` any run of characters,
   ``?`` exactly one, everything else literal, anchored at both ends;
-- matching is case-insensitive (Athenz lowercases action and resource before matching);
+- matching is case-insensitive (Athenz lowercases action and resource before matching) for
+  ASCII letters only (:func:`fold_case`): ``str.lower`` maps the Kelvin sign onto ``k``, so a
+  request for ``doc.\u212aey`` was decided by a policy about ``doc.key``;
 - a matching DENY wins at once, ALLOW only sets a flag (DENY beats ALLOW);
 - nothing matching means deny (``NO_MATCH``).
 
@@ -49,6 +51,20 @@ class Decision:
     assertion: Assertion | None = None
 
 
+#: ASCII upper case to lower case, nothing else: see :func:`fold_case`.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_case(text: str) -> str:
+    """Lower-case the ASCII letters of ``text`` and leave every other character as it is.
+
+    Policy names are compared case-insensitively, but no non-ASCII character may fold onto an
+    ASCII one (``str.lower``: Kelvin sign -> ``k``, and ``casefold`` more), or a request naming
+    a resource nobody wrote a policy for is decided by the policy of a look-alike (issue #16's
+    Kelvin-sign finding, for usernames, in its resource form)."""
+    return text.translate(_ASCII_LOWER)
+
+
 #: Longest resource, action or role string (request or assertion) the engine evaluates.
 #: Athenz caps resource names too; a bound keeps every decision cheap whatever policy says.
 MAX_NAME_LENGTH = 1024
@@ -57,7 +73,7 @@ MAX_NAME_LENGTH = 1024
 @lru_cache(maxsize=4096)
 def _compile_glob(pattern: str) -> tuple[tuple[str, ...], bool, bool]:
     """Split a lower-cased glob on ``*``: (literal segments, leading star, trailing star)."""
-    lowered = pattern.lower()
+    lowered = fold_case(pattern)
     return tuple(lowered.split("*")), lowered.startswith("*"), lowered.endswith("*")
 
 
@@ -92,7 +108,7 @@ def glob_match(pattern: str, value: str) -> bool:
     if len(pattern) > MAX_NAME_LENGTH or len(value) > MAX_NAME_LENGTH:
         return False
     segments, _, _ = _compile_glob(pattern)
-    text = value.lower()
+    text = fold_case(value)
     if len(segments) == 1:  # no star: same length, every position matches
         only = segments[0]
         return len(only) == len(text) and _segment_at(only, text, 0)
@@ -115,8 +131,8 @@ def glob_match(pattern: str, value: str) -> bool:
 def member_matches(member: str, principal: str) -> bool:
     """Athenz role members may be ``*``, ``prefix*`` or an exact name (case-insensitive)."""
     if member.endswith("*"):
-        return principal.lower().startswith(member[:-1].lower())
-    return member.lower() == principal.lower()
+        return fold_case(principal).startswith(fold_case(member[:-1]))
+    return fold_case(member) == fold_case(principal)
 
 
 def _matches(assertion: Assertion, roles: Sequence[str], action: str, resource: str) -> bool:

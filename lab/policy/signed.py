@@ -25,7 +25,7 @@ from lab.oauth.jose import (
     SigningKey,
     algorithm_for,
 )
-from lab.policy.engine import Assertion, Decision, decide, member_matches
+from lab.policy.engine import Assertion, Decision, decide, fold_case, member_matches
 
 
 class PolicyDataError(ValueError):
@@ -63,7 +63,7 @@ class PolicyData:
     def roles_of(self, principal: str) -> set[str]:
         """Full role names whose (unexpired) members include ``principal`` (wildcards too)."""
         exact, patterns = self._member_index
-        held = set(exact.get(principal.lower(), ()))
+        held = set(exact.get(fold_case(principal), ()))
         held.update(role for member, role in patterns if member_matches(member, principal))
         return held
 
@@ -74,7 +74,7 @@ class PolicyData:
         literal, globs = self._role_index
         chosen = set(globs)
         for role in roles:
-            chosen.update(literal.get(role.lower(), ()))
+            chosen.update(literal.get(fold_case(role), ()))
         return [self.assertions[index] for index in sorted(chosen)]
 
     @cached_property
@@ -88,7 +88,7 @@ class PolicyData:
                 if _has_glob(member):
                     patterns.append((member, role))
                 else:
-                    exact.setdefault(member.lower(), set()).add(role)
+                    exact.setdefault(fold_case(member), set()).add(role)
         return exact, patterns
 
     @cached_property
@@ -99,7 +99,7 @@ class PolicyData:
             if _has_glob(assertion.role):
                 globs.append(index)
             else:
-                literal.setdefault(assertion.role.lower(), []).append(index)
+                literal.setdefault(fold_case(assertion.role), []).append(index)
         return literal, globs
 
 

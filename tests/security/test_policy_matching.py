@@ -21,6 +21,7 @@ from lab.oauth.resource_server import decide_locally
 from lab.pdp.core import Pdp
 from lab.policy.engine import MAX_NAME_LENGTH, Assertion, decide, glob_match, member_matches
 from lab.policy.signed import PolicyDataError, sign_policy_data, verify_signed_policy_data
+from tests.pdp.conftest import LEARNER, PdpLab, pdp_lab, world  # noqa: F401  (fixtures)
 
 GET_DOCS = Assertion(role="api:role.docs", resource="api:docs", action="get")
 
@@ -192,3 +193,39 @@ def test_overlong_names_never_match() -> None:
     allow_all = Assertion(role="*", resource="*", action="*")
     decision = decide([allow_all], ["api:role.r"], "get", long_resource)
     assert (decision.allowed, decision.effect) == (False, "NO_MATCH")
+
+
+# Case-insensitive means ASCII letters only: str.lower() maps the Kelvin sign (U+212A) onto
+# "k" and the long s (U+017F) casefolds onto "s", so a request naming a resource nobody wrote
+# a policy for was decided by the policy of its ASCII look-alike.
+LOOK_ALIKES = ["api:doc.\u212aey", "api:\u212aey", "api:doc.\u017fecret"]
+
+
+@pytest.mark.parametrize("value", LOOK_ALIKES)
+def test_a_non_ascii_look_alike_never_matches_an_ascii_policy(value: str) -> None:
+    ascii_twin = value.replace("\u212a", "k").replace("\u017f", "s")
+    assert glob_match(ascii_twin, ascii_twin.upper())  # ASCII case still folds
+    assert not glob_match(ascii_twin, value)
+    assert not glob_match(ascii_twin.upper(), value)
+    assert glob_match("api:*", value)  # a wildcard still covers it, as written
+    assert not member_matches("human.kelvin", "human.\u212aelvin")
+    assert not member_matches("human.k*", "human.\u212aelvin")
+
+
+def test_check_access_does_not_fold_a_look_alike_onto_the_ascii_policy(
+    world: PdpLab,  # noqa: F811
+) -> None:
+    allowed = [Assertion("api:role.reader", "api:doc.key", "read", "ALLOW")]
+    decision = decide(allowed, ["api:role.reader"], "read", "api:doc.\u212aey")
+    assert (decision.allowed, decision.effect) == (False, "NO_MATCH")
+    assert decide(allowed, ["api:role.reader"], "READ", "API:DOC.KEY").allowed
+    # The PDP folds the request the same way before it decides, through its indexes.
+    world.allow("api", "reader", "docs-getter", "read", "api:doc.key")
+    pdp = Pdp.open(world.settings)
+    assert pdp.check_access(LEARNER, "READ", "API:DOC.KEY").allowed
+    assert not pdp.check_access(LEARNER, "read", "api:doc.\u212aey").allowed
+    # A look-alike principal holds none of its ASCII twin's roles.
+    world.role("api", "docs-getter", [LEARNER, "human.kim"])
+    pdp = Pdp.open(world.settings)
+    assert pdp.check_access("human.KIM", "get", "api:docs").allowed
+    assert not pdp.check_access("human.\u212aim", "get", "api:docs").allowed
