@@ -13,10 +13,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import jwt
 import pytest
 
-import lab.oauth.jose as jose
 from lab.oauth.jose import (
     JwtValidationError,
     SigningKey,
@@ -37,19 +35,6 @@ def _token(typ: str = "JWT", lifetime: int = 300, **claims: Any) -> str:
     body = {"iss": ISSUER, "sub": "alice", "aud": "zts", "iat": issued, "exp": issued + lifetime}
     body.update(claims)
     return KEY.sign({k: v for k, v in body.items() if v is not None}, typ=typ)
-
-
-@pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    calls: list[str] = []
-    real = jwt.decode
-
-    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
-        calls.append(token)
-        return real(token, *args, **kwargs)
-
-    monkeypatch.setattr(jose.jwt, "decode", counting)
-    return calls
 
 
 def _refusal(token: str, cache: VerifiedTokens, **checks: Any) -> str:

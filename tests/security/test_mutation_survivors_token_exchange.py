@@ -13,7 +13,6 @@ import httpx
 import jwt
 import pytest
 
-import lab.oauth.jose as jose
 from lab.config import ADMIN_PRINCIPAL
 from lab.oauth.jose import SigningKey, new_jti, now, unverified_claims
 from lab.oauth.tokens import (
@@ -623,20 +622,6 @@ def test_a_client_lacking_jag_exchange_is_told_which_role_and_audited(world: Pdp
 
 
 # ---------------------------------------------------------------- verified-token cache (issue #21)
-
-
-@pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every token pyjwt fully verifies (signature and claims) in this process."""
-    calls: list[str] = []
-    real = jwt.decode
-
-    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
-        calls.append(token)
-        return real(token, *args, **kwargs)
-
-    monkeypatch.setattr(jose.jwt, "decode", counting)
-    return calls
 
 
 def test_a_subject_token_exchanged_again_is_not_verified_again(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import jwt
 import pytest
 
 import lab.oauth.jose as jose
@@ -33,20 +32,6 @@ def token(key: SigningKey, **claims: Any) -> str:
     issued = int(time.time())
     body = {"iss": ISSUER, "sub": "alice", "aud": "zts", "iat": issued, "exp": issued + 300}
     return key.sign({**body, **claims}, typ="JWT")
-
-
-@pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every full verification pyjwt does (the cache must skip exactly these)."""
-    calls: list[str] = []
-    real = jwt.decode
-
-    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
-        calls.append(token)
-        return real(token, *args, **kwargs)
-
-    monkeypatch.setattr(jose.jwt, "decode", counting)
-    return calls
 
 
 def verify(
