@@ -27,7 +27,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import AnyHttpUrl
+from pydantic import AnyHttpUrl, Field
 from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -93,6 +93,9 @@ CACHE_HINTS: dict[Any, CacheHint] = {
 #: A tool's answer: a CallToolResult (so a refusal, too, can carry the hops in ``_meta``) whose
 #: structured content is a JSON object, as the tools' output schema says.
 ToolAnswer = Annotated[CallToolResult, dict[str, Any]]
+#: A document id: a JSON integer, strictly (pydantic's lax mode would read ``true`` and ``"1"``
+#: as 1); its range is checked by ``_positive``, whose refusal says what an id must be.
+DocId = Annotated[int, Field(strict=True)]
 
 
 class ServerSettings:
@@ -197,6 +200,10 @@ class AccessGate:
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
+        if scope.get("method") == "POST" and not _json_content_type(scope):
+            # The SDK's transport would answer a plain-text 400; every refusal here is JSON.
+            await self._not_json()(scope, receive, send)
+            return
         if scope.get("method") == "GET":
             # Stateless JSON mode has nothing to push, yet the SDK would hold the standalone SSE
             # stream open forever (a connection per GET, never answered). The Streamable HTTP
@@ -213,6 +220,13 @@ class AccessGate:
             "error_description": "this MCP server is stateless: POST JSON-RPC requests to it",
         }
         return JSONResponse(body, status_code=405, headers={"Allow": "POST"})
+
+    @staticmethod
+    def _not_json() -> Response:
+        error = InvalidRequest(
+            "POST a JSON-RPC message with Content-Type: application/json", status=415
+        )
+        return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers())
 
     def _challenge_on_refusal(self, send: Send) -> Send:
         """The transport's own 401/403 (a foreign ``Origin``) still carry a Bearer challenge:
@@ -392,7 +406,7 @@ def create_app(settings: Settings) -> Starlette:
         return await call_docapi(ROLE_GET, "GET", "/api/docs")
 
     @mcp.tool(annotations=READ_ONLY)
-    async def get_doc(id: int) -> ToolAnswer:  # noqa: A002 - the tool's public parameter name
+    async def get_doc(id: DocId) -> ToolAnswer:  # noqa: A002 - the tool's public parameter name
         """Read one document by id (needs api:role.docs-getter)."""
         return await call_docapi(ROLE_GET, "GET", f"/api/docs/{_positive(id)}")
 
@@ -402,7 +416,7 @@ def create_app(settings: Settings) -> Starlette:
         return await call_docapi(ROLE_POST, "POST", "/api/docs", {"name": name, "content": content})
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True))
-    async def delete_doc(id: int) -> ToolAnswer:  # noqa: A002
+    async def delete_doc(id: DocId) -> ToolAnswer:  # noqa: A002
         """Delete a document by id (needs api:role.docs-deleter)."""
         return await call_docapi(ROLE_DELETE, "DELETE", f"/api/docs/{_positive(id)}")
 
@@ -531,6 +545,15 @@ def _metadata_url(resource_url: str) -> str:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def _json_content_type(scope: Scope) -> bool:
+    """Whether the request says its body is JSON (``application/json``, any parameters)."""
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-type":
+            media_type = value.split(b";", 1)[0].strip().lower()
+            return media_type == b"application/json"
+    return False
 
 
 def _positive(doc_id: int) -> int:

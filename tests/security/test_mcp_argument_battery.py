@@ -1,0 +1,470 @@
+"""Hostile tool arguments and JSON-RPC garbage at the MCP server, with a *valid* access token.
+
+The token battery (``test_token_battery.py``) forges the tokens and the route sweep
+(``test_route_sweep.py``) sends malformed requests without credentials. Here every request
+carries a genuine access token for the MCP server (audience = its URL, ``api:role.docs-getter``
+and ``mcp:role.mcp-accessor``, as the agent gets it), and what is hostile is the MCP message:
+
+* every tool the server lists (``tools/list``) is called with one argument at a time missing,
+  null, of each wrong JSON type, empty, huge (100 KB), with NUL, with non-ASCII look-alikes,
+  path traversal, ids that do not exist, negative and huge numbers; and with unknown extra
+  arguments;
+* JSON-RPC itself is garbled: wrong ``jsonrpc``, missing ``id`` / ``method``, batch arrays,
+  unknown methods, ``params`` of the wrong type, bodies that are not JSON or not UTF-8.
+
+Whatever the server answers must be: an HTTP status below 500; a JSON-RPC error object, or a
+tool result with ``isError`` (a request that is well-formed may also succeed); no stack trace,
+internal path or token in any text. And the document API is never reached with a right the token
+does not carry: the token holds docs-getter only, so every ``create_doc`` / ``delete_doc`` call,
+whatever its arguments, is refused and leaves the document store as it was.
+
+Shown able to fail (each by hand, then restored), on the code this battery landed with:
+
+* ``get_doc`` / ``delete_doc`` taking a plain ``id: int`` (pydantic's lax mode) instead of the
+  strict ``DocId``: ``test_a_hostile_argument_is_refused_cleanly[get_doc.id]`` failed with
+  "get_doc.id='True': a value of the wrong type was accepted" (``true`` read document 1);
+* ``create_doc`` exchanging for ``ROLE_GET`` instead of ``ROLE_POST``:
+  ``test_no_argument_reaches_the_document_api_with_a_right_not_held`` failed - the docs-getter
+  token's call reached the document API (which refused it with 403, too late);
+* without the MCP server's own ``Content-Type`` check, ``text/plain`` and ``multipart`` bodies got
+  the SDK's plain-text 400 and ``test_wrong_content_type_or_accept_is_refused_cleanly`` failed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+from lab.oauth.jose import SigningKey, now
+from lab.oauth.tokens import TYP_ACCESS_TOKEN
+from tests.security.test_token_battery import MCP_INIT, Kit, bearer, kit  # noqa: F401
+
+#: The tools the lab's MCP server offers (contracts §7); the battery checks the server lists
+#: exactly these, so a new tool cannot slip past it untested.
+EXPECTED_TOOLS = {"list_docs", "get_doc", "create_doc", "delete_doc"}
+#: Tools that write: a docs-getter token must never get them to the document API.
+WRITING_TOOLS = {"create_doc", "delete_doc"}
+
+MISSING = object()  # an argument value meaning "leave the argument out"
+
+HOSTILE_ARGUMENTS: list[Any] = [
+    MISSING,
+    None,
+    0,
+    -1,
+    1.5,
+    -(2**63),
+    2**63,
+    2**64 + 1,
+    10**400,  # beyond every integer and float range
+    1e308,
+    True,
+    False,
+    {},
+    {"id": 1},
+    [],
+    [1],
+    "",
+    " ",
+    "1",
+    "-1",
+    "1e3",
+    "x" * 100_000,
+    "\x00",
+    "a\x00b",
+    "\u0430\u0440\u0456",  # Cyrillic look-alike of "api"
+    "\U0001d7cf",  # mathematical bold digit one: NFKC folds it to "1"
+    "\u0661",  # Arabic-Indic digit one
+    "\u212a",  # Kelvin sign
+    "../../../../etc/passwd",
+    "../api/docs",
+    "1/../../lab/settings",
+    "..\\..\\windows",
+    "%2e%2e%2f",
+    "1?x=1",
+    "1#x",
+    "\ufffd",
+    "<script>alert(1)</script>",
+    "' OR 1=1 --",
+    "99999999",  # an id that does not exist
+]
+
+#: Text that must never appear in an answer: a stack trace, an internal path, a module path.
+LEAKS = re.compile(
+    r"Traceback|File \"|site-packages|/lab/[a-z_]+/[a-z_]+\.py|\.py\", line|"
+    r"/tmp/|/home/|/work/|sqlite3\.|Exception:|Error\(",
+)
+
+
+# ------------------------------------------------------------------------------ sending
+
+
+def post(kit: Kit, body: bytes, token: str | None = None, **headers: str) -> httpx.Response:  # noqa: F811
+    sent = {
+        b"Authorization": bearer(token if token is not None else kit.mcp_at()),
+        b"Accept": b"application/json, text/event-stream",
+        b"Content-Type": b"application/json",
+    }
+    for name, value in headers.items():
+        sent[name.replace("_", "-").encode()] = value.encode()
+    return kit.http.post(kit.lab.endpoints.mcp, content=body, headers=sent)
+
+
+def rpc(kit: Kit, method: str, params: Any = MISSING, id_: Any = 1) -> httpx.Response:  # noqa: F811
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": id_, "method": method}
+    if params is not MISSING:
+        message["params"] = params
+    return post(kit, json.dumps(message).encode())
+
+
+def call_tool(kit: Kit, tool: str, arguments: Any) -> httpx.Response:  # noqa: F811
+    return rpc(kit, "tools/call", {"name": tool, "arguments": arguments})
+
+
+def problems_with(response: httpx.Response, described: str) -> list[str]:
+    """Whatever the MCP server answered, the reasons it is not acceptable (none: fine)."""
+    if response.status_code >= 500:
+        return [f"{described}: HTTP {response.status_code} {response.text[:200]}"]
+    if LEAKS.search(response.text):
+        return [f"{described}: answer leaks internals: {response.text[:300]}"]
+    if "eyJ" in response.text and "exchanged_token" not in response.text:
+        return [f"{described}: answer carries a token: {response.text[:200]}"]
+    if response.status_code == 202 and not response.content:
+        return []  # a notification (no id): accepted, nothing to answer (JSON-RPC 2.0 §4.1)
+    try:
+        body = response.json()
+    except ValueError:
+        return [f"{described}: HTTP {response.status_code}, not JSON: {response.text[:200]}"]
+    messages = body if isinstance(body, list) else [body]
+    found = []
+    for message in messages:
+        if not isinstance(message, dict):
+            found.append(f"{described}: not a JSON-RPC message: {str(message)[:200]}")
+        elif response.status_code >= 400 and "error" in message and "jsonrpc" not in message:
+            # The transport's own HTTP refusal (e.g. 406, 415) with an OAuth-shaped body.
+            continue
+        elif message.get("jsonrpc") != "2.0":
+            found.append(f"{described}: not JSON-RPC 2.0: {str(message)[:200]}")
+        elif "error" in message:
+            error = message["error"]
+            if not isinstance(error, dict) or not isinstance(error.get("code"), int):
+                found.append(f"{described}: malformed JSON-RPC error {str(error)[:200]}")
+        elif "result" not in message:
+            found.append(f"{described}: neither result nor error: {str(message)[:200]}")
+    return found
+
+
+def tool_outcome(response: httpx.Response) -> str:
+    """``"rpc-error"``, ``"tool-error"`` or ``"ok"`` for a tools/call answer."""
+    body = response.json()
+    if "error" in body:
+        return "rpc-error"
+    return "tool-error" if body["result"].get("isError") else "ok"
+
+
+def document_ids(kit: Kit) -> set[int]:  # noqa: F811
+    """The documents in the store, read through the document API with a docs-getter token."""
+    response = kit.http.get(
+        f"{kit.lab.endpoints.docapi_protected}/api/docs",
+        headers={b"Authorization": bearer(kit.api_at())},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    docs = body["docs"] if isinstance(body, dict) else body
+    return {int(doc["id"]) for doc in docs}
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def tools(kit: Kit) -> dict[str, dict[str, Any]]:  # noqa: F811
+    """``tools/list`` as the server answers it: name → input schema."""
+    response = rpc(kit, "tools/list", {})
+    assert response.status_code == 200, response.text
+    listed = {tool["name"]: tool["inputSchema"] for tool in response.json()["result"]["tools"]}
+    assert set(listed) == EXPECTED_TOOLS, sorted(listed)
+    return listed
+
+
+def genuine_arguments(kit: Kit, schema: dict[str, Any]) -> dict[str, Any]:  # noqa: F811
+    """Valid arguments for a tool: an existing document id, a plain name and content."""
+    existing = min(document_ids(kit))
+    values = {"integer": existing, "string": "battery"}
+    return {
+        name: values[spec.get("type", "string")]
+        for name, spec in schema.get("properties", {}).items()
+    }
+
+
+# ------------------------------------------------------------------------------ tests
+
+
+def test_the_genuine_calls_work_so_each_refusal_is_the_servers_doing(
+    kit: Kit,  # noqa: F811
+    tools: dict[str, dict[str, Any]],
+) -> None:
+    """The control: the reading tools answer with valid arguments; the writing ones are refused
+    as a tool error (the token carries docs-getter only), not by the transport."""
+    for name, schema in tools.items():
+        response = call_tool(kit, name, genuine_arguments(kit, schema))
+        assert not problems_with(response, name)
+        expected = "tool-error" if name in WRITING_TOOLS else "ok"
+        assert tool_outcome(response) == expected, (name, response.text[:500])
+
+
+def argument_cases() -> list[tuple[str, str]]:
+    """(tool, argument) for every argument of every tool, as the contracts list them."""
+    return [
+        ("get_doc", "id"),
+        ("delete_doc", "id"),
+        ("create_doc", "name"),
+        ("create_doc", "content"),
+    ]
+
+
+def test_the_cases_cover_every_argument_the_server_lists(
+    tools: dict[str, dict[str, Any]],
+) -> None:
+    listed = {(name, arg) for name, schema in tools.items() for arg in schema.get("properties", {})}
+    assert listed == set(argument_cases())
+
+
+@pytest.mark.parametrize(
+    ("tool", "argument"), argument_cases(), ids=[f"{t}.{a}" for t, a in argument_cases()]
+)
+def test_a_hostile_argument_is_refused_cleanly(
+    kit: Kit,  # noqa: F811
+    tools: dict[str, dict[str, Any]],
+    tool: str,
+    argument: str,
+) -> None:
+    base = genuine_arguments(kit, tools[tool])
+    expected_type = tools[tool]["properties"][argument].get("type")
+    before = document_ids(kit)
+    found: list[str] = []
+    for value in HOSTILE_ARGUMENTS:
+        arguments = {**base}
+        if value is MISSING:
+            del arguments[argument]
+        else:
+            arguments[argument] = value
+        described = f"{tool}.{argument}={str(value)[:40]!r}"
+        response = call_tool(kit, tool, arguments)
+        problems = problems_with(response, described)
+        found += problems
+        if problems or response.status_code != 200:
+            continue
+        outcome = tool_outcome(response)
+        if tool in WRITING_TOOLS and outcome == "ok":
+            found.append(f"{described}: a docs-getter token got {tool} done")
+        wrong_type = value is MISSING or not _fits(value, expected_type)
+        if wrong_type and outcome == "ok":
+            found.append(f"{described}: a value of the wrong type was accepted")
+    assert document_ids(kit) == before, "the document store changed"
+    assert not found, "\n".join(found)
+
+
+def _fits(value: Any, json_type: str | None) -> bool:
+    """Whether ``value`` is a sensible ``json_type`` value the tool may legitimately accept
+    (the SDK validates in pydantic's lax mode: ``"1"`` is an integer 1 there)."""
+    if json_type == "integer":
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            return True
+        return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 2**53
+    if json_type == "string":
+        return isinstance(value, str)
+    return True
+
+
+def test_unknown_extra_arguments_change_nothing(
+    kit: Kit,  # noqa: F811
+    tools: dict[str, dict[str, Any]],
+) -> None:
+    """Arguments a tool does not declare are ignored or refused; none widens what it may do."""
+    before = document_ids(kit)
+    found: list[str] = []
+    extras = {
+        "role": "api:role.docs-poster",
+        "scope": "api:role.docs-poster api:role.docs-deleter",
+        "token": "x.y.z",
+        "path": "../../lab/settings",
+        "method": "DELETE",
+        "__proto__": {"admin": True},
+        "x" * 1000: "y" * 100_000,
+    }
+    for name, schema in tools.items():
+        for extra, value in extras.items():
+            arguments = {**genuine_arguments(kit, schema), extra: value}
+            response = call_tool(kit, name, arguments)
+            found += problems_with(response, f"{name} + {extra[:20]}")
+            writes = response.status_code == 200 and name in WRITING_TOOLS
+            if writes and tool_outcome(response) == "ok":
+                found.append(f"{name} + {extra[:20]}: a docs-getter token got it done")
+    assert document_ids(kit) == before
+    assert not found, "\n".join(found)
+
+
+def test_no_argument_reaches_the_document_api_with_a_right_not_held(
+    kit: Kit,  # noqa: F811
+    tools: dict[str, dict[str, Any]],
+) -> None:
+    """docs-getter only: create and delete are refused whatever the arguments, the document
+    store is untouched, and the refusal is the exchange's (the tool result names no document
+    API answer: the document API was never called)."""
+    before = document_ids(kit)
+    victim = min(before)
+    for name, arguments in [
+        ("create_doc", {"name": "escalated", "content": "by a docs-getter"}),
+        ("create_doc", {"name": "../x", "content": "\x00"}),
+        ("delete_doc", {"id": victim}),
+        ("delete_doc", {"id": str(victim)}),
+    ]:
+        response = call_tool(kit, name, arguments)
+        assert response.status_code == 200, response.text
+        result = response.json()["result"]
+        assert result["isError"] is True, result
+        text = " ".join(block.get("text", "") for block in result["content"])
+        assert "document API" not in text, text
+        hop_urls = json.dumps(result.get("_meta", {}))
+        assert kit.lab.endpoints.docapi_protected not in hop_urls, hop_urls
+    assert document_ids(kit) == before
+
+
+GARBAGE: list[tuple[str, bytes]] = [
+    ("wrong jsonrpc version", b'{"jsonrpc":"1.0","id":1,"method":"tools/list"}'),
+    ("jsonrpc a number", b'{"jsonrpc":2.0,"id":1,"method":"tools/list"}'),
+    ("no jsonrpc", b'{"id":1,"method":"tools/list"}'),
+    ("missing id (a notification)", b'{"jsonrpc":"2.0","method":"tools/list"}'),
+    ("id an object", b'{"jsonrpc":"2.0","id":{"a":1},"method":"tools/list"}'),
+    ("id an array", b'{"jsonrpc":"2.0","id":[1],"method":"tools/list"}'),
+    ("id a float", b'{"jsonrpc":"2.0","id":1.5,"method":"tools/list"}'),
+    ("id a huge integer", b'{"jsonrpc":"2.0","id":' + b"9" * 400 + b',"method":"tools/list"}'),
+    ("id null", b'{"jsonrpc":"2.0","id":null,"method":"tools/list"}'),
+    ("id a boolean", b'{"jsonrpc":"2.0","id":true,"method":"tools/list"}'),
+    ("id 100 KB", b'{"jsonrpc":"2.0","id":"' + b"x" * 100_000 + b'","method":"tools/list"}'),
+    ("missing method", b'{"jsonrpc":"2.0","id":1}'),
+    ("method a number", b'{"jsonrpc":"2.0","id":1,"method":7}'),
+    ("method null", b'{"jsonrpc":"2.0","id":1,"method":null}'),
+    ("unknown method", b'{"jsonrpc":"2.0","id":1,"method":"tools/delete_everything"}'),
+    ("method with NUL", b'{"jsonrpc":"2.0","id":1,"method":"tools/list\\u0000"}'),
+    ("method 100 KB", b'{"jsonrpc":"2.0","id":1,"method":"' + b"m" * 100_000 + b'"}'),
+    ("params a string", b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":"get_doc"}'),
+    ("params a number", b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":1}'),
+    ("params an array", b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["get_doc"]}'),
+    ("params null", b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":null}'),
+    ("tools/call no name", b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}'),
+    (
+        "tools/call unknown tool",
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rm_rf"}}',
+    ),
+    (
+        "tools/call name a number",
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":1}}',
+    ),
+    (
+        "tools/call arguments an array",
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call",'
+        b'"params":{"name":"get_doc","arguments":[1]}}',
+    ),
+    (
+        "tools/call arguments a string",
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call",'
+        b'"params":{"name":"get_doc","arguments":"id=1"}}',
+    ),
+    (
+        "tools/call traversal in the name",
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call",'
+        b'"params":{"name":"../get_doc","arguments":{"id":1}}}',
+    ),
+    (
+        "tools/list cursor an object",
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":{}}}',
+    ),
+    ("initialize params a list", b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":[]}'),
+    (
+        "initialize wrong protocol version",
+        b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":1,'
+        b'"capabilities":[],"clientInfo":"x"}}',
+    ),
+    ("a response instead of a request", b'{"jsonrpc":"2.0","id":1,"result":{}}'),
+    ("an error instead of a request", b'{"jsonrpc":"2.0","id":1,"error":{"code":1}}'),
+    (
+        "batch of two",
+        b'[{"jsonrpc":"2.0","id":1,"method":"tools/list"},'
+        b'{"jsonrpc":"2.0","id":2,"method":"tools/list"}]',
+    ),
+    ("empty batch", b"[]"),
+    ("batch of garbage", b"[1,2,3]"),
+    (
+        "batch of 1000",
+        b"[" + b",".join([b'{"jsonrpc":"2.0","id":1,"method":"ping"}'] * 1000) + b"]",
+    ),
+    ("a JSON string", b'"tools/list"'),
+    ("a JSON number", b"1"),
+    ("null", b"null"),
+    ("empty body", b""),
+    ("not JSON", b"{not json"),
+    ("truncated", b'{"jsonrpc":"2.0","id":1,"method":"tools/li'),
+    ("not UTF-8", b'{"jsonrpc":"2.0","id":1,"method":"\xff\xfe"}'),
+    ("NaN", b'{"jsonrpc":"2.0","id":NaN,"method":"tools/list"}'),
+    ("duplicate keys", b'{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"rm"}'),
+    (
+        "deeply nested params",
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":'
+        + b'{"a":' * 5_000
+        + b"1"
+        + b"}" * 5_000
+        + b"}",
+    ),
+    ("deeply nested arrays", b"[" * 10_000 + b"]" * 10_000),
+]
+
+
+@pytest.mark.parametrize(("name", "body"), GARBAGE, ids=[name for name, _ in GARBAGE])
+def test_json_rpc_garbage_is_refused_cleanly(kit: Kit, name: str, body: bytes) -> None:  # noqa: F811
+    before = document_ids(kit)
+    response = post(kit, body)
+    found = problems_with(response, name)
+    assert not found, "\n".join(found)
+    assert document_ids(kit) == before
+
+
+def test_wrong_content_type_or_accept_is_refused_cleanly(kit: Kit) -> None:  # noqa: F811
+    """The transport's own refusals (406, 415) are 4xx, not 5xx, and leak nothing."""
+    body = json.dumps(MCP_INIT).encode()
+    found: list[str] = []
+    for headers in [
+        {"Content_Type": "text/plain"},
+        {"Content_Type": "application/json; charset=latin-1"},
+        {"Content_Type": "multipart/form-data; boundary=x"},
+        {"Accept": "text/html"},
+        {"Accept": ""},
+    ]:
+        response = post(kit, body, **headers)
+        found += problems_with(response, str(headers))
+    assert not found, "\n".join(found)
+
+
+def test_an_expired_token_with_valid_arguments_is_still_refused(kit: Kit) -> None:  # noqa: F811
+    """Control for the whole battery: a request like the ones above but with a token that is no
+    longer valid never reaches a tool."""
+    key = SigningKey.load_or_create(kit.lab.settings.keys_dir / "pdp-signing.pem")
+    expired = key.sign(
+        kit.fresh(kit.mcp_access, iat=now() - 7200, exp=now() - 3600), typ=TYP_ACCESS_TOKEN
+    )
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "list_docs", "arguments": {}},
+        }
+    ).encode()
+    response = post(kit, body, token=expired)
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_token"
