@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import re
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from starlette.requests import Request
@@ -14,6 +15,7 @@ from lab.oauth.errors import InvalidClient, InvalidRequest, UnauthorizedClient
 
 INVALID_CLIENT = "Invalid client or Invalid client credentials"
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+_UNSAFE_IN_URI = re.compile(r"[\x00-\x20\x7f\\]")
 
 
 def _challenge(realm: Realm) -> dict[str, str]:
@@ -67,11 +69,23 @@ def redirect_uri_allowed(client: Client, redirect_uri: str) -> bool:
     Loopback redirects (RFC 8252 §7.3) match whatever port the native app picked: the port
     is dropped before comparing, so ``http://127.0.0.1/*`` admits ``http://127.0.0.1:53127/cb``.
     """
-    parts = urlsplit(redirect_uri)
+    if _UNSAFE_IN_URI.search(redirect_uri):
+        # Controls, spaces and backslashes: a browser reads "\\" as "/" (WHATWG URL), so what
+        # it would visit is not what was matched here. RFC 3986 §2 allows none of them.
+        return False
+    try:
+        parts = urlsplit(redirect_uri)
+        port = parts.port  # raises for a port that is not a number in 0-65535
+    except ValueError:
+        return False  # RFC 3986 §3.2: not a URI (a broken IPv6 literal, a bad port)
     if parts.fragment or parts.scheme not in ("http", "https") or not parts.netloc:
         return False  # RFC 6749 §3.1.2: absolute URI, no fragment
+    if "@" in parts.netloc:
+        # RFC 3986 §7.5 / RFC 8252 §8.x: userinfo in a redirect is a phishing device, never
+        # needed by a client; the host a reader sees first is not the one the browser visits.
+        return False
     candidates = [redirect_uri]
-    if parts.hostname in _LOOPBACK_HOSTS and parts.port is not None:
+    if parts.hostname in _LOOPBACK_HOSTS and port is not None:
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         candidates.append(urlunsplit((parts.scheme, host, parts.path, parts.query, "")))
     return any(
