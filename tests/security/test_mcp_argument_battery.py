@@ -16,7 +16,11 @@ Whatever the server answers must be: an HTTP status below 500; a JSON-RPC error 
 tool result with ``isError`` (a request that is well-formed may also succeed); no stack trace,
 internal path or token in any text. And the document API is never reached with a right the token
 does not carry: the token holds docs-getter only, so every ``create_doc`` / ``delete_doc`` call,
-whatever its arguments, is refused and leaves the document store as it was.
+whatever its arguments, is refused and leaves the document store as it was. A second token,
+carrying docs-poster and docs-deleter as well (the learner made a member of both, the MCP server
+allowed to exchange into them), takes the hostile ``create_doc`` / ``delete_doc`` arguments past
+the exchange to the document API: there they are refused cleanly or stored exactly as sent, and
+no hostile id deletes a document.
 
 Shown able to fail (each by hand, then restored), on the code this battery landed with:
 
@@ -39,6 +43,7 @@ from typing import Any
 import httpx
 import pytest
 
+from lab.config import LEARNER_PRINCIPAL, MCP_PRINCIPAL
 from lab.oauth.jose import SigningKey, now
 from lab.oauth.tokens import TYP_ACCESS_TOKEN
 from tests.security.test_token_battery import MCP_INIT, Kit, bearer, kit  # noqa: F401
@@ -468,3 +473,108 @@ def test_an_expired_token_with_valid_arguments_is_still_refused(kit: Kit) -> Non
     response = post(kit, body, token=expired)
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_token"
+
+
+# ------------------------------------------------------------------------------ with write rights
+
+WRITER_SCOPE = (
+    "api:role.docs-getter api:role.docs-poster api:role.docs-deleter mcp:role.mcp-accessor"
+)
+
+
+@pytest.fixture(scope="module")
+def writer(kit: Kit) -> str:  # noqa: F811
+    """An access token for the MCP server carrying docs-poster and docs-deleter too, after the
+    learner is made a member of both and the MCP server may exchange into them: so hostile
+    ``create_doc`` / ``delete_doc`` arguments get past the exchange to the document API."""
+    admin = kit.lab.admin
+    for role, action in (("docs-poster", "post"), ("docs-deleter", "delete")):
+        admin.role("api", role, (LEARNER_PRINCIPAL,))
+        admin.policy("api", role, [(role, action, "api:docs")])
+        admin.role("api", f"{role}-exchanger", (MCP_PRINCIPAL,))
+        admin.policy(
+            "api",
+            f"{role}-exchanger",
+            [(f"{role}-exchanger", "zts.token_target_exchange", f"api:mcp:role.{role}")],
+        )
+    changes: dict[str, Any] = {"scope": WRITER_SCOPE}
+    if "scp" in kit.mcp_access:
+        changes["scp"] = WRITER_SCOPE.split()
+    return kit.mcp_at(**changes)
+
+
+def call_as(kit: Kit, token: str, tool: str, arguments: Any) -> httpx.Response:  # noqa: F811
+    message = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments},
+    }
+    return post(kit, json.dumps(message).encode(), token=token)
+
+
+def test_the_writer_token_creates_and_deletes(kit: Kit, writer: str) -> None:  # noqa: F811
+    """The control for the two tests below: with the rights, the genuine calls succeed."""
+    created = call_as(kit, writer, "create_doc", {"name": "control", "content": "c"})
+    assert tool_outcome(created) == "ok", created.text[:500]
+    doc_id = max(document_ids(kit))
+    deleted = call_as(kit, writer, "delete_doc", {"id": doc_id})
+    assert tool_outcome(deleted) == "ok", deleted.text[:500]
+    assert doc_id not in document_ids(kit)
+
+
+@pytest.mark.parametrize("argument", ["name", "content"])
+def test_hostile_create_arguments_with_the_right_to_write(
+    kit: Kit,  # noqa: F811
+    writer: str,
+    argument: str,
+) -> None:
+    """Past the exchange, at the document API: refused cleanly, or stored exactly as sent."""
+    found: list[str] = []
+    for value in HOSTILE_ARGUMENTS:
+        arguments: dict[str, Any] = {"name": "battery", "content": "battery"}
+        if value is MISSING:
+            del arguments[argument]
+        else:
+            arguments[argument] = value
+        described = f"create_doc.{argument}={str(value)[:40]!r}"
+        before = document_ids(kit)
+        response = call_as(kit, writer, "create_doc", arguments)
+        problems = problems_with(response, described)
+        found += problems
+        if problems or response.status_code != 200:
+            continue
+        if tool_outcome(response) != "ok":
+            if document_ids(kit) != before:
+                found.append(f"{described}: refused, yet the store changed")
+            continue
+        if not isinstance(value, str):
+            found.append(f"{described}: a non-string was accepted")
+            continue
+        new = document_ids(kit) - before
+        stored = response.json()["result"]["structuredContent"]
+        if len(new) != 1 or json.dumps(stored).find(json.dumps(value)[1:-1][:1000]) < 0:
+            found.append(f"{described}: not stored as sent ({str(stored)[:200]})")
+    assert not found, "\n".join(found)
+
+
+def test_hostile_delete_ids_with_the_right_to_delete_touch_no_other_document(
+    kit: Kit,  # noqa: F811
+    writer: str,
+) -> None:
+    """With docs-deleter, a hostile id deletes nothing: only a real, exact id deletes a
+    document (``true``, ``"1"``, ``1.5``, traversal and out-of-range ids are all refused)."""
+    before = document_ids(kit)
+    found: list[str] = []
+    for value in HOSTILE_ARGUMENTS:
+        if isinstance(value, int) and not isinstance(value, bool) and value in before:
+            continue  # a genuine id
+        arguments = {} if value is MISSING else {"id": value}
+        described = f"delete_doc.id={str(value)[:40]!r}"
+        response = call_as(kit, writer, "delete_doc", arguments)
+        problems = problems_with(response, described)
+        found += problems
+        if not problems and response.status_code == 200 and tool_outcome(response) == "ok":
+            found.append(f"{described}: deleted something")
+    assert document_ids(kit) == before, "a hostile id deleted a document"
+    assert not found, "\n".join(found)
