@@ -166,16 +166,27 @@ class IdJagIssuer:
         audience = param("audience")
         if audience is None:
             raise InvalidRequest("Missing parameter: audience")  # -04 §4.3.1: REQUIRED
-        if not any(_same_url(audience, allowed) for allowed in self.allowed_audiences(client)):
+        configured = next(
+            (allowed for allowed in self.allowed_audiences(client) if _same_url(audience, allowed)),
+            None,
+        )
+        if configured is None:
             raise InvalidTarget(
                 f"Audience {audience} is not allowed for client {client.client_id} "
                 f"({ATTR_AUDIENCES})"
             )
+        # The token names the audience and resource as configured, not as the request spelled
+        # them ("…/zts/v1/" matches "…/zts/v1"): its verifier compares aud exactly (RFC 7519
+        # §4.1.3), and one resource must not reach it under two names.
+        audience = configured
         resource = param("resource")
-        if resource is not None and not any(
-            _same_url(resource, known) for known in self.resources_for(client, audience)
-        ):
-            raise InvalidTarget(f"Resource {resource} is not a resource of audience {audience}")
+        if resource is not None:
+            known = next(
+                (k for k in self.resources_for(client, audience) if _same_url(resource, k)), None
+            )
+            if known is None:
+                raise InvalidTarget(f"Resource {resource} is not a resource of audience {audience}")
+            resource = known
         scope = param("scope")
         allowed_scopes = _split(self.attribute(client, ATTR_SCOPES))
         if scope is not None and allowed_scopes:

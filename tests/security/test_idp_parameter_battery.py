@@ -10,8 +10,9 @@ What the IdP answers must be:
   carrying an RFC 6749 §4.1.2.1 ``error`` and the request's ``state``;
 * at the login form: the form again (200), the error page (400), or a code sent to the redirect
   URI the authorization request verified - and a code only for the real user and password;
-* at the token endpoint: a JSON OAuth error (RFC 6749 §5.2) with a 4xx status, or tokens whose
-  ``azp`` is the authenticated client and whose scope is no wider than the request asked;
+* at the token endpoint (and its RFC 8693 ID-JAG exchange): a JSON OAuth error (RFC 6749
+  §5.2) with a 4xx status, or tokens whose ``azp`` is the authenticated client and whose scope
+  is no wider than the request asked;
 * never a 5xx, a stack trace or a redirect anywhere else.
 
 The realm is the shipped one plus ``exact.client`` (one exact redirect URI, so path suffixes,
@@ -30,7 +31,10 @@ Shown able to fail (each by hand, then restored):
 * with the authorization_code grant's ``redirect_uri`` comparison disabled,
   ``test_token_code_grant_one_hostile_parameter[redirect_uri]`` failed ("the hostile value was
   accepted" for every value);
-* with the grant's ``pkce.verify`` call disabled, ``[code_verifier]`` failed.
+* with the grant's ``pkce.verify`` call disabled, ``[code_verifier]`` failed;
+* before the fix in ``lab/idp/id_jag.py``, ``test_token_id_jag_exchange_one_hostile_parameter``
+  failed for ``audience`` and ``resource``: ``…/zts/v1/`` and ``…/mcp//`` were accepted (right)
+  but the ID-JAG carried them as spelled, not as configured.
 """
 
 from __future__ import annotations
@@ -51,6 +55,12 @@ import pytest
 from lab.config import PORTS, Settings
 from lab.idp.app import DEFAULT_REALM_FILE, create_app
 from lab.oauth.jose import unverified_claims
+from lab.oauth.tokens import (
+    GRANT_TOKEN_EXCHANGE,
+    TOKEN_TYPE_ACCESS_TOKEN,
+    TOKEN_TYPE_ID_JAG,
+    TOKEN_TYPE_ID_TOKEN,
+)
 from lab.serving import bind_socket, serve_in_thread
 from tests.idp.helpers import (
     CLIENT_ID,
@@ -697,3 +707,110 @@ def test_the_battery_hosts_are_what_the_redirect_check_reads() -> None:
                 and "\r" not in uri
                 and "%" not in parts.netloc
             ), uri
+
+
+# ------------------------------------------------------------------------------ ID-JAG (RFC 8693)
+
+JAG_SCOPE = "api:role.docs-getter mcp:role.mcp-accessor"
+
+
+def id_token(idp: Idp) -> str:
+    response = token(idp, password_form())
+    assert response.status_code == 200, response.text
+    return str(response.json()["id_token"])
+
+
+def jag_form(idp: Idp, subject_token: str) -> dict[str, str | None]:
+    endpoints = idp.settings.endpoints
+    return {
+        "grant_type": GRANT_TOKEN_EXCHANGE,
+        "requested_token_type": TOKEN_TYPE_ID_JAG,
+        "subject_token": subject_token,
+        "subject_token_type": TOKEN_TYPE_ID_TOKEN,
+        "audience": endpoints.zts,
+        "resource": endpoints.mcp,
+        "scope": JAG_SCOPE,
+    }
+
+
+def jag_values(idp: Idp) -> dict[str, list[str | None]]:
+    zts, mcp = idp.settings.endpoints.zts, idp.settings.endpoints.mcp
+    url_variants = [
+        "{}/",
+        "{}//",
+        "{}/x",
+        "{}?x=1",
+        "{}#x",
+        "{}%2f",
+        "{} ",
+        " {}",
+    ]
+    return {
+        "requested_token_type": [*HOSTILE_TEXT, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG.upper()],
+        "subject_token": [*HOSTILE_TEXT, "x.y.z", "eyJhbGciOiJub25lIn0.e30."],
+        "subject_token_type": [*HOSTILE_TEXT, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG],
+        "audience": [
+            *HOSTILE_TEXT,
+            mcp,
+            zts.upper(),
+            zts.replace("127.0.0.1", "localhost"),
+            *[v.format(zts) for v in url_variants],
+        ],
+        "resource": [
+            *HOSTILE_TEXT,
+            zts,
+            "https://evil.example/mcp",
+            mcp.upper(),
+            *[v.format(mcp) for v in url_variants],
+        ],
+        "scope": [*HOSTILE_TEXT, "api:role.docs-getter\x00", "a" * 5_000],
+        "actor_token": [*HOSTILE_TEXT],
+    }
+
+
+@pytest.mark.parametrize(
+    "parameter",
+    [
+        "requested_token_type",
+        "subject_token",
+        "subject_token_type",
+        "audience",
+        "resource",
+        "scope",
+        "actor_token",
+    ],
+)
+def test_token_id_jag_exchange_one_hostile_parameter(idp: Idp, parameter: str) -> None:
+    """An ID-JAG only for the audience and resource configured for the client, exactly as
+    configured (not as the request spelled them), for the signed-in user and this client."""
+    endpoints = idp.settings.endpoints
+    subject = id_token(idp)
+    genuine = token(idp, jag_form(idp, subject))
+    assert genuine.status_code == 200, genuine.text
+    base = unverified_claims(genuine.json()["access_token"])
+    found: list[str] = []
+    for value in jag_values(idp)[parameter]:
+        form = {**jag_form(idp, subject), parameter: value}
+        response = token(idp, form)
+        described = f"{parameter}={str(value)[:60]!r}"
+        if response.status_code >= 500 or LEAKS.search(response.text):
+            found.append(f"{described}: HTTP {response.status_code} {response.text[:200]}")
+            continue
+        body = _json(response)
+        if response.status_code != 200:
+            if body.get("error") not in {*TOKEN_ERRORS, "invalid_target"}:
+                found.append(f"{described}: HTTP {response.status_code} {response.text[:200]}")
+            continue
+        claims = unverified_claims(body["access_token"])
+        if claims.get("aud") != endpoints.zts:
+            found.append(f"{described}: aud {claims.get('aud')!r}")
+        if claims.get("resource", endpoints.mcp) != endpoints.mcp:
+            found.append(f"{described}: resource {claims.get('resource')!r}")
+        if (claims.get("sub"), claims.get("client_id")) != (base["sub"], base["client_id"]):
+            found.append(
+                f"{described}: sub/client_id {claims.get('sub')}/{claims.get('client_id')}"
+            )
+        asked = set(str(form.get("scope") or "").split())
+        if not set(str(claims.get("scope", "")).split()) <= asked:
+            found.append(f"{described}: scope {claims.get('scope')!r} beyond {sorted(asked)}")
+    assert not found, "\n".join(found)
