@@ -57,7 +57,13 @@ from lab.oauth.resource_server import (
     verify_access_token,
     verify_admin_request,
 )
-from lab.oauth.starlette import exception_handlers, harden, json_response, read_json
+from lab.oauth.starlette import (
+    exception_handlers,
+    harden,
+    http_error_code,
+    json_response,
+    read_json,
+)
 from lab.policy.signed import verify_signed_policy_data
 
 log = logging.getLogger("lab.mcpserver")
@@ -211,7 +217,7 @@ class AccessGate:
             # without that stream answer 405.
             await self._no_stream()(scope, receive, send)
             return
-        await self.app(scope, receive, self._challenge_on_refusal(send))
+        await self.app(scope, receive, self._challenge_on_refusal(refusals_as_json(send)))
 
     @staticmethod
     def _no_stream() -> Response:
@@ -545,6 +551,54 @@ def _metadata_url(resource_url: str) -> str:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def refusals_as_json(send: Send) -> Send:
+    """The SDK transport's own 4xx answers (``Request body too large``, ``Invalid Host header``,
+    ...) are plain text; every refusal from this server is a JSON error object instead, with
+    the transport's words as its description and the status unchanged."""
+    held: dict[str, Any] | None = None
+    text = bytearray()
+
+    async def translated(message: Any) -> None:
+        nonlocal held
+        if message.get("type") == "http.response.start":
+            status = int(message.get("status", 200))
+            if 400 <= status < 500 and not _is_json(message.get("headers", [])):
+                held = message
+                return
+            await send(message)
+            return
+        if held is None or message.get("type") != "http.response.body":
+            await send(message)
+            return
+        text.extend(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        status = int(held["status"])
+        body = json.dumps(
+            {
+                "error": http_error_code(status),
+                "error_description": text.decode("utf-8", "replace")[:300],
+            }
+        ).encode()
+        headers = [
+            (name, value)
+            for name, value in held.get("headers", [])
+            if name.lower() not in (b"content-type", b"content-length")
+        ]
+        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({**held, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return translated
+
+
+def _is_json(headers: Any) -> bool:
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            return bool(value.split(b";", 1)[0].strip().lower() == b"application/json")
+    return False
 
 
 def _json_content_type(scope: Scope) -> bool:

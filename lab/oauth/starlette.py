@@ -36,7 +36,7 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code in (204, 304):
         return Response(status_code=exc.status_code, headers=exc.headers)
-    body = {"error": _http_error_code(exc.status_code), "error_description": str(exc.detail)}
+    body = {"error": http_error_code(exc.status_code), "error_description": str(exc.detail)}
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
@@ -140,7 +140,8 @@ def exception_handlers() -> dict[Any, Any]:
     }
 
 
-def _http_error_code(status: int) -> str:
+def http_error_code(status: int) -> str:
+    """The ``error`` member of a JSON refusal with this HTTP status (not an OAuth endpoint's)."""
     return {
         400: "invalid_request",
         401: "unauthorized",
@@ -149,6 +150,7 @@ def _http_error_code(status: int) -> str:
         405: "method_not_allowed",
         413: "payload_too_large",
         415: "unsupported_media_type",
+        421: "misdirected_request",
     }.get(status, "error")
 
 

@@ -31,7 +31,9 @@ Shown able to fail (each by hand, then restored), on the code this battery lande
   ``test_no_argument_reaches_the_document_api_with_a_right_not_held`` failed - the docs-getter
   token's call reached the document API (which refused it with 403, too late);
 * without the MCP server's own ``Content-Type`` check, ``text/plain`` and ``multipart`` bodies got
-  the SDK's plain-text 400 and ``test_wrong_content_type_or_accept_is_refused_cleanly`` failed.
+  the SDK's plain-text 400 and ``test_wrong_content_type_or_accept_is_refused_cleanly`` failed;
+* without ``refusals_as_json``, the 5 MB body got the SDK's plain-text 413 and
+  ``test_json_rpc_garbage_is_refused_cleanly[5 MB, over the transport's limit]`` failed.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from typing import Any
 import httpx
 import pytest
 
+from lab.agent.mcp_client import ToolCall, call_tools
 from lab.config import LEARNER_PRINCIPAL, MCP_PRINCIPAL
 from lab.oauth.jose import SigningKey, now
 from lab.oauth.tokens import TYP_ACCESS_TOKEN
@@ -427,6 +430,12 @@ GARBAGE: list[tuple[str, bytes]] = [
         + b"}",
     ),
     ("deeply nested arrays", b"[" * 10_000 + b"]" * 10_000),
+    (
+        "5 MB, over the transport's limit",
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"x":"'
+        + b"y" * 5_000_000
+        + b'"}}',
+    ),
 ]
 
 
@@ -577,4 +586,36 @@ def test_hostile_delete_ids_with_the_right_to_delete_touch_no_other_document(
         if not problems and response.status_code == 200 and tool_outcome(response) == "ok":
             found.append(f"{described}: deleted something")
     assert document_ids(kit) == before, "a hostile id deleted a document"
+    assert not found, "\n".join(found)
+
+
+# ------------------------------------------------------------------------------ the official client
+
+
+def test_hostile_arguments_through_the_official_sdk_client(
+    kit: Kit,  # noqa: F811
+    tools: dict[str, dict[str, Any]],
+) -> None:
+    """The same wrong-typed arguments through the ``mcp`` SDK client (one session, every call
+    in turn, as the agent makes them): each is a tool error the session survives - not a
+    transport failure, not an HTTP refusal - and its text leaks nothing."""
+    before = document_ids(kit)
+    calls = []
+    for name, schema in tools.items():
+        for argument, spec in schema.get("properties", {}).items():
+            for value in HOSTILE_ARGUMENTS:
+                if value is MISSING or _fits(value, spec.get("type")):
+                    continue
+                if isinstance(value, int) and abs(value) > 2**64:
+                    continue  # the SDK client cannot serialise it; sent raw above
+                arguments = {**genuine_arguments(kit, schema), argument: value}
+                calls.append(ToolCall(name, arguments))
+    results = call_tools(kit.lab.endpoints.mcp, kit.mcp_at(), calls)
+    found = [
+        f"{r.name}({str(r.arguments)[:60]}): {r.http_status} {r.text[:200]}"
+        for r in results
+        if not r.is_error or r.http_status is not None or LEAKS.search(r.text)
+    ]
+    assert len(results) == len(calls) > 50
+    assert document_ids(kit) == before
     assert not found, "\n".join(found)
