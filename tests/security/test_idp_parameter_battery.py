@@ -814,3 +814,38 @@ def test_token_id_jag_exchange_one_hostile_parameter(idp: Idp, parameter: str) -
         if not set(str(claims.get("scope", "")).split()) <= asked:
             found.append(f"{described}: scope {claims.get('scope')!r} beyond {sorted(asked)}")
     assert not found, "\n".join(found)
+
+
+# ------------------------------------------------------------------------------ logout
+
+
+def test_logout_never_redirects_to_an_unregistered_uri(idp: Idp) -> None:
+    """RP-initiated logout's ``post_logout_redirect_uri`` passes the same check as the
+    authorization request's ``redirect_uri`` (the client's ``post.logout.redirect.uris`` is
+    ``+``: its redirect URIs), with and without an ``id_token_hint``."""
+    logout_url = f"{idp.issuer}/protocol/openid-connect/logout"
+    found: list[str] = []
+    for uri in REFUSED_FOR_AGENT:
+        for params in (
+            {"client_id": CLIENT_ID, "post_logout_redirect_uri": uri},
+            {"id_token_hint": id_token(idp), "post_logout_redirect_uri": uri, "state": "s"},
+        ):
+            response = httpx.get(logout_url, params=params)
+            described = f"{uri[:60]!r} {'hint' if 'id_token_hint' in params else 'client_id'}"
+            if response.status_code != 400 or "location" in response.headers:
+                found.append(f"{described}: HTTP {response.status_code} {response.text[:100]!r}")
+    for value in HOSTILE_TEXT:
+        if value is None:
+            continue
+        response = httpx.get(
+            logout_url,
+            params={"id_token_hint": value[:8_000], "post_logout_redirect_uri": REDIRECT_URI},
+        )
+        if response.status_code >= 500 or "location" in response.headers:
+            found.append(f"id_token_hint={value[:40]!r}: HTTP {response.status_code}")
+    control = httpx.get(
+        logout_url,
+        params={"id_token_hint": id_token(idp), "post_logout_redirect_uri": REDIRECT_URI},
+    )
+    assert control.status_code == 302 and control.headers["location"] == REDIRECT_URI
+    assert not found, "\n".join(found)
