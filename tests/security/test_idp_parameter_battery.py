@@ -42,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -72,6 +71,7 @@ from tests.idp.helpers import (
     browser_client,
     form_action,
 )
+from tests.security.battery import LEAKS, TOKEN_ERRORS, answer_problems
 
 EXACT_CLIENT = "exact.client"
 EXACT_SECRET = "exact-secret"
@@ -90,15 +90,6 @@ AUTHORIZE_ERRORS = {
     "temporarily_unavailable",
     "login_required",
 }
-TOKEN_ERRORS = {
-    "invalid_request",
-    "invalid_client",
-    "invalid_grant",
-    "unauthorized_client",
-    "unsupported_grant_type",
-    "invalid_scope",
-}
-LEAKS = re.compile(r"Traceback|File \"|site-packages|\.py\", line|/tmp/|/work/")
 
 HOSTILE_TEXT: list[str | None] = [
     None,  # left out
@@ -210,18 +201,9 @@ def authorize_problems(
 def token_problems(
     response: httpx.Response, client: str, widest_scope: set[str], described: str
 ) -> list[str]:
-    if response.status_code >= 500:
-        return [f"{described}: HTTP {response.status_code} {response.text[:200]}"]
-    if LEAKS.search(response.text):
-        return [f"{described}: leaks {response.text[:200]}"]
-    try:
-        body = response.json()
-    except ValueError:
-        return [f"{described}: HTTP {response.status_code}, not JSON {response.text[:200]}"]
-    if response.status_code != 200:
-        if not 400 <= response.status_code < 500 or body.get("error") not in TOKEN_ERRORS:
-            return [f"{described}: HTTP {response.status_code} {str(body)[:200]}"]
-        return [f"{described}: a refusal carrying a token"] if "access_token" in body else []
+    found, body = answer_problems(response, TOKEN_ERRORS, described)
+    if body is None:
+        return found
     claims = unverified_claims(body["access_token"])
     found = []
     if claims.get("azp") != client:

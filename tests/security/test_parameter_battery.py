@@ -32,19 +32,11 @@ from lab.oauth.tokens import (
 )
 from lab.pdp.zts.grants.base import MAX_LIFETIME_S
 from lab.pdp.zts.grants.token_exchange import ID_JAG_LIFETIME_S
+from tests.security.battery import TOKEN_ERRORS, answer_problems
 from tests.security.test_token_battery import Attempt, Kit, kit  # noqa: F401  (module fixture)
 
-OAUTH_ERRORS = {
-    "invalid_request",
-    "invalid_client",
-    "invalid_grant",
-    "unauthorized_client",
-    "unsupported_grant_type",
-    "invalid_scope",
-    "invalid_target",
-    "access_denied",
-    "not_found",
-}
+#: RFC 6749 §5.2, plus RFC 8707's invalid_target and the Athenz-shaped access_denied/not_found.
+OAUTH_ERRORS = TOKEN_ERRORS | {"invalid_target", "access_denied", "not_found"}
 
 HOSTILE_VALUES: list[str] = [
     "",
@@ -165,18 +157,9 @@ def baselines(kit: Kit) -> dict[str, tuple[set[str], Any, Any, int]]:  # noqa: F
 def problems_with(
     response: Any, baseline: tuple[set[str], Any, Any, int], described: str
 ) -> list[str]:
-    if response.status_code >= 500:
-        return [f"{described}: {response.status_code} {response.text[:200]}"]
-    try:
-        body = response.json()
-    except ValueError:
-        return [f"{described}: {response.status_code} answer is not JSON: {response.text[:200]}"]
-    if response.status_code != 200:
-        if not 400 <= response.status_code < 500 or body.get("error") not in OAUTH_ERRORS:
-            return [f"{described}: {response.status_code} {str(body)[:200]}"]
-        if "Traceback" in response.text or "access_token" in body:
-            return [f"{described}: refusal leaks {response.text[:200]}"]
-        return []
+    found, body = answer_problems(response, OAUTH_ERRORS, described)
+    if body is None:
+        return found
     roles, audience, subject, lifetime = token_bounds(unverified_claims(body["access_token"]))
     base_roles, base_audience, base_subject, base_lifetime = baseline
     found = []
