@@ -55,51 +55,13 @@ REFUSED_BURST = 50
 REFUSED_PER_S = 5.0
 
 
-def _canonical_record_encoder() -> Callable[[Any, int], list[str]] | None:
-    """``json.dumps``'s own C encoder with :func:`canonical_json`'s settings, built once.
-
-    ``canonical_json`` (``json.dumps`` with sorted keys) builds a ``JSONEncoder`` and a C
-    encoder for every call: over a million records that setup cost as much as the encoding
-    itself (``lab audit --verify`` hashes each record it reads). This is the encoder
-    ``json.dumps`` builds for those settings (``JSONEncoder.iterencode``, one-shot path), with
-    one difference: no circular-reference markers (a markers dict in an encoder built once
-    would be shared by every thread that hashes), never needed for a record parsed from JSON
-    or built from an :class:`AuditEvent`. The
-    bytes are the same (tests/pdp/test_audit_hash.py compares them); ``None`` where the C
-    accelerator is missing, and :func:`canonical_json` is used."""
-    make_encoder = getattr(json.encoder, "c_make_encoder", None)  # not in the type stubs
-    if make_encoder is None:  # pragma: no cover - CPython ships it
-        return None
-    return make_encoder(  # type: ignore[no-any-return]
-        None,  # markers: no circular check (see above)
-        json.JSONEncoder().default,  # raises TypeError for what JSON cannot hold, as dumps
-        json.encoder.encode_basestring,  # ensure_ascii=False
-        None,  # indent
-        ":",  # key separator
-        ",",  # item separator
-        True,  # sort_keys
-        False,  # skipkeys
-        True,  # allow_nan, json.dumps's default
-    )
-
-
-_RECORD_ENCODER = _canonical_record_encoder()
-
-
-def record_canonical_json(body: Mapping[str, Any]) -> bytes:
-    """``canonical_json(body)``, byte for byte, at about half its cost per record."""
-    if _RECORD_ENCODER is None:  # pragma: no cover
-        return canonical_json(body)
-    return "".join(_RECORD_ENCODER(body, 0)).encode()
-
-
 def record_hash(record: Mapping[str, Any]) -> str:
     """SHA-256 of the previous record's hash followed by the canonical JSON of this record
     without its ``hash`` field."""
     body = dict(record)  # a C-level copy: cheaper than filtering item by item
     body.pop("hash", None)
     return hashlib.sha256(
-        str(record.get("prev_hash", "")).encode() + record_canonical_json(body)
+        str(record.get("prev_hash", "")).encode() + canonical_json(body)
     ).hexdigest()
 
 

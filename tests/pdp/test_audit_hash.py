@@ -1,9 +1,9 @@
-"""The audit record hash's fast encoder gives ``canonical_json``'s bytes exactly.
+"""``canonical_json``'s encoder, built once, gives the bytes of its definition exactly.
 
-``lab audit --verify`` hashes every record it reads with ``record_canonical_json`` (the C
-encoder built once) instead of ``canonical_json`` (``json.dumps`` per call): if the two ever
-differed by one byte, every honest record would fail the check (or a verdict could change),
-so they are compared over real records and over values a record could be edited to hold."""
+``lab audit --verify`` hashes every record it reads with ``canonical_json`` (the C encoder
+built once, lab.policy.signed) instead of ``json.dumps`` per call: if the two ever differed by
+one byte, every honest record would fail the check (or a verdict could change), so they are
+compared over real records and over values a record could be edited to hold."""
 
 from __future__ import annotations
 
@@ -18,18 +18,22 @@ from lab.pdp.audit import (
     AuditEvent,
     AuditLog,
     ChainVerifier,
-    record_canonical_json,
     record_hash,
 )
 from lab.pdp.store import Store
 from lab.policy.signed import canonical_json
 
 
+def by_definition(data: Any) -> bytes:
+    """``canonical_json``'s definition, written out with ``json.dumps`` itself."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def _hash_by_definition(record: dict[str, Any]) -> str:
     """The definition (module docstring of lab.pdp.audit), written out independently."""
     body = {k: v for k, v in record.items() if k != "hash"}
     return hashlib.sha256(
-        str(record.get("prev_hash", "")).encode() + canonical_json(body)
+        str(record.get("prev_hash", "")).encode() + by_definition(body)
     ).hexdigest()
 
 
@@ -59,7 +63,7 @@ def test_fast_encoder_matches_canonical_json_on_stored_records(tmp_path: Any) ->
     assert len(records) == 20
     for record in records:
         body = {k: v for k, v in record.items() if k != "hash"}
-        assert record_canonical_json(body) == canonical_json(body)
+        assert canonical_json(body) == by_definition(body)
         assert record_hash(record) == _hash_by_definition(record) == record["hash"]
 
 
@@ -86,20 +90,20 @@ def test_fast_encoder_matches_canonical_json_on_stored_records(tmp_path: Any) ->
 )
 def test_fast_encoder_matches_canonical_json_on_edited_values(value: Any) -> None:
     body = {"seq": 1, "decision": value, "reason": "r", "prev_hash": ""}
-    assert record_canonical_json(body) == canonical_json(body)
+    assert canonical_json(body) == by_definition(body)
 
 
 def test_fast_encoder_matches_canonical_json_on_nan() -> None:
     body = {"decision": math.nan}
-    assert record_canonical_json(body) == canonical_json(body) == b'{"decision":NaN}'
+    assert canonical_json(body) == by_definition(body) == b'{"decision":NaN}'
 
 
 def test_fast_encoder_refuses_what_canonical_json_refuses() -> None:
     for bad in ({"decision": object()}, {"decision": {1, 2}}):
         with pytest.raises(TypeError):
-            canonical_json(bad)
+            by_definition(bad)
         with pytest.raises(TypeError):
-            record_canonical_json(bad)
+            canonical_json(bad)
 
 
 def test_an_edit_to_any_field_of_a_stored_record_is_found(tmp_path: Any) -> None:
