@@ -112,6 +112,10 @@ class _PendingAppend:
         return self.record
 
 
+#: ``(seq, hash)`` of the newest audit record, read by SQLite's JSON functions (no record is
+#: parsed in Python): the committer chains to it, the seal check compares it with the head.
+_LAST_HASH = "SELECT seq, json_extract(record, '$.hash') FROM audit ORDER BY seq DESC LIMIT 1"
+
 #: What :meth:`Store.submit_audit` hands back: ``done``, ``result()``.
 PendingAppend = _PendingAppend
 
@@ -570,10 +574,7 @@ class Store:
 
     def _commit_audit_batch(self, batch: list[_PendingAppend]) -> None:
         with self.write(changes_policy=False) as conn:
-            # The chain's head hash, read by SQLite's JSON functions (no record parsed here).
-            row = conn.execute(
-                "SELECT seq, json_extract(record, '$.hash') FROM audit ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
+            row = conn.execute(_LAST_HASH).fetchone()
             seq = 0 if row is None else int(row[0])
             prev_hash = "" if row is None else str(row[1])
             prune = False
@@ -635,13 +636,7 @@ class Store:
 
     def audit_last_hash(self) -> tuple[int, str] | None:
         """``(seq, hash)`` of the newest record, read by SQLite's JSON functions."""
-        row = (
-            self._conn()
-            .execute(
-                "SELECT seq, json_extract(record, '$.hash') FROM audit ORDER BY seq DESC LIMIT 1"
-            )
-            .fetchone()
-        )
+        row = self._conn().execute(_LAST_HASH).fetchone()
         return None if row is None else (int(row[0]), str(row[1]))
 
     def audit_checkpointed_hashes(self) -> dict[int, str]:
