@@ -206,7 +206,7 @@ class AccessGate:
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
-        if scope.get("method") == "POST" and not _json_content_type(scope):
+        if scope.get("method") == "POST" and not _is_json(scope.get("headers", [])):
             # The SDK's transport would answer a plain-text 400; every refusal here is JSON.
             await self._not_json()(scope, receive, send)
             return
@@ -595,18 +595,11 @@ def refusals_as_json(send: Send) -> Send:
 
 
 def _is_json(headers: Any) -> bool:
+    """Whether ASGI ``headers`` (a request's or a response's) say the body is JSON
+    (``application/json``, any parameters)."""
     for name, value in headers:
         if name.lower() == b"content-type":
             return bool(value.split(b";", 1)[0].strip().lower() == b"application/json")
-    return False
-
-
-def _json_content_type(scope: Scope) -> bool:
-    """Whether the request says its body is JSON (``application/json``, any parameters)."""
-    for name, value in scope.get("headers", []):
-        if name.lower() == b"content-type":
-            media_type = value.split(b";", 1)[0].strip().lower()
-            return media_type == b"application/json"
     return False
 
 
