@@ -24,10 +24,14 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.transport_security import (
+    DEFAULT_MAX_REQUEST_BODY_SIZE,
+    TransportSecuritySettings,
+)
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, Field, ValidationError
 from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -37,10 +41,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lab.config import ADMIN_PRINCIPAL, API_DOMAIN, MCP_DOMAIN, MCP_PRINCIPAL, Settings
-from lab.mcpserver import hops
+from lab.mcpserver import envelope, hops
 from lab.mcpserver.correlation import CorrelationContext, current_correlation_id
 from lab.mcpserver.exchange import Exchanger, ExchangeRefused
 from lab.mcpserver.extension import SERVER_EXTENSIONS, declare_in_legacy_initialize
+from lab.mcpserver.readable import describe
 from lab.oauth import http as lab_http
 from lab.oauth.errors import (
     InsufficientScope,
@@ -86,6 +91,8 @@ SCOPES_SUPPORTED = (ROLE_ACCESS, ROLE_GET, ROLE_POST, ROLE_DELETE)
 #: client needs to get in and read - a client steps up with exactly this.
 CHALLENGE_SCOPE = f"{ROLE_ACCESS} {ROLE_GET}"
 READ_ONLY = ToolAnnotations(read_only_hint=True)
+#: The SDK transport's own body limit: a larger body is handed on unread, for its 413.
+MAX_BODY_BYTES = DEFAULT_MAX_REQUEST_BODY_SIZE
 #: SEP-2549 freshness hints (2026-07-28). The tool list and the server's discover result are the
 #: same for every caller (each tool checks the caller's roles through its exchange), so a client
 #: may keep them for a minute and share them across principals: a tool call is then one round
@@ -102,6 +109,29 @@ ToolAnswer = Annotated[CallToolResult, dict[str, Any]]
 #: A document id: a JSON integer, strictly (pydantic's lax mode would read ``true`` and ``"1"``
 #: as 1); its range is checked by ``_positive``, whose refusal says what an id must be.
 DocId = Annotated[int, Field(strict=True)]
+
+
+class LabMCPServer(MCPServer[Any]):
+    """The SDK's server, whose tools refuse bad arguments in words: which argument, what was
+    expected, what came (:mod:`lab.mcpserver.readable`) - not pydantic's text, which names
+    internal model classes and links to pydantic's docs. Every tool, present and future, goes
+    through here; the refusal stays a tool result with ``isError`` (MCP: tool errors are
+    reported in the result, so a model can read and correct them)."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
+                raise
+            schemas = {tool.name: tool.input_schema for tool in await self.list_tools()}
+            properties = (schemas.get(name) or {}).get("properties", {})
+            problems = describe(cause.errors(include_url=False), properties=properties)
+            refusal = f"Error executing tool {name}: invalid arguments: {problems}"
+            raise ToolError(refusal) from cause
 
 
 class ServerSettings:
@@ -217,7 +247,18 @@ class AccessGate:
             # without that stream answer 405.
             await self._no_stream()(scope, receive, send)
             return
-        await self.app(scope, receive, self._challenge_on_refusal(refusals_as_json(send)))
+        send = self._challenge_on_refusal(refusals_as_json(send))
+        if scope.get("method") == "POST":
+            body, receive = await buffered_body(scope, receive, MAX_BODY_BYTES)
+            if body is not None:
+                try:
+                    message = envelope.check(body)
+                except envelope.Refusal as refusal:
+                    await refusal.response()(scope, receive, send)
+                    return
+                if "method" in message:
+                    send = envelope.precise_params_errors(send, message)
+        await self.app(scope, receive, send)
 
     @staticmethod
     def _no_stream() -> Response:
@@ -331,7 +372,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     docapi = DocApiClient(endpoints.docapi_protected, http)
 
-    mcp = MCPServer(
+    mcp = LabMCPServer(
         "idjag-lab-docs",
         instructions="The ID-JAG lab's documents, reached with a down-scoped token.",
         token_verifier=PdpTokenVerifier(jwks, endpoints.zts, resource_url),
@@ -594,6 +635,40 @@ def refusals_as_json(send: Send) -> Send:
     return translated
 
 
+async def buffered_body(scope: Scope, receive: Receive, limit: int) -> tuple[bytes | None, Receive]:
+    """The whole request body (None when it is over ``limit`` or the client left) and a
+    ``receive`` that hands the same body on to the app behind, then the client's own events."""
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length" and value.strip().isdigit() and int(value) > limit:
+            return None, receive
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        event = await receive()
+        if event["type"] != "http.request":
+            return None, _replaying([event], receive)
+        chunk = event.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not event.get("more_body", False):
+            body = b"".join(chunks)
+            return body, _replaying([{"type": "http.request", "body": body}], receive)
+        if size > limit:
+            held = {"type": "http.request", "body": b"".join(chunks), "more_body": True}
+            return None, _replaying([held], receive)
+
+
+def _replaying(events: list[Any], receive: Receive) -> Receive:
+    pending = list(events)
+
+    async def replay() -> Any:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
 def _is_json(headers: Any) -> bool:
     """Whether ASGI ``headers`` (a request's or a response's) say the body is JSON
     (``application/json``, any parameters)."""
@@ -605,7 +680,9 @@ def _is_json(headers: Any) -> bool:
 
 def _positive(doc_id: int) -> int:
     if isinstance(doc_id, bool) or not 0 < doc_id <= 2**53:
-        raise ToolError(f"document id must be a positive integer (got {doc_id})")
+        digits = str(doc_id)
+        shown = digits if len(digits) <= 20 else f"an integer of {len(digits)} digits"
+        raise ToolError(f"'id' must be a positive integer up to 2^53 (got {shown})")
     return doc_id
 
 

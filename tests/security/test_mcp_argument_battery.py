@@ -33,7 +33,11 @@ Shown able to fail (each by hand, then restored), on the code this battery lande
 * without the MCP server's own ``Content-Type`` check, ``text/plain`` and ``multipart`` bodies got
   the SDK's plain-text 400 and ``test_wrong_content_type_or_accept_is_refused_cleanly`` failed;
 * without ``refusals_as_json``, the 5 MB body got the SDK's plain-text 413 and
-  ``test_json_rpc_garbage_is_refused_cleanly[5 MB, over the transport's limit]`` failed.
+  ``test_json_rpc_garbage_is_refused_cleanly[5 MB, over the transport's limit]`` failed;
+* without ``lab/mcpserver/envelope.py`` and ``LabMCPServer`` (on ``51950ef``), every malformed
+  id got an empty 202, and tool and envelope refusals quoted pydantic: the id, envelope,
+  argument-words and params-words tests failed, and so did every battery test whose answers
+  ``LIBRARY_TEXT`` now screens.
 """
 
 from __future__ import annotations
@@ -106,6 +110,11 @@ LEAKS = re.compile(
     r"Traceback|File \"|site-packages|/lab/[a-z_]+/[a-z_]+\.py|\.py\", line|"
     r"/tmp/|/home/|/work/|sqlite3\.|Exception:|Error\(",
 )
+#: A validation library's own words: its error codes, model class names, links to its docs.
+LIBRARY_TEXT = re.compile(
+    r"[Pp]ydantic|validation errors? for|\[type=|input_value=|input_type=|"
+    r"For further information|JSONRPC(Request|Notification|Response|Error)|[a-z_]Arguments\b",
+)
 
 
 # ------------------------------------------------------------------------------ sending
@@ -141,6 +150,9 @@ def problems_with(response: httpx.Response, described: str) -> list[str]:
         return [f"{described}: answer leaks internals: {response.text[:300]}"]
     if "eyJ" in response.text and "exchanged_token" not in response.text:
         return [f"{described}: answer carries a token: {response.text[:200]}"]
+    for text in refusal_texts(response):
+        if LIBRARY_TEXT.search(text):
+            return [f"{described}: refusal quotes library internals: {text[:300]}"]
     if response.status_code == 202 and not response.content:
         return []  # a notification (no id): accepted, nothing to answer (JSON-RPC 2.0 §4.1)
     try:
@@ -164,6 +176,28 @@ def problems_with(response: httpx.Response, described: str) -> list[str]:
         elif "result" not in message:
             found.append(f"{described}: neither result nor error: {str(message)[:200]}")
     return found
+
+
+def refusal_texts(response: httpx.Response) -> list[str]:
+    """What a refusal says to the client: a JSON-RPC error's message and data, a tool error's
+    text blocks, an HTTP error's description."""
+    try:
+        body = response.json()
+    except ValueError:
+        return [response.text] if response.status_code >= 400 else []
+    texts: list[str] = []
+    for message in body if isinstance(body, list) else [body]:
+        if not isinstance(message, dict):
+            continue
+        error = message.get("error")
+        if isinstance(error, dict):
+            texts += [str(error.get("message", "")), str(error.get("data", ""))]
+        elif error is not None:
+            texts += [str(error), str(message.get("error_description", ""))]
+        result = message.get("result")
+        if isinstance(result, dict) and result.get("isError"):
+            texts += [str(block.get("text", "")) for block in result.get("content", [])]
+    return texts
 
 
 def tool_outcome(response: httpx.Response) -> str:
@@ -446,6 +480,227 @@ def test_json_rpc_garbage_is_refused_cleanly(kit: Kit, name: str, body: bytes) -
     found = problems_with(response, name)
     assert not found, "\n".join(found)
     assert document_ids(kit) == before
+
+
+MALFORMED_IDS: list[tuple[str, bytes]] = [
+    ("an object", b'{"a":1}'),
+    ("an array", b"[1]"),
+    ("a float", b"1.5"),
+    ("a whole float", b"1.0"),
+    ("true", b"true"),
+    ("false", b"false"),
+    ("null", b"null"),
+    ("beyond 2^53", b"9007199254740993"),
+    ("400 digits", b"9" * 400),
+    ("a 100 KB string", b'"' + b"x" * 100_000 + b'"'),
+]
+
+
+@pytest.mark.parametrize("method", ["tools/list", "tools/call", "ping", "initialize"])
+@pytest.mark.parametrize(("kind", "id_"), MALFORMED_IDS, ids=[kind for kind, _ in MALFORMED_IDS])
+def test_a_request_with_a_malformed_id_is_an_invalid_request(
+    kit: Kit,  # noqa: F811
+    method: str,
+    kind: str,
+    id_: bytes,
+) -> None:
+    """JSON-RPC 2.0 §5.1: a message whose id is not a string or an integer (MCP: never null)
+    is owed an Invalid Request error with id null - not the empty 202 of a notification, which
+    the SDK transport gave (it read the message as a notification and dropped it)."""
+    params = {"tools/call": b'{"name":"list_docs","arguments":{}}'}.get(method, b"{}")
+    body = b'{"jsonrpc":"2.0","id":' + id_ + b',"method":"' + method.encode()
+    response = post(kit, body + b'","params":' + params + b"}")
+    assert response.status_code == 400, (kind, response.status_code, response.text[:200])
+    answer = response.json()
+    assert answer["jsonrpc"] == "2.0" and answer["id"] is None, answer
+    assert answer["error"]["code"] == -32600, answer
+    assert "'id' must be a string" in answer["error"]["message"], answer
+    assert len(response.content) < 1000  # the id is not echoed
+
+
+@pytest.mark.parametrize(
+    ("id_", "echoed"),
+    [(b"7", 7), (b'"req-7"', "req-7"), (b"-3", -3), (b"9007199254740991", 2**53 - 1)],
+)
+def test_a_well_formed_id_is_answered_with_the_same_id(
+    kit: Kit,  # noqa: F811
+    id_: bytes,
+    echoed: Any,
+) -> None:
+    response = post(kit, b'{"jsonrpc":"2.0","id":' + id_ + b',"method":"ping"}')
+    assert response.status_code == 200, response.text
+    assert response.json() == {"jsonrpc": "2.0", "id": echoed, "result": {}}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"jsonrpc":"2.0","method":"notifications/initialized"}',
+        b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}',
+        b'{"jsonrpc":"2.0","id":1,"result":{}}',
+        b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"bad"}}',
+    ],
+    ids=["initialized", "cancelled", "a response", "an error response with id null"],
+)
+def test_notifications_and_responses_are_still_accepted_with_202(
+    kit: Kit,  # noqa: F811
+    body: bytes,
+) -> None:
+    """JSON-RPC 2.0 §4.1: a message without an id is a notification, never answered; MCP's
+    transport acknowledges it (and a client's response) with an empty 202."""
+    response = post(kit, body)
+    assert (response.status_code, response.content) == (202, b""), response.text[:200]
+
+
+#: (request, the JSON-RPC error code, words its message must contain).
+ENVELOPE_ERRORS: list[tuple[str, bytes, int, str]] = [
+    ("not JSON", b"{not json", -32700, "Parse error: the body is not JSON"),
+    (
+        "not UTF-8",
+        b'{"jsonrpc":"2.0","id":1,"method":"\xff"}',
+        -32700,
+        "not UTF-8",
+    ),
+    ("NaN", b'{"jsonrpc":"2.0","id":NaN,"method":"ping"}', -32700, "NaN is not a JSON number"),
+    (
+        "a member twice",
+        b'{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/list"}',
+        -32700,
+        "member 'method' appears twice",
+    ),
+    ("10,000 levels", b"[" * 10_000 + b"]" * 10_000, -32700, "nests too deeply"),
+    ("a batch", b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]', -32600, "batches are not supported"),
+    ("a string", b'"ping"', -32600, "a JSON-RPC message is a JSON object, not a string"),
+    ("jsonrpc 1.0", b'{"jsonrpc":"1.0","id":1,"method":"ping"}', -32600, "'jsonrpc' must be"),
+    (
+        "method a number",
+        b'{"jsonrpc":"2.0","id":1,"method":7}',
+        -32600,
+        "'method' must be a string",
+    ),
+    ("no method", b'{"jsonrpc":"2.0","id":1}', -32600, "a request needs 'method'"),
+    (
+        "a malformed error response",
+        b'{"jsonrpc":"2.0","id":1,"error":{"code":1}}',
+        -32600,
+        "integer 'code' and a string 'message'",
+    ),
+    (
+        "params an array",
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["list_docs"]}',
+        -32602,
+        "'params' must be a JSON object",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "code", "words"), ENVELOPE_ERRORS, ids=[row[0] for row in ENVELOPE_ERRORS]
+)
+def test_a_malformed_envelope_gets_a_precise_json_rpc_error(
+    kit: Kit,  # noqa: F811
+    name: str,
+    body: bytes,
+    code: int,
+    words: str,
+) -> None:
+    """Each broken envelope gets JSON-RPC 2.0 §5.1's code and a sentence saying what is wrong -
+    not pydantic's validation dump (the SDK's -32602 "Validation error: 6 validation errors for
+    union[JSONRPCRequest, ...] ... errors.pydantic.dev")."""
+    response = post(kit, body)
+    assert response.status_code == 400, response.text[:200]
+    error = response.json()["error"]
+    assert error["code"] == code, error
+    assert words in error["message"], error
+    assert not problems_with(response, name)
+
+
+#: (tool, arguments, the refusal's exact words after "Error executing tool <tool>: ").
+ARGUMENT_REFUSALS: list[tuple[str, dict[str, Any], str]] = [
+    ("get_doc", {}, "invalid arguments: 'id' is required: an integer"),
+    ("get_doc", {"id": "x"}, "invalid arguments: 'id' must be an integer, not a string"),
+    ("get_doc", {"id": "1"}, "invalid arguments: 'id' must be an integer, not a string"),
+    (
+        "get_doc",
+        {"id": 1.5},
+        "invalid arguments: 'id' must be an integer, not a number with a fraction",
+    ),
+    ("get_doc", {"id": True}, "invalid arguments: 'id' must be an integer, not a boolean"),
+    ("get_doc", {"id": None}, "invalid arguments: 'id' must be an integer, not null"),
+    ("delete_doc", {"id": [1]}, "invalid arguments: 'id' must be an integer, not an array"),
+    ("get_doc", {"id": -1}, "'id' must be a positive integer up to 2^53 (got -1)"),
+    (
+        "get_doc",
+        {"id": 10**30},
+        "'id' must be a positive integer up to 2^53 (got an integer of 31 digits)",
+    ),
+    ("create_doc", {"content": "c"}, "invalid arguments: 'name' is required: a string"),
+    (
+        "create_doc",
+        {"name": 1, "content": {}},
+        "invalid arguments: 'name' must be a string, not an integer; "
+        "'content' must be a string, not an object",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "words"),
+    ARGUMENT_REFUSALS,
+    ids=[f"{tool}{arguments}"[:60] for tool, arguments, _ in ARGUMENT_REFUSALS],
+)
+def test_a_bad_argument_is_refused_in_words_naming_it_and_what_was_expected(
+    kit: Kit,  # noqa: F811
+    tool: str,
+    arguments: dict[str, Any],
+    words: str,
+) -> None:
+    """A tool error a learner (or a model) can act on: the argument, what it must be, the JSON
+    type that came - no pydantic model name (``get_docArguments``), error code or docs link."""
+    response = call_tool(kit, tool, arguments)
+    assert response.status_code == 200, response.text[:200]
+    result = response.json()["result"]
+    assert result["isError"] is True, result
+    assert result["content"][0]["text"] == f"Error executing tool {tool}: {words}"
+
+
+#: (params of tools/call or another method, words of the -32602 message).
+PARAMS_REFUSALS: list[tuple[str, dict[str, Any], str]] = [
+    ("tools/call", {}, "Invalid params for tools/call: 'name' is required: a string"),
+    (
+        "tools/call",
+        {"name": 1},
+        "Invalid params for tools/call: 'name' must be a string, not an integer",
+    ),
+    (
+        "tools/call",
+        {"name": "get_doc", "arguments": [1]},
+        "Invalid params for tools/call: 'arguments' must be a JSON object, not an array",
+    ),
+    (
+        "tools/list",
+        {"cursor": {}},
+        "Invalid params for tools/list: 'cursor' must be a string, not an object",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "words"),
+    PARAMS_REFUSALS,
+    ids=[f"{method}{params}"[:60] for method, params, _ in PARAMS_REFUSALS],
+)
+def test_bad_request_params_are_refused_in_words(
+    kit: Kit,  # noqa: F811
+    method: str,
+    params: dict[str, Any],
+    words: str,
+) -> None:
+    """The SDK's own params check says only "Invalid request parameters" (empty data); the
+    MCP server says which member and what it must be, with the same code -32602."""
+    response = rpc(kit, method, params)
+    error = response.json()["error"]
+    assert error == {"code": -32602, "message": words}, error
 
 
 def test_wrong_content_type_or_accept_is_refused_cleanly(kit: Kit) -> None:  # noqa: F811

@@ -1,0 +1,246 @@
+"""The JSON-RPC 2.0 envelope of every message POSTed to ``/mcp``, checked before the SDK sees it.
+
+The SDK's handshake-era transport reads a message whose ``id`` is malformed (an object, an
+array, a float, a boolean, ``null`` on a request) as a *notification* and answers an empty
+202, and answers other malformed envelopes with pydantic's text (internal class names, a link
+to pydantic's docs). JSON-RPC 2.0 §5 wants an error response instead: -32700 for a body that is
+not JSON, -32600 for a message that is not a valid Request object, with ``id`` null when the id
+could not be read (§5.1). MCP narrows the id to a string or an integer, never null (MCP
+2025-06-18, basic/"Requests"). A message without ``id`` is a notification (§4.1): still 202.
+
+What passes is handed on unchanged; the SDK parses it again (a few microseconds for the
+messages the lab sends, against a tool call's milliseconds).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from mcp_types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
+from mcp_types.methods import MONOLITH_REQUESTS
+from pydantic import BaseModel, ValidationError
+from starlette.responses import JSONResponse, Response
+from starlette.types import Message, Send
+
+from lab.mcpserver.readable import describe, json_type
+
+#: Longest string id answered (MCP sets no bound; SDK clients send small integers or UUIDs).
+#: An id is echoed in the answer, so a 100 KB id would be a 100 KB echo.
+MAX_ID_CHARS = 256
+#: Integer ids are exact in every JSON implementation up to here (RFC 7493 §2.2, I-JSON).
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_ID_RULE = (
+    f"a string of at most {MAX_ID_CHARS} characters or an integer between "
+    f"-{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}"
+)
+#: The SDK's words for a request whose params fail its models (``data`` empty).
+SDK_PARAMS_MESSAGE = "Invalid request parameters"
+
+
+class Refusal(Exception):
+    """A JSON-RPC error answered instead of handing the message on."""
+
+    def __init__(self, code: int, message: str, id_: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.id = id_  # echoed only when it is itself a valid id
+
+    def response(self) -> Response:
+        body = {
+            "jsonrpc": "2.0",
+            "id": self.id,
+            "error": {"code": self.code, "message": self.message},
+        }
+        return JSONResponse(body, status_code=400)
+
+
+def _no_constants(name: str) -> Any:
+    raise Refusal(PARSE_ERROR, f"Parse error: {name} is not a JSON number (RFC 8259 §6)")
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        names = [key for key, _ in pairs]
+        twice = next(key for index, key in enumerate(names) if key in names[:index])
+        # RFC 8259 §4: names SHOULD be unique; which of two values counts differs between
+        # parsers, so the lab refuses the ambiguity instead of picking one.
+        raise Refusal(PARSE_ERROR, f"Parse error: member '{twice[:100]}' appears twice")
+    return members
+
+
+def parse(body: bytes) -> Any:
+    """The decoded message; :class:`Refusal` -32700 with the reason when it is not JSON."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refusal(PARSE_ERROR, "Parse error: the body is not UTF-8") from None
+    try:
+        return json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_members)
+    except json.JSONDecodeError as exc:
+        raise Refusal(PARSE_ERROR, f"Parse error: the body is not JSON ({exc})") from None
+    except RecursionError:
+        raise Refusal(PARSE_ERROR, "Parse error: the JSON nests too deeply") from None
+    except ValueError:  # an integer literal of thousands of digits
+        raise Refusal(PARSE_ERROR, "Parse error: a number in the body is too long") from None
+
+
+def valid_id(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= MAX_ID_CHARS
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+    )
+
+
+def check(body: bytes) -> dict[str, Any]:
+    """The message if its envelope is valid JSON-RPC 2.0 as MCP uses it; else :class:`Refusal`."""
+    message = parse(body)
+    if isinstance(message, list):
+        raise Refusal(
+            INVALID_REQUEST,
+            "Invalid Request: batches are not supported (MCP 2025-06-18 removed JSON-RPC "
+            "batching): POST one message at a time",
+        )
+    if not isinstance(message, dict):
+        raise Refusal(
+            INVALID_REQUEST,
+            f"Invalid Request: a JSON-RPC message is a JSON object, not {json_type(message)}",
+        )
+    has_id = "id" in message
+    id_ = message.get("id")
+    echo = id_ if has_id and valid_id(id_) else None
+    is_request = "method" in message
+    is_response = not is_request and ("result" in message or "error" in message)
+    if has_id and not valid_id(id_) and not (is_response and id_ is None):
+        raise Refusal(
+            INVALID_REQUEST, f"Invalid Request: 'id' must be {_ID_RULE}, not {_id_kind(id_)}"
+        )
+    if message.get("jsonrpc") != "2.0":
+        raise Refusal(
+            INVALID_REQUEST, "Invalid Request: 'jsonrpc' must be the string \"2.0\"", echo
+        )
+    if is_request:
+        if not isinstance(message["method"], str):
+            raise Refusal(
+                INVALID_REQUEST,
+                f"Invalid Request: 'method' must be a string, not {json_type(message['method'])}",
+                echo,
+            )
+        if "params" in message and not isinstance(message["params"], dict):
+            raise Refusal(
+                INVALID_PARAMS,
+                "Invalid params: 'params' must be a JSON object (MCP passes parameters by "
+                f"name), not {json_type(message['params'])}",
+                echo,
+            )
+        return message
+    if not is_response:
+        raise Refusal(
+            INVALID_REQUEST,
+            "Invalid Request: a request needs 'method' (a response, 'result' or 'error')",
+            echo,
+        )
+    if not has_id or ("result" in message and "error" in message):
+        raise Refusal(
+            INVALID_REQUEST,
+            "Invalid Request: a response carries 'id' and exactly one of 'result' or 'error'",
+            echo,
+        )
+    error = message.get("error", {"code": 0, "message": ""})
+    if not (
+        isinstance(error, dict)
+        and type(error.get("code")) is int
+        and isinstance(error.get("message"), str)
+    ):
+        raise Refusal(
+            INVALID_REQUEST,
+            "Invalid Request: 'error' is an object with an integer 'code' and a string "
+            "'message' (JSON-RPC 2.0 §5.1)",
+            echo,
+        )
+    return message
+
+
+def _id_kind(value: Any) -> str:
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "an integer out of that range"
+    return json_type(value)
+
+
+def params_problem(message: Mapping[str, Any]) -> str | None:
+    """What is wrong with a request's ``params``, in words, by the method's own MCP model
+    (the SDK only says "Invalid request parameters"); None when the model finds nothing."""
+    method = message.get("method")
+    model = MONOLITH_REQUESTS.get(method) if isinstance(method, str) else None
+    if model is None:
+        return None
+    try:
+        model.model_validate({"method": method, "params": message.get("params")}, by_name=False)
+    except ValidationError as exc:
+        return describe(exc.errors(include_url=False), drop=1, properties=_params_properties(model))
+    return None
+
+
+def _params_properties(model: type[BaseModel]) -> Mapping[str, Any]:
+    """The JSON Schema properties of a request model's ``params`` (only on the error path)."""
+    schema = model.model_json_schema(by_alias=True)
+    params = schema.get("properties", {}).get("params", {})
+    for option in [params, *params.get("anyOf", [])]:
+        ref = option.get("$ref", "") if isinstance(option, dict) else ""
+        if ref.startswith("#/$defs/"):
+            found = schema.get("$defs", {}).get(ref.removeprefix("#/$defs/"), {})
+            return dict(found.get("properties", {}))
+    return dict(params.get("properties", {}))
+
+
+def precise_params_errors(send: Send, message: Mapping[str, Any]) -> Send:
+    """The SDK's -32602 "Invalid request parameters" (empty ``data``) for ``message``, answered
+    with what is wrong and what was expected; every other answer passes unchanged."""
+    held: Message | None = None
+
+    async def answered(event: Message) -> None:
+        nonlocal held
+        if event["type"] == "http.response.start":
+            held = event
+            return
+        if held is None or event["type"] != "http.response.body":
+            await send(event)
+            return
+        start, held = held, None
+        body = event.get("body", b"")
+        if event.get("more_body", False) or SDK_PARAMS_MESSAGE.encode() not in body:
+            await send(start)
+            await send(event)
+            return
+        body = _rewritten(body, message)
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", b"%d" % len(body)))
+        await send({**start, "headers": headers})
+        await send({**event, "body": body})
+
+    return answered
+
+
+def _rewritten(body: bytes, message: Mapping[str, Any]) -> bytes:
+    try:
+        answer = json.loads(body)
+        error = answer["error"]
+    except (ValueError, TypeError, KeyError):
+        return body
+    if not isinstance(error, dict) or error.get("message") != SDK_PARAMS_MESSAGE:
+        return body
+    problem = params_problem(message)
+    if problem is None:
+        return body
+    error["message"] = f"Invalid params for {str(message.get('method'))[:100]}: {problem}"
+    error.pop("data", None)
+    return json.dumps(answer).encode()
