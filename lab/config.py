@@ -169,20 +169,23 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         ports = {name: _port(env, var, default) for name, (var, default) in PORTS.items()}
-        backend = env.get("LAB_BACKEND", "embedded")
+        # An empty variable means "unset", as for the ports: `LAB_HOST= lab up` must not bind
+        # every interface (uvicorn reads "" as all of them), nor `LAB_HOME=` scatter the
+        # stores, keys and logs into whatever folder the learner happens to be in.
+        backend = env.get("LAB_BACKEND") or "embedded"
         if backend not in ("embedded", "kind"):
             raise SettingsError("LAB_BACKEND", backend, "'embedded' or 'kind'")
         idp = env.get("LAB_IDP") or "embedded"
         if idp not in IDP_KINDS:
             raise SettingsError("LAB_IDP", idp, "'embedded' or 'keycloak'")
         return cls(
-            home=Path(env.get("LAB_HOME", ".lab")),
-            host=env.get("LAB_HOST", "127.0.0.1"),
+            home=Path(env.get("LAB_HOME") or ".lab"),
+            host=env.get("LAB_HOST") or "127.0.0.1",
             ports=ports,
             backend=backend,
             policy_refresh_s=_float(env, "LAB_POLICY_REFRESH_S", 0.5),
             llm_url=env.get("LAB_LLM_URL") or None,
-            log_level=env.get("LAB_LOG_LEVEL", "info"),
+            log_level=env.get("LAB_LOG_LEVEL") or "info",
             idp=idp,
             cache_dir=default_cache_dir(env),
             realm=env.get("LAB_REALM") or REALM,
