@@ -7,7 +7,8 @@ each outcome for ``lab steps`` and takes a checkpoint after each passed step (fo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,7 +94,9 @@ class StepSession:
         from lab.steps.engine import run_step
 
         context = self.context()
-        return self._finish(step, run_step(step, context, solutions=solutions))
+        with interrupt_recorded(self.settings, step):
+            result = run_step(step, context, solutions=solutions)
+        return self._finish(step, result)
 
     def check(self, step: Step) -> StepResult:
         from lab.steps.engine import check_step
@@ -107,7 +110,9 @@ class StepSession:
         context = self.context()
         # A step with `solution: true` actions runs whole: its outcome is the step's outcome.
         whole = has_solution_actions(step)
-        return self._finish(step, apply_solution(step, context), record=whole)
+        with interrupt_recorded(self.settings, step):
+            result = apply_solution(step, context)
+        return self._finish(step, result, record=whole)
 
     def manual(self, step: Step) -> str:
         from lab.steps.manual import manual_commands
@@ -118,6 +123,37 @@ class StepSession:
             # `lab` is not on PATH in this shell: the pasted script defines it first.
             snippets.insert(0, f'lab() {{ "{Path(program).absolute()}" "$@"; }}')
         return "\n\n".join(snippets)
+
+
+#: The status a step gets when Ctrl-C stops it part-way (``lab steps``, ``lab``, ``lab ui``).
+INTERRUPTED = "interrupted"
+
+
+@contextmanager
+def interrupt_recorded(settings: Settings, step: Step) -> Iterator[None]:
+    """Ctrl-C in the middle of a step leaves the lab holding half of it (step 13 has removed the
+    membership but not captured what it checks later), so running the step again fails for that
+    reason alone. Record the step as interrupted, so ``lab`` and the step's next failure say to
+    reset to it first, and say so now, before the exit (130) the interrupt turns into."""
+    import time
+
+    from lab.state import record_result
+
+    started = time.perf_counter()
+    try:
+        yield
+    except KeyboardInterrupt:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        record_result(settings, step.number, step.slug, INTERRUPTED, elapsed_ms)
+        again = common.lab_command(f"reset --to {step.number}")
+        then = common.lab_command(f"step {step.number}")
+        console = common.err()
+        console.print(
+            f"\nInterrupted in the middle of step {step.number}: the lab may hold half of it.",
+            highlight=False,
+        )
+        console.print(f"Next: {again} && {then}", soft_wrap=True, highlight=False)
+        raise
 
 
 def report_to_room(backend: Backend, step: Step) -> None:

@@ -26,6 +26,7 @@ STATUS_MARKS = {
     "error": "[red]✗ error[/]",
     "skipped": "[yellow]– skipped[/]",
     "challenge": "[yellow]◆ your turn[/] (challenge)",
+    "interrupted": "[yellow]! interrupted[/]",
 }
 
 
@@ -97,6 +98,7 @@ def step_command(
         return
     with lab_lock(session.settings.home, command_line()):
         ahead = later_step_passed(session, number)
+        was_interrupted = last_status(session, number) == "interrupted"
         result = run_step_mode(session, step, check=check, solution=solution)
     if json_output:
         from lab.render.run_model import step_model
@@ -107,9 +109,31 @@ def step_command(
     # "skipped" (a --check with nothing to verify) and "challenge" (the learner's turn) are not
     # failures; failed and error are.
     if result.status in ("failed", "error"):
-        if ahead and not (check or solution):
+        if was_interrupted and not check:
+            say_the_last_run_was_interrupted(number)
+        elif ahead and not (check or solution):
             say_the_lab_is_past(number, ahead)
         raise typer.Exit(common.ExitCode.FAILED)
+
+
+def last_status(session: StepSession, number: int) -> str | None:
+    """The outcome ``lab steps`` shows for step ``number`` (None: not run since the reset)."""
+    from lab.state import load_results
+
+    return load_results(session.settings).get(number, {}).get("status")
+
+
+def say_the_last_run_was_interrupted(number: int) -> None:
+    """Ctrl-C stopped this step's last run part-way; a run over that half-done state fails for
+    that reason alone (step 13 finds the membership it removes already gone). Say so."""
+    again = common.lab_command(f"reset --to {number}")
+    then = common.lab_command(f"step {number}")
+    console = common.err()
+    console.print(
+        f"note: the last run of step {number} was interrupted part-way, so the lab still holds "
+        "half of it. To run it again as it was meant:"
+    )
+    console.print(f"  {again} && {then}", soft_wrap=True, highlight=False)
 
 
 def later_step_passed(session: StepSession, number: int) -> int:

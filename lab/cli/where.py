@@ -17,6 +17,11 @@ def next_command(
         return "The lab is running, but some parts are not healthy.", "lab status"
     if not numbers:
         return "The lab is up, but no step files were found.", "lab doctor"
+    interrupted = sorted(n for n, r in results.items() if r.get("status") == "interrupted")
+    if interrupted:
+        first = interrupted[0]
+        situation = f"The lab is up; step {first} was interrupted part-way. Start it again clean:"
+        return situation, f"lab reset --to {first}"
     done = last_passed_step(results)
     upcoming = [n for n in numbers if n > done]
     if not upcoming:

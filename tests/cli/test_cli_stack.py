@@ -313,3 +313,41 @@ def test_run_applies_the_challenge_answer_and_the_last_step_finishes_the_lab(lab
     assert f"Step {last} ·" in result.output  # the run went on to the last step ...
     assert f"Next: lab step {last + 1}" not in result.output  # ... and stopped there
     assert "You have finished the lab" in result.output
+
+
+def test_ctrl_c_in_the_middle_of_a_step_points_the_next_command_at_a_reset(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    import lab.steps.engine as engine
+
+    real_run_step = engine.run_step
+
+    def interrupted_after_the_revocation(step: Any, context: Any, solutions: bool = True) -> Any:
+        # Step 13 removes the learner from docs-getter, then Ctrl-C arrives: half the step done.
+        cut = [a.id for a in step.actions].index("remove_member") + 1
+        real_run_step(dataclasses.replace(step, actions=step.actions[:cut]), context, solutions)
+        raise KeyboardInterrupt
+
+    assert lab.invoke("reset", "--to", "13").exit_code == 0
+    monkeypatch.setattr(engine, "run_step", interrupted_after_the_revocation)
+    stopped = lab.invoke("step", "13")
+    monkeypatch.setattr(engine, "run_step", real_run_step)
+    assert stopped.exit_code == 130
+    said = " ".join(stopped.stderr.split())
+    assert "Interrupted in the middle of step 13" in said, stopped.stderr
+    assert "Next: lab reset --to 13 && lab step 13" in said
+    steps = {s["number"]: s for s in json.loads(lab.invoke("steps", "--json").stdout)["steps"]}
+    assert steps[13]["status"] == "interrupted"
+    where = lab.invoke()
+    assert "step 13 was interrupted part-way" in where.output
+    assert "Next: lab reset --to 13" in where.output
+
+    # Run again over the half-done state, the step fails for that reason alone, and says so.
+    again = lab.invoke("step", "13")
+    assert again.exit_code == 1, again.output
+    assert "the last run of step 13 was interrupted part-way" in " ".join(again.stderr.split())
+    # The advice works: reset to the step, then it passes.
+    assert lab.invoke("reset", "--to", "13").exit_code == 0
+    assert lab.invoke("step", "13").exit_code == 0
