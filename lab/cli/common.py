@@ -95,6 +95,32 @@ def write_output(path: str, text: str) -> None:
     target.write_text(text)
 
 
+def check_output_path(path: str, option: str) -> None:
+    """Fail now, before a long run, if ``path`` (``-`` is stdout) cannot be written: `lab verify
+    --junit /no/such/place` used to run every step, then lose the report to a bare
+    "No such file or directory"."""
+    if path == "-":
+        return
+    target = Path(path)
+    existed = target.exists()
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(21, "Is a directory", str(target))
+        if target.parent.exists() and not target.parent.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(target.parent))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("a"):
+            pass
+    except OSError as exc:
+        fail(
+            f"{option} {path}: cannot write there ({exc.strerror or exc})",
+            f"give {option} a file in a folder you can write, or - for stdout",
+            ExitCode.USAGE,
+        )
+    if not existed:
+        target.unlink(missing_ok=True)  # only a probe: the report is written when the run ends
+
+
 # ---------------------------------------------------------------------- settings and backend
 
 
@@ -173,12 +199,31 @@ def describe_error(exc: BaseException) -> tuple[str, str | None, int]:
     if http_error is not None:
         return http_error
     if isinstance(exc, OSError):
-        return f"{exc.strerror or exc}", "check file permissions and LAB_HOME", ExitCode.ENVIRONMENT
+        return describe_os_error(exc)
     return (
         f"unexpected error: {type(exc).__name__}: {exc}",
         "run again with `lab --debug ...` for the traceback, and report it",
         ExitCode.FAILED,
     )
+
+
+def describe_os_error(exc: OSError) -> tuple[str, str | None, int]:
+    """Name the file a failed read or write was about, and whether ``LAB_HOME`` is to blame."""
+    reason = exc.strerror or str(exc)
+    if not exc.filename:
+        return reason, "check file permissions and LAB_HOME", ExitCode.ENVIRONMENT
+    path = Path(os.fsdecode(exc.filename))
+    home = Path(os.environ.get("LAB_HOME") or ".lab")
+    try:
+        in_home = path.absolute().is_relative_to(home.absolute())
+    except OSError:
+        in_home = False
+    fix = (
+        f"point LAB_HOME at a folder you can write (now {home})"
+        if in_home
+        else "check that this path exists and that you may write to it"
+    )
+    return f"{reason}: {path}", fix, ExitCode.ENVIRONMENT
 
 
 def _describe_http_error(exc: BaseException) -> tuple[str, str | None, int] | None:

@@ -271,6 +271,9 @@ def verify(
     junit_path: str | None = typer.Option(None, "--junit", help="Write a JUnit XML report here."),
 ) -> None:
     """Run every step from a fresh baseline and exit 1 if any expectation differs."""
+    for path, option in ((json_path, "--json"), (junit_path, "--junit")):
+        if path is not None:
+            common.check_output_path(path, option)
     steps = load_all_steps()
     session = StepSession.open()
     with lab_lock(session.settings.home, command_line()):

@@ -40,3 +40,41 @@ def test_empty_lab_home_keeps_the_learners_folder_clean(
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(Path(".lab") / "keys" / "human.someone.pem")
     assert sorted(p.name for p in here.iterdir()) == [".lab"]
+
+
+def test_verify_refuses_an_unwritable_report_path_before_running_anything(
+    lab: Lab, tmp_path: Path
+) -> None:
+    # It used to run every step, then lose the report to a bare "No such file or directory".
+    # Nothing runs here (the lab is down), so reaching the path check first is the proof.
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for option, path in (("--junit", a_file / "x.xml"), ("--json", tmp_path)):
+        result = lab.invoke("verify", option, str(path))
+        assert result.exit_code == 2, result.output
+        said = " ".join(result.stderr.split())
+        assert f"error: {option} {path}: cannot write there" in said
+        assert "or - for stdout" in said
+        assert "not running" not in said
+    assert a_file.read_text() == ""
+
+
+def test_verify_probe_of_a_good_report_path_leaves_no_file_when_the_run_cannot_start(
+    lab: Lab, tmp_path: Path
+) -> None:
+    report = tmp_path / "reports" / "verify.json"
+    result = lab.invoke("verify", "--json", str(report))
+    assert result.exit_code == 3  # the lab is down: the check passed, the run could not start
+    assert "not running" in result.stderr
+    assert not report.exists()
+
+
+def test_an_unwritable_lab_home_names_the_path_and_the_variable(lab: Lab, tmp_path: Path) -> None:
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("")
+    lab.env["LAB_HOME"] = str(a_file / "home")
+    result = lab.invoke("keygen", "human.someone")
+    assert result.exit_code == 3, result.output
+    said = " ".join(result.stderr.split())
+    assert f"error: Not a directory: {a_file / 'home'}" in said, said
+    assert f"fix: point LAB_HOME at a folder you can write (now {a_file / 'home'})" in said
