@@ -239,9 +239,14 @@ def logs(
 
 def log_path(chosen: Backend, part: str) -> Path | None:
     """The embedded backend knows its log files; other backends copy theirs to a folder first."""
+    from lab.backends.base import BackendError
+
     log_file = getattr(chosen, "log_file", None)
     if callable(log_file):
-        return Path(log_file(part))
+        try:
+            return Path(log_file(part))
+        except BackendError as exc:  # its one refusal: a part name it does not know
+            common.fail(exc.message, exc.fix, common.ExitCode.USAGE)
     settings = common.settings()
     collected = chosen.collect_logs(settings.logs_dir / chosen.name)
     matches = [p for p in collected if part in p.name]

@@ -74,7 +74,7 @@ def test_debug_shows_the_real_exception_instead_of_one_sentence(lab: Lab) -> Non
 
 def test_logs_of_an_unknown_part_names_the_choices(lab: Lab) -> None:
     result = lab.invoke("logs", "nonsense")
-    assert result.exit_code == 3
+    assert result.exit_code == 2  # a wrong argument is a usage error, as the help's codes say
     assert "there is no part called 'nonsense'" in result.output
     assert "mcp" in result.output
 

@@ -78,3 +78,17 @@ def test_an_unwritable_lab_home_names_the_path_and_the_variable(lab: Lab, tmp_pa
     said = " ".join(result.stderr.split())
     assert f"error: Not a directory: {a_file / 'home'}" in said, said
     assert f"fix: point LAB_HOME at a folder you can write (now {a_file / 'home'})" in said
+
+
+def test_providers_set_on_a_stopped_lab_changes_nothing(lab: Lab) -> None:
+    # The file used to be written before the "not running" refusal, so the next `lab up`
+    # trusted an issuer the learner had been told was not set.
+    before = lab.invoke("providers", "show")
+    trusted = '[{"issuerUri": "http://127.0.0.1:1/realms/x", "jwksUri": "http://127.0.0.1:1/j"}]'
+    result = lab.invoke("providers", "set", trusted)
+    assert result.exit_code == 3, result.output
+    assert "the embedded backend is not running" in result.stderr
+    after = lab.invoke("providers", "show")
+    assert after.exit_code == 0
+    assert after.stdout == before.stdout
+    assert "realms/x" not in after.stdout

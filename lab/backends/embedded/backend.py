@@ -183,12 +183,14 @@ class EmbeddedBackend:
 
     def set_providers(self, providers: list[dict[str, Any]]) -> None:
         """Write the providers file and ask the running PDP to re-read it (contracts §3)."""
+        # The running PDP first: a refusal must leave the file as it was, or the next `lab up`
+        # would quietly trust what `lab providers set` said it had not set.
+        endpoints = self.endpoints()
         path = self.settings.providers_file
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(providers, indent=2))
         tmp.replace(path)
-        endpoints = self.endpoints()
         reload_providers(self.settings, endpoints)
 
     # ------------------------------------------------------------------ internals
