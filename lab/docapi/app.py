@@ -34,6 +34,7 @@ from lab.oauth.resource_server import (
     verify_admin_request,
 )
 from lab.oauth.starlette import exception_handlers, harden, json_response, read_json
+from lab.oauth.text import checked_text
 from lab.policy.signed import verify_signed_policy_data
 
 log = logging.getLogger("lab.docapi")
@@ -218,15 +219,11 @@ def _doc_fields(body: Any) -> tuple[str, str]:
     unknown = sorted(set(body) - {"name", "content"})
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(unknown)[:200]}")
-    name, content = body.get("name"), body.get("content")
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidRequest("'name' must be a non-empty string")
-    if len(name) > MAX_NAME_CHARS:
-        raise InvalidRequest(f"'name' must be at most {MAX_NAME_CHARS} characters")
-    if not isinstance(content, str):
-        raise InvalidRequest("'content' must be a string")
-    if len(content) > MAX_CONTENT_CHARS:
-        raise InvalidRequest(f"'content' must be at most {MAX_CONTENT_CHARS} characters")
+    # A one-line name and free text, each bounded and printable (lab.oauth.text).
+    name = checked_text(body.get("name"), "name", max_chars=MAX_NAME_CHARS)
+    content = checked_text(
+        body.get("content"), "content", max_chars=MAX_CONTENT_CHARS, multiline=True, required=False
+    )
     return name, content
 
 

@@ -20,15 +20,31 @@ ROLE_REF_RE = re.compile(r"[a-z0-9_.*?-]+:role\.[a-z0-9_*?.-]+")
 MAX_NAME = 256
 
 
+#: Anything but printable ASCII: Athenz names are ASCII, so a control character, a lone
+#: surrogate or a look-alike (the Kelvin sign lower-cases to "k") is refused as sent, never
+#: stripped or case-folded into an ASCII name.
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
+
+
 def _check(pattern: re.Pattern[str], value: object, what: str) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_NAME:
         raise InvalidRequest(
             f"Invalid {what}: must be a non-empty string of at most {MAX_NAME} characters"
         )
+    _printable_ascii(value, what)
     lowered = value.strip().lower()
     if not pattern.fullmatch(lowered):
         raise InvalidRequest(f"Invalid {what}: {value!r} does not match {pattern.pattern}")
     return lowered
+
+
+def _printable_ascii(value: str, what: str) -> None:
+    odd = _NOT_PRINTABLE_ASCII.search(value)
+    if odd is not None:
+        raise InvalidRequest(
+            f"Invalid {what}: U+{ord(odd.group()):04X} at position {odd.start()} is not "
+            "allowed (names are printable ASCII)"
+        )
 
 
 def domain_name(value: object) -> str:
@@ -63,6 +79,7 @@ def short_entity(domain: str, value: object, kind: str) -> str:
     """Accept ``docs-getter`` or ``api:role.docs-getter`` (must be this domain) → short name."""
     if not isinstance(value, str):
         raise InvalidRequest(f"Invalid {kind} name: must be a string")
+    _printable_ascii(value[: MAX_NAME + 1], f"{kind} name")
     text = value.strip().lower()
     prefix = f"{domain}:{kind}."
     if text.startswith(prefix):

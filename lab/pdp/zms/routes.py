@@ -34,9 +34,11 @@ from lab.oauth.jose import (
     ybase64_decode,
 )
 from lab.oauth.starlette import NO_STORE, read_json
+from lab.oauth.text import checked_text
 from lab.pdp.audit import AuditEvent
 from lab.pdp.core import Pdp, hash_secret
 from lab.pdp.names import (
+    MAX_NAME,
     PRINCIPAL_RE,
     action_name,
     domain_name,
@@ -186,8 +188,8 @@ class Zms:
         stamp = timestamp()
         data = {
             "name": name,
-            "description": str(body.get("description", "")),
-            "org": str(body.get("org", "")),
+            "description": _free_text(body, "description"),
+            "org": _one_line(body, "org"),
             "enabled": bool(body.get("enabled", True)),
             "auditEnabled": bool(body.get("auditEnabled", False)),
             "modified": stamp,
@@ -275,9 +277,10 @@ class Zms:
             "modified": timestamp(),
             "roleMembers": self._members(body.get("roleMembers")),
         }
-        for key in ("trust", "description"):
-            if isinstance(body.get(key), str):
-                data[key] = body[key]
+        if body.get("trust") is not None:
+            data["trust"] = _one_line(body, "trust")
+        if body.get("description") is not None:
+            data["description"] = _free_text(body, "description")
         self.store.put_object("roles", domain, role, data)
         return data
 
@@ -465,6 +468,7 @@ class Zms:
             kid, encoded = entry.get("id"), entry.get("key")
             if not isinstance(kid, str) or not kid or not isinstance(encoded, str):
                 raise InvalidRequest("each public key needs an id and a key (YBase64-encoded PEM)")
+            kid = checked_text(kid, "publicKeys[].id", max_chars=MAX_NAME)
             try:
                 load_public_key(ybase64_decode(encoded))
             except (ValueError, TypeError):
@@ -481,6 +485,7 @@ class Zms:
                 or len(endpoint) > 2048
             ):
                 raise InvalidRequest("providerEndpoint must be an http(s) URL")
+            checked_text(endpoint, "providerEndpoint", max_chars=2048)
             # The endpoint is how ZTS maps an RFC 8707 resource to a domain (a token for the MCP
             # server's URL belongs to domain mcp): the first service to register a URL owns it,
             # so no other service - in any domain - can claim tokens meant for it.
@@ -495,8 +500,8 @@ class Zms:
                     ),
                 )
             data["providerEndpoint"] = endpoint
-        if isinstance(body.get("description"), str):
-            data["description"] = body["description"]
+        if body.get("description") is not None:
+            data["description"] = _free_text(body, "description")
         self.store.put_object("services", domain, service, data)
         return data
 
@@ -601,6 +606,26 @@ def _int_param(
         bounds = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
         raise InvalidRequest(f"{name} must be in {bounds}")
     return value
+
+
+#: Longest description or other free text ZMS stores.
+MAX_TEXT_CHARS = 1024
+
+
+def _free_text(body: dict[str, Any], key: str) -> str:
+    """An optional free-text member (absent: empty), bounded and printable."""
+    value = body.get(key)
+    if value is None:
+        return ""
+    return checked_text(value, key, max_chars=MAX_TEXT_CHARS, multiline=True, required=False)
+
+
+def _one_line(body: dict[str, Any], key: str) -> str:
+    """An optional one-line member (``org``, ``trust``), bounded and printable."""
+    value = body.get(key)
+    if value is None:
+        return ""
+    return checked_text(value, key, max_chars=MAX_NAME, required=False)
 
 
 def _validate_state(state: dict[str, Any]) -> dict[str, Any]:
