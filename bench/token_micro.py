@@ -14,12 +14,16 @@ including the audit committer's) of ``decide`` alone (nothing written) and of ``
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
+import os
 import pstats
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -67,12 +71,114 @@ def run(endpoint: TokenEndpoint, forms: list[dict[str, str]]) -> float:
     return (time.process_time() - start) / len(forms) * 1e6
 
 
+# ------------------------------------------------------------------ --asgi: the app without sockets
+
+
+def _scope(path: str, length: int) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"content-length", str(length).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def _one(app: Any, path: str, body: bytes) -> int:
+    """One ASGI request of ``body`` through ``app``; its status."""
+    sent = False
+    status: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)  # a disconnect never comes during a request
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    await app(_scope(path, len(body)), receive, send)
+    return status[0] if status else 0
+
+
+async def _drive(app: Any, path: str, bodies: list[bytes], concurrency: int) -> None:
+    """Every body through ``app``, ``concurrency`` at a time; each answer must be a 200."""
+    queue = list(reversed(bodies))
+
+    async def client() -> None:
+        while queue:
+            status = await _one(app, path, queue.pop())
+            if status != 200:
+                raise RuntimeError(f"answered {status}")
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+
+
+def asgi(lab: Lab, count: int, rounds: int, concurrency: int) -> None:
+    """CPU µs per request of the PDP's ASGI app and of the bare POST's, interleaved round by
+    round, driven in-process at ``concurrency`` (the HTTP server's share, uvicorn and h11,
+    left out: the same for both)."""
+    from bench.bare_server import create_app as bare_app
+    from lab.pdp.app import create_app as pdp_app
+
+    pdp = pdp_app(lab.settings)
+    bare = bare_app()
+    path = "/zts/v1/oauth2/token"
+
+    async def main() -> None:
+        warm = forms_for(lab, 40)
+        for batch in warm.values():
+            encoded = [load.urlencode(form).encode() for form in batch]
+            await _drive(pdp, path, encoded, concurrency)
+            await _drive(bare, "/", encoded, concurrency)
+        figures: dict[str, list[float]] = {}
+        for _ in range(rounds):
+            made = forms_for(lab, count)
+            for name, batch in made.items():
+                encoded = [load.urlencode(form).encode() for form in batch]
+                for label, app, where in (("bare", bare, "/"), (name, pdp, path)):
+                    start = time.process_time()
+                    await _drive(app, where, encoded, concurrency)
+                    used = (time.process_time() - start) / len(encoded) * 1e6
+                    figures.setdefault(label, []).append(used)
+        print(f"load {os.getloadavg()[0]:.2f}, concurrency {concurrency}, CPU µs/request")
+        for label, values in figures.items():
+            shown = " ".join(f"{v:.0f}" for v in values)
+            print(
+                f"{label:11s} min {min(values):.0f} median {statistics.median(values):.0f}"
+                f" ({shown})"
+            )
+
+    asyncio.run(main())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--count", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", choices=["id_jag", "jwt_bearer", "exchange"], default=None)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--asgi",
+        type=int,
+        metavar="CONCURRENCY",
+        default=0,
+        help="drive the PDP's ASGI app and the bare POST's in-process, interleaved",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lab-bench-micro-") as tmp:
         lab = Lab(Path(tmp))
@@ -84,6 +190,9 @@ def main() -> int:
             warm = forms_for(lab, 30)
             for forms in warm.values():
                 run(endpoint, forms)
+            if args.asgi:
+                asgi(lab, args.count, args.rounds, args.asgi)
+                return 0
             rounds = [forms_for(lab, args.count) for _ in range(args.rounds)]
             if args.profile:
                 profiler = cProfile.Profile()

@@ -11,9 +11,10 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lab.config import ADMIN_PRINCIPAL, Settings
 from lab.oauth.errors import InvalidScope, InvalidToken
@@ -37,6 +38,9 @@ from lab.policy.engine import Decision, decide, fold_case
 
 log = logging.getLogger("lab.pdp")
 
+#: Most policy answers kept (:meth:`Pdp.check_access`); the whole set is dropped when full.
+ANSWERS_KEPT = 4096
+
 BASELINE_FILE = Path(__file__).resolve().parents[2] / "athenz" / "baseline.json"
 
 
@@ -54,6 +58,8 @@ class Pdp:
     #: Subject tokens verified before (ID tokens, the PDP's access tokens): see VerifiedTokens.
     verified: VerifiedTokens = field(default_factory=VerifiedTokens)
     _self_public: tuple[SigningKey, PublicKey] | None = None
+    #: Policy answers per domain view (roles held, access decisions): see check_access.
+    _answers: dict[tuple[str, ...], tuple[DomainView, float, Any]] = field(default_factory=dict)
 
     @property
     def issuer(self) -> str:
@@ -168,17 +174,42 @@ class Pdp:
         return view
 
     def roles_of(self, domain: str, principal: str) -> list[str]:
-        return self.view(domain).roles_of(principal)
+        view = self.view(domain)
+        now = time.time()
+        key = ("roles", domain, principal)
+        found = self._answers.get(key)
+        if found is not None and found[0] is view and now < found[1]:
+            return list(found[2])
+        held, until = view.roles_until(principal, now)
+        self._remember(key, view, until, tuple(held))
+        return held
 
     def check_access(self, principal: str, action: str, resource: str) -> Decision:
-        """Athenz access check: the resource's domain (text before ':') holds the policies."""
+        """Athenz access check: the resource's domain (text before ':') holds the policies.
+
+        A token request asks the same questions each time (its client's ``jag_exchange`` on
+        each role, the exchange's source and target checks): the answer is kept with the view
+        it came from, until the first end of a membership it counted. Any write gives the domain
+        a new view, so a kept answer is never older than the policy it was decided on."""
         domain = fold_case(resource.split(":", 1)[0])
         view = self.store.domain_view(domain)
         if view is None:
             return Decision(False, "NO_MATCH", f"Domain not found: {domain}", None)
-        held = view.roles_of(principal)
+        now = time.time()
+        key = ("access", principal, action, resource)
+        found = self._answers.get(key)
+        if found is not None and found[0] is view and now < found[1]:
+            return cast(Decision, found[2])  # a frozen Decision: shared safely
+        held, until = view.roles_until(principal, now)
         # Only assertions naming a held role (or a role glob) can match: indexed, not scanned.
-        return decide(view.assertions_for(held), held, fold_case(action), fold_case(resource))
+        decision = decide(view.assertions_for(held), held, fold_case(action), fold_case(resource))
+        self._remember(key, view, until, decision)
+        return decision
+
+    def _remember(self, key: tuple[str, ...], view: DomainView, until: float, answer: Any) -> None:
+        if len(self._answers) >= ANSWERS_KEPT:
+            self._answers.clear()  # bounded: principals and resources come from requests
+        self._answers[key] = (view, until, answer)
 
     def is_domain_admin(self, principal: str, domain: str) -> bool:
         """The system admin administers everything; otherwise membership of ``<d>:role.admin``

@@ -20,6 +20,7 @@ entries), so readers in other threads never see a half-updated index and need no
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -204,18 +205,28 @@ class DomainView:
     # ------------------------------------------------------------------ decisions
     def roles_of(self, principal: str) -> list[str]:
         """Full names of the roles whose live members include ``principal``."""
-        now = time.time()
+        return self.roles_until(principal, time.time())[0]
+
+    def roles_until(self, principal: str, now: float) -> tuple[list[str], float]:
+        """:meth:`roles_of` at ``now``, and until when that answer holds: the first end of a
+        membership it counted (a view never changes and memberships only end, so nothing else
+        can change it; ``inf`` when none of them ends)."""
         lowered = fold_case(principal)
-        held = {
-            role
-            for role, member in (self.members_exact.get(lowered) or {}).items()
-            if member_live(member, now)
-        }
-        for pattern, role, member in self.members_wild:
-            if member_matches(pattern, principal) and member_live(member, now):
+        held: set[str] = set()
+        until = math.inf
+        for role, member in (self.members_exact.get(lowered) or {}).items():
+            expiry = member_expiry(member)
+            if expiry is None or expiry > now:
                 held.add(role)
+                until = until if expiry is None else min(until, expiry)
+        for pattern, role, member in self.members_wild:
+            if member_matches(pattern, principal):
+                expiry = member_expiry(member)
+                if expiry is None or expiry > now:
+                    held.add(role)
+                    until = until if expiry is None else min(until, expiry)
         # The store lists roles by short name; within one domain that is the full name's order.
-        return sorted(held, key=lambda role: role.split(":role.", 1)[-1])
+        return sorted(held, key=lambda role: role.split(":role.", 1)[-1]), until
 
     def assertions_for(self, *role_sets: Iterable[str]) -> list[Assertion]:
         """Every assertion that can match a principal holding any of these roles, in the order
