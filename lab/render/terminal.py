@@ -199,46 +199,74 @@ def render_prose(text: str) -> list[RenderableType]:
 
 
 class CommandBlock:
-    """Shell text laid out to fit: long lines break between words with `` \\``; a single word
-    longer than the width stays whole on its own line (the terminal wraps it softly)."""
+    """Shell text laid out to fit: long lines break between words with `` \\``, and a word
+    longer than a line is cut with a backslash-newline (see :func:`fit_command`), so what is
+    shown is whole and pastes back as the same command.
 
-    def __init__(self, text: str, style: str = "cyan", flush: bool = False) -> None:
+    ``indent`` indents the block itself rather than leaving it to a ``Padding``: the continuation
+    of a cut word must start at column 0, or a paste would split the word at the indent."""
+
+    def __init__(self, text: str, style: str = "cyan", flush: bool = False, indent: int = 0):
         self.text = text
         self.style = style
-        #: Printed at column 0: a word cut with backslash-newline must continue at column 0.
-        self.flush = flush
+        #: Printed at column 0 (or at its own ``indent``): never inside a ``Padding``.
+        self.flush = flush or indent > 0
+        self.indent = indent
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        for line in fit_command(self.text, options.max_width):
+        for line in fit_command(self.text, options.max_width, self.indent):
             yield Text(line, style=self.style, no_wrap=True, overflow="ignore")
 
 
-def fit_command(text: str, width: int) -> list[str]:
-    """``text`` as lines of at most ``width`` characters, broken between shell words; a word
-    longer than a line (a JWT) is cut with a backslash-newline, which the shell removes again
-    (outside single quotes), so the pasted command is the original one."""
+def fit_command(text: str, width: int, indent: int = 0) -> list[str]:
+    """``text`` as lines of at most ``width`` characters (``indent`` included), broken between
+    shell words; a word longer than a line (a JWT, the JSON of `lab providers set '[…]'`) is cut
+    with a backslash-newline, which the shell removes again, so the pasted command is the
+    original one. A cut word continues at column 0: the shell would split it at any indent."""
+    pad = " " * indent
     out: list[str] = []
     for logical in text.split("\n"):
-        if len(logical) <= width:
-            out.append(logical)
+        if len(logical) + indent <= width:
+            out.append(pad + logical)
             continue
         words = shell_words(logical)
         if not words:
-            out.append(logical)
+            out.append(pad + logical)
             continue
-        indent = re.match(r"\s*", logical).group(0)  # type: ignore[union-attr]
-        current = indent + words[0]
+        lead = pad + re.match(r"\s*", logical).group(0)  # type: ignore[union-attr]
+        current = lead + words[0]
         for word in words[1:]:
             if len(current) + 1 + len(word) + 2 <= width:
                 current += " " + word
                 continue
             out.append(current + " \\")
-            current = indent + "    " + word
-            while len(current) > width and "'" not in word and width > 20:
-                out.append(current[: width - 1] + "\\")
-                current = current[width - 1 :]
+            current = lead + "    " + word
+            while len(current) > width and width > 20:
+                cut = cut_word(current, len(current) - len(word), width)
+                if cut is None:
+                    break
+                line, current = cut
+                out.append(line)
+                word = current
         out.append(current)
     return out
+
+
+def cut_word(line: str, start: int, width: int) -> tuple[str, str] | None:
+    """Cut ``line``, whose last word begins at ``start``, into a first line of ``width``
+    characters ending in a backslash and the rest of the word; None if it cannot be cut safely.
+
+    A bare word is cut anywhere (backslash-newline joins it again). Inside single quotes a
+    backslash is literal, so a ``'…'`` word closes its quote first and reopens it on the next
+    line: ``'ab'\\⏎'cd'`` is the shell word ``abcd``. Other quoting is left whole."""
+    word = line[start:]
+    if "'" not in word:
+        return line[: width - 1] + "\\", line[width - 1 :]
+    quoted = word.startswith("'") and word.endswith("'") and word.count("'") == 2
+    at = width - 2  # room for the closing quote and the backslash
+    if not quoted or at <= start + 1:
+        return None
+    return line[:at] + "'\\", "'" + line[at:]
 
 
 def shell_words(line: str) -> list[str]:
@@ -285,14 +313,16 @@ def render_action(
     if verbose:
         command = action["curl"] or action["command"]
         if command:
-            body.append(CommandBlock(shorten_tokens(command)))
+            body.append(CommandBlock(shorten_tokens(command), indent=INDENT))
         with_request = action["kind"] in ("agent", "mcp")
         body.extend(render_call_verbose(call, with_request) for call in action["calls"])
         if shows_result(action):
             body.append(render_json(action["result"]))
     else:
         if not action["calls"] and action["command"]:
-            body.append(Text(f"$ {shorten_tokens(action['command'])}", style="cyan"))
+            # Shell text, cut where the shell joins it again: rich's own wrapping folded the
+            # JSON of `lab providers set '[…]'` mid-URL, and a copied command then broke.
+            body.append(CommandBlock(f"$ {shorten_tokens(action['command'])}", indent=INDENT))
         if is_sign_in(action):
             body.append(sign_in_line(action["calls"]))
         else:
@@ -316,7 +346,9 @@ def render_action(
             # A repeated request's bare status ends the title's line when it fits there.
             body.pop(0)
             out[-1] = SideBySide(title, first, under=HangingText(title))
-        body = [PackedLines(body)]
+        # A command block lays itself out (its cut words continue at column 0); the rest packs.
+        commands = [b for b in body if isinstance(b, CommandBlock)]
+        body = [*commands, PackedLines([b for b in body if not isinstance(b, CommandBlock)])]
     out.extend(
         b if isinstance(b, CommandBlock) and b.flush else Padding(b, (0, 0, 0, INDENT))
         for b in body

@@ -182,3 +182,30 @@ def test_default_view_lists_the_tools_once_and_shortens_a_repeated_request(tmp_p
     assert text.count("POST PDP /zts/v1/oauth2/token") == 1, text
     verbose = step_result_text(result, verbose=True)
     assert verbose.count("tools/list") >= 2  # --verbose shows every call
+
+
+def test_a_long_single_quoted_word_is_cut_whole_and_pastes_back() -> None:
+    """`lab providers set '[…]'` in step 10: rich folded the JSON mid-URL (default view) or
+    cropped it at the margin (--verbose); the cut closes and reopens the quote instead."""
+    import subprocess
+
+    from rich.console import Console
+
+    from lab.render.terminal import CommandBlock, fit_command
+
+    providers = (
+        '[{"issuerUri":"http://127.0.0.1:26090/realms/idjag","jwksUri":"http://127.0.0.1:26090/'
+        'realms/idjag/protocol/openid-connect/certs","principalTemplate":"human.{x}"}]'
+    )
+    command = f"printf '%s|' providers set '{providers}'"
+    lines = fit_command(command, 60, indent=2)
+    assert len(lines) > 2 and all(len(line) <= 60 for line in lines)
+    assert all(line.endswith("\\") for line in lines[:-1])
+    assert lines[0].startswith("  printf") and not lines[2].startswith(" ")  # cut: column 0
+    pasted = subprocess.run(["bash", "-c", "\n".join(lines)], capture_output=True, text=True)
+    assert pasted.stdout == f"providers|set|{providers}|"
+
+    console = Console(width=60, record=True, color_system=None)
+    console.print(CommandBlock(command, indent=2))
+    shown = console.export_text().splitlines()
+    assert [line.rstrip() for line in shown] == lines  # nothing cropped at the margin
