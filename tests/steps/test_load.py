@@ -230,3 +230,14 @@ def test_every_step_has_a_check_or_says_why_it_changes_nothing() -> None:
         assert checked or step.nothing_to_check, f"step {step.number}: no check and no reason"
         if step.nothing_to_check:
             assert not writes, f"step {step.number} says it changes nothing, yet runs {writes}"
+
+
+def test_only_the_last_step_tells_the_learner_the_lab_is_over() -> None:
+    # Step 17 once closed with "That is the whole lab", and steps 18-20 followed it.
+    import re
+
+    steps = load_steps()
+    for step in steps[:-1]:
+        closing = " ".join(step.body.split())
+        said = re.search(r"(that is the whole lab|you have finished the lab)", closing, re.I)
+        assert said is None, f"step {step.number} says {said and said[0]!r}"
