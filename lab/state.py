@@ -478,6 +478,10 @@ def reset_to_step(
     if step < 1:
         raise StateError(f"there is no step {step}", "steps are numbered from 1")
     source = _nearest_checkpoint(state, step - 1)
+    # The outcomes after the restored point describe a state this reset undoes: forget them
+    # first, so a reset stopped part-way (Ctrl-C, a failed replay) leaves no step shown as
+    # passed on top of a lab that no longer holds it.
+    clear_results(state.settings, from_step=source + 1)
     if source == 0:
         state.restore(baseline(state.settings))
         run_start = state.audit_head()
@@ -555,6 +559,19 @@ def clear_results(settings: Settings, from_step: int = 1) -> None:
     kept = {n: r for n, r in results.items() if n < from_step}
     if kept != results:
         _write_results(settings, kept)
+
+
+def mark_interrupted(settings: Settings, number: int, during: str = "reset") -> None:
+    """The reset to step ``number`` was stopped part-way: the one interrupted outcome."""
+    results = {n: r for n, r in load_results(settings).items() if r.get("status") != "interrupted"}
+    results[number] = {
+        "slug": "",
+        "during": during,
+        "status": "interrupted",
+        "duration_ms": 0.0,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    _write_results(settings, results)
 
 
 def _write_results(settings: Settings, results: Mapping[int, dict[str, Any]]) -> None:

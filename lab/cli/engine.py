@@ -54,6 +54,8 @@ class StepSession:
     endpoints: Endpoints
     checkpoints: bool = True
     results: list[StepResult] = field(default_factory=list)
+    #: Say "interrupted in the middle of step N" on Ctrl-C (a reset says its own sentence).
+    announce_interrupts: bool = True
     _state: StateClient | None = None
 
     @classmethod
@@ -94,7 +96,7 @@ class StepSession:
         from lab.steps.engine import run_step
 
         context = self.context()
-        with interrupt_recorded(self.settings, step):
+        with interrupt_recorded(self.settings, step, announce=self.announce_interrupts):
             result = run_step(step, context, solutions=solutions)
         return self._finish(step, result)
 
@@ -110,7 +112,7 @@ class StepSession:
         context = self.context()
         # A step with `solution: true` actions runs whole: its outcome is the step's outcome.
         whole = has_solution_actions(step)
-        with interrupt_recorded(self.settings, step):
+        with interrupt_recorded(self.settings, step, announce=self.announce_interrupts):
             result = apply_solution(step, context)
         return self._finish(step, result, record=whole)
 
@@ -130,7 +132,7 @@ INTERRUPTED = "interrupted"
 
 
 @contextmanager
-def interrupt_recorded(settings: Settings, step: Step) -> Iterator[None]:
+def interrupt_recorded(settings: Settings, step: Step, announce: bool = True) -> Iterator[None]:
     """Ctrl-C in the middle of a step leaves the lab holding half of it (step 13 has removed the
     membership but not captured what it checks later), so running the step again fails for that
     reason alone. Record the step as interrupted, so ``lab`` and the step's next failure say to
@@ -145,6 +147,8 @@ def interrupt_recorded(settings: Settings, step: Step) -> Iterator[None]:
     except KeyboardInterrupt:
         elapsed_ms = (time.perf_counter() - started) * 1000
         record_result(settings, step.number, step.slug, INTERRUPTED, elapsed_ms)
+        if not announce:
+            raise
         again = common.lab_command(f"reset --to {step.number}")
         then = common.lab_command(f"step {step.number}")
         console = common.err()

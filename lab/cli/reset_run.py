@@ -11,7 +11,6 @@ reported by the same ``common.describe_error`` / ``report_error`` either way.
 from __future__ import annotations
 
 import re
-import sys
 from typing import Any
 
 from lab.cli import common
@@ -48,8 +47,13 @@ def reset_lab(to: int | None, json_output: bool) -> None:
 
     from lab.cli.lock import command_line, lab_lock
 
+    session.announce_interrupts = False  # a step replayed here is part of the reset
     with lab_lock(session.settings.home, command_line()):
-        outcome = reset_to_step(session.state, to or 1, run_step=runner)
+        try:
+            outcome = reset_to_step(session.state, to or 1, run_step=runner)
+        except KeyboardInterrupt:
+            say_the_reset_was_interrupted(session.settings, to or 1)
+            raise
     if json_output:
         common.print_json(
             {
@@ -78,6 +82,20 @@ def reset_lab(to: int | None, json_output: bool) -> None:
     console.print(f"Next: [bold]{common.lab_command(f'step {outcome.target}')}[/]")
 
 
+def say_the_reset_was_interrupted(settings: Any, target: int) -> None:
+    """Ctrl-C during a reset leaves the lab part-way between two states (a PDP half restored, a
+    replay half run). Record it against the step the reset was for, so `lab` and `lab steps`
+    point back at the same reset, and say so before the exit (130)."""
+    from lab.state import mark_interrupted
+
+    mark_interrupted(settings, target)
+    again = common.lab_command("reset" if target == 1 else f"reset --to {target}")
+    aim = "back to the baseline" if target == 1 else f"to step {target}"
+    console = common.err()
+    console.print(f"\nInterrupted while resetting {aim}: the lab is part-way there.")
+    console.print(f"Next: {again}", soft_wrap=True, highlight=False)
+
+
 def plain_reset(args: list[str]) -> int | None:
     """Run ``lab reset`` / ``lab reset --to N`` without Typer; the exit code, or ``None`` when
     ``args`` is any other command line (Typer's to parse)."""
@@ -90,8 +108,7 @@ def plain_reset(args: list[str]) -> int | None:
     try:
         reset_lab(to, json_output=False)
     except KeyboardInterrupt:
-        sys.stderr.write("\nAborted!\n")  # what click prints for Typer's commands
-        return 1
+        return 130  # as Typer's commands exit on Ctrl-C; the reset has said where it stopped
     except Exception as exc:  # noqa: BLE001 - as common.handled_errors: a sentence, not a trace
         message, fix, code = common.describe_error(exc)
         common.report_error(message, fix)

@@ -20,7 +20,8 @@ def next_command(
     interrupted = sorted(n for n, r in results.items() if r.get("status") == "interrupted")
     if interrupted:
         first = interrupted[0]
-        situation = f"The lab is up; step {first} was interrupted part-way. Start it again clean:"
+        what = f"the reset to step {first}" if results[first].get("during") else f"step {first}"
+        situation = f"The lab is up; {what} was interrupted part-way. Start it again clean:"
         return situation, f"lab reset --to {first}"
     done = last_passed_step(results)
     upcoming = [n for n in numbers if n > done]

@@ -351,3 +351,30 @@ def test_ctrl_c_in_the_middle_of_a_step_points_the_next_command_at_a_reset(
     # The advice works: reset to the step, then it passes.
     assert lab.invoke("reset", "--to", "13").exit_code == 0
     assert lab.invoke("step", "13").exit_code == 0
+
+
+def test_ctrl_c_during_a_reset_leaves_no_stale_passes_and_points_back_at_the_reset(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lab.state import StateClient
+
+    assert lab.invoke("reset", "--to", "15").exit_code == 0  # steps 1-14 shown as passed
+
+    def interrupted(self: StateClient, snapshot: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StateClient, "restore", interrupted)
+    stopped = lab.invoke("reset", "--to", "13")
+    monkeypatch.undo()
+    assert stopped.exit_code == 130
+    said = " ".join(stopped.stderr.split())
+    assert "Interrupted while resetting to step 13: the lab is part-way there." in said, said
+    assert "Next: lab reset --to 13" in said
+    statuses = {
+        s["number"]: s["status"] for s in json.loads(lab.invoke("steps", "--json").stdout)["steps"]
+    }
+    assert statuses[13] == "interrupted"
+    assert statuses[14] == "not run"  # the half-undone step 14 is no longer shown as passed
+    assert "the reset to step 13 was interrupted part-way" in " ".join(lab.invoke().output.split())
+    assert lab.invoke("reset", "--to", "13").exit_code == 0
+    assert "Next: lab step 13" in lab.invoke().output

@@ -92,3 +92,15 @@ def test_providers_set_on_a_stopped_lab_changes_nothing(lab: Lab) -> None:
     assert after.exit_code == 0
     assert after.stdout == before.stdout
     assert "realms/x" not in after.stdout
+
+
+def test_ctrl_c_during_a_plain_reset_exits_130_like_every_other_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lab.cli import reset_run
+
+    def interrupted(to: int | None, json_output: bool) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reset_run, "reset_lab", interrupted)
+    assert reset_run.plain_reset(["reset", "--to", "3"]) == 130
