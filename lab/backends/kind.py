@@ -571,9 +571,9 @@ class KindBackend:
         if self.room_learner:
             # The namespace and the cluster are the instructor's (`lab room reset`/`down`);
             # leaving only forgets the room on this laptop.
-            for name in ("runtime.json", room_join_kubeconfig_name()):
-                with contextlib.suppress(FileNotFoundError):
-                    (self.settings.home / name).unlink()
+            forget_kind_runtime(self.settings)
+            with contextlib.suppress(FileNotFoundError):
+                (self.settings.home / room_join_kubeconfig_name()).unlink()
             return
         if self.creates_cluster:
             # kind's own delete is idempotent; without kind and without a record, nothing of
@@ -584,9 +584,9 @@ class KindBackend:
             delete_namespace(self._api(), self.namespace)
         with contextlib.suppress(BackendError):
             remove_keycloak(docker_client())
-        for name in ("runtime.json", "kind-port-forwards.json"):
-            with contextlib.suppress(FileNotFoundError):
-                (self.settings.home / name).unlink()
+        forget_kind_runtime(self.settings)
+        with contextlib.suppress(FileNotFoundError):
+            (self.settings.home / "kind-port-forwards.json").unlink()
 
     def describe_down(self) -> str:
         first = (
@@ -911,6 +911,17 @@ def read_runtime(settings: Settings) -> dict[str, Any] | None:
     if not isinstance(data, dict) or data.get("backend") != "kind" or "endpoints" not in data:
         return None
     return data
+
+
+def forget_kind_runtime(settings: Settings) -> None:
+    """Remove ``runtime.json`` unless the embedded backend wrote it. ``lab --backend kind down``
+    used to delete it whatever it recorded, and an embedded lab running from the same LAB_HOME
+    was orphaned: `lab down` no longer saw it, and `lab up` met its ports busy."""
+    data = _read_json(settings.runtime_file)
+    if isinstance(data, dict) and data.get("backend") == "embedded":
+        return
+    with contextlib.suppress(FileNotFoundError):
+        settings.runtime_file.unlink()
 
 
 def _read_json(path: Path) -> Any:

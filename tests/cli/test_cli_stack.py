@@ -378,3 +378,20 @@ def test_ctrl_c_during_a_reset_leaves_no_stale_passes_and_points_back_at_the_res
     assert "the reset to step 13 was interrupted part-way" in " ".join(lab.invoke().output.split())
     assert lab.invoke("reset", "--to", "13").exit_code == 0
     assert "Next: lab step 13" in lab.invoke().output
+
+
+def test_kind_down_and_up_leave_a_running_embedded_lab_alone(lab: Lab, stack: Stack) -> None:
+    # `lab --backend kind down` used to delete runtime.json whatever it recorded: the embedded
+    # lab went on running, `lab down` could no longer see it, `lab up` met its own ports busy.
+    pid = json.loads(lab.invoke("status", "--json").stdout)["pid"]
+    down = lab.invoke("--backend", "kind", "down")
+    assert down.exit_code == 0, down.output
+    after = json.loads(lab.invoke("status", "--json").stdout)
+    assert after["running"] is True and after["pid"] == pid
+    # Starting kind over it would overwrite that record too: refused before anything starts.
+    up = lab.invoke("--backend", "kind", "up")
+    assert up.exit_code == 3, up.output
+    said = " ".join(up.stderr.split())
+    assert "the embedded backend is running from this LAB_HOME" in said
+    assert "stop it first: `lab down`, then `lab --backend kind up`" in said
+    assert json.loads(lab.invoke("status", "--json").stdout)["pid"] == pid
