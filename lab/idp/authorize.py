@@ -23,6 +23,7 @@ from lab.idp.store import AuthRequest, IdpStore, PendingLogin
 from lab.idp.tokens import resolve_scopes
 from lab.oauth.errors import OAuthError
 from lab.oauth.starlette import NO_STORE, read_form
+from lab.oauth.usernames import login_form_username
 
 log = logging.getLogger("lab.idp")
 
@@ -159,7 +160,9 @@ class Authorizer:
             return _error_page(COOKIE_NOT_FOUND)
         form = await read_form(request)
         username = form.get("username", "")
-        user = check_password(self.realm.user_by_username(username), form.get("password"))
+        user = check_password(
+            self.realm.user_by_username(login_form_username(username)), form.get("password")
+        )
         if user is None:
             log.info("login form: invalid credentials for client %s", pending.request.client_id)
             # Keycloak re-shows the form with status 200 and keeps the username.

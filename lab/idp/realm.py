@@ -346,7 +346,10 @@ def _parse_user(r: _Reader) -> User:
     normalized = normalize_username(username)
     if normalized is None:
         raise RealmFileError(
-            r.path, r.field("username"), "changes under NFKC normalization; use a plain name"
+            r.path,
+            r.field("username"),
+            "is not a plain name (surrounding spaces, control characters, or a change under "
+            "NFKC normalization); use a plain name",
         )
     return User(
         id=user_id,

@@ -264,7 +264,10 @@ def test_lockout_waits_grow_and_expire() -> None:
         ("stra\u00dfe", None),  # ß case-folds to ss
         ("ki\u200bm", None),  # zero-width space
         ("", None),
-        (" kim ", "kim"),
+        # Nothing is trimmed here: real Keycloak's password grant refuses " kim " (its login
+        # form trims first: lab.oauth.usernames.login_form_username, tests/idp/username_cases.py).
+        (" kim ", None),
+        ("kim\x00", None),
     ],
 )
 def test_username_normalization(raw: str, expected: str | None) -> None:
@@ -286,6 +289,20 @@ def test_kelvin_sign_maps_to_no_principal() -> None:
     )
     assert provider.principal_for({"preferred_username": "kim"}) == "human.kim"
     assert provider.principal_for({"preferred_username": "\u212aim"}) is None
+
+
+def test_a_username_with_surrounding_spaces_maps_to_no_principal() -> None:
+    """A token naming `` kim `` is not kim's: Keycloak never issues one (its tokens carry the
+    stored name, tests/idp/username_cases.py), and an external IdP that does names someone else."""
+    provider = Provider(
+        issuer="http://idp",
+        jwks_uri="http://idp/certs",
+        principal_template="human.{preferred_username}",
+        jwks=None,  # type: ignore[arg-type]
+    )
+    assert provider.principal_for({"preferred_username": "Kim"}) == "human.kim"
+    for spaced in (" kim", "kim ", "\tkim", "kim\n"):
+        assert provider.principal_for({"preferred_username": spaced}) is None, spaced
 
 
 def test_realm_file_with_an_unnormalized_username_is_refused(

@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from lab.agent.signin import IdpClient, sign_in_with_code, sign_in_with_password
 from lab.config import PORTS, Settings
 from lab.idp.app import DEFAULT_REALM_FILE, create_app
 from lab.oauth.jose import unverified_claims
@@ -71,6 +72,7 @@ from tests.idp.helpers import (
     browser_client,
     form_action,
 )
+from tests.idp.username_cases import CANONICAL, USERNAME_CASES, case_id
 from tests.security.battery import LEAKS, TOKEN_ERRORS, answer_problems
 
 EXACT_CLIENT = "exact.client"
@@ -382,17 +384,17 @@ def test_authorize_one_hostile_parameter(idp: Idp, parameter: str) -> None:
 
 # ------------------------------------------------------------------------------ login form
 
-#: Usernames Keycloak maps onto the learner: it trims the form's username and matches usernames
-#: case-insensitively (AbstractUsernameFormAuthenticator, ValidateUsername).
-LEGITIMATE_USERNAMES = ("IDJAG-LEARNER", "idjag-learner ")
+#: Usernames real Keycloak maps onto the learner (tests/idp/username_cases.py, shown on real
+#: Keycloak): its login form trims as Java's String.trim() does, its password grant trims
+#: nothing, and both match usernames case-insensitively.
+LEGITIMATE_AT_THE_FORM = {typed for typed, by_form, _ in USERNAME_CASES if by_form}
+LEGITIMATE_AT_THE_PASSWORD_GRANT = {typed for typed, _, by_grant in USERNAME_CASES if by_grant}
 
 LOGIN_VALUES: dict[str, list[str | None]] = {
     "username": [
         *HOSTILE_TEXT,
-        "IDJAG-LEARNER",  # Keycloak matches usernames case-insensitively
-        "idjag-learner ",
+        *(typed for typed, _, _ in USERNAME_CASES),
         "\u0456djag-learner",  # Cyrillic i
-        "idjag-learner\x00",
         "idjag-other",
     ],
     "password": [*HOSTILE_TEXT, "PASSWORD", "password ", "password\x00"],
@@ -413,7 +415,7 @@ def test_login_form_one_hostile_field(idp: Idp, field: str) -> None:
         if response.status_code >= 500 or LEAKS.search(response.text):
             found.append(f"{described}: HTTP {response.status_code} {response.text[:200]}")
             continue
-        genuine = value in LEGITIMATE_USERNAMES or (field == "username" and value == "idjag-other")
+        genuine = field == "username" and value in (*LEGITIMATE_AT_THE_FORM, "idjag-other")
         if response.status_code == 302:
             found += location_problems(response, REDIRECT_URI, described)
             if not genuine:
@@ -423,6 +425,30 @@ def test_login_form_one_hostile_field(idp: Idp, field: str) -> None:
         elif response.status_code not in (200, 400, 413):
             found.append(f"{described}: HTTP {response.status_code}")
     assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    ("typed", "by_form", "by_password"), USERNAME_CASES, ids=[case_id(c[0]) for c in USERNAME_CASES]
+)
+def test_a_typed_username_signs_in_as_keycloak_does(
+    idp: Idp, typed: str, by_form: bool, by_password: bool
+) -> None:
+    """The rows real Keycloak answered (tests/keycloak/test_usernames_against_keycloak.py): the
+    login form trims as Java's String.trim() does, the password grant trims nothing, and the
+    ID token names the stored user (``preferred_username``), never the typed spelling."""
+    client = IdpClient.from_realm_file()
+    for method, accepted in (("code", by_form), ("password", by_password)):
+        with browser_client() as browser:
+            sign_in = sign_in_with_code if method == "code" else sign_in_with_password
+            result = sign_in(browser, idp.issuer, client, typed, "password")
+        assert bool(result.id_token) == accepted, (method, result.error, result.error_description)
+        if accepted:
+            claims = unverified_claims(result.id_token or "")
+            assert claims["preferred_username"] == CANONICAL, (method, claims)
+        elif method == "password":
+            assert (result.status, result.error) == (400, "invalid_grant")
+        else:
+            assert result.error == "login_failed", result.error
 
 
 @pytest.mark.parametrize(
@@ -592,14 +618,18 @@ def test_token_password_grant_one_hostile_parameter(idp: Idp, parameter: str) ->
         asked = set((value or "").split()) if parameter == "scope" else set()
         widest = GENUINE_SCOPE | asked | ({"profile", "email"} if parameter == "scope" else set())
         found += token_problems(response, CLIENT_ID, widest, described)
-        genuine = value in (*LEGITIMATE_USERNAMES, "idjag-other") or (
-            parameter == "scope" and value in (None, "", " ", "openid address")
-        )
+        genuine = (
+            parameter == "username" and value in (*LEGITIMATE_AT_THE_PASSWORD_GRANT, "idjag-other")
+        ) or (parameter == "scope" and value in (None, "", " ", "openid address"))
         if response.status_code == 200 and not genuine:
             found.append(f"{described}: accepted")
+        elif response.status_code != 200 and genuine:
+            found.append(f"{described}: the real user was refused ({response.status_code})")
         if response.status_code == 200 and parameter == "username":
+            # The stored name, never what was typed (Keycloak: preferred_username).
+            stored = "idjag-other" if value == "idjag-other" else CANONICAL
             sub = unverified_claims(response.json()["access_token"]).get("preferred_username")
-            if sub != str(value).strip().lower():
+            if sub != stored:
                 found.append(f"{described}: signed in as {sub!r}")
     assert not found, "\n".join(found)
 
