@@ -538,13 +538,14 @@ class DocApiClient:
             )
         if not isinstance(data, dict):
             raise ToolError(f"the document API answered {method} {path} with a non-JSON body")
-        log.debug(
-            "docapi %s %s -> %s (token %s)",
-            method,
-            path,
-            response.status_code,
-            token_fingerprint(token),
-        )
+        if log.isEnabledFor(logging.DEBUG):  # the token's hash only for a line that is written
+            log.debug(
+                "docapi %s %s -> %s (token %s)",
+                method,
+                path,
+                response.status_code,
+                token_fingerprint(token),
+            )
         return data
 
 

@@ -40,7 +40,17 @@ if TYPE_CHECKING:
     import httpx
 
 _current: ContextVar[list[dict[str, Any]] | None] = ContextVar("mcp_hops", default=None)
-_started: ContextVar[float] = ContextVar("mcp_hop_started", default=0.0)
+
+
+class _Pending(dict[str, Any]):
+    """A call sent and not answered yet. Almost every call is answered, so its record as a
+    failed hop (:func:`unanswered`, a full redacted copy) is built only if it never is: at
+    :func:`meta` or when the recording ends, whichever comes first."""
+
+    def __init__(self, request: httpx.Request, started: float) -> None:
+        super().__init__()
+        self.request = request
+        self.started = started
 
 
 @contextlib.contextmanager
@@ -52,6 +62,14 @@ def recording() -> Iterator[list[dict[str, Any]]]:
         yield hops
     finally:
         _current.reset(reset)
+        settle(hops)
+
+
+def settle(hops: list[dict[str, Any]]) -> None:
+    """Turn every call still unanswered into its record as a failed hop (in place)."""
+    for index, hop in enumerate(hops):
+        if isinstance(hop, _Pending):
+            hops[index] = unanswered(hop.request)
 
 
 def event_hooks(resolve_key: KeyResolver) -> dict[str, list[Callable[..., Any]]]:
@@ -62,21 +80,21 @@ def event_hooks(resolve_key: KeyResolver) -> dict[str, list[Callable[..., Any]]]
         hops = _current.get()
         if hops is None:
             return
-        _started.set(time.perf_counter())
         # Until its response arrives the call stands as unanswered: a PDP or document API that
         # cannot be reached still shows as the hop that failed.
-        hops.append(unanswered(request))
+        hops.append(_Pending(request, time.perf_counter()))
 
     async def on_response(response: httpx.Response) -> None:
         hops = _current.get()
         if hops is None:
             return
         await response.aread()
-        hop = hop_of(response, resolve_key, _started.get())
-        if hops and hops[-1].get("status") is None and hops[-1]["url"] == hop["url"]:
-            hops[-1] = hop
-        else:
-            hops.append(hop)
+        for index in range(len(hops) - 1, -1, -1):
+            pending = hops[index]
+            if isinstance(pending, _Pending) and pending.request is response.request:
+                hops[index] = hop_of(response, resolve_key, pending.started)
+                return
+        hops.append(hop_of(response, resolve_key, 0.0))
 
     return {"request": [on_request], "response": [on_response]}
 
@@ -157,4 +175,5 @@ def keep_tokens_here(
 
 def meta(hops: list[dict[str, Any]]) -> dict[str, Any]:
     """The tools/call result's ``_meta`` (JSON-safe)."""
+    settle(hops)
     return {HOPS_META_KEY: json.loads(json.dumps(hops, default=str))}

@@ -76,3 +76,41 @@ def test_the_meta_key_is_the_one_the_run_model_reads() -> None:
 
     meta = hops.meta([{"method": "GET", "status": 200}])
     assert reported_hops({"result": {"_meta": meta}}) == [{"method": "GET", "status": 200}]
+
+
+async def test_an_answered_call_never_builds_a_record_of_itself_as_unanswered(
+    pdp_key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[str] = []
+    real_unanswered = hops.unanswered
+
+    def counting_unanswered(request: httpx.Request) -> dict[str, object]:
+        built.append(str(request.url))
+        return real_unanswered(request)
+
+    monkeypatch.setattr(hops, "unanswered", counting_unanswered)
+
+    def docapi(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/docs/9":
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"docs": []})
+
+    resolve = static_key_resolver({pdp_key.kid: pdp_key.key})
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(docapi), event_hooks=hops.event_hooks(resolve)
+    ) as http:
+        with hops.recording() as made:
+            await http.get("http://127.0.0.1:9/api/docs")
+            await http.get("http://127.0.0.1:9/api/docs?page=2")
+            assert built == []
+            with pytest.raises(httpx.ConnectError):
+                await http.get("http://127.0.0.1:9/api/docs/9")
+            meta = hops.meta(made)
+    assert built == ["http://127.0.0.1:9/api/docs/9"]
+    recorded = meta[hops.HOPS_META_KEY]
+    assert [(h["url"], h["status"]) for h in recorded] == [
+        ("http://127.0.0.1:9/api/docs", 200),
+        ("http://127.0.0.1:9/api/docs?page=2", 200),
+        ("http://127.0.0.1:9/api/docs/9", None),
+    ]
+    assert recorded[0]["elapsed_ms"] >= 0 and recorded[2]["error"].startswith("no answer")
