@@ -8,6 +8,7 @@ decides locally, Athenz ZPE style, from the PDP's signed policy data: HTTP metho
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -22,6 +23,7 @@ from starlette.routing import Route
 from lab.config import ADMIN_PRINCIPAL, API_DOMAIN, Settings
 from lab.docapi.openapi import docapi_openapi
 from lab.docapi.store import Doc, DocStore
+from lab.heldkeys import HeldKeys, verify_on_loop
 from lab.oauth.admin import bearer_token
 from lab.oauth.errors import InsufficientScope, InvalidRequest, MissingToken, NotFound
 from lab.oauth.jose import JwksCache
@@ -54,7 +56,7 @@ class Guard:
     def __init__(self, settings: Settings) -> None:
         endpoints = settings.endpoints
         self.issuer = endpoints.zts
-        self.jwks = JwksCache(endpoints.zts_jwks)
+        self.jwks = HeldKeys(endpoints.zts_jwks)
         self.policy = PolicyCache(
             endpoints.zts,
             API_DOMAIN,
@@ -63,18 +65,20 @@ class Guard:
             refresh_s=settings.policy_refresh_s,
         )
 
-    def authenticate(self, token: str | None) -> dict[str, Any]:
-        """Return the accepted token's claims or raise 401 (RFC 6750 §3.1). Blocking."""
+    def authenticate(self, keys: JwksCache, token: str | None) -> dict[str, Any]:
+        """Return the accepted token's claims or raise 401 (RFC 6750 §3.1). Blocking unless
+        ``keys`` never fetches (lab.heldkeys)."""
         if token is None:
             # RFC 6750 §3.1: no credentials → challenge without an error code.
             raise MissingToken("this API needs an access token: Authorization: Bearer <token>")
         # RFC 9068 §4 / RFC 8707: only tokens for audience "api" — an MCP-audience token
         # passed through by the MCP server is refused here.
-        return verify_access_token(token, self.jwks, issuer=self.issuer, audience=API_DOMAIN)
+        return verify_access_token(token, keys, issuer=self.issuer, audience=API_DOMAIN)
 
     async def check(self, token: str | None, action: str) -> dict[str, Any]:
         """Authenticate, then decide locally (ZPE style); raise 401/403 or return the claims."""
-        claims = await run_in_threadpool(self.authenticate, token)
+        # On the loop when the PDP's key is held, else in a worker thread (lab.heldkeys).
+        claims = await verify_on_loop(functools.partial(self.authenticate, token=token), self.jwks)
         # The policy is read without holding a worker thread while another request refreshes it.
         policy = await self.policy.current_async()
         decision = decide_locally(

@@ -11,6 +11,7 @@ the document API — the token the MCP server received is never forwarded (MCP a
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lab.config import ADMIN_PRINCIPAL, API_DOMAIN, MCP_DOMAIN, MCP_PRINCIPAL, Settings
+from lab.heldkeys import HeldKeys, verify_on_loop
 from lab.mcpserver import envelope, hops
 from lab.mcpserver.correlation import CorrelationContext, current_correlation_id
 from lab.mcpserver.exchange import Exchanger, ExchangeRefused
@@ -178,16 +180,18 @@ class PdpTokenVerifier:
     RFC 8707 §2; MCP authorization spec, "Token Audience Binding").
     """
 
-    def __init__(self, jwks: JwksCache, issuer: str, resource: str) -> None:
+    def __init__(self, jwks: HeldKeys, issuer: str, resource: str) -> None:
         self.jwks = jwks
         self.issuer = issuer
         self.audiences = [resource]
 
+    def _verify(self, keys: JwksCache, token: str) -> dict[str, Any]:
+        return verify_access_token(token, keys, issuer=self.issuer, audience=self.audiences)
+
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
-            claims = await run_in_threadpool(
-                verify_access_token, token, self.jwks, issuer=self.issuer, audience=self.audiences
-            )
+            # On the loop when the PDP's key is held, else in a thread (lab.heldkeys).
+            claims = await verify_on_loop(functools.partial(self._verify, token=token), self.jwks)
         except OAuthError:
             return None  # the SDK answers 401 with resource_metadata
         scopes = claims.get("scp")
@@ -345,7 +349,7 @@ def create_app(settings: Settings) -> Starlette:
     admin_audience = _origin(resource_url)
     admin_pub = settings.key_file(ADMIN_PRINCIPAL).with_suffix(".pub.pem")
 
-    jwks = JwksCache(endpoints.zts_jwks)
+    jwks = HeldKeys(endpoints.zts_jwks)
     # The MCP server's policies live in its own domain, mcp (tutorial: the Runtime Proxy's ZPU).
     policy = PolicyCache(
         endpoints.zts,
