@@ -34,6 +34,7 @@ import os
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,9 @@ class AuditLog:
         # One bucket per authenticated principal (a registered key, so a bounded set).
         self._refused: dict[str, _TokenBucket] = {}
         self._refused_lock = threading.Lock()
+        self._wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWaker] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def _admit(self, client: str | None, *, allowed: bool, authenticated: bool) -> tuple[bool, int]:
         """(record it, records this bound dropped since the last one it admitted)."""
@@ -237,11 +241,12 @@ class AuditLog:
         on the loop instead of blocking a worker thread through the commit's fsync."""
         loop = asyncio.get_running_loop()
         committed: asyncio.Future[None] = loop.create_future()
+        waker = self._wakers.get(loop)
+        if waker is None:
+            waker = self._wakers[loop] = _LoopWaker(loop)
+        ready = waker.ready
 
-        def wake(_: PendingAppend) -> None:
-            loop.call_soon_threadsafe(_settle, committed)
-
-        pending = self.submit(event, wake)
+        pending = self.submit(event, lambda _: ready(committed), after_batch=waker.wake)
         if pending is None:
             return None
         if not pending.done.is_set():
@@ -249,7 +254,10 @@ class AuditLog:
         return pending.result()
 
     def submit(
-        self, event: AuditEvent, on_done: Callable[[PendingAppend], None]
+        self,
+        event: AuditEvent,
+        on_done: Callable[[PendingAppend], None],
+        after_batch: Callable[[], None] | None = None,
     ) -> PendingAppend | None:
         """Queue the event's record and return at once (``None`` when it is over its rate):
         ``on_done(pending)`` runs on the committer thread once the record is durable or has
@@ -258,7 +266,9 @@ class AuditLog:
         build = self._builder(event)
         if build is None:
             return None
-        return self.store.submit_audit(build, event.single_use, seal=self._seal, on_done=on_done)
+        return self.store.submit_audit(
+            build, event.single_use, seal=self._seal, on_done=on_done, after_batch=after_batch
+        )
 
     def _builder(self, event: AuditEvent) -> Callable[[int, str], dict[str, Any]] | None:
         """What to append once the store gives the record its place, or ``None`` when the
@@ -353,3 +363,35 @@ class AuditLog:
 def _settle(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+class _LoopWaker:
+    """Settles an event loop's waiters for records the committer made durable, with one
+    ``call_soon_threadsafe`` per batch rather than one per record: each is a write to the
+    loop's self-pipe, a wake-up of the loop and a read, while the request threads contend for
+    the GIL. The committer marks each record ready, then wakes the loop once for the batch
+    (``after_batch``); one callback settles them all, in order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._ready: list[asyncio.Future[None]] = []
+        self._lock = threading.Lock()
+
+    def ready(self, future: asyncio.Future[None]) -> None:
+        """On the committer thread: ``future``'s record is durable (or failed)."""
+        with self._lock:
+            self._ready.append(future)
+
+    def wake(self) -> None:
+        """On the committer thread, once per batch: settle every ready waiter on the loop."""
+        try:
+            self.loop.call_soon_threadsafe(self._settle_ready)
+        except RuntimeError:  # the loop closed meanwhile: nobody waits on it any more
+            with self._lock:
+                self._ready.clear()
+
+    def _settle_ready(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for future in ready:
+            _settle(future)

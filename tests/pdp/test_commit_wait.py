@@ -111,3 +111,48 @@ def test_a_refusal_is_answered_once_its_deny_record_is_durable(world: PdpLab) ->
     assert pdp.store.audit_last_seq() == before + 1
     record = pdp.store.audit_records(before)[-1]
     assert (record["decision"], record["client"]) == ("deny", LEARNER)
+
+
+def test_one_commit_wakes_the_event_loop_once_for_all_its_records(tmp_path: Any) -> None:
+    from lab.pdp.audit import AuditEvent, AuditLog
+
+    store = Store(tmp_path / "pdp.db")
+    log = AuditLog(store)
+    wakes: list[Any] = []
+    batches: list[int] = []
+    original_batch = store._commit_audit_batch
+
+    def counted_batch(batch: list[Any]) -> None:
+        batches.append(len(batch))
+        original_batch(batch)
+
+    store._commit_audit_batch = counted_batch  # type: ignore[method-assign]
+
+    def event(index: int) -> AuditEvent:
+        return AuditEvent(f"c{index}", "ai.agent", LEARNER, "api:docs", "get", True, "test")
+
+    async def run() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        original = loop.call_soon_threadsafe
+
+        def counted(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread().name == "audit-committer":
+                wakes.append(callback)
+            return original(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        await log.record_async(event(0))  # the committer thread exists from here on
+        wakes.clear()
+        batches.clear()
+        with store._write_lock:  # the next records queue up behind one held commit
+            tasks = [asyncio.create_task(log.record_async(event(n))) for n in range(1, 9)]
+            for _ in range(20):
+                await asyncio.sleep(0.005)
+            assert not any(task.done() for task in tasks)
+        return await asyncio.gather(*tasks)
+
+    records = asyncio.run(run())
+    assert [r["seq"] for r in records] == list(range(2, 10))  # each durable, in order
+    assert store.audit_last_seq() == 9
+    assert sum(batches) == 8 and len(batches) <= 2  # the committer took one, or all
+    assert len(wakes) == len(batches)  # one wake-up of the loop per commit, not per record

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
 from lab.config import Settings
 from lab.pdp.app import create_app
-from lab.pdp.audit import verify_chain
+from lab.pdp.audit import record_hash, verify_chain
 from lab.pdp.store import ReplayDetected, Store
 from lab.serving import bind_socket, serve_in_thread
 from tests.pdp.conftest import AGENT, LEARNER, MCP, PdpLab
@@ -228,3 +229,88 @@ def test_one_batch_seals_its_last_record_and_every_checkpoint_inside_it(tmp_path
     assert (head["seq"], head["hash"]) == (records[-1]["seq"], records[-1]["hash"])
     assert SEAL_EVERY in [seq for seq, _, _ in store.audit_checkpoints()]
     assert log.verify() == []
+
+
+def _held_batch(store: Store, submit: list[Any]) -> list[Any]:
+    """Submit every ``(build, single_use, seal)`` while the writer lock is held, so all but the
+    first commit together as one batch; returns the pending appends, all done."""
+    from lab.pdp.audit import AuditEvent, AuditLog
+
+    log = AuditLog(store)
+    pending = []
+    with store._write_lock:
+        first = log.submit(
+            AuditEvent("c0", "ai.agent", LEARNER, "api:docs", "get", True, "first"), lambda _: None
+        )
+        deadline = time.monotonic() + 30
+        while store._audit_queue and time.monotonic() < deadline:
+            time.sleep(0.001)  # the committer took it and waits for the lock
+        for build, single_use, seal in submit:
+            pending.append(store.submit_audit(build, single_use, seal))
+    for item in [first, *pending]:
+        assert item is not None and item.done.wait(30)
+    return pending
+
+
+def _record(reason: str) -> Any:
+    def build(seq: int, prev_hash: str) -> dict[str, Any]:
+        record = {"seq": seq, "reason": reason, "prev_hash": prev_hash}
+        record["hash"] = record_hash(record)
+        return record
+
+    return build
+
+
+def test_an_append_whose_second_jti_was_used_marks_none_of_its_jtis(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(tmp_path / "pdp.db")
+    store.append_audit(_record("first use"), [("jag:used", 2**31)])
+    with pytest.raises(ReplayDetected) as replay:
+        store.append_audit(_record("replay"), [("client:fresh", 2**31), ("jag:used", 2**31)])
+    assert replay.value.jti == "jag:used"  # the used one is named, whatever comes before it
+    assert not store.jti_seen("client:fresh")
+    store.append_audit(_record("fresh use"), [("client:fresh", 2**31)])
+    with pytest.raises(ReplayDetected) as both:
+        store.append_audit(_record("both used"), [("client:fresh", 2**31), ("jag:used", 2**31)])
+    assert both.value.jti == "client:fresh"  # the first used one, as a row-by-row insert says
+    with pytest.raises(ReplayDetected) as twice:
+        store.append_audit(_record("twice"), [("client:twice", 2**31), ("client:twice", 2**31)])
+    assert twice.value.jti == "client:twice"
+    assert not store.jti_seen("client:twice")
+    assert [r["reason"] for r in store.audit_records()] == ["first use", "fresh use"]
+
+
+def test_appends_that_fail_in_a_batch_write_nothing_and_the_rest_commit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lab.pdp.audit import AuditLog
+
+    store = Store(tmp_path / "pdp.db")
+    seal = AuditLog(store)._seal
+
+    def unbuildable(seq: int, prev_hash: str) -> dict[str, Any]:
+        raise ValueError("cannot build")
+
+    def seal_fails(seq: int, record_hash_value: str) -> dict[str, Any]:
+        raise ValueError("cannot seal")
+
+    def unstorable_checkpoint(seq: int, record_hash_value: str) -> dict[str, Any]:
+        # Fails only once the record itself is written: the batch runs again with savepoints.
+        return {**seal(seq, record_hash_value), "checkpoint": object()}
+
+    pending = _held_batch(
+        store,
+        [
+            (_record("a"), [("jti-a", 2**31)], seal),
+            (unbuildable, [("jti-b", 2**31)], seal),
+            (_record("c"), [("jti-c", 2**31)], seal_fails),
+            (_record("d"), [("jti-d", 2**31)], unstorable_checkpoint),
+            (_record("e"), [("jti-e", 2**31)], seal),
+        ],
+    )
+    assert [p.error is None for p in pending] == [True, False, False, False, True]
+    assert str(pending[1].error) == "cannot build" and str(pending[2].error) == "cannot seal"
+    assert [store.jti_seen(f"jti-{n}") for n in "abcde"] == [True, False, False, False, True]
+    records = store.audit_records()
+    assert [r["reason"] for r in records] == ["first", "a", "e"]
+    assert [r["seq"] for r in records] == [1, 2, 3]
+    assert verify_chain(records) == []
+    head = json.loads(store.get_meta("audit_head") or "{}")
+    assert (head["seq"], head["hash"]) == (3, records[-1]["hash"])
