@@ -562,7 +562,8 @@ def clear_results(settings: Settings, from_step: int = 1) -> None:
 
 
 def mark_interrupted(settings: Settings, number: int, during: str = "reset") -> None:
-    """The reset to step ``number`` was stopped part-way: the one interrupted outcome."""
+    """Step ``number``, or the reset to it (``during``), was stopped part-way: the one
+    interrupted outcome."""
     results = {n: r for n, r in load_results(settings).items() if r.get("status") != "interrupted"}
     results[number] = {
         "slug": "",

@@ -139,11 +139,16 @@ def interrupt_recorded(settings: Settings, step: Step, announce: bool = True) ->
     reset to it first, and say so now, before the exit (130) the interrupt turns into."""
     import time
 
+    from lab.cli.lock import note_activity
     from lab.state import record_result
 
     started = time.perf_counter()
+    if announce:  # a reset's replay is the reset's activity, not this step's
+        note_activity(f"step {step.number}")
     try:
         yield
+        if announce:
+            note_activity("")
     except KeyboardInterrupt:
         elapsed_ms = (time.perf_counter() - started) * 1000
         record_result(settings, step.number, step.slug, INTERRUPTED, elapsed_ms)

@@ -5,6 +5,11 @@ saying who holds the lock, and gives up with exit 3 ("busy") after ``LAB_LOCK_WA
 
 An advisory ``flock`` on ``$LAB_HOME/lab.lock``: the kernel drops it when the holder exits, so a
 crashed command never leaves the lab locked.
+
+The file also says what the holder is doing (``step 13``, ``reset 13``) and is emptied when the
+holder lets go. A command killed part-way (``kill -9``, the terminal closed) lets go without
+emptying it, so the next command finds the step it died in and records that step as interrupted:
+``lab`` then says to reset to it, as after Ctrl-C, instead of re-running over half of it.
 """
 
 from __future__ import annotations
@@ -44,16 +49,68 @@ def lab_lock(home: Path, command: str) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         _acquire(fd, path, command)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {command}\n".encode())
+        _recover(fd, home)
         _held.append(fd)
+        _activity.append(f"{os.getpid()} {command}")
+        _write(fd, "")
         try:
             yield
         finally:
             _held.remove(fd)
+            _activity.clear()
+            os.ftruncate(fd, 0)  # let go cleanly: nothing was left half-done
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+_activity: list[str] = []  # "pid command" of the held lock
+
+
+def note_activity(activity: str) -> None:
+    """Say in the held lock file what is being done now (``step 13``; ``""``: between steps)."""
+    if _held and _activity:
+        _write(_held[0], activity)
+
+
+def _write(fd: int, activity: str) -> None:
+    text = f"{_activity[0]}\n{activity}\n" if activity else f"{_activity[0]}\n"
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, text.encode(), 0)
+
+
+def recover_killed_command(home: Path) -> None:
+    """For commands that read the lab's progress without the lock (``lab``, ``lab steps``):
+    record what a killed command left half-done, unless a command holds the lab right now."""
+    path = home / "lab.lock"
+    if _held or not path.exists():
+        return
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        if _try_lock(fd):
+            try:
+                _recover(fd, home)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _recover(fd: int, home: Path) -> None:
+    """The lock is ours: a non-empty file is a previous holder that died without letting go."""
+    left = os.pread(fd, 4096, 0).decode(errors="replace").splitlines()
+    if not left:
+        return
+    os.ftruncate(fd, 0)
+    what, _, number = (left[-1] if len(left) > 1 else "").partition(" ")
+    if what in ("step", "reset") and number.isdigit():
+        from lab.config import Settings
+        from lab.state import mark_interrupted
+
+        mark_interrupted(Settings(home=home), int(number), during=what)
 
 
 def _acquire(fd: int, path: Path, command: str) -> None:
@@ -90,7 +147,8 @@ def _try_lock(fd: int) -> bool:
 
 def _holder(path: Path) -> str:
     try:
-        pid, _, command = path.read_text().strip().partition(" ")
+        first = (path.read_text().splitlines() or [""])[0]  # then what it is doing, if anything
+        pid, _, command = first.strip().partition(" ")
     except OSError:
         return "unknown"
     return f"pid {pid}: {command}" if pid else "unknown"

@@ -48,7 +48,10 @@ def reset_lab(to: int | None, json_output: bool) -> None:
     from lab.cli.lock import command_line, lab_lock
 
     session.announce_interrupts = False  # a step replayed here is part of the reset
+    from lab.cli.lock import note_activity
+
     with lab_lock(session.settings.home, command_line()):
+        note_activity(f"reset {to or 1}")
         try:
             outcome = reset_to_step(session.state, to or 1, run_step=runner)
         except KeyboardInterrupt:

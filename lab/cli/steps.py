@@ -35,9 +35,11 @@ def list_steps(
     json_output: bool = typer.Option(False, "--json", help="Print the list as JSON."),
 ) -> None:
     """List the steps with the outcome of each one's last run."""
+    from lab.cli.lock import recover_killed_command
     from lab.state import load_results
 
     settings = common.settings()
+    recover_killed_command(settings.home)
     steps = load_all_steps()
     results = load_results(settings)
     rows = [

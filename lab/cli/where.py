@@ -20,7 +20,8 @@ def next_command(
     interrupted = sorted(n for n, r in results.items() if r.get("status") == "interrupted")
     if interrupted:
         first = interrupted[0]
-        what = f"the reset to step {first}" if results[first].get("during") else f"step {first}"
+        reset = results[first].get("during") == "reset"
+        what = f"the reset to step {first}" if reset else f"step {first}"
         situation = f"The lab is up; {what} was interrupted part-way. Start it again clean:"
         return situation, f"lab reset --to {first}"
     done = last_passed_step(results)
@@ -40,9 +41,11 @@ def next_command(
 
 
 def show_where() -> None:
+    from lab.cli.lock import recover_killed_command
     from lab.state import load_results
 
     settings = common.settings()
+    recover_killed_command(settings.home)
     chosen = common.backend(settings)
     status = chosen.status()
     from lab.steps.files import step_numbers

@@ -395,3 +395,40 @@ def test_kind_down_and_up_leave_a_running_embedded_lab_alone(lab: Lab, stack: St
     assert "the embedded backend is running from this LAB_HOME" in said
     assert "stop it first: `lab down`, then `lab --backend kind up`" in said
     assert json.loads(lab.invoke("status", "--json").stdout)["pid"] == pid
+
+
+def test_a_step_killed_part_way_is_found_by_the_next_command_and_reset_to(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kill -9, or the terminal closed, gives no chance to record anything: the lock file says
+    # which step its holder was in, and is emptied only by a holder that lets go cleanly.
+    import lab.steps.engine as engine
+
+    real_run_step = engine.run_step
+    seen: list[str] = []
+
+    def watched(step: Any, context: Any, solutions: bool = True) -> Any:
+        seen.append((lab.home / "lab.lock").read_text())
+        return real_run_step(step, context, solutions)
+
+    assert lab.invoke("reset", "--to", "12").exit_code == 0
+    monkeypatch.setattr(engine, "run_step", watched)
+    assert lab.invoke("step", "12").exit_code == 0
+    monkeypatch.undo()
+    assert seen and seen[0].splitlines()[-1] == "step 12"  # said while the step ran
+    assert (lab.home / "lab.lock").read_text() == ""  # let go cleanly: nothing half-done
+
+    # What a killed `lab step 12` leaves: the lock free, its file still naming the step.
+    (lab.home / "lab.lock").write_text("999999 lab step 12\nstep 12\n")
+    where = " ".join(lab.invoke().output.split())
+    assert "step 12 was interrupted part-way" in where and "Next: lab reset --to 12" in where
+    statuses = {
+        s["number"]: s["status"] for s in json.loads(lab.invoke("steps", "--json").stdout)["steps"]
+    }
+    assert statuses[12] == "interrupted"
+    assert (lab.home / "lab.lock").read_text() == ""
+
+    (lab.home / "lab.lock").write_text("999999 lab reset --to 9\nreset 9\n")
+    assert "the reset to step 9 was interrupted part-way" in " ".join(lab.invoke().output.split())
+    assert lab.invoke("reset", "--to", "9").exit_code == 0
+    assert "Next: lab step 9" in lab.invoke().output

@@ -104,3 +104,11 @@ def test_ctrl_c_during_a_plain_reset_exits_130_like_every_other_command(
 
     monkeypatch.setattr(reset_run, "reset_lab", interrupted)
     assert reset_run.plain_reset(["reset", "--to", "3"]) == 130
+
+
+def test_the_waiting_message_names_the_holder_on_one_line(tmp_path: Path) -> None:
+    from lab.cli.lock import _holder
+
+    path = tmp_path / "lab.lock"
+    path.write_text("4242 lab step 13\nstep 13\n")  # the holder, then what it is doing
+    assert _holder(path) == "pid 4242: lab step 13"
