@@ -14,8 +14,10 @@ import contextvars
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lab.oauth.text import MAX_CORRELATION_ID, correlation_label
+
 HEADER = "X-Correlation-Id"
-MAX_LENGTH = 64  # what the PDP keeps
+MAX_LENGTH = MAX_CORRELATION_ID  # what the PDP keeps
 
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "correlation_id", default=None
@@ -27,10 +29,7 @@ def current_correlation_id() -> str | None:
 
 
 def clean(value: str | None) -> str | None:
-    if not value:
-        return None
-    value = value.strip()[:MAX_LENGTH]
-    return value if value and all(c.isalnum() or c in "-_.:" for c in value) else None
+    return correlation_label(value)
 
 
 class CorrelationContext:

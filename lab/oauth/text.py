@@ -55,3 +55,19 @@ def checked_text(
             f" are not allowed in {kind}"
         )
     return value
+
+
+#: Longest correlation id kept (what the PDP's audit record holds).
+MAX_CORRELATION_ID = 64
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+
+
+def correlation_label(value: str | None) -> str | None:
+    """A caller's ``X-Correlation-Id`` if it is a plain label - ASCII letters, digits and
+    ``-_.:``, at most 64 characters - else None. It is a label, never a credential, and it is
+    written to the audit trail and echoed in a header, so nothing else is kept (a latin-1
+    ``\\x9b`` is a terminal's CSI)."""
+    if not value:
+        return None
+    value = value.strip()[:MAX_CORRELATION_ID]
+    return value if value and _LABEL_CHARS.issuperset(value) else None

@@ -208,3 +208,151 @@ def test_base64_of_nothing_is_still_a_400(kit: Kit) -> None:
     )
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
+
+
+# ------------------------------------------------------------------------------ header sets
+
+
+def raw_get(url: str, header_lines: list[bytes]) -> tuple[int, dict[str, Any]]:
+    """A GET with header lines exactly as given (httpx refuses to send control characters or
+    repeat a header it builds itself): the status and the JSON body (empty if none)."""
+    import socket
+
+    parsed = httpx.URL(url)
+    target = parsed.raw_path.decode()
+    lines = [f"GET {target} HTTP/1.1".encode(), f"Host: {parsed.host}:{parsed.port}".encode()]
+    request = b"\r\n".join([*lines, *header_lines, b"Connection: close", b"", b""])
+    with socket.create_connection((parsed.host, parsed.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    try:
+        parsed_body = json.loads(body) if body else {}
+    except ValueError:
+        parsed_body = {}
+    return status, parsed_body if isinstance(parsed_body, dict) else {}
+
+
+#: (what, header lines, words of the refusal).
+MALFORMED_HEADER_SETS: list[tuple[str, list[bytes], str]] = [
+    (
+        "Authorization twice",
+        [b"Authorization: Bearer a.b.c", b"Authorization: Bearer x.y.z"],
+        "header authorization is sent more than once",
+    ),
+    (
+        "Content-Type twice",
+        [b"Content-Type: application/json", b"Content-Type: text/plain"],
+        "header content-type is sent more than once",
+    ),
+    (
+        "X-Correlation-Id twice",
+        [b"X-Correlation-Id: one", b"X-Correlation-Id: two"],
+        "header x-correlation-id is sent more than once",
+    ),
+    ("ESC in a header", [b"X-Correlation-Id: a\x1b[31mb"], "contains the control character U+001B"),
+    ("SOH in User-Agent", [b"User-Agent: lab\x01"], "contains the control character U+0001"),
+    ("DEL in Authorization", [b"Authorization: Bearer a\x7fb"], "U+007F"),
+]
+
+
+@pytest.mark.parametrize("part", PARTS)
+@pytest.mark.parametrize(
+    ("what", "lines", "words"),
+    MALFORMED_HEADER_SETS,
+    ids=[row[0] for row in MALFORMED_HEADER_SETS],
+)
+def test_a_malformed_header_set_is_400_at_every_part(
+    kit: Kit, part: str, what: str, lines: list[bytes], words: str
+) -> None:
+    """A single-valued header sent twice (which one counts differs between a proxy and the
+    lab) or a control character in a value (RFC 9110 §5.5; it reaches logs and the audit
+    trail): 400 ``invalid_request`` saying which - before authentication or routing."""
+    status, body = raw_get(part_url(kit, part), lines)
+    assert status == 400, (part, status, body)
+    assert body.get("error") == "invalid_request", body
+    assert words in body.get("error_description", ""), body
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_tabs_obs_text_and_repeatable_headers_are_still_served(kit: Kit, part: str) -> None:
+    """The guard: HTAB and obs-text are legal in a value, and headers that may repeat do."""
+    lines = [b"Accept: application/json", b"Accept: */*", b"X-Note: a\tb\xe9"]
+    status, _ = raw_get(part_url(kit, part), lines)
+    assert status < 400 or status in (401, 405), (part, status)
+
+
+def test_json_with_a_member_twice_is_400_everywhere_json_is_read(kit: Kit) -> None:
+    """RFC 8259 §4: which of two values counts differs between parsers - refused, not the last
+    one silently taken (the document API stored ``"b"`` for ``{"name":"a","name":"b"}``)."""
+    endpoints = kit.lab.endpoints
+    twice = '{"name": "a", "name": "b", "content": "c"}'
+    for url in (f"{endpoints.docapi_unprotected}/api/docs", f"{endpoints.zms}/domain"):
+        response = post_json(url, twice)
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["error"] == "invalid_request"
+        assert "'name' appears twice" in response.json()["error_description"], response.text
+
+
+def zms_get(kit: Kit, path: str) -> httpx.Response:
+    from lab.config import ADMIN_PRINCIPAL
+    from lab.oauth.admin import make_admin_assertion
+    from lab.oauth.jose import SigningKey
+
+    key = SigningKey.load_or_create(kit.lab.settings.key_file(ADMIN_PRINCIPAL))
+    token = make_admin_assertion(ADMIN_PRINCIPAL, key, kit.lab.endpoints.zms)
+    return httpx.get(f"{kit.lab.endpoints.zms}{path}", headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.mark.parametrize(
+    ("path", "words"),
+    [
+        ("/access/get/api:docs?principal=ai.agent&principal=human.idjag-learner", "repeated"),
+        ("/lab/audit?since=1&since=2", "repeated"),
+        ("/lab/audit?since=" + "9" * 30, "at most 18 digits"),
+        ("/lab/audit?since=%201", "at most 18 digits"),
+        ("/lab/audit?since=1_0", "at most 18 digits"),
+        ("/lab/audit?since=%D9%A1", "at most 18 digits"),  # Arabic-Indic one
+        ("/lab/audit?limit=1&limit=5", "repeated"),
+    ],
+)
+def test_zms_query_parameters_are_single_and_plain(kit: Kit, path: str, words: str) -> None:
+    """A repeated query parameter is ambiguous (the access check answered for one of two
+    principals); a number is ASCII digits that fit the store (30 digits overflowed SQLite)."""
+    response = zms_get(kit, path)
+    assert response.status_code == 400, (path, response.status_code, response.text[:200])
+    assert response.json()["error"] == "invalid_request"
+    assert words in response.json()["error_description"], response.text
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [(b"gw-1234.abc:x_y", True), (b"a\x9b31mb", False), (b"caf\xe9", False), (b"a b", False)],
+)
+def test_a_correlation_id_is_kept_only_when_it_is_a_plain_label(
+    kit: Kit, sent: bytes, kept: bool
+) -> None:
+    """The PDP writes a token request's ``X-Correlation-Id`` into the audit trail and echoes
+    it: a value that is not a plain ASCII label (a latin-1 ``\\x9b`` is a terminal's CSI) is
+    replaced by a fresh id, as the MCP server already dropped it."""
+    from lab.oauth.jose import make_client_assertion
+    from lab.oauth.tokens import CLIENT_ASSERTION_TYPE_JWT_BEARER
+
+    endpoints = kit.lab.endpoints
+    form = {
+        **kit.base_form("id-jag", kit.id_token_raw),
+        "client_assertion_type": CLIENT_ASSERTION_TYPE_JWT_BEARER,
+        "client_assertion": make_client_assertion(
+            AGENT_PRINCIPAL, kit.key(AGENT_PRINCIPAL), endpoints.zts
+        ),
+    }
+    response = kit.http.post(endpoints.zts_token, data=form, headers={b"X-Correlation-Id": sent})
+    assert response.status_code == 200, response.text
+    echoed = response.headers["x-correlation-id"]
+    if kept:
+        assert echoed == sent.decode()
+    else:
+        assert echoed != sent.decode("latin-1") and echoed.isalnum() and echoed.isascii()

@@ -33,7 +33,7 @@ from lab.oauth.jose import (
     unverified_claims,
     ybase64_decode,
 )
-from lab.oauth.starlette import NO_STORE, read_json
+from lab.oauth.starlette import NO_STORE, read_json, single_query_params
 from lab.oauth.text import checked_text
 from lab.pdp.audit import AuditEvent
 from lab.pdp.core import Pdp, hash_secret
@@ -598,10 +598,12 @@ def _int_param(
     raw = query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an integer") from None
+    # ASCII digits only, at most 18 (inside SQLite's 64-bit integers): int() would also take
+    # " 12", "1_000" and Arabic-Indic digits, and a 30-digit value overflowed the store (500).
+    digits = raw[1:] if raw.startswith("-") else raw
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+        raise InvalidRequest(f"{name} must be an integer of at most 18 digits")
+    value = int(raw)
     if value < minimum or (maximum is not None and value > maximum):
         bounds = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
         raise InvalidRequest(f"{name} must be in {bounds}")
@@ -689,13 +691,13 @@ def build_routes(pdp: Pdp) -> list[Route]:
             principal,
             request.path_params["action"],
             request.path_params["resource"],
-            request.query_params.get("principal"),
+            single_query_params(request).get("principal"),
         )
         return JSONResponse(result)
 
     async def audit(request: Request) -> Response:
         principal = await run_in_threadpool(zms.principal, request)
-        query = request.query_params
+        query = single_query_params(request)
         since = _int_param(query, "since", 0, minimum=0) or 0
         limit = _int_param(query, "limit", None, minimum=1, maximum=AUDIT_PAGE_MAX)
         last = _int_param(query, "last", None, minimum=1, maximum=AUDIT_PAGE_MAX)

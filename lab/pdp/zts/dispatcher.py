@@ -12,6 +12,7 @@ import anyio.to_thread
 from starlette.concurrency import run_in_threadpool
 
 from lab.oauth.errors import InvalidRequest, OAuthError, UnsupportedGrantType
+from lab.oauth.text import correlation_label
 from lab.pdp.audit import AuditEvent
 from lab.pdp.client_auth import REPLAYED_CLIENT_ASSERTION, authenticate_client, refuse_client
 from lab.pdp.core import Pdp
@@ -91,7 +92,8 @@ class TokenEndpoint:
     ) -> tuple[TokenRequest, GrantResult | OAuthError]:
         """Authenticate the client and run the grant: the token to hand out once its allow
         record is durable, or the refusal to record and answer. Nothing is written here."""
-        correlation_id = headers.get("x-correlation-id", "")[:64] or uuid.uuid4().hex[:16]
+        # A caller's id that is no plain label is replaced, never stored or echoed as sent.
+        correlation_id = correlation_label(headers.get("x-correlation-id")) or uuid.uuid4().hex[:16]
         request = TokenRequest(form=form, client="", correlation_id=correlation_id)
         try:
             grant = self._grant_for(form)
