@@ -432,3 +432,30 @@ def test_a_step_killed_part_way_is_found_by_the_next_command_and_reset_to(
     assert "the reset to step 9 was interrupted part-way" in " ".join(lab.invoke().output.split())
     assert lab.invoke("reset", "--to", "9").exit_code == 0
     assert "Next: lab step 9" in lab.invoke().output
+
+
+def test_a_busy_port_held_by_a_lab_runtime_names_it_and_how_to_stop_it(
+    lab: Lab, stack: Stack, tmp_path: Path
+) -> None:
+    # "stop whatever holds it" left a learner stuck when the holder was a lab `lab down`
+    # could not see: another checkout's, or their own after runtime.json was lost.
+    pid = json.loads(lab.invoke("status", "--json").stdout)["pid"]
+    other = Lab({**stack.env, "LAB_HOME": str(tmp_path / "other")})
+    beside = other.invoke("up")
+    assert beside.exit_code == 3, beside.output
+    said = " ".join(beside.stderr.split())
+    assert "is already in use" in said
+    assert f"a lab from another LAB_HOME holds it: `LAB_HOME={stack.home} lab down`" in said
+
+    runtime = stack.home / "runtime.json"
+    kept = runtime.read_text()
+    runtime.unlink()
+    try:
+        lost = lab.invoke("up")
+    finally:
+        runtime.write_text(kept)
+    assert lost.exit_code == 3, lost.output
+    said = " ".join(lost.stderr.split())
+    assert f"it is this LAB_HOME's own lab (pid {pid}), whose runtime.json is gone" in said
+    assert f"stop it with `kill {pid}`, then `lab up`" in said
+    assert json.loads(lab.invoke("status", "--json").stdout)["pid"] == pid

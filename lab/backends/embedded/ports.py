@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.backends.base import BackendError
@@ -15,11 +17,20 @@ if TYPE_CHECKING:
 def bind_part_sockets(settings: Settings) -> dict[str, socket.socket]:
     """Bind every part's port now: a busy port fails here with the setting that moves it."""
     sockets: dict[str, socket.socket] = {}
+    port = 0
     try:
         for name, (variable, _default) in PORTS.items():
             if name == "idp" and settings.idp == "keycloak":
                 continue  # Keycloak binds the IdP port itself
-            sockets[name] = listen_socket(settings.host, settings.ports[name], variable)
+            port = settings.ports[name]
+            sockets[name] = listen_socket(settings.host, port, variable)
+    except BackendError as exc:
+        for sock in sockets.values():
+            sock.close()
+        holder = lab_runtime_on_port(port, settings) if "already in use" in exc.message else None
+        if holder is not None:
+            raise BackendError(exc.message, holder) from None
+        raise
     except BaseException:
         for sock in sockets.values():
             sock.close()
@@ -43,6 +54,62 @@ def bind_after_crash(settings: Settings) -> dict[str, socket.socket]:
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.1)
+
+
+def lab_runtime_on_port(port: int, settings: Settings) -> str | None:
+    """The fix when the process on ``port`` is a lab runtime: the usual "stop whatever holds
+    it" leaves a learner stuck when that is their own lab whose ``runtime.json`` is gone (it
+    was deleted, or LAB_HOME changed), since `lab down` no longer sees it. Linux only (/proc);
+    None when no lab runtime this user can see uses the port."""
+    home = settings.home.absolute()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"lab.backends.embedded" not in (proc / "cmdline").read_bytes():
+                continue
+            environ = dict(
+                item.split("=", 1)
+                for item in (proc / "environ").read_bytes().decode(errors="replace").split("\0")
+                if "=" in item
+            )
+            cwd = Path(os.readlink(proc / "cwd"))
+        except (OSError, ValueError):
+            continue
+        theirs = cwd / (environ.get("LAB_HOME") or ".lab")
+        ports = Settings.from_env(environ).ports if _settings_ok(environ) else {}
+        if port not in ports.values():
+            continue
+        pid = proc.name
+        if theirs == home:
+            return (
+                f"it is this LAB_HOME's own lab (pid {pid}), whose runtime.json is gone: "
+                f"stop it with `kill {pid}`, then `lab up`"
+            )
+        if _records_pid(theirs / "runtime.json", int(pid)):
+            return f"a lab from another LAB_HOME holds it: `LAB_HOME={theirs} lab down` stops it"
+        return (
+            f"a lab from LAB_HOME {theirs} holds it (pid {pid}) and its runtime.json is gone: "
+            f"stop it with `kill {pid}`"
+        )
+    return None
+
+
+def _records_pid(runtime_file: Path, pid: int) -> bool:
+    import json
+
+    try:
+        return bool(json.loads(runtime_file.read_text()).get("pid") == pid)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _settings_ok(environ: dict[str, str]) -> bool:
+    from lab.config import SettingsError
+
+    try:
+        Settings.from_env(environ)
+    except SettingsError:
+        return False
+    return True
 
 
 def listen_socket(host: str, port: int, variable: str) -> socket.socket:
