@@ -56,8 +56,8 @@ def up(
     if dry_run and name == "embedded":
         print_plan("embedded", embedded_up_plan(settings), json_output)
         return
-    if not dry_run:
-        refuse_while_embedded_runs(settings, name)
+    if not dry_run and name != "embedded":
+        refuse_while_embedded_runs(settings, f"lab --backend {name} up")
     chosen = lifecycle_backend(name, settings, context, namespace, dry_run)
     if dry_run:
         chosen.up()  # the kind backend only describes its plan (last_plan); no daemon is touched
@@ -76,12 +76,10 @@ def up(
     console.print(next_after_up(settings))
 
 
-def refuse_while_embedded_runs(settings: Settings, name: str) -> None:
-    """One LAB_HOME runs one backend: its ``runtime.json`` records one. Starting kind over a
-    running embedded lab would overwrite that record and orphan the embedded process (and the
-    two publish the same ports)."""
-    if name == "embedded":
-        return
+def refuse_while_embedded_runs(settings: Settings, then: str) -> None:
+    """One LAB_HOME runs one backend: its ``runtime.json`` records one. Starting kind (or
+    joining a room) over a running embedded lab would overwrite that record and orphan the
+    embedded process (and the two publish the same ports)."""
     from lab.backends.embedded.process import process_alive
     from lab.backends.embedded.runtime_file import read_runtime
 
@@ -89,7 +87,7 @@ def refuse_while_embedded_runs(settings: Settings, name: str) -> None:
     if runtime is not None and process_alive(runtime.get("pid")):
         common.fail(
             f"the embedded backend is running from this LAB_HOME ({settings.home})",
-            f"stop it first: `lab down`, then `lab --backend {name} up`",
+            f"stop it first: `lab down`, then `{then}`",
         )
 
 

@@ -100,10 +100,14 @@ def join(
 ) -> None:
     """Point this machine's `lab` at your room namespace (endpoints, admin key, IdP)."""
     from lab.backends import room_join
+    from lab.cli.lifecycle import refuse_while_embedded_runs
 
     with common.handled_errors():
         settings = common.settings()
         bundle = room_join.read_bundle(bundle_file)
+        # Joining writes this LAB_HOME's admin key and runtime record: over a running embedded
+        # lab, that lab would lose both (orphaned, and its PDP no longer trusting the key).
+        refuse_while_embedded_runs(settings, f"lab room join {bundle_file}")
         room_join.apply_bundle(bundle, settings)
         common.out().print(
             f"joined as {bundle.get('username')} in namespace {bundle['namespace']}; "

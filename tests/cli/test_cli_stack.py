@@ -459,3 +459,31 @@ def test_a_busy_port_held_by_a_lab_runtime_names_it_and_how_to_stop_it(
     assert f"it is this LAB_HOME's own lab (pid {pid}), whose runtime.json is gone" in said
     assert f"stop it with `kill {pid}`, then `lab up`" in said
     assert json.loads(lab.invoke("status", "--json").stdout)["pid"] == pid
+
+
+def test_room_join_refuses_to_take_over_a_running_embedded_lab(
+    lab: Lab, stack: Stack, tmp_path: Path
+) -> None:
+    # Joining writes the admin key and runtime.json of LAB_HOME: the running lab would be
+    # orphaned, and its PDP would no longer trust the admin key the CLI signs with.
+    from dataclasses import replace
+
+    from lab.backends import room
+    from lab.backends.kind import ensure_local_keys
+    from lab.config import ADMIN_PRINCIPAL, Settings
+
+    workshop = room.Room(Settings.from_env({"LAB_HOME": str(tmp_path / "i")}), context="kind-x")
+    learner = room.Learner(3)
+    ensure_local_keys(replace(workshop.settings, home=workshop.learner_home(learner)).keys_dir)
+    bundle = workshop.write_join_bundle(learner)
+    runtime = (stack.home / "runtime.json").read_text()
+    admin_key = Settings.from_env(stack.env).key_file(ADMIN_PRINCIPAL).read_bytes()
+
+    joined = lab.invoke("room", "join", str(bundle))
+    assert joined.exit_code == 3, joined.output
+    said = " ".join(joined.stderr.split())
+    assert "the embedded backend is running from this LAB_HOME" in said
+    assert f"stop it first: `lab down`, then `lab room join {bundle}`" in said
+    assert (stack.home / "runtime.json").read_text() == runtime
+    assert Settings.from_env(stack.env).key_file(ADMIN_PRINCIPAL).read_bytes() == admin_key
+    assert lab.invoke("status").exit_code == 0
