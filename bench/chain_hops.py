@@ -1,10 +1,14 @@
 """Where the chain's time goes, hop by hop: ``.venv/bin/python bench/chain_hops.py [--runs N]``.
 
+``--ab``: chains with the agent's kept MCP session and chains with a new client, connection and
+SDK session per tool call (the path before), in alternating blocks of 10; figures per variant.
+
 A private lab at step 12 (as ``bench/run.py``), then ``N`` chains alternated with the floor
 (``bench/chain.py``), each timed per link from the client side: the sign-in, the two token
 requests, the tool call (and the tool call's own HTTP request inside it), every HTTP request by
-path, the MCP server's two internal calls as its ``_meta`` hops report them, the agent's thread
-CPU, and the runtime's CPU per chain from /proc. Medians; the load average beside them.
+path, the MCP server's two internal calls as its ``_meta`` hops report them, the agent's process
+CPU (all its threads: the kept MCP sessions run on a thread of their own), and the runtime's
+CPU per chain from /proc. Medians; the load average beside them.
 For a server-side profile run ``py-spy record -p <runtime pid> -f raw`` while this runs.
 """
 
@@ -33,6 +37,8 @@ from lab.config import LEARNER_USERNAME, Settings  # noqa: E402
 from lab.mcpserver import HOPS_META_KEY  # noqa: E402
 
 Samples = dict[str, list[float]]
+#: ``--ab``: chains of one variant in a row before the other's.
+BLOCK = 10
 
 
 def time_requests(samples: Samples) -> None:
@@ -58,12 +64,12 @@ def time_requests(samples: Samples) -> None:
     httpx2.AsyncClient.send = asend  # type: ignore[method-assign]
 
 
-def chain_by_link(settings: Settings, samples: Samples | None) -> None:
+def chain_by_link(settings: Settings, samples: Samples | None, variant: str = "") -> None:
     from lab.agent import Agent
 
     with Agent(settings.endpoints, settings) as agent:
         marks = [time.perf_counter()]
-        cpu = time.thread_time()
+        cpu = time.process_time()
         signed_in = agent.sign_in(LEARNER_USERNAME, "password", method="code")
         marks.append(time.perf_counter())
         assert signed_in.id_token is not None, signed_in.error
@@ -75,23 +81,23 @@ def chain_by_link(settings: Settings, samples: Samples | None) -> None:
         access = agent.redeem_id_jag(id_jag.token)
         marks.append(time.perf_counter())
         assert access.token is not None, access.error
-        tool_cpu = time.thread_time()
+        tool_cpu = time.process_time()
         result = agent.call_tool(access.token, "list_docs", {})
         marks.append(time.perf_counter())
-        end_cpu = time.thread_time()
+        end_cpu = time.process_time()
         assert not result.is_error, result.text
         if samples is None:
             return
         names = ("sign-in (3 round trips)", "ID-JAG", "jwt-bearer", "tool call")
         for name, start, end in zip(names, marks, marks[1:], strict=False):
-            samples[name].append(end - start)
-        samples["chain"].append(marks[-1] - marks[0])
-        samples["agent thread CPU, chain"].append(end_cpu - cpu)
-        samples["agent thread CPU, tool call"].append(end_cpu - tool_cpu)
+            samples[name + variant].append(end - start)
+        samples["chain" + variant].append(marks[-1] - marks[0])
+        samples["agent process CPU, chain" + variant].append(end_cpu - cpu)
+        samples["agent process CPU, tool call" + variant].append(end_cpu - tool_cpu)
         mcp = [e for e in agent.recorder.exchanges if e.url.endswith("/mcp")][-1]
         for hop in mcp.response_json()["result"]["_meta"][HOPS_META_KEY]:
             path = hop["url"].split("/", 3)[-1]
-            samples[f"  MCP server's call to /{path}"].append(hop["elapsed_ms"] / 1000)
+            samples[f"  MCP server's call to /{path}{variant}"].append(hop["elapsed_ms"] / 1000)
 
 
 def runtime_cpu_s(pid: int) -> float:
@@ -102,7 +108,13 @@ def runtime_cpu_s(pid: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument(
+        "--ab", action="store_true", help="also a chain per round with a session per tool call"
+    )
     args = parser.parse_args()
+    from lab.agent.mcp_sessions import SESSIONS
+
+    variants = {" [kept session]": True, " [session per call]": False} if args.ab else {"": True}
     samples: Samples = defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="lab-bench-hops-") as tmp:
         lab = Lab(Path(tmp) / "home")
@@ -112,17 +124,25 @@ def main() -> int:
             chain.setup_chain_state(lab.settings)
             floor = chain.Floor(bare.url)
             for _ in range(5):
-                chain_by_link(lab.settings, None)
+                for keep in variants.values():
+                    SESSIONS.keep = keep
+                    chain_by_link(lab.settings, None)
                 floor.once()
             time_requests(samples)
             pid = lab.backend_pid()
             load_before = loadavg()
-            server_cpu = 0.0
-            for _ in range(args.runs):
-                before = runtime_cpu_s(pid)
-                chain_by_link(lab.settings, samples)
-                server_cpu += runtime_cpu_s(pid) - before
-                samples["floor"].append(floor.once())
+            server_cpu = dict.fromkeys(variants, 0.0)
+            # Variants alternate in blocks: the cyclic garbage collector's passes land on the
+            # chain that crosses its threshold, which chain-by-chain alternation biases.
+            for block in range(0, args.runs, BLOCK):
+                for variant, keep in variants.items():
+                    SESSIONS.keep = keep
+                    for _ in range(min(BLOCK, args.runs - block)):
+                        before = runtime_cpu_s(pid)
+                        chain_by_link(lab.settings, samples, variant)
+                        server_cpu[variant] += runtime_cpu_s(pid) - before
+                        if keep:  # the floor once per round
+                            samples["floor"].append(floor.once())
         finally:
             bare.stop()
             lab.down()
@@ -130,8 +150,10 @@ def main() -> int:
     for name, values in samples.items():
         per_chain = len(values) / args.runs
         count = f" x{per_chain:.0f}" if per_chain != 1 else ""
-        print(f"{name:44s} p50 {statistics.median(values) * 1000:7.2f} ms{count}")
-    print(f"{'runtime CPU per chain (/proc)':44s} mean {server_cpu / args.runs * 1000:6.2f} ms")
+        print(f"{name:62s} p50 {statistics.median(values) * 1000:7.2f} ms{count}")
+    for variant, cpu in server_cpu.items():
+        name = "runtime CPU per chain (/proc)" + variant
+        print(f"{name:62s} mean {cpu / args.runs * 1000:6.2f} ms")
     return 0
 
 

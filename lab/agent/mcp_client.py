@@ -1,7 +1,9 @@
 """MCP calls through the official SDK client, wrapped so synchronous callers can use them.
 
-One short session per batch of calls: ``mcp.Client`` over ``streamable_http_client`` with an
-``httpx2.AsyncClient`` that carries ``Authorization: Bearer`` and the recorder's hooks. A refusal
+Sessions: ``mcp.Client`` over ``streamable_http_client`` with an ``httpx2.AsyncClient`` that
+carries the caller's ``Authorization: Bearer`` and the recorder's hooks. ``call_tools`` and
+``list_tools`` run on one session per server kept by the process (``lab.agent.mcp_sessions``:
+the token and the recording stay per call); ``call_tools_async`` opens one of its own. A refusal
 at the HTTP layer (401 without a valid token, 403 ``insufficient_scope``) and a tool error both
 come back as a :class:`ToolResult` with ``is_error`` set: steps assert on them.
 
@@ -111,7 +113,7 @@ def mcp_session(http: httpx2.AsyncClient, url: str, eras: ServerEras | None = No
     )
 
 
-def _learn_era(client: Client, url: str, eras: ServerEras | None = None) -> None:
+def learn_era(client: Client, url: str, eras: ServerEras | None = None) -> None:
     """Remember what this session negotiated (only after a probe: an adopted era is kept as is)."""
     if client.mode != "auto":
         return
@@ -161,12 +163,12 @@ async def _await(factory: Callable[[], Awaitable[T]]) -> T:
     return await factory()
 
 
-class _RefusalWatcher:
+class RefusalWatcher:
     """Remembers the last HTTP error the MCP server sent: the SDK reports it only as a
     generic JSON-RPC error, but a learner needs the status and the RFC 6750 challenge."""
 
     def __init__(self) -> None:
-        self.last: _Refusal | None = None
+        self.last: Refusal | None = None
 
     async def on_response(self, response: httpx2.Response) -> None:
         if response.status_code < 400 or response.request.method != "POST":
@@ -183,7 +185,7 @@ def tls_context() -> ssl.SSLContext:
 
 
 def _http_client(
-    access_token: str | None, recorder: Recorder | None, watcher: _RefusalWatcher
+    access_token: str | None, recorder: Recorder | None, watcher: RefusalWatcher
 ) -> httpx2.AsyncClient:
     headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
     hooks: dict[str, list[Any]] = {"request": [], "response": []}
@@ -196,33 +198,49 @@ def _http_client(
     )
 
 
+async def run_calls(
+    client: Client, calls: Sequence[ToolCall], watcher: RefusalWatcher, results: list[ToolResult]
+) -> None:
+    """Run the calls in order on an open session, appending each result as it comes."""
+    # The listing call_tool checks structured output against: from the shared store while the
+    # server's ttlMs lasts, else one tools/list for the whole batch.
+    await client.list_tools()
+    for call in calls:
+        watcher.last = None
+        result = await client.call_tool(call.name, call.arguments)
+        results.append(tool_result_of(call, result))
+
+
+def failed_calls(
+    url: str, exc: BaseException, watcher: RefusalWatcher, calls: Sequence[ToolCall]
+) -> list[ToolResult]:
+    """The calls a session failure left unanswered, each saying why (the HTTP refusal the
+    watcher saw, else the failure itself)."""
+    if watcher.last is None and _era_may_be_stale(exc):
+        ERAS.forget(url)  # the server may have changed under us: negotiate next time
+    failure = watcher.last or refusal_of(exc)
+    return [
+        ToolResult(True, failure.text, None, call.name, call.arguments, failure.http_status)
+        for call in calls
+    ]
+
+
 async def call_tools_async(
     url: str, access_token: str | None, calls: Sequence[ToolCall], recorder: Recorder | None = None
 ) -> list[ToolResult]:
-    """Open one session and run the calls in order; a session failure fails every call."""
+    """Open one session of its own and run the calls in order; a session failure fails every
+    call not yet answered."""
     results: list[ToolResult] = []
-    watcher = _RefusalWatcher()
+    watcher = RefusalWatcher()
     try:
         async with (
             _http_client(access_token, recorder, watcher) as http,
             mcp_session(http, url) as client,
         ):
-            _learn_era(client, url)
-            # The listing call_tool checks structured output against: from the shared store
-            # while the server's ttlMs lasts, else one tools/list for the whole batch.
-            await client.list_tools()
-            for call in calls:
-                watcher.last = None
-                result = await client.call_tool(call.name, call.arguments)
-                results.append(tool_result_of(call, result))
+            learn_era(client, url)
+            await run_calls(client, calls, watcher, results)
     except Exception as exc:  # noqa: BLE001 - transport and HTTP refusals become data
-        if watcher.last is None and _era_may_be_stale(exc):
-            ERAS.forget(url)  # the server may have changed under us: negotiate next time
-        failure = watcher.last or refusal_of(exc)
-        results.extend(
-            ToolResult(True, failure.text, None, call.name, call.arguments, failure.http_status)
-            for call in calls[len(results) :]
-        )
+        results.extend(failed_calls(url, exc, watcher, calls[len(results) :]))
     return results
 
 
@@ -231,10 +249,14 @@ async def list_tools_async(
 ) -> list[dict[str, Any]]:
     """The server's tools as plain dicts: name, description, inputSchema."""
     async with (
-        _http_client(access_token, recorder, _RefusalWatcher()) as http,
+        _http_client(access_token, recorder, RefusalWatcher()) as http,
         mcp_session(http, url) as client,
     ):
         listing = await client.list_tools()
+    return tools_as_dicts(listing)
+
+
+def tools_as_dicts(listing: mcp_types.ListToolsResult) -> list[dict[str, Any]]:
     return [
         {"name": tool.name, "description": tool.description or "", "inputSchema": tool.input_schema}
         for tool in listing.tools
@@ -244,13 +266,19 @@ async def list_tools_async(
 def call_tools(
     url: str, access_token: str | None, calls: Sequence[ToolCall], recorder: Recorder | None = None
 ) -> list[ToolResult]:
-    return run_sync(lambda: call_tools_async(url, access_token, calls, recorder))
+    """Run the calls in order on this process's session to ``url`` (``mcp_sessions``), with
+    this caller's token; a session failure fails every call not yet answered."""
+    from lab.agent.mcp_sessions import SESSIONS
+
+    return SESSIONS.call_tools(url, access_token, calls, recorder)
 
 
 def list_tools(
     url: str, access_token: str | None, recorder: Recorder | None = None
 ) -> list[dict[str, Any]]:
-    return run_sync(lambda: list_tools_async(url, access_token, recorder))
+    from lab.agent.mcp_sessions import SESSIONS
+
+    return SESSIONS.list_tools(url, access_token, recorder)
 
 
 def _era_may_be_stale(exc: BaseException) -> bool:
@@ -273,21 +301,21 @@ def tool_result_of(call: ToolCall, result: Any) -> ToolResult:
 
 
 @dataclass(frozen=True)
-class _Refusal:
+class Refusal:
     text: str
     http_status: int | None
 
 
-def refusal_of(exc: BaseException) -> _Refusal:
+def refusal_of(exc: BaseException) -> Refusal:
     """Find the HTTP status error inside the SDK's (possibly grouped) exception and describe it."""
     for leaf in _leaves(exc):
         if isinstance(leaf, httpx2.HTTPStatusError):
             return _describe_http_refusal(leaf.response)
     leaf = next(iter(_leaves(exc)), exc)
-    return _Refusal(f"MCP call failed: {leaf.__class__.__name__}: {leaf}", None)
+    return Refusal(f"MCP call failed: {leaf.__class__.__name__}: {leaf}", None)
 
 
-def _describe_http_refusal(response: httpx2.Response) -> _Refusal:
+def _describe_http_refusal(response: httpx2.Response) -> Refusal:
     challenge = response.headers.get("www-authenticate", "")
     detail = _error_body_text(response)
     text = f"MCP server refused the request: HTTP {response.status_code}"
@@ -295,7 +323,7 @@ def _describe_http_refusal(response: httpx2.Response) -> _Refusal:
         text += f" {detail}"
     if challenge:
         text += f" (WWW-Authenticate: {challenge})"
-    return _Refusal(text, response.status_code)
+    return Refusal(text, response.status_code)
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
