@@ -50,6 +50,9 @@ KEEPALIVE_S = 15.0
 RUN_TIMEOUT_S = 300.0
 #: The whole lab (every step, from the baseline) takes well under a minute on a laptop.
 RUN_ALL_TIMEOUT_S = 900.0
+#: How long a run or reset from the page waits for a `lab` command another terminal is running
+#: (the CLI waits 10 minutes by default; a page would look hung): then 409 "busy", naming it.
+LOCK_WAIT_S = "3"
 
 #: Every page response: no framing (clickjacking), only this server's own scripts and styles.
 PAGE_HEADERS = {
@@ -73,7 +76,7 @@ class LabCommands:
     def __call__(self, *args: str) -> tuple[int, str, str]:
         done = subprocess.run(
             [sys.executable, "-m", "lab.cli", *args],
-            env={**dict(self.env), "NO_COLOR": "1"},
+            env={**dict(self.env), "NO_COLOR": "1", "LAB_LOCK_WAIT_S": LOCK_WAIT_S},
             cwd=self.cwd,
             capture_output=True,
             text=True,
@@ -147,6 +150,8 @@ def create_app(
         # saving each result as it goes, so the event stream shows them one by one.
         async with busy:
             code, out, err = await asyncio.to_thread(runner, "run")
+        if held_elsewhere(code, err):
+            return conflict(busy_reason(err))
         rows = step_rows(settings)
         return JSONResponse(
             {
@@ -168,6 +173,8 @@ def create_app(
             return conflict()
         async with busy:
             code, out, err = await asyncio.to_thread(runner, "step", str(number), "--json")
+        if held_elsewhere(code, err):
+            return conflict(busy_reason(err))
         try:
             record = json.loads(out)
         except ValueError:
@@ -187,6 +194,8 @@ def create_app(
         args = ["reset", "--json", *(["--to", str(to)] if to else [])]
         async with busy:
             code, out, err = await asyncio.to_thread(runner, *args)
+        if held_elsewhere(code, err):
+            return conflict(busy_reason(err))
         if code != 0:
             return JSONResponse(
                 {"error": "reset_failed", "error_description": last_line(err or out)},
@@ -230,11 +239,19 @@ async def forbidden(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "forbidden", "error_description": str(exc)}, status_code=403)
 
 
-def conflict() -> Response:
-    return JSONResponse(
-        {"error": "busy", "error_description": "another run or reset is still going"},
-        status_code=409,
-    )
+def conflict(description: str = "another run or reset is still going") -> Response:
+    return JSONResponse({"error": "busy", "error_description": description}, status_code=409)
+
+
+def busy_reason(err: str) -> str:
+    """The CLI's "busy: another lab command (pid N: lab run) …" sentence, without "error: "."""
+    line = next((ln for ln in err.splitlines() if "busy: " in ln), last_line(err))
+    return line.strip().removeprefix("error: ")
+
+
+def held_elsewhere(code: int, err: str) -> bool:
+    """The command gave up waiting for the lab lock: a `lab` command in a terminal holds it."""
+    return code == 3 and "busy: another lab command" in err
 
 
 def last_line(text: str) -> str:

@@ -298,3 +298,39 @@ def test_a_served_run_has_each_tokens_signature_checked_against_its_issuers_jwks
     assert verdicts["forged"]["reason"] == "the signature does not match the key"
     assert verdicts["stranger"]["valid"] is False
     assert "is not a part of this lab" in verdicts["stranger"]["reason"]
+
+
+def test_a_lab_command_running_in_a_terminal_makes_the_page_busy_not_hung(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CLI waits up to 10 minutes for the lab lock; from the page that looked hung. The
+    # page's commands wait briefly, and "busy" comes back as 409 naming the other command.
+    import subprocess
+
+    from lab.ui import app as ui_app
+
+    seen: dict[str, str] = {}
+
+    def fake_run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        seen.update(kwargs["env"])  # type: ignore[arg-type]
+        return subprocess.CompletedProcess(args, 0, "{}", "")
+
+    monkeypatch.setattr(ui_app.subprocess, "run", fake_run)
+    ui_app.LabCommands(env={"LAB_HOME": "x"})("step", "1", "--json")
+    assert float(seen["LAB_LOCK_WAIT_S"]) <= 5
+
+    held = "error: busy: another lab command (pid 7: lab run) still holds the lab after 3 s"
+
+    def busy_lab(*args: str) -> tuple[int, str, str]:
+        return 3, "", held + "\nfix: wait for it to finish, or raise LAB_LOCK_WAIT_S\n"
+
+    client = TestClient(create_app(settings, TOKEN, busy_lab), base_url=LOCAL)
+    headers = {"X-Lab-UI-Token": TOKEN}
+    for response in (
+        client.post("/api/steps/1/run", headers=headers),
+        client.post("/api/reset", json={"to": 3}, headers=headers),
+        client.post("/api/run-all", headers=headers),
+    ):
+        assert response.status_code == 409, response.text
+        assert response.json()["error"] == "busy"
+        assert "pid 7: lab run" in response.json()["error_description"]
