@@ -180,13 +180,38 @@ def handled_errors() -> Iterator[None]:
         raise typer.Exit(code) from None
 
 
+def lab_running_above() -> Path | None:
+    """The folder above this one whose ``.lab`` records a running lab, when ``LAB_HOME`` is
+    unset and ``./.lab`` records none: the learner who `cd steps` and types `lab step 3` is told
+    "not running" about a lab that runs, only from the checkout's root."""
+    if os.environ.get("LAB_HOME"):
+        return None
+    here = Path.cwd()
+    if (here / ".lab" / "runtime.json").exists():
+        return None
+    for folder in here.parents:
+        if (folder / ".lab" / "runtime.json").exists():
+            return folder
+    return None
+
+
+def not_running_fix(default: str | None) -> str | None:
+    """``default``, or where the running lab is when it runs from a folder above."""
+    above = lab_running_above()
+    if above is None:
+        return default
+    return f"the lab runs from {above}: `cd {above}` (or set LAB_HOME={above / '.lab'})"
+
+
 def describe_error(exc: BaseException) -> tuple[str, str | None, int]:
     """Map an exception to (sentence, fix, exit code)."""
-    from lab.backends.base import BackendError
+    from lab.backends.base import BackendError, BackendNotRunning
     from lab.state import StateError
 
     if isinstance(exc, LabCliError):
         return exc.message, exc.fix, exc.code
+    if isinstance(exc, BackendNotRunning):
+        return exc.message, not_running_fix(exc.fix), ExitCode.ENVIRONMENT
     if isinstance(exc, BackendError | StateError):
         return exc.message, exc.fix, ExitCode.ENVIRONMENT
     # Only a process that loaded lab.serving can have raised PortInUse; importing it just to

@@ -291,7 +291,8 @@ def print_status(console: Console, current: BackendStatus) -> None:
 
     if not current.running and not current.parts:
         console.print(f"The {current.backend} backend is not running ({current.detail}).")
-        console.print("Start it with [bold]lab up[/].")
+        elsewhere = common.not_running_fix(None)
+        console.print(f"But {elsewhere}." if elsewhere else "Start it with [bold]lab up[/].")
         return
     state = "healthy" if current.healthy else "running, with problems"
     if not current.running:

@@ -12,6 +12,9 @@ def next_command(
     from lab.state import last_passed_step
 
     if not running:
+        above = common.lab_running_above()
+        if above is not None:
+            return f"No lab runs from here, but one runs from {above}.", f"cd {above}"
         return "The lab is not running.", "lab up"
     if not healthy:
         return "The lab is running, but some parts are not healthy.", "lab status"
@@ -57,5 +60,6 @@ def show_where() -> None:
     console = common.out()
     console.print(f"{situation} (backend: {chosen.name})")
     program = common.lab_program()
-    console.print(f"Next: [bold]{program}{command[len('lab') :]}[/]")
+    shown = f"{program}{command[len('lab') :]}" if command.startswith("lab") else command
+    console.print(f"Next: [bold]{shown}[/]")
     console.print(f"All commands: {program} --help", style="dim")

@@ -112,3 +112,31 @@ def test_the_waiting_message_names_the_holder_on_one_line(tmp_path: Path) -> Non
     path = tmp_path / "lab.lock"
     path.write_text("4242 lab step 13\nstep 13\n")  # the holder, then what it is doing
     assert _holder(path) == "pid 4242: lab step 13"
+
+
+def test_a_lab_running_from_a_folder_above_is_named_instead_of_not_running(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `cd steps` then `lab step 3`: with LAB_HOME unset, ./.lab is steps/.lab, and the learner
+    # was told to `lab up` a lab that runs, from the checkout's root.
+    root = tmp_path / "checkout"
+    (root / ".lab").mkdir(parents=True)
+    (root / ".lab" / "runtime.json").write_text("{}")
+    (root / "steps").mkdir()
+    monkeypatch.chdir(root / "steps")
+    del lab.env["LAB_HOME"]
+
+    where = " ".join(lab.invoke().output.split())
+    assert f"No lab runs from here, but one runs from {root}." in where
+    assert f"Next: cd {root}" in where
+    status = lab.invoke("status")
+    assert status.exit_code == 3
+    assert f"the lab runs from {root}: `cd {root}`" in " ".join(status.output.split())
+    step = lab.invoke("step", "3")
+    assert step.exit_code == 3
+    said = " ".join(step.stderr.split())
+    assert "error: the embedded backend is not running" in said
+    assert f"fix: the lab runs from {root}: `cd {root}` (or set LAB_HOME={root / '.lab'})" in said
+
+    monkeypatch.chdir(tmp_path)  # nothing above: the usual advice
+    assert "Next: lab up" in lab.invoke().output
