@@ -391,6 +391,22 @@ def _verify_jwt(
     if algorithm_for(key) != alg:
         # RFC 8725 §3.1: each key is used with exactly one algorithm.
         raise JwtValidationError(f"algorithm {alg!r} does not match the signing key")
+    claims = _decode(token, key, alg, issuer, audience, required, leeway)
+    if max_lifetime is not None:
+        check_lifetime(claims, max_lifetime, leeway)
+    return claims, key
+
+
+def _decode(
+    token: str,
+    key: Any,
+    alg: str,
+    issuer: str | Iterable[str] | None,
+    audience: str | Iterable[str] | None,
+    required: Iterable[str],
+    leeway: int,
+) -> dict[str, Any]:
+    """pyjwt's verified decode with ``key`` and ``alg`` alone; its errors as JwtValidationError."""
     options = {"require": list(required), "verify_aud": audience is not None}
     try:
         claims = jwt.decode(
@@ -420,9 +436,39 @@ def _verify_jwt(
         raise JwtValidationError(f"token is invalid: {exc}") from None
     except _PARSE_ERRORS:
         raise JwtValidationError("token is malformed") from None
-    if max_lifetime is not None:
-        check_lifetime(claims, max_lifetime, leeway)
-    return claims, key
+    return claims  # type: ignore[no-any-return]
+
+
+#: Keycloak signs refresh tokens with the realm's generated HMAC key, not its RSA key.
+HMAC_ALGORITHM = "HS512"
+
+
+def sign_hmac_jwt(claims: Mapping[str, Any], secret: bytes, kid: str, typ: str) -> str:
+    """A JWT only its issuer ever checks (Keycloak's refresh tokens), HMAC-signed (HS512)."""
+    return jwt.encode(
+        dict(claims), secret, algorithm=HMAC_ALGORITHM, headers={"typ": typ, "kid": kid}
+    )
+
+
+def verify_hmac_jwt(
+    token: str,
+    secret: bytes,
+    kid: str,
+    *,
+    issuer: str,
+    required: Iterable[str] = ("exp", "iat"),
+    leeway: int = LEEWAY,
+) -> dict[str, Any]:
+    """:func:`sign_hmac_jwt`'s tokens: HS512 under this ``kid`` and nothing else (an RS256 or
+    ES256 token is refused here, and :func:`verify_jwt` never accepts an HMAC one: RFC 8725
+    §3.1, one algorithm per key), then the claims as :func:`verify_jwt` checks them."""
+    header = unverified_header(token)
+    check_numeric_dates(unverified_claims(token))
+    if header.get("alg") != HMAC_ALGORITHM:
+        raise JwtValidationError(f"algorithm {header.get('alg')!r} is not allowed")
+    if header.get("kid") != kid:
+        raise JwtValidationError(f"unknown signing key id {header.get('kid')!r}")
+    return _decode(token, secret, HMAC_ALGORITHM, issuer, None, required, leeway)
 
 
 class VerifiedTokens:

@@ -143,3 +143,55 @@ def test_introspection_reports_active_and_inactive_tokens(idp: Idp) -> None:
     assert active["sub"] == LEARNER_ID
     inactive = httpx.post(url, data={"token": "garbage"}, auth=(CLIENT_ID, CLIENT_SECRET)).json()
     assert inactive == {"active": False}
+
+
+def test_refresh_tokens_are_hs512_as_keycloak_signs_them(idp: Idp) -> None:
+    tokens = idp.password_grant().json()
+    header = jwt.get_unverified_header(tokens["refresh_token"])
+    assert header["alg"] == "HS512" and header["typ"] == "JWT" and header["kid"]
+    for other in ("access_token", "id_token"):  # what clients verify stays RS256
+        assert jwt.get_unverified_header(tokens[other])["alg"] == "RS256"
+    claims = jwt.decode(tokens["refresh_token"], options={"verify_signature": False})
+    assert claims["typ"] == "Refresh"
+    assert refresh(idp, tokens["refresh_token"]).status_code == 200
+
+
+def test_a_refresh_token_signed_with_the_realm_rsa_key_is_refused(idp: Idp) -> None:
+    """The RSA key signs access and ID tokens only: a Refresh-typed token it signed (what the
+    IdP issued before refresh tokens were HMAC-signed) is no refresh token."""
+    from lab.idp.app import signing_key
+
+    claims = jwt.decode(
+        idp.password_grant().json()["refresh_token"], options={"verify_signature": False}
+    )
+    forged = signing_key(idp.settings).sign(claims, typ="JWT")
+    response = refresh(idp, forged)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_grant",
+        "error_description": "Invalid refresh token: algorithm 'RS256' is not allowed",
+    }
+
+
+def test_a_refresh_token_is_checked_against_its_hmac_key(idp: Idp) -> None:
+    token = idp.password_grant().json()["refresh_token"]
+    header, payload, signature = token.split(".")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    other_key = jwt.encode(
+        claims, b"k" * 64, algorithm="HS512", headers=jwt.get_unverified_header(token)
+    )
+    flipped = f"{header}.{payload}.{signature[:-4]}{'AAAA' if signature[-4:] != 'AAAA' else 'BBBB'}"
+    for bad in (other_key, flipped):
+        response = refresh(idp, bad)
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_grant"
+        assert "signature is invalid" in response.json()["error_description"]
+
+
+def test_a_refresh_token_is_no_bearer_token_and_introspects_as_a_refresh_token(idp: Idp) -> None:
+    token = idp.password_grant().json()["refresh_token"]
+    response = httpx.get(idp.userinfo_url, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    url = f"{idp.issuer}/protocol/openid-connect/token/introspect"
+    found = httpx.post(url, data={"token": token}, auth=(CLIENT_ID, CLIENT_SECRET)).json()
+    assert found["active"] is True and found["typ"] == "Refresh"
