@@ -3,6 +3,10 @@
 ``--ab``: chains with the agent's kept MCP session and chains with a new client, connection and
 SDK session per tool call (the path before), in alternating blocks of 10; figures per variant.
 
+``--against REV``: also a lab on another revision (``git archive``, as ``bench/run.py
+--against``), its chains in blocks alternating with this checkout's, so both columns come from
+the same minutes: on a shared machine, runs minutes apart differ by more than most changes do.
+
 A private lab at step 12 (as ``bench/run.py``), then ``N`` chains alternated with the floor
 (``bench/chain.py``), each timed per link from the client side: the sign-in, the two token
 requests, the tool call (and the tool call's own HTTP request inside it), every HTTP request by
@@ -32,12 +36,12 @@ import httpx2  # noqa: E402
 
 from bench import chain  # noqa: E402
 from bench.load import BareServer, loadavg  # noqa: E402
-from bench.run import Lab  # noqa: E402
+from bench.run import Lab, checkout  # noqa: E402
 from lab.config import LEARNER_USERNAME, Settings  # noqa: E402
 from lab.mcpserver import HOPS_META_KEY  # noqa: E402
 
 Samples = dict[str, list[float]]
-#: ``--ab``: chains of one variant in a row before the other's.
+#: ``--ab``/``--against``: chains of one variant in a row before the next one's.
 BLOCK = 10
 
 
@@ -111,43 +115,65 @@ def main() -> int:
     parser.add_argument(
         "--ab", action="store_true", help="also a chain per round with a session per tool call"
     )
+    parser.add_argument("--against", metavar="REV", help="alternate with a lab on this revision")
     args = parser.parse_args()
     from lab.agent.mcp_sessions import SESSIONS
 
-    variants = {" [kept session]": True, " [session per call]": False} if args.ab else {"": True}
+    sessions = {" [kept session]": True, " [session per call]": False} if args.ab else {"": True}
     samples: Samples = defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="lab-bench-hops-") as tmp:
-        lab = Lab(Path(tmp) / "home")
-        lab.run("up")
-        bare = BareServer()
+        labs = {"": Lab(Path(tmp) / "home")}
+        if args.against:
+            code = checkout(args.against, Path(tmp) / "against")
+            labs[f" [{args.against}]"] = Lab(Path(tmp) / "against-home", code=code)
+        variants = {
+            lab_name + session_name: (lab, keep)
+            for lab_name, lab in labs.items()
+            for session_name, keep in sessions.items()
+        }
+        bare = None
         try:
-            chain.setup_chain_state(lab.settings)
+            for lab in labs.values():
+                lab.run("up")
+                chain.setup_chain_state(lab.settings)
+            bare = BareServer()
             floor = chain.Floor(bare.url)
             for _ in range(5):
-                for keep in variants.values():
+                for lab, keep in variants.values():
                     SESSIONS.keep = keep
                     chain_by_link(lab.settings, None)
                 floor.once()
-            time_requests(samples)
-            pid = lab.backend_pid()
+            # Each request's time goes under its chain's variant (the floor's under none).
+            requests: Samples = defaultdict(list)
+            time_requests(requests)
+            pids = {name: lab.backend_pid() for name, lab in labs.items()}
             load_before = loadavg()
             server_cpu = dict.fromkeys(variants, 0.0)
             # Variants alternate in blocks: the cyclic garbage collector's passes land on the
             # chain that crosses its threshold, which chain-by-chain alternation biases.
             for block in range(0, args.runs, BLOCK):
-                for variant, keep in variants.items():
+                for index, (variant, (lab, keep)) in enumerate(variants.items()):
                     SESSIONS.keep = keep
+                    pid = pids[next(name for name, each in labs.items() if each is lab)]
                     for _ in range(min(BLOCK, args.runs - block)):
                         before = runtime_cpu_s(pid)
                         chain_by_link(lab.settings, samples, variant)
                         server_cpu[variant] += runtime_cpu_s(pid) - before
-                        if keep:  # the floor once per round
+                        for path, values in requests.items():
+                            samples[path + variant].extend(values)
+                        requests.clear()
+                        if index == 0:  # the floor once per round
                             samples["floor"].append(floor.once())
+                            for path, values in requests.items():
+                                samples[path].extend(values)
+                            requests.clear()
         finally:
-            bare.stop()
-            lab.down()
+            if bare is not None:
+                bare.stop()
+            for lab in labs.values():
+                lab.down()
     print(f"{args.runs} chains, load {load_before} -> {loadavg()}")
-    for name, values in samples.items():
+    for name, values in sorted(samples.items(), key=_by_variant(variants)):
         per_chain = len(values) / args.runs
         count = f" x{per_chain:.0f}" if per_chain != 1 else ""
         print(f"{name:62s} p50 {statistics.median(values) * 1000:7.2f} ms{count}")
@@ -155,6 +181,18 @@ def main() -> int:
         name = "runtime CPU per chain (/proc)" + variant
         print(f"{name:62s} mean {cpu / args.runs * 1000:6.2f} ms")
     return 0
+
+
+def _by_variant(variants: dict[str, Any]) -> Any:
+    """Rows grouped by variant, in the order the variants ran (the floor's rows first)."""
+    order = list(variants)
+
+    def key(item: tuple[str, list[float]]) -> int:
+        name = item[0]
+        matches = [i for i, variant in enumerate(order) if variant and name.endswith(variant)]
+        return matches[-1] + 1 if matches else 0
+
+    return key
 
 
 if __name__ == "__main__":
