@@ -40,7 +40,8 @@ def next_command(
         return situation, f"lab step {nxt} --check"
     if done == 0:
         return "The lab is up and no step has passed yet.", "lab step 1"
-    return f"The lab is up; steps 1–{done} passed.", f"lab step {nxt}"
+    passed = "step 1 passed" if done == 1 else f"steps 1–{done} passed"
+    return f"The lab is up; {passed}.", f"lab step {nxt}"
 
 
 def show_where() -> None:

@@ -140,3 +140,15 @@ def test_a_lab_running_from_a_folder_above_is_named_instead_of_not_running(
 
     monkeypatch.chdir(tmp_path)  # nothing above: the usual advice
     assert "Next: lab up" in lab.invoke().output
+
+
+def test_where_says_step_1_passed_not_steps_1_to_1() -> None:
+    from lab.cli.where import next_command
+
+    one = {1: {"status": "passed"}}
+    assert next_command(True, True, one, [1, 2, 3]) == (
+        "The lab is up; step 1 passed.",
+        "lab step 2",
+    )
+    two = {1: {"status": "passed"}, 2: {"status": "passed"}}
+    assert next_command(True, True, two, [1, 2, 3])[0] == "The lab is up; steps 1–2 passed."
