@@ -39,6 +39,20 @@ def _agent() -> Any:
     return Agent(common.backend(settings).endpoints(), settings, config=agent_config())
 
 
+#: How the agent signs the user in (lab.agent.chain.Agent.sign_in).
+SIGN_IN_METHODS = ("code", "password", "browser")
+METHOD_HELP = "code (auth code + PKCE), password, or browser (you type it into the real page)."
+
+
+def sign_in_method(value: str) -> str:
+    """Refuse an unknown --method as a usage error (it reached the agent as a ValueError)."""
+    if value not in SIGN_IN_METHODS:
+        raise typer.BadParameter(
+            f"{value!r} is not one of: {', '.join(SIGN_IN_METHODS)}", param_hint="--method"
+        )
+    return value
+
+
 def agent_config() -> Any:
     """``LAB_AGENT_*`` (client authentication, where the ID-JAG comes from), checked up front."""
     from lab.agent.config import AgentConfig
@@ -55,7 +69,7 @@ def run_chain(
     prompt: str = typer.Argument(..., help='What to ask, e.g. "get docs".'),
     username: str = typer.Option("idjag-learner", "--user", "--username", help="Who signs in."),
     password: str = typer.Option("password", "--password", help="Their password (lab users only)."),
-    method: str = typer.Option("code", "--method", help="code (auth code + PKCE) or password."),
+    method: str = typer.Option("code", "--method", help=METHOD_HELP, callback=sign_in_method),
     json_output: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
     """The whole chain for a signed-in user; exits 1 when a link breaks or a tool refuses."""
@@ -113,7 +127,7 @@ def access_role(default_scope: str) -> str:
 def sign_in(
     username: str = typer.Option("idjag-learner", "--username", "--user", help="Who signs in."),
     password: str = typer.Option("password", "--password", help="Their password."),
-    method: str = typer.Option("code", "--method", help="code (auth code + PKCE) or password."),
+    method: str = typer.Option("code", "--method", help=METHOD_HELP, callback=sign_in_method),
     fallback: bool = typer.Option(
         False,
         "--fallback-to-password",

@@ -152,3 +152,15 @@ def test_where_says_step_1_passed_not_steps_1_to_1() -> None:
     )
     two = {1: {"status": "passed"}, 2: {"status": "passed"}}
     assert next_command(True, True, two, [1, 2, 3])[0] == "The lab is up; steps 1–2 passed."
+
+
+@pytest.mark.parametrize("command", ["sign-in", "run"])
+def test_an_unknown_sign_in_method_is_a_usage_error_not_an_unexpected_one(
+    lab: Lab, command: str
+) -> None:
+    # It reached the agent as a ValueError: "unexpected error ... report it", exit 1.
+    args = ["agent", command, "--method", "bogus"] + (["get docs"] if command == "run" else [])
+    result = lab.invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert "'bogus' is not one of: code, password, browser" in " ".join(result.output.split())
+    assert "unexpected error" not in result.output
