@@ -23,6 +23,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from lab.agent.recorder import REDACTED, Exchange, build_exchange
+from lab.heldkeys import HeldKeys, verify_on_loop
 from lab.mcpserver import HOPS_META_KEY
 from lab.oauth.jose import (
     JwtValidationError,
@@ -89,14 +90,34 @@ def event_hooks(resolve_key: KeyResolver) -> dict[str, list[Callable[..., Any]]]
         if hops is None:
             return
         await response.aread()
-        for index in range(len(hops) - 1, -1, -1):
-            pending = hops[index]
-            if isinstance(pending, _Pending) and pending.request is response.request:
-                hops[index] = hop_of(response, resolve_key, pending.started)
+        pending = _pending_for(hops, response.request)
+        started = pending.started if pending is not None else 0.0
+        hop = await _hop_off_the_loop_if_fetching(response, resolve_key, started)
+        for index, entry in enumerate(hops):
+            if entry is pending:  # by identity: every placeholder is an empty dict
+                hops[index] = hop
                 return
-        hops.append(hop_of(response, resolve_key, 0.0))
+        hops.append(hop)
 
     return {"request": [on_request], "response": [on_response]}
+
+
+def _pending_for(hops: list[dict[str, Any]], request: httpx.Request) -> _Pending | None:
+    for hop in reversed(hops):
+        if isinstance(hop, _Pending) and hop.request is request:
+            return hop
+    return None
+
+
+async def _hop_off_the_loop_if_fetching(
+    response: httpx.Response, resolve_key: KeyResolver, started: float
+) -> dict[str, Any]:
+    """:func:`hop_of` on the loop while the PDP's key is held. Checking an issued token's
+    signature with a key not held fetches the PDP's JWKS over blocking HTTP, which must not
+    run on the loop (in the embedded runtime the PDP answers from that very loop)."""
+    if isinstance(resolve_key, HeldKeys):
+        return await verify_on_loop(lambda keys: hop_of(response, keys, started), resolve_key)
+    return hop_of(response, resolve_key, started)
 
 
 def unanswered(request: httpx.Request) -> dict[str, Any]:

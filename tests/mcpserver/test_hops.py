@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import httpx
@@ -114,3 +115,39 @@ async def test_an_answered_call_never_builds_a_record_of_itself_as_unanswered(
         ("http://127.0.0.1:9/api/docs/9", None),
     ]
     assert recorded[0]["elapsed_ms"] >= 0 and recorded[2]["error"].startswith("no answer")
+
+
+async def test_an_issued_token_whose_key_is_not_held_is_checked_off_the_event_loop(
+    pdp_key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PDP's JWKS is fetched over blocking HTTP; in the embedded runtime the PDP answers
+    from the MCP server's own event loop, so that fetch must run in a worker thread."""
+    from lab import heldkeys
+    from lab.oauth.jose import jwks
+
+    loop_thread = threading.get_ident()
+    fetched_in: list[bool] = []
+
+    def jwks_endpoint(request: httpx.Request) -> httpx.Response:
+        fetched_in.append(threading.get_ident() == loop_thread)
+        return httpx.Response(200, json=jwks([(pdp_key.key, pdp_key.kid)]))
+
+    keys = heldkeys.HeldKeys(
+        "http://127.0.0.1:9/zts/v1/oauth2/keys",
+        client=httpx.Client(transport=httpx.MockTransport(jwks_endpoint)),
+    )
+
+    def pdp(request: httpx.Request) -> httpx.Response:
+        issued = pdp_key.sign({"iss": "pdp", "sub": "human.idjag-learner", "aud": "api"}, "at+jwt")
+        return httpx.Response(200, json={"access_token": issued, "token_type": "Bearer"})
+
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(pdp), event_hooks=hops.event_hooks(keys)
+    ) as http:
+        for _ in range(2):
+            with hops.recording() as made:
+                await http.post(TOKEN_URL, data={"scope": "x"})
+            [hop] = made
+            [token] = hop["tokens"]
+            assert token["signature"]["valid"] is True
+    assert fetched_in == [False]  # one fetch, in a worker thread; the second hop used the key
