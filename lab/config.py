@@ -8,6 +8,7 @@ value, so the fix is obvious from the message (the way starlette's ``config.py``
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -229,11 +230,24 @@ class Settings:
         return self.home / "runtime.json"
 
     def key_file(self, principal: str) -> Path:
-        """Private key of a lab principal, e.g. ``user.athenz_admin`` (PEM, 0600)."""
+        """Private key of a lab principal, e.g. ``user.athenz_admin`` (PEM, 0600).
+
+        Only a principal's name: ``lab keygen ../../x`` wrote a key outside LAB_HOME."""
+        if not is_principal_name(principal):
+            raise ValueError(f"{principal!r} is not a principal name ({PRINCIPAL_NAME_RULE})")
         return self.keys_dir / f"{principal}.pem"
 
     def port_variable(self, name: str) -> str:
         return PORTS[name][0]
+
+
+#: An Athenz principal, ``domain.service`` (its ResourceName characters): never a path.
+PRINCIPAL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,255}")
+PRINCIPAL_NAME_RULE = "letters, digits, '_', '-' and '.', e.g. human.idjag-learner"
+
+
+def is_principal_name(name: str) -> bool:
+    return PRINCIPAL_NAME.fullmatch(name) is not None
 
 
 def _port(env: Mapping[str, str], variable: str, default: int) -> int:

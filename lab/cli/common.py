@@ -84,6 +84,17 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def principal_argument(value: str) -> str:
+    """A principal typed on the command line: a name, never a path (usage error)."""
+    from lab.config import PRINCIPAL_NAME_RULE, is_principal_name
+
+    if not is_principal_name(value):
+        import typer
+
+        raise typer.BadParameter(f"{value!r} is not a principal name ({PRINCIPAL_NAME_RULE})")
+    return value
+
+
 def write_output(path: str, text: str) -> None:
     """Write ``text`` to ``path``, or to stdout when ``path`` is ``-``."""
     if path == "-":

@@ -16,7 +16,9 @@ KEY_FIELDS = ("kid", "public_ybase64", "path")
 
 @app.command()
 def keygen(
-    principal: str = typer.Argument(..., help="e.g. human.idjag-learner"),
+    principal: str = typer.Argument(
+        ..., help="e.g. human.idjag-learner", callback=common.principal_argument
+    ),
     print_field: str | None = typer.Option(
         None, "--print", help="Print only this: kid, public_ybase64 or path."
     ),

@@ -128,7 +128,11 @@ def print_decoded(header: dict, claims: dict, verdict: dict, expiry: dict) -> No
 
 @app.command("sign-assertion")
 def sign_assertion(
-    principal: str = typer.Argument(..., help="Whose key signs, e.g. user.athenz_admin."),
+    principal: str = typer.Argument(
+        ...,
+        help="Whose key signs, e.g. user.athenz_admin.",
+        callback=common.principal_argument,
+    ),
     aud: str = typer.Option(
         ..., "--aud", help="Audience: the server's base URL (ZMS URL for ZMS)."
     ),

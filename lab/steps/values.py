@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.config import AGENT_PRINCIPAL, Endpoints, Settings
+from lab.config import AGENT_PRINCIPAL, Endpoints, Settings, is_principal_name
 
 REFERENCE = re.compile(r"\$\{\s*([A-Za-z0-9_.\-]+)\s*\}|\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
 REALM_FILE = Path(__file__).resolve().parents[2] / "keycloak" / "realm-idjag.json"
@@ -139,7 +139,7 @@ def realm_client_secret(realm_file: Path = REALM_FILE) -> str:
 def _key_value(settings: Settings, name: str) -> str:
     # Principals contain dots (keys.human.idjag-learner.kid): the field is the last segment.
     principal, _, field = name[len("keys.") :].rpartition(".")
-    if field not in ("kid", "public_ybase64", "path") or not principal:
+    if field not in ("kid", "public_ybase64", "path") or not is_principal_name(principal):
         raise MissingValue(name)
     path = settings.key_file(principal)
     if not path.exists():

@@ -164,3 +164,18 @@ def test_an_unknown_sign_in_method_is_a_usage_error_not_an_unexpected_one(
     assert result.exit_code == 2, result.output
     assert "'bogus' is not one of: code, password, browser" in " ".join(result.output.split())
     assert "unexpected error" not in result.output
+
+
+@pytest.mark.parametrize("principal", ["../../../outside", "a/b", "", ".hidden"])
+def test_a_principal_is_a_name_never_a_path_out_of_lab_home(
+    lab: Lab, tmp_path: Path, principal: str
+) -> None:
+    # `lab keygen ../../../x` wrote a private key outside LAB_HOME.
+    for args in (("keygen", principal), ("sign-assertion", principal, "--aud", "http://x")):
+        result = lab.invoke(*args)
+        assert result.exit_code == 2, result.output
+        assert f"{principal!r} is not a principal name" in " ".join(result.output.split())
+    written = [p for p in tmp_path.rglob("*.pem")]
+    assert written == []
+    with pytest.raises(ValueError, match="is not a principal name"):
+        Settings.from_env({"LAB_HOME": str(tmp_path)}).key_file(principal)
