@@ -29,6 +29,12 @@ def reset(
     when there is none.
     """
     if hard:
+        if to is not None:
+            common.fail(
+                "--hard starts from the baseline; it cannot also stop at a step",
+                f"run `lab reset --hard`, `lab up`, then `lab reset --to {to}`",
+                common.ExitCode.USAGE,
+            )
         hard_reset(json_output)
         return
     reset_lab(to, json_output)
@@ -43,10 +49,11 @@ def hard_reset(json_output: bool) -> None:
             "use `lab reset` (or recreate the kind namespace)",
             common.ExitCode.USAGE,
         )
-    from lab.state import forget_run_start
+    from lab.state import captures_file, clear_results, forget_run_start
 
     common.backend(settings).down()
     forget_run_start(settings)  # the new trail starts at seq 1
+    clear_results(settings)  # `lab` then points at step 1, not at "all 20 steps passed"
     removed = []
     for store in (settings.pdp_db, settings.docapi_db):
         for path in (
@@ -57,10 +64,21 @@ def hard_reset(json_output: bool) -> None:
             if path.exists():
                 path.unlink()
                 removed.append(str(path))
+    # What `lab reset` puts back through the parts' APIs lives in files the parts read when
+    # they start: absent, each is its baseline (no trusted IdP, the MCP server open to any
+    # valid token, nothing captured). Kept, step 8's require_access broke steps 6 and 7.
+    for path in (
+        settings.providers_file,
+        settings.home / "mcpserver-settings.json",
+        captures_file(settings),
+    ):
+        if path.exists():
+            path.unlink()
+            removed.append(str(path))
     if json_output:
         common.print_json({"removed": removed})
         return
-    common.err().print(f"Removed {len(removed)} store file(s); the lab is stopped.")
+    common.err().print(f"Removed {len(removed)} file(s); the lab is stopped.")
     common.err().print(
         f"Next: [bold]{common.lab_command('up')}[/] (starts from the baseline), "
         f"then [bold]{common.lab_command('step 1')}[/]"

@@ -6,6 +6,7 @@ code, and nothing written where the learner did not ask.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,32 @@ def test_a_principal_is_a_name_never_a_path_out_of_lab_home(
     assert written == []
     with pytest.raises(ValueError, match="is not a principal name"):
         Settings.from_env({"LAB_HOME": str(tmp_path)}).key_file(principal)
+
+
+def test_reset_hard_leaves_nothing_of_the_last_run_for_lab_up_to_start_from(lab: Lab) -> None:
+    # It removed the stores only: `lab up` then said "all 20 steps passed", and the MCP server
+    # kept step 8's require_access, so steps 6 and 7 failed on the "baseline".
+    from lab.state import record_result
+
+    settings = Settings.from_env(lab.env)
+    settings.home.mkdir(parents=True)
+    for number in (1, 2, 3):
+        record_result(settings, number, f"s{number}", "passed", 1.0)
+    leftovers = {
+        "mcpserver-settings.json": '{"require_access": true}',
+        "providers.json": '[{"issuerUri": "http://127.0.0.1:1/realms/idjag"}]',
+        "captures.json": '{"values": {"id_token": "x"}}',
+    }
+    for name, text in leftovers.items():
+        (settings.home / name).write_text(text)
+
+    result = lab.invoke("reset", "--hard")
+    assert result.exit_code == 0, result.output
+    for name in leftovers:
+        assert not (settings.home / name).exists(), name
+    statuses = {s["status"] for s in json.loads(lab.invoke("steps", "--json").stdout)["steps"]}
+    assert statuses == {"not run"}
+
+    both = lab.invoke("reset", "--hard", "--to", "3")
+    assert both.exit_code == 2, both.output
+    assert "--hard starts from the baseline" in " ".join(both.stderr.split())
