@@ -65,6 +65,8 @@ def up(
         return
     with part_progress(enabled=not json_output) as progress:
         endpoints = chosen.up(progress=progress)
+    if chosen.name == "embedded":
+        say_the_running_lab_kept_its_ports(settings, endpoints)
     if json_output:
         common.print_json({"backend": chosen.name, "endpoints": endpoints.as_dict()})
         return
@@ -74,6 +76,29 @@ def up(
         shown += ", IdP: real Keycloak"
     console.print(endpoints_table(endpoints, shown))
     console.print(next_after_up(settings))
+
+
+def say_the_running_lab_kept_its_ports(settings: Settings, endpoints: Endpoints) -> None:
+    """`lab up` on a running lab leaves it as it is, ports included. A learner who followed
+    "set LAB_ZTS_PORT to another port" with the lab still up saw the same table and no word."""
+    from lab.backends.embedded.health import part_urls
+
+    wanted = part_urls(settings.endpoints)
+    moved = [
+        f"{PART_LABELS.get(name, name)} {url} (the settings now say {wanted[name]})"
+        for name, url in part_urls(endpoints).items()
+        if name in wanted and wanted[name] != url
+    ]
+    if moved:
+        common.err().print(
+            "note: the running lab keeps the addresses it started with: " + "; ".join(moved),
+            highlight=False,
+        )
+        common.err().print(
+            f"To move it: {common.lab_command('down')} && {common.lab_command('up')}",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 def refuse_while_embedded_runs(settings: Settings, then: str) -> None:

@@ -487,3 +487,19 @@ def test_room_join_refuses_to_take_over_a_running_embedded_lab(
     assert (stack.home / "runtime.json").read_text() == runtime
     assert Settings.from_env(stack.env).key_file(ADMIN_PRINCIPAL).read_bytes() == admin_key
     assert lab.invoke("status").exit_code == 0
+
+
+def test_up_again_with_other_ports_says_the_running_lab_keeps_its_own(
+    lab: Lab, stack: Stack
+) -> None:
+    # "set LAB_ZTS_PORT to another port, then lab up" on a lab still up changed nothing, and
+    # said nothing: the same table came back.
+    same = lab.invoke("up")
+    assert same.exit_code == 0 and "keeps the addresses" not in same.stderr
+    moved = Lab({**stack.env, "LAB_ZTS_PORT": "1"}).invoke("up")
+    assert moved.exit_code == 0, moved.output
+    said = " ".join(moved.stderr.split())
+    assert "note: the running lab keeps the addresses it started with" in said
+    assert f"{stack.endpoints.zts} (the settings now say http://127.0.0.1:1/zts/v1)" in said
+    assert "To move it: lab down && lab up" in said
+    assert stack.endpoints.zts in moved.stdout  # the table shows where it really is
