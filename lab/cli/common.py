@@ -225,6 +225,15 @@ def describe_error(exc: BaseException) -> tuple[str, str | None, int]:
         return exc.message, not_running_fix(exc.fix), ExitCode.ENVIRONMENT
     if isinstance(exc, BackendError | StateError):
         return exc.message, exc.fix, ExitCode.ENVIRONMENT
+    # Only a process that loaded the step engine can have raised it (as for PortInUse below).
+    step_files = sys.modules.get("lab.steps.load")
+    if step_files is not None and isinstance(exc, step_files.StepFileError):
+        # An instructor's edit gone wrong is theirs to fix, not a bug to report.
+        return (
+            "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()),
+            "fix that step file (its format: docs/reference/step-format.md)",
+            ExitCode.ENVIRONMENT,
+        )
     # Only a process that loaded lab.serving can have raised PortInUse; importing it just to
     # ask would load uvicorn (and click) into every command that fails (`lab reset`).
     serving = sys.modules.get("lab.serving")

@@ -209,3 +209,22 @@ def test_reset_hard_leaves_nothing_of_the_last_run_for_lab_up_to_start_from(lab:
     both = lab.invoke("reset", "--hard", "--to", "3")
     assert both.exit_code == 2, both.output
     assert "--hard starts from the baseline" in " ".join(both.stderr.split())
+
+
+def test_a_broken_step_file_is_named_with_its_fix_not_reported_as_a_bug(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An instructor's edit gone wrong came back as "unexpected error: StepFileError ... report it".
+    import lab.steps as steps_package
+    from lab.steps.load import StepFileError
+
+    def broken(directory: Path | None = None) -> list[object]:
+        raise StepFileError("steps/21-x.md: front matter is not valid YAML (line 8)\n  in <string>")
+
+    monkeypatch.setattr(steps_package, "load_steps", broken)
+    result = lab.invoke("steps")
+    assert result.exit_code == 3, result.output
+    said = result.stderr
+    assert "error: steps/21-x.md: front matter is not valid YAML (line 8); in <string>" in said
+    assert "fix: fix that step file (its format: docs/reference/step-format.md)" in said
+    assert "unexpected error" not in said
