@@ -3,8 +3,9 @@
 The floor is what the chain cannot go below on this machine: the same HTTP client making the
 chain's minimum number of loopback round trips to a bare server that signs once per request
 (6 client round trips + the MCP server's 2 internal calls = 8 signatures), plus the crypto the
-chain must do besides (3 RS256 signatures at the IdP, 10 verifications across the parts) and its
-3 durable writes (fsync). The chain's p50 is reported as a multiple of the floor's p50 taken in
+chain must do besides (2 RS256 signatures and one HS512 at the IdP: the refresh token is
+HMAC-signed, as Keycloak's is; 10 verifications across the parts) and its 3 durable writes
+(fsync). The chain's p50 is reported as a multiple of the floor's p50 taken in
 alternation with it.
 """
 
@@ -64,6 +65,7 @@ class Floor:
         self.url = bare_url
         self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.ec = ec.generate_private_key(ec.SECP256R1())
+        self.hmac = os.urandom(64)
         self.rs_token = jwt.encode({"sub": "x", "aud": "y"}, self.rsa, algorithm="RS256")
         self.es_token = jwt.encode({"sub": "x", "aud": "y"}, self.ec, algorithm="ES256")
         self.dir = tempfile.TemporaryDirectory(prefix="lab-bench-floor-")
@@ -73,8 +75,9 @@ class Floor:
             start = time.perf_counter()
             for _ in range(self.ROUND_TRIPS):
                 client.post(self.url, data={"grant_type": "floor"}).raise_for_status()
-            for _ in range(3):
+            for _ in range(2):
                 jwt.encode({"sub": "x", "aud": "y"}, self.rsa, algorithm="RS256")
+            jwt.encode({"sub": "x", "aud": "y"}, self.hmac, algorithm="HS512")
             for index in range(10):
                 if index < 3:
                     jwt.decode(
