@@ -503,3 +503,16 @@ def test_up_again_with_other_ports_says_the_running_lab_keeps_its_own(
     assert f"{stack.endpoints.zts} (the settings now say http://127.0.0.1:1/zts/v1)" in said
     assert "To move it: lab down && lab up" in said
     assert stack.endpoints.zts in moved.stdout  # the table shows where it really is
+
+
+def test_providers_the_pdp_refuses_leave_the_file_as_it_was(fresh: Lab, stack: Stack) -> None:
+    # The file was written before the PDP refused it: `providers show` (and the next start)
+    # then held a list the running PDP had rejected.
+    trusted = [{"issuerUri": stack.endpoints.idp_issuer, "jwksUri": stack.endpoints.idp_jwks}]
+    assert fresh.invoke("providers", "set", json.dumps(trusted)).exit_code == 0
+    refused = fresh.invoke("providers", "set", '[{"issuerUri": 5}]')
+    assert refused.exit_code == 3, refused.output
+    said = " ".join(refused.stderr.split())
+    assert "the PDP refused the providers (400): " in said
+    assert "needs issuerUri and jwksUri" in said and '{"error"' not in said
+    assert json.loads(fresh.invoke("providers", "show").stdout) == trusted

@@ -188,10 +188,21 @@ class EmbeddedBackend:
         endpoints = self.endpoints()
         path = self.settings.providers_file
         path.parent.mkdir(parents=True, exist_ok=True)
+        previous = path.read_bytes() if path.exists() else None
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(providers, indent=2))
         tmp.replace(path)
-        reload_providers(self.settings, endpoints)
+        try:
+            reload_providers(self.settings, endpoints)
+        except BackendError:
+            # The PDP refused the list (an entry without issuerUri): put the file back, so the
+            # file and the running PDP keep agreeing, and a restart does not load the refused list.
+            if previous is None:
+                path.unlink(missing_ok=True)
+            else:
+                tmp.write_bytes(previous)
+                tmp.replace(path)
+            raise
 
     # ------------------------------------------------------------------ internals
 
@@ -330,7 +341,12 @@ def reload_providers(settings: Settings, endpoints: Endpoints) -> None:
     finally:
         client.close()
     if status >= 300:
+        try:
+            reason = str(json.loads(text).get("error_description") or text)
+        except (ValueError, AttributeError):
+            reason = text
         raise BackendError(
-            f"the PDP refused to reload its providers ({status}: {text[:200]})",
-            "check `lab logs pdp`",
+            f"the PDP refused the providers ({status}): {reason[:300]}",
+            "each entry needs issuerUri and jwksUri (see `lab step 10 --manual`); "
+            "the PDP kept its previous list",
         )
