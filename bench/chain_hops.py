@@ -1,7 +1,8 @@
 """Where the chain's time goes, hop by hop: ``.venv/bin/python bench/chain_hops.py [--runs N]``.
 
-``--ab``: chains with the agent's kept MCP session and chains with a new client, connection and
-SDK session per tool call (the path before), in alternating blocks of 10; figures per variant.
+``--ab``: chains whose agents keep the process's connections (one MCP session per server, one
+HTTP pool) and chains with a new client, connection and SDK session per tool call and a pool per
+agent (the path before), in alternating blocks of 10; figures per variant.
 
 ``--against REV``: also a lab on another revision (``git archive``, as ``bench/run.py
 --against``), its chains in blocks alternating with this checkout's, so both columns come from
@@ -73,22 +74,24 @@ def chain_by_link(settings: Settings, samples: Samples | None, variant: str = ""
 
     with Agent(settings.endpoints, settings) as agent:
         marks = [time.perf_counter()]
-        cpu = time.process_time()
+        cpus = [time.process_time()]
         signed_in = agent.sign_in(LEARNER_USERNAME, "password", method="code")
         marks.append(time.perf_counter())
+        cpus.append(time.process_time())
         assert signed_in.id_token is not None, signed_in.error
         id_jag = agent.request_id_jag(
             signed_in.id_token, chain.SCOPE, resource=settings.endpoints.mcp
         )
         marks.append(time.perf_counter())
+        cpus.append(time.process_time())
         assert id_jag.token is not None, id_jag.error
         access = agent.redeem_id_jag(id_jag.token)
         marks.append(time.perf_counter())
+        cpus.append(time.process_time())
         assert access.token is not None, access.error
-        tool_cpu = time.process_time()
         result = agent.call_tool(access.token, "list_docs", {})
         marks.append(time.perf_counter())
-        end_cpu = time.process_time()
+        cpus.append(time.process_time())
         assert not result.is_error, result.text
         if samples is None:
             return
@@ -96,8 +99,9 @@ def chain_by_link(settings: Settings, samples: Samples | None, variant: str = ""
         for name, start, end in zip(names, marks, marks[1:], strict=False):
             samples[name + variant].append(end - start)
         samples["chain" + variant].append(marks[-1] - marks[0])
-        samples["agent process CPU, chain" + variant].append(end_cpu - cpu)
-        samples["agent process CPU, tool call" + variant].append(end_cpu - tool_cpu)
+        for name, start, end in zip(names, cpus, cpus[1:], strict=False):
+            samples[f"agent process CPU, {name}{variant}"].append(end - start)
+        samples["agent process CPU, chain" + variant].append(cpus[-1] - cpus[0])
         mcp = [e for e in agent.recorder.exchanges if e.url.endswith("/mcp")][-1]
         for hop in mcp.response_json()["result"]["_meta"][HOPS_META_KEY]:
             path = hop["url"].split("/", 3)[-1]
@@ -113,13 +117,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument(
-        "--ab", action="store_true", help="also a chain per round with a session per tool call"
+        "--ab", action="store_true", help="also chains whose agents keep no connections"
     )
     parser.add_argument("--against", metavar="REV", help="alternate with a lab on this revision")
     args = parser.parse_args()
+    from lab.agent import connections
     from lab.agent.mcp_sessions import SESSIONS
 
-    sessions = {" [kept session]": True, " [session per call]": False} if args.ab else {"": True}
+    def keep_connections(keep: bool) -> None:
+        SESSIONS.keep = connections.KEEP = keep
+
+    sessions = {" [kept]": True, " [per agent]": False} if args.ab else {"": True}
     samples: Samples = defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="lab-bench-hops-") as tmp:
         labs = {"": Lab(Path(tmp) / "home")}
@@ -140,7 +148,7 @@ def main() -> int:
             floor = chain.Floor(bare.url)
             for _ in range(5):
                 for lab, keep in variants.values():
-                    SESSIONS.keep = keep
+                    keep_connections(keep)
                     chain_by_link(lab.settings, None)
                 floor.once()
             # Each request's time goes under its chain's variant (the floor's under none).
@@ -153,7 +161,7 @@ def main() -> int:
             # chain that crosses its threshold, which chain-by-chain alternation biases.
             for block in range(0, args.runs, BLOCK):
                 for index, (variant, (lab, keep)) in enumerate(variants.items()):
-                    SESSIONS.keep = keep
+                    keep_connections(keep)
                     pid = pids[next(name for name, each in labs.items() if each is lab)]
                     for _ in range(min(BLOCK, args.runs - block)):
                         before = runtime_cpu_s(pid)

@@ -15,6 +15,7 @@ import httpx
 
 from lab.agent.client_auth import PRIVATE_KEY_JWT, ClientAuthError, ClientCredentials
 from lab.agent.config import AgentConfig
+from lab.agent.connections import transport_options
 from lab.agent.discovery import (
     AuthorizationServer,
     Discovery,
@@ -124,6 +125,7 @@ class Agent:
                 event_hooks=self.recorder.sync_hooks(),
                 timeout=HTTP_TIMEOUT_S,
                 follow_redirects=False,
+                **transport_options(),
             )
         )
         self._discovery_recorder = Recorder()
@@ -131,6 +133,7 @@ class Agent:
             event_hooks=self._discovery_recorder.sync_hooks(),
             timeout=HTTP_TIMEOUT_S,
             follow_redirects=False,
+            **transport_options(),
         )
         self._realm_file = realm_file
         self._idp_client = idp_client

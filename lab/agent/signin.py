@@ -19,6 +19,7 @@ import ipaddress
 import json
 import secrets
 import threading
+import weakref
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,10 +146,15 @@ def browser_like(client: httpx.Client) -> httpx.Client:
     allowed; only sending it back is restricted).
     """
     client.cookies.jar.set_policy(LoopbackSecureCookiePolicy())
+    # Weak: a hook holding its client would put the client, its recorder and every recorded
+    # exchange in a reference cycle, left for the cyclic garbage collector after each agent.
+    owner = weakref.ref(client)
 
     def cookie_header(request: httpx.Request) -> None:
         request.headers.pop("cookie", None)
-        client.cookies.set_cookie_header(request)
+        current = owner()
+        if current is not None:
+            current.cookies.set_cookie_header(request)
 
     client.event_hooks["request"].insert(0, cookie_header)
     return client

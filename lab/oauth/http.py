@@ -156,3 +156,23 @@ class SharedAsyncClient:
         current = self._clients.pop(asyncio.get_running_loop(), None)
         if current is not None:
             await current.aclose()
+
+
+class KeptTransport(httpx.BaseTransport):
+    """A connection pool that outlives the clients built on it (``client(transport=...)``):
+    closing a client leaves the pool open for the next one. Idle connections are dropped after
+    :data:`KEEPALIVE_EXPIRY_S`, before the server would drop them; one the server closed is
+    noticed before reuse (httpcore checks that an idle socket is still quiet)."""
+
+    def __init__(self, **options: Any) -> None:
+        options.setdefault("limits", httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S))
+        self._pool = _Transport(**_transport_options(_options(options)))
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._pool.handle_request(request)
+
+    def close(self) -> None:
+        """A client's close: the pool stays (``shutdown`` closes it)."""
+
+    def shutdown(self) -> None:
+        self._pool.close()
