@@ -20,10 +20,12 @@ For a server-side profile run ``py-spy record -p <runtime pid> -f raw`` while th
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -69,12 +71,32 @@ def time_requests(samples: Samples) -> None:
     httpx2.AsyncClient.send = asend  # type: ignore[method-assign]
 
 
+class GcClock:
+    """CPU spent in the cyclic garbage collector's passes, whichever thread runs them."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+        self._started: dict[int, float] = {}
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        thread = threading.get_ident()
+        if phase == "start":
+            self._started[thread] = time.thread_time()
+        elif thread in self._started:
+            self.spent += time.thread_time() - self._started.pop(thread)
+
+
+GC = GcClock()
+
+
 def chain_by_link(settings: Settings, samples: Samples | None, variant: str = "") -> None:
     from lab.agent import Agent
 
     with Agent(settings.endpoints, settings) as agent:
         marks = [time.perf_counter()]
         cpus = [time.process_time()]
+        gc_before = GC.spent
         signed_in = agent.sign_in(LEARNER_USERNAME, "password", method="code")
         marks.append(time.perf_counter())
         cpus.append(time.process_time())
@@ -102,6 +124,7 @@ def chain_by_link(settings: Settings, samples: Samples | None, variant: str = ""
         for name, start, end in zip(names, cpus, cpus[1:], strict=False):
             samples[f"agent process CPU, {name}{variant}"].append(end - start)
         samples["agent process CPU, chain" + variant].append(cpus[-1] - cpus[0])
+        samples["  of which garbage collector passes" + variant].append(GC.spent - gc_before)
         mcp = [e for e in agent.recorder.exchanges if e.url.endswith("/mcp")][-1]
         for hop in mcp.response_json()["result"]["_meta"][HOPS_META_KEY]:
             path = hop["url"].split("/", 3)[-1]
@@ -175,6 +198,9 @@ def main() -> int:
                             for path, values in requests.items():
                                 samples[path].extend(values)
                             requests.clear()
+                            # The floor builds an httpx client (a TLS context, its CA bundle)
+                            # per run: its garbage is collected here, not in the next chain.
+                            gc.collect()
         finally:
             if bare is not None:
                 bare.stop()
@@ -184,7 +210,8 @@ def main() -> int:
     for name, values in sorted(samples.items(), key=_by_variant(variants)):
         per_chain = len(values) / args.runs
         count = f" x{per_chain:.0f}" if per_chain != 1 else ""
-        print(f"{name:62s} p50 {statistics.median(values) * 1000:7.2f} ms{count}")
+        median, mean = statistics.median(values) * 1000, statistics.mean(values) * 1000
+        print(f"{name:62s} p50 {median:7.2f} ms  mean {mean:7.2f} ms{count}")
     for variant, cpu in server_cpu.items():
         name = "runtime CPU per chain (/proc)" + variant
         print(f"{name:62s} mean {cpu / args.runs * 1000:6.2f} ms")
