@@ -346,9 +346,21 @@ def render_action(
             # A repeated request's bare status ends the title's line when it fits there.
             body.pop(0)
             out[-1] = SideBySide(title, first, under=HangingText(title))
-        # A command block lays itself out (its cut words continue at column 0); the rest packs.
-        commands = [b for b in body if isinstance(b, CommandBlock)]
-        body = [*commands, PackedLines([b for b in body if not isinstance(b, CommandBlock)])]
+        # A command block lays itself out (its cut words continue at column 0), in its place;
+        # the lines between command blocks pack.
+        grouped: list[RenderableType] = []
+        lines: list[RenderableType] = []
+        for item in body:
+            if isinstance(item, CommandBlock):
+                if lines:
+                    grouped.append(PackedLines(lines))
+                    lines = []
+                grouped.append(item)
+            else:
+                lines.append(item)
+        if lines:
+            grouped.append(PackedLines(lines))
+        body = grouped
     out.extend(
         b if isinstance(b, CommandBlock) and b.flush else Padding(b, (0, 0, 0, INDENT))
         for b in body

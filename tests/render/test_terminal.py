@@ -209,3 +209,11 @@ def test_a_long_single_quoted_word_is_cut_whole_and_pastes_back() -> None:
     console.print(CommandBlock(command, indent=2))
     shown = console.export_text().splitlines()
     assert [line.rstrip() for line in shown] == lines  # nothing cropped at the margin
+
+
+def test_the_reproduction_follows_its_check_at_column_0(tmp_path: Path) -> None:
+    """Command blocks lay themselves out in their place: one moved the reproduction above the
+    action's requests; at column 0 a cut word pastes back whole."""
+    lines = step_result_text(passed_and_failed(tmp_path)[1]).splitlines()
+    at = next(i for i, line in enumerate(lines) if "reproduce with:" in line)
+    assert lines[at + 1].startswith("lab mcp call list_docs --token T")
