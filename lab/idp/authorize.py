@@ -64,7 +64,12 @@ class Authorizer:
             return _error_page("Invalid Request")
         params = dict(request.query_params)
         if request.method == "POST":  # OIDC Core §3.1.2.1: the endpoint also takes form posts
-            params.update(await read_form(request))
+            form = await read_form(request)
+            if set(form) & set(params):
+                # The same parameter in the query and the form is included more than once, too:
+                # the form would silently win over what the query says.
+                return _error_page("Invalid Request")
+            params.update(form)
         client = self.realm.client(params.get("client_id", ""))
         if client is None or not client.enabled:
             return _error_page("Client not found.")

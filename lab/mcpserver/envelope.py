@@ -15,6 +15,7 @@ messages the lab sends, against a tool call's milliseconds).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,6 +74,11 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return members
 
 
+#: A ``\\uD800``-``\\uDFFF`` escape: the only way a lone surrogate gets into JSON text that is
+#: valid UTF-8. A cheap filter; only a body that has one is searched exactly.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
 def parse(body: bytes) -> Any:
     """The decoded message; :class:`Refusal` -32700 with the reason when it is not JSON."""
     try:
@@ -80,13 +86,32 @@ def parse(body: bytes) -> Any:
     except UnicodeDecodeError:
         raise Refusal(PARSE_ERROR, "Parse error: the body is not UTF-8") from None
     try:
-        return json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_members)
+        message = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_members)
     except json.JSONDecodeError as exc:
         raise Refusal(PARSE_ERROR, f"Parse error: the body is not JSON ({exc})") from None
     except RecursionError:
         raise Refusal(PARSE_ERROR, "Parse error: the JSON nests too deeply") from None
     except ValueError:  # an integer literal of thousands of digits
         raise Refusal(PARSE_ERROR, "Parse error: a number in the body is too long") from None
+    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(message):
+        # RFC 8259 §8.2: such a string is not Unicode text; the SDK's parser refuses it with
+        # "unexpected end of hex escape", which names no reason.
+        raise Refusal(
+            PARSE_ERROR,
+            "Parse error: a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF without its "
+            "pair), which is not a Unicode character (RFC 8259 §8.2)",
+        )
+    return message
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
 
 
 def valid_id(value: Any) -> bool:

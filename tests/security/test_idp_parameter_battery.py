@@ -382,6 +382,24 @@ def test_authorize_one_hostile_parameter(idp: Idp, parameter: str) -> None:
     assert not found, "\n".join(found)
 
 
+@pytest.mark.parametrize("parameter", ["client_id", "redirect_uri", "scope", "state"])
+def test_authorize_refuses_a_parameter_in_both_the_query_and_the_form(
+    idp: Idp, parameter: str
+) -> None:
+    """RFC 6749 §3.1: a parameter included more than once - in the query and the form body of
+    one POST too - is refused; the form no longer silently overrides the query (the query's
+    ``redirect_uri`` would be what a proxy or a log saw, the form's what the IdP used)."""
+    params = auth_params(Pkce.new())
+    query = {parameter: params[parameter]}
+    form = {**params, parameter: "other" if parameter != "redirect_uri" else REDIRECT_URI + "x"}
+    response = httpx.post(idp.auth_url, params=query, data=form)
+    assert response.status_code == 400, (response.status_code, response.text[:200])
+    assert "location" not in response.headers
+    assert "Invalid Request" in response.text
+    alone = httpx.post(idp.auth_url, data=params)
+    assert alone.status_code in (200, 302), alone.text[:200]  # the control: the form alone
+
+
 # ------------------------------------------------------------------------------ login form
 
 #: Usernames real Keycloak maps onto the learner (tests/idp/username_cases.py, shown on real

@@ -569,6 +569,13 @@ ENVELOPE_ERRORS: list[tuple[str, bytes, int, str]] = [
         "member 'method' appears twice",
     ),
     ("10,000 levels", b"[" * 10_000 + b"]" * 10_000, -32700, "nests too deeply"),
+    (
+        "a lone surrogate",
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call",'
+        b'"params":{"name":"create_doc","arguments":{"name":"\\ud800","content":"x"}}}',
+        -32700,
+        "lone UTF-16 surrogate",
+    ),
     ("a batch", b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]', -32600, "batches are not supported"),
     ("a string", b'"ping"', -32600, "a JSON-RPC message is a JSON object, not a string"),
     ("jsonrpc 1.0", b'{"jsonrpc":"1.0","id":1,"method":"ping"}', -32600, "'jsonrpc' must be"),
@@ -613,6 +620,21 @@ def test_a_malformed_envelope_gets_a_precise_json_rpc_error(
     assert error["code"] == code, error
     assert words in error["message"], error
     assert not problems_with(response, name)
+
+
+def test_a_surrogate_pair_and_an_escaped_backslash_u_are_not_lone_surrogates(
+    kit: Kit,  # noqa: F811
+) -> None:
+    """The guard: an emoji written as a UTF-16 pair and the literal text ``\\ud800`` are text."""
+    for name in (b"\\ud83d\\ude00", b"\\\\ud800"):
+        body = (
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call",'
+            b'"params":{"name":"get_doc","arguments":{"id":"' + name + b'"}}}'
+        )
+        response = post(kit, body)
+        assert response.status_code == 200, response.text[:200]
+        text = response.json()["result"]["content"][0]["text"]
+        assert text.endswith("'id' must be an integer, not a string"), text
 
 
 #: (tool, arguments, the refusal's exact words after "Error executing tool <tool>: ").

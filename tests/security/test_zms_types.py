@@ -72,3 +72,19 @@ def test_a_member_expiration_that_is_not_a_timestamp_is_refused(
         )
     )
     assert world.zms_call("GET", "/domain/api/role/docs-getter").json() == role
+
+
+@pytest.mark.parametrize("flag", ["enabled", "auditEnabled"])
+@pytest.mark.parametrize("value", ["false", "true", 0, 1, [], {}, 10**30])
+def test_a_domain_flag_that_is_not_a_boolean_is_refused(
+    world: PdpLab, flag: str, value: Any
+) -> None:
+    """``{"enabled": "false"}`` created an enabled domain (``bool("false")`` is True)."""
+    refused(world.zms_call("POST", "/domain", {"name": "flagged", flag: value}))
+    assert world.zms_call("GET", "/domain/flagged").status_code == 404
+
+
+def test_domain_flags_keep_their_defaults_and_take_booleans(world: PdpLab) -> None:
+    created = world.zms_call("POST", "/domain", {"name": "flags", "enabled": False})
+    assert created.status_code == 200, created.text
+    assert (created.json()["enabled"], created.json()["auditEnabled"]) == (False, False)

@@ -190,8 +190,8 @@ class Zms:
             "name": name,
             "description": _free_text(body, "description"),
             "org": _one_line(body, "org"),
-            "enabled": bool(body.get("enabled", True)),
-            "auditEnabled": bool(body.get("auditEnabled", False)),
+            "enabled": _flag(body, "enabled", True),
+            "auditEnabled": _flag(body, "auditEnabled", False),
             "modified": stamp,
         }
         if parent:
@@ -612,6 +612,17 @@ def _int_param(
 
 #: Longest description or other free text ZMS stores.
 MAX_TEXT_CHARS = 1024
+
+
+def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
+    """A JSON boolean (absent or null: ``default``): ``"false"`` or ``0`` is refused, never
+    read by truthiness (``bool("false")`` is True)."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"'{key}' must be true or false")
+    return value
 
 
 def _free_text(body: dict[str, Any], key: str) -> str:
