@@ -183,7 +183,7 @@ def main() -> int:
             # Variants alternate in blocks: the cyclic garbage collector's passes land on the
             # chain that crosses its threshold, which chain-by-chain alternation biases.
             for block in range(0, args.runs, BLOCK):
-                for index, (variant, (lab, keep)) in enumerate(variants.items()):
+                for variant, (lab, keep) in variants.items():
                     keep_connections(keep)
                     pid = pids[next(name for name, each in labs.items() if each is lab)]
                     for _ in range(min(BLOCK, args.runs - block)):
@@ -193,14 +193,16 @@ def main() -> int:
                         for path, values in requests.items():
                             samples[path + variant].extend(values)
                         requests.clear()
-                        if index == 0:  # the floor once per round
-                            samples["floor"].append(floor.once())
-                            for path, values in requests.items():
-                                samples[path].extend(values)
-                            requests.clear()
-                            # The floor builds an httpx client (a TLS context, its CA bundle)
-                            # per run: its garbage is collected here, not in the next chain.
-                            gc.collect()
+                        # The floor after every chain, whatever its variant: what runs just
+                        # before a chain (the floor's server finishing its work, the collector)
+                        # must be the same for all, or the first variant pays for it.
+                        samples["floor"].append(floor.once())
+                        for path, values in requests.items():
+                            samples[path].extend(values)
+                        requests.clear()
+                        # The floor builds an httpx client (a TLS context, its CA bundle) per
+                        # run: its garbage is collected here, not in the next chain.
+                        gc.collect()
         finally:
             if bare is not None:
                 bare.stop()
