@@ -55,6 +55,13 @@ def up(
     ] = False,
 ) -> None:
     """Give each learner their own PDP, document API and MCP server; one Keycloak for all."""
+    from lab.backends.room_plan import MAX_LEARNERS
+
+    if learners > MAX_LEARNERS:  # a wrong number is a usage error (2), not the environment (3)
+        raise typer.BadParameter(
+            f"{learners} is more than one kind node holds: choose 1 to {MAX_LEARNERS}",
+            param_hint="--learners",
+        )
     with common.handled_errors():
         room = _room(context, dry_run, listen)
         if dry_run:

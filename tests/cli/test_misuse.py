@@ -228,3 +228,9 @@ def test_a_broken_step_file_is_named_with_its_fix_not_reported_as_a_bug(
     assert "error: steps/21-x.md: front matter is not valid YAML (line 8); in <string>" in said
     assert "fix: fix that step file (its format: docs/reference/step-format.md)" in said
     assert "unexpected error" not in said
+
+
+def test_too_many_room_learners_is_a_usage_error(lab: Lab) -> None:
+    result = lab.invoke("room", "up", "--learners", "1000", "--dry-run")
+    assert result.exit_code == 2, result.output  # was 3, "environment"
+    assert "1000 is more than one kind node holds: choose 1 to" in " ".join(result.output.split())
