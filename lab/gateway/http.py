@@ -15,7 +15,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from mcp.server.lowlevel import Server
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import (
+    DEFAULT_MAX_REQUEST_BODY_SIZE,
+    TransportSecuritySettings,
+)
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -24,6 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lab.gateway.settings import is_loopback
+from lab.mcpserver.envelope import EnvelopeCheck
 
 MCP_SUFFIX = "/mcp"
 
@@ -112,4 +116,7 @@ def build_http_app(server: Server[Any], host: str, port: int, secret: str) -> AS
         custom_starlette_routes=[Route(f"/{secret}/healthz", healthz)],
     )
     wildcard = host in ("0.0.0.0", "::")  # noqa: S104 - compared, not bound
-    return HostOriginGuard(app, hosts, origins, any_host=wildcard)
+    # The JSON-RPC envelope checked as the lab's MCP server checks it: a malformed id is an
+    # Invalid Request (-32600), not the SDK transport's empty 202 (lab.mcpserver.envelope).
+    checked = EnvelopeCheck(app, mcp_path(secret), DEFAULT_MAX_REQUEST_BODY_SIZE)
+    return HostOriginGuard(checked, hosts, origins, any_host=wildcard)

@@ -253,15 +253,10 @@ class AccessGate:
             return
         send = self._challenge_on_refusal(refusals_as_json(send))
         if scope.get("method") == "POST":
-            body, receive = await buffered_body(scope, receive, MAX_BODY_BYTES)
-            if body is not None:
-                try:
-                    message = envelope.check(body)
-                except envelope.Refusal as refusal:
-                    await refusal.response()(scope, receive, send)
-                    return
-                if "method" in message:
-                    send = envelope.precise_params_errors(send, message)
+            screened = await envelope.screened(scope, receive, send, MAX_BODY_BYTES)
+            if screened is None:
+                return  # refused: a JSON-RPC error has been answered
+            receive, send = screened
         await self.app(scope, receive, send)
 
     @staticmethod
@@ -638,40 +633,6 @@ def refusals_as_json(send: Send) -> Send:
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
     return translated
-
-
-async def buffered_body(scope: Scope, receive: Receive, limit: int) -> tuple[bytes | None, Receive]:
-    """The whole request body (None when it is over ``limit`` or the client left) and a
-    ``receive`` that hands the same body on to the app behind, then the client's own events."""
-    for name, value in scope.get("headers", []):
-        if name.lower() == b"content-length" and value.strip().isdigit() and int(value) > limit:
-            return None, receive
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        event = await receive()
-        if event["type"] != "http.request":
-            return None, _replaying([event], receive)
-        chunk = event.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if not event.get("more_body", False):
-            body = b"".join(chunks)
-            return body, _replaying([{"type": "http.request", "body": body}], receive)
-        if size > limit:
-            held = {"type": "http.request", "body": b"".join(chunks), "more_body": True}
-            return None, _replaying([held], receive)
-
-
-def _replaying(events: list[Any], receive: Receive) -> Receive:
-    pending = list(events)
-
-    async def replay() -> Any:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replay
 
 
 def _is_json(headers: Any) -> bool:

@@ -23,7 +23,7 @@ from mcp_types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 from mcp_types.methods import MONOLITH_REQUESTS
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse, Response
-from starlette.types import Message, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lab.mcpserver.readable import describe, json_type
 
@@ -269,3 +269,75 @@ def _rewritten(body: bytes, message: Mapping[str, Any]) -> bytes:
     error["message"] = f"Invalid params for {str(message.get('method'))[:100]}: {problem}"
     error.pop("data", None)
     return json.dumps(answer).encode()
+
+
+async def screened(
+    scope: Scope, receive: Receive, send: Send, limit: int
+) -> tuple[Receive, Send] | None:
+    """Check a POSTed message before the SDK reads it: None when it was refused (its JSON-RPC
+    error is answered here), else the ``receive`` that hands the same body on and the ``send``
+    that words the SDK's bare params errors. A body over ``limit`` goes on unread (the SDK's
+    own 413)."""
+    body, receive = await buffered_body(scope, receive, limit)
+    if body is None:
+        return receive, send
+    try:
+        message = check(body)
+    except Refusal as refusal:
+        await refusal.response()(scope, receive, send)
+        return None
+    if "method" in message:
+        send = precise_params_errors(send, message)
+    return receive, send
+
+
+class EnvelopeCheck:
+    """ASGI middleware: :func:`screened` for every POST to ``path`` (an MCP endpoint of the
+    SDK's Streamable HTTP transport that has no gate of its own, e.g. the AI Client Gateway)."""
+
+    def __init__(self, app: ASGIApp, path: str, limit: int) -> None:
+        self.app = app
+        self.path = path
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") == "POST" and scope["path"] == self.path:
+            checked = await screened(scope, receive, send, self.limit)
+            if checked is None:
+                return
+            receive, send = checked
+        await self.app(scope, receive, send)
+
+
+async def buffered_body(scope: Scope, receive: Receive, limit: int) -> tuple[bytes | None, Receive]:
+    """The whole request body (None when it is over ``limit`` or the client left) and a
+    ``receive`` that hands the same body on to the app behind, then the client's own events."""
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length" and value.strip().isdigit() and int(value) > limit:
+            return None, receive
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        event = await receive()
+        if event["type"] != "http.request":
+            return None, _replaying([event], receive)
+        chunk = event.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not event.get("more_body", False):
+            body = b"".join(chunks)
+            return body, _replaying([{"type": "http.request", "body": body}], receive)
+        if size > limit:
+            held = {"type": "http.request", "body": b"".join(chunks), "more_body": True}
+            return None, _replaying([held], receive)
+
+
+def _replaying(events: list[Any], receive: Receive) -> Receive:
+    pending = list(events)
+
+    async def replay() -> Any:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay

@@ -172,3 +172,51 @@ def test_non_loopback_bind_is_refused_without_allow_remote(lab_stack: Stack) -> 
     assert result.returncode == 2
     assert "refusing to bind the gateway to 0.0.0.0" in result.stderr
     assert "--allow-remote" in result.stderr
+
+
+MALFORMED_IDS = [
+    b'{"a":1}',
+    b"[1]",
+    b"1.5",
+    b"true",
+    b"null",
+    b"9007199254740993",
+    b'"' + b"x" * 300 + b'"',
+]
+
+
+@pytest.mark.parametrize("id_", MALFORMED_IDS)
+def test_a_malformed_id_at_the_gateway_is_an_invalid_request(
+    http_gateway: RunningGateway, id_: bytes
+) -> None:
+    """The gateway is an MCP server on the same SDK transport: inside a session, a message with
+    a malformed id is owed -32600 with id null (JSON-RPC 2.0 §5.1), not the empty 202 of a
+    notification; a real notification still gets 202."""
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+    }
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "sweep", "version": "0"},
+        },
+    }
+    with httpx.Client(timeout=10) as client:
+        opened = client.post(http_gateway.url, json=init, headers=headers)
+        assert opened.status_code == 200, opened.text[:200]
+        headers["Mcp-Session-Id"] = opened.headers["mcp-session-id"]
+        headers["Mcp-Protocol-Version"] = "2025-06-18"
+        body = b'{"jsonrpc":"2.0","id":' + id_ + b',"method":"tools/list"}'
+        answer = client.post(http_gateway.url, content=body, headers=headers)
+        note = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
+        acknowledged = client.post(http_gateway.url, content=note, headers=headers)
+    assert answer.status_code == 400, (answer.status_code, answer.text[:200])
+    error = answer.json()
+    assert error["id"] is None and error["error"]["code"] == -32600, answer.text
+    assert "'id' must be" in error["error"]["message"], answer.text
+    assert acknowledged.status_code == 202, acknowledged.text[:200]
