@@ -305,3 +305,25 @@ def test_a_service_key_id_is_a_one_line_name(writer: Writer) -> None:
         response = writer.zms("PUT", "/domain/api/service/keytest", body)
         found += refused_precisely(response, "publicKeys[].id", value)
     assert not found, "\n".join(found)
+
+
+def test_the_zms_state_import_refuses_what_a_write_refuses(writer: Writer) -> None:
+    """``PUT /zms/v1/lab/state`` (the system admin's restore) checks names and text as the
+    writes do: a state document is no way around them. The lab's own export goes back in.
+    (``api`` below: the first domain with both roles and services.)"""
+    exported = writer.zms("GET", "/lab/state").json()
+    assert writer.zms("PUT", "/lab/state", exported).status_code == 200  # the guard
+    api = next(i for i, d in enumerate(exported["domains"]) if d["roles"] and d["services"])
+    found: list[str] = []
+    for _, value in NOT_IN_TEXT:
+        for field, edit in (
+            ("description", lambda d, v: d["domains"][api].update(description=v)),
+            ("name", lambda d, v: d["domains"][api]["roles"][0].update(name=f"api:role.r{v}")),
+            ("name", lambda d, v: d["domains"][api]["services"][0].update(name=f"api.s{v}")),
+        ):
+            state = json.loads(json.dumps(exported))
+            edit(state, value)
+            response = writer.zms("PUT", "/lab/state", state)
+            found += [f"{field}: {p}" for p in refused_precisely(response, field, value)]
+    assert writer.zms("GET", "/lab/state").json() == exported
+    assert not found, "\n".join(found)

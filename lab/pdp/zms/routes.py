@@ -665,7 +665,32 @@ def _validate_state(state: dict[str, Any]) -> dict[str, Any]:
             for k, v in (state.get("serviceSecrets") or {}).items()
         ):
             raise InvalidRequest("serviceSecrets maps principals to hashes")
+        # Every name as a write would check it, and no text a write would refuse.
+        for role in domain.get("roles") or []:
+            role_reference(role["name"])
+        for service in domain.get("services") or []:
+            principal_name(service["name"])
+    _printable_strings(state, "state")
     return state
+
+
+#: Longest string a state document may hold (a YBase64 PEM key is under 1 KB).
+MAX_STATE_TEXT = 16_384
+
+
+def _printable_strings(value: Any, where: str) -> None:
+    """Every key and string in an imported state document is text a write would have stored:
+    no control characters (tab and line breaks aside), no lone surrogates, bounded."""
+    if isinstance(value, str):
+        checked_text(value, where, max_chars=MAX_STATE_TEXT, multiline=True, required=False)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{where}.{str(key)[:40]}"
+            checked_text(key, inner, max_chars=MAX_NAME, required=False)
+            _printable_strings(item, inner)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _printable_strings(item, f"{where}[{index}]")
 
 
 def build_routes(pdp: Pdp) -> list[Route]:
