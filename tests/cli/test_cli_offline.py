@@ -316,3 +316,22 @@ def test_lab_alone_after_a_challenge_run_says_check_your_fix() -> None:
     situation, command = next_command(True, True, results, [1, 2, 3])
     assert command == "lab step 2 --check"
     assert "your turn" in situation
+
+
+def test_audit_shows_control_characters_a_client_sent_never_obeys_them(lab: Lab, tmp_path) -> None:
+    """The trail holds what clients sent (a client id, a scope quoted in a reason): printed to a
+    terminal, ESC, the 8-bit CSI and a bidi override would recolour, clear or reverse the
+    screen. They are shown as escapes; the record itself is unchanged (``--json``)."""
+    records = _valid_chain(2)
+    records[0]["client"] = "ai.agent\x1b[2J"
+    records[1]["reason"] = "unknown scope 'x\x9b31m\u202eevil'"
+    path = tmp_path / "audit.json"
+    path.write_text(json.dumps({"records": records}))
+    shown = lab.invoke("audit", str(path))
+    assert shown.exit_code == 0, shown.output
+    for raw in ("\x1b[2J", "\x9b", "\u202e"):
+        assert raw not in shown.output, repr(shown.output)
+    assert "\\x1b[2J" in shown.output and "\\x9b31m" in shown.output, shown.output
+    assert "\\u202e" in shown.output, shown.output
+    as_json = lab.invoke("audit", str(path), "--json")
+    assert "ai.agent\x1b[2J" in {r["client"] for r in json.loads(as_json.stdout)["records"]}
