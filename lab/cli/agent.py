@@ -220,11 +220,16 @@ def print_summary(summary: dict[str, Any]) -> None:
     import json
     import re
 
+    from lab.render.shown import shown_data
+
+    # Tool names, texts and the chain's reason come from the MCP server and the parts behind
+    # it: shown with their control characters as escapes (--json keeps them as sent).
+    summary = shown_data(summary)
     console = common.out()
     errors: set[str] = set()
     for tool in summary["tool_results"]:
         mark = "[red]✗[/]" if tool["is_error"] else "[green]✓[/]"
-        console.print(f"{mark} {tool['tool']} {escape(json.dumps(tool['arguments']))}")
+        console.print(f"{mark} {escape(tool['tool'])} {escape(json.dumps(tool['arguments']))}")
         shown = tool["data"] if tool["data"] is not None else tool["text"]
         if tool["is_error"]:
             errors.add(str(tool["text"]))
@@ -235,7 +240,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     if message and message not in errors:
         console.print(message, markup=False)
     if summary["stopped_at"]:
-        console.print(f"[red]✗[/] the chain stopped at: {summary['stopped_at']}")
+        console.print(f"[red]✗[/] the chain stopped at: {escape(summary['stopped_at'])}")
     if summary.get("explanation"):
         console.print(f"[yellow]why:[/] {escape(summary['explanation'])}")
         step = re.search(r"step (\d+) \(", summary["explanation"])

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -377,7 +376,7 @@ def print_records(records: list[dict[str, Any]]) -> None:
             Text(part) for part in (who, _field(r, "action"), _field(r, "resource")) if part
         )
         table.add_row(
-            _field(r, "seq"),
+            Text(_field(r, "seq")),
             f"[{color}]{escape(decision)}[/]",
             what,
             # A jti in a reason is a 32-hex word: its head identifies it (--json has it whole).
@@ -386,28 +385,18 @@ def print_records(records: list[dict[str, Any]]) -> None:
     common.out().print(table)
 
 
-#: Characters a terminal acts on instead of showing: C0 and C1 controls (ESC starts a colour or
-#: clear-screen sequence, U+009B is an 8-bit CSI), DEL, and the bidirectional overrides that
-#: display text reversed. Rich prints them as they are.
-_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
 def _field(record: dict[str, Any], name: str) -> str:
     """A record's field as text a terminal shows, never obeys: the audit trail holds what
     clients sent (a scope, a client id, a reason quoting them), so a control character is
     printed as its escape (``\\x1b``, ``\\u202e``)."""
+    from lab.render.shown import shown
+
     value = record.get(name)
-    text = "" if value is None else str(value)
-    return _UNSHOWABLE.sub(_escaped, text)
-
-
-def _escaped(found: re.Match[str]) -> str:
-    code = ord(found.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    return "" if value is None else shown(value)
 
 
 def print_verdict(problems: list[str], count: int) -> None:
-    from rich.markup import escape
+    from lab.render.shown import shown_markup
 
     console = common.out()
     if not problems:
@@ -415,4 +404,4 @@ def print_verdict(problems: list[str], count: int) -> None:
         return
     console.print(f"[red]✗[/] the chain is broken ({len(problems)} problem(s)):")
     for problem in problems:
-        console.print(f"  - {escape(problem)}")
+        console.print(f"  - {shown_markup(problem)}")

@@ -300,9 +300,11 @@ def report_error(message: str, fix: str | None) -> None:
 
 
 def _escape(text: str) -> str:
-    from rich.markup import escape
+    """An error's sentence quotes what a server or a file sent (an error description, a path):
+    its control characters are shown as escapes and ``[…]`` is never read as markup."""
+    from lab.render.shown import shown_markup
 
-    return escape(text)
+    return shown_markup(text, lines=True)
 
 
 def fail(message: str, fix: str | None = None, code: int = ExitCode.ENVIRONMENT) -> NoReturn:

@@ -181,9 +181,11 @@ def _open_browser(url: str) -> None:
 
 def _configure_logging(logs_dir: Any) -> None:
     """Hops and refusals to stderr and to $LAB_HOME/logs/gateway.log (never stdout)."""
+    from lab.render.shown import ShownFormatter
+
     logger = logging.getLogger("lab.gateway")
     logger.setLevel(logging.INFO)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    formatter = ShownFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     try:
         logs_dir.mkdir(parents=True, exist_ok=True)

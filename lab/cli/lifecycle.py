@@ -275,8 +275,16 @@ def logs(
     path = log_path(chosen, part)
     if path is None or not path.exists():
         common.fail(f"no log for {part!r} yet", "start the lab with `lab up`")
-    text = path.read_text(errors="replace").splitlines()[-lines:]
-    typer.echo("\n".join(text))
+    from lab.render.shown import shown
+
+    # Log lines quote what clients sent (a username, a client id, a scope, a path): each line
+    # is shown with its control characters as escapes, so a logged value cannot drive the
+    # terminal (the file itself is left as written).
+    # newline="": a carriage return a client sent stays in its line (shown as \x0d), never
+    # read as a line break that starts a forged line.
+    with path.open(encoding="utf-8", errors="replace", newline="") as log:
+        text = log.read().removesuffix("\n").split("\n")[-lines:]
+    typer.echo("\n".join(shown(line.removesuffix("\r")) for line in text))
 
 
 def log_path(chosen: Backend, part: str) -> Path | None:
@@ -315,7 +323,7 @@ def print_status(console: Console, current: BackendStatus) -> None:
     from rich.table import Table
 
     if not current.running and not current.parts:
-        console.print(f"The {current.backend} backend is not running ({current.detail}).")
+        console.print(f"The {current.backend} backend is not running ({_escape(current.detail)}).")
         elsewhere = common.not_running_fix(None)
         console.print(f"But {elsewhere}." if elsewhere else "Start it with [bold]lab up[/].")
         return
@@ -325,21 +333,23 @@ def print_status(console: Console, current: BackendStatus) -> None:
     pid = f", pid {current.pid}" if current.pid else ""
     console.print(f"Backend [bold]{current.backend}[/]: {state}{pid}")
     if current.detail:
-        console.print(current.detail)
+        console.print(_escape(current.detail))
     table = Table(expand=False)
     table.add_column("part")
     table.add_column("URL", overflow="fold")
     table.add_column("health", overflow="fold")
     for part in current.parts:
         mark = "[green]✓ ok[/]" if part.healthy else f"[red]✗[/] {_escape(part.detail)}"
-        table.add_row(part.name, part.url, mark)
+        table.add_row(_escape(part.name), _escape(part.url), mark)
     console.print(table)
 
 
 def _escape(text: str) -> str:
-    from rich.markup import escape
+    """A health detail quotes what a part answered (or a file the learner edits): shown, never
+    obeyed by the terminal nor read as markup."""
+    from lab.render.shown import shown_markup
 
-    return escape(text)
+    return shown_markup(text, lines=True)
 
 
 class PartProgress:

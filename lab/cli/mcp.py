@@ -42,15 +42,18 @@ def call(
     if json_output:
         common.print_json(data)
     else:
+        from lab.render.shown import shown_lines, shown_markup
+
         console = common.out()
         mark = "[red]✗[/]" if result.is_error else "[green]✓[/]"
         status = f" (HTTP {result.http_status})" if result.http_status else ""
-        console.print(f"{mark} {tool}{status}")
+        console.print(f"{mark} {shown_markup(tool)}{status}")
         body = result.data if result.data is not None else result.text
         if isinstance(body, str):
             # Wrapped at the terminal's width between words only: a word longer than the width
             # (a URL, resource_metadata="…") stays whole on a line of its own, so it copies.
-            for line in whole_word_lines(body, console.width):
+            # The text is the server's: its control characters are shown as escapes.
+            for line in whole_word_lines(shown_lines(body), console.width):
                 console.print(line, markup=False, highlight=False, soft_wrap=True)
         else:
             console.print(json.dumps(body, indent=2), markup=False)

@@ -40,7 +40,9 @@ def keep_part_logs_off_the_screen(args: list[str], environ: dict[str, str] | Non
     env = os.environ if environ is None else environ
     home = Path(env.get("LAB_HOME") or ".lab")  # empty is unset, as in lab.config
     handler = OwnerOnlyFileHandler(home / "logs" / CLI_LOG, delay=True, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    from lab.render.shown import ShownFormatter
+
+    handler.setFormatter(ShownFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("lab")
     logger.addHandler(handler)
     logger.propagate = False  # never on to the root logger's last-resort stderr handler

@@ -31,6 +31,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.render.run_model import KEY_CLAIMS, LANES, step_model
+from lab.render.shown import shown_data
 from lab.steps.model import StepResult
 
 TIME_CLAIMS = ("exp", "iat", "nbf", "auth_time")
@@ -78,6 +79,9 @@ def step_result_text(
 def render_model(
     model: dict[str, Any], *, show_body: bool = True, verbose: bool = False, program: str = "lab"
 ) -> list[RenderableType]:
+    # The model holds what servers and clients sent (bodies, headers, claims, error texts):
+    # every string is made showable once here, so no renderer below prints a control sequence.
+    model = shown_data(model)
     mode = "" if model["mode"] == "run" else f" [{model['mode']}]"
     # A Text title: "[check]" in a markup string would be swallowed as a style tag.
     out: list[RenderableType] = [

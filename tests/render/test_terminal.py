@@ -9,8 +9,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from lab.agent.recorder import Exchange
+from lab.render.run_model import step_model
 from lab.render.terminal import print_step_result, shorten_tokens, step_result_text
-from tests.render.results import passed_and_failed
+from lab.steps.model import ActionResult, CheckResult, StepResult
+from tests.render.results import passed_and_failed, token_seen
 
 
 def test_verbose_step_shows_decoded_tokens_and_diff(tmp_path: Path) -> None:
@@ -217,3 +220,65 @@ def test_the_reproduction_follows_its_check_at_column_0(tmp_path: Path) -> None:
     lines = step_result_text(passed_and_failed(tmp_path)[1]).splitlines()
     at = next(i for i, line in enumerate(lines) if "reproduce with:" in line)
     assert lines[at + 1].startswith("lab mcp call list_docs --token T")
+
+
+#: What a hostile server or client puts in a value the lab shows: ESC sequences (clear the
+#: screen, recolour, an OSC 8 link), the 8-bit CSI, a carriage return that overwrites the line
+#: and a bidi override that shows text reversed.
+HOSTILE_CONTROLS = ("\x1b[2J", "\x1b]8;;http://evil/\x1b\\", "\x9b31m", "\r", "\u202e")
+
+
+def _hostile_result(key_dir: Path) -> StepResult:
+    """A step whose response body, headers, token claims (names too), check values and error
+    texts all carry control sequences, as a hostile server or a pasted token would."""
+    bad = "x\x1b[2J\x1b]8;;http://evil/\x1b\\y\x9b31m\r\u202eevil"
+    token = token_seen(key_dir, "access_token", {"sub": bad, "aud": "api", f"n{bad}": bad})
+    exchange = Exchange(
+        "POST",
+        "http://127.0.0.1:1/zts/v1/oauth2/token",
+        400,
+        {},
+        "grant_type=x",
+        {"content-type": "text/plain", "www-authenticate": f'Bearer error="{bad}"'},
+        f"error: {bad}\nsecond line",
+        3.0,
+    )
+    check = CheckResult("get", f"status equals {bad}", bad, bad, False, bad, "equals", "status")
+    action = ActionResult(
+        "get",
+        "request",
+        "Get a token.",
+        (exchange,),
+        {"status": 400, "error_description": bad},
+        (token,),
+        (check,),
+        error=f"refused: {bad}",
+    )
+    return StepResult(
+        4, "x", "Step", "failed", 1.0, (action,), "steps/04-x.md", message=f"failed: {bad}"
+    )
+
+
+def test_values_a_server_sent_reach_the_terminal_as_escapes_never_as_controls(
+    tmp_path: Path,
+) -> None:
+    """A response body, a header, a claim (its name too), an error description: each came from
+    outside the lab, and printed as it was a terminal would clear, recolour, link or reverse
+    the learner's screen. Every one is shown as its escape (``\\x1b``), in both views and on a
+    colour terminal; the run's ``--json`` model keeps the values as sent."""
+    result = _hostile_result(tmp_path)
+    for verbose in (False, True):
+        out = io.StringIO()
+        console = Console(
+            file=out, width=80, force_terminal=True, color_system="standard", no_color=False
+        )
+        print_step_result(console, result, verbose=verbose)
+        # Rich's own colours are ESC sequences too: take them out, then no control is left.
+        text = re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())
+        for raw in HOSTILE_CONTROLS:
+            assert raw not in text, (verbose, raw, text)
+        assert "\\x1b[2J" in text and "\\u202e" in text, text
+        plain = step_result_text(result, verbose=verbose)
+        assert "\\x9b31m" in plain, plain
+    model = step_model(result)
+    assert model["actions"][0]["calls"][0]["response_body"].startswith("error: x\x1b[2J")

@@ -49,7 +49,9 @@ def configure_logging(settings: Settings) -> None:
     logging.logMultiprocessing = False
     logging._srcfile = None
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from lab.render.shown import ShownFormatter
+
+    formatter = ShownFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = logging.getLogger()
     root.setLevel(level)
     stderr = logging.StreamHandler(sys.stderr)
