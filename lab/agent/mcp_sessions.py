@@ -26,6 +26,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import contextvars
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
@@ -290,6 +291,15 @@ class SessionPool:
         """Close every kept session and stop the loop (at exit; a later call starts anew)."""
         self._thread.stop(self._close_all)
 
+    def after_fork(self) -> None:
+        """In a forked child: start from nothing. The parent's loop thread does not exist here
+        (its sessions would wait for it until their time ran out, and its lock may be held by
+        a thread that is gone); the kept sessions' connections are the parent's sockets. They
+        are dropped unclosed: closing them would speak on the parent's connections."""
+        self._thread = LoopThread()
+        self._kept = {}
+        self._opening = {}
+
     # -- on the loop ---------------------------------------------------------------------------
 
     async def _call_tools(
@@ -412,3 +422,5 @@ def _never_processed(call: CallContext, sent_before: int) -> bool:
 #: This process's kept sessions.
 SESSIONS = SessionPool()
 atexit.register(SESSIONS.close_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=SESSIONS.after_fork)

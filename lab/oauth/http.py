@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import ssl
 import weakref
 from collections.abc import Generator
@@ -166,13 +167,36 @@ class KeptTransport(httpx.BaseTransport):
 
     def __init__(self, **options: Any) -> None:
         options.setdefault("limits", httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S))
-        self._pool = _Transport(**_transport_options(_options(options)))
+        self._options = _transport_options(_options(options))
+        self._pool = _Transport(**self._options)
+        _KEPT.add(self)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         return self._pool.handle_request(request)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a pool of its own. The inherited one holds the parent's sockets
+        (a request on one would interleave with the parent's on the same connection, and its
+        answer could be read by either process) and maybe a lock some parent thread held at
+        the fork; it is dropped unclosed, since closing could speak on the parent's
+        connections (a TLS close_notify)."""
+        self._pool = _Transport(**self._options)
 
     def close(self) -> None:
         """A client's close: the pool stays (``shutdown`` closes it)."""
 
     def shutdown(self) -> None:
         self._pool.close()
+
+
+#: Every live kept pool, renewed in a forked child (``os.register_at_fork``).
+_KEPT: weakref.WeakSet[KeptTransport] = weakref.WeakSet()
+
+
+def _renew_kept_pools() -> None:
+    for transport in list(_KEPT):
+        transport._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_kept_pools)
