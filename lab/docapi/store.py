@@ -14,6 +14,7 @@ and are seen by the next read.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -45,10 +46,17 @@ class DocStore:
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        identity = _file_identity(self.path)
+        if connection is not None and identity != self._local.identity:
+            # The file was replaced or removed under us (``lab reset --hard`` while this
+            # process still ran): a kept connection would go on using the deleted file.
+            connection.close()
+            connection = None
         if connection is None:
             # A connection belongs to the thread that opened it (sqlite3's check_same_thread).
             connection = sqlite3.connect(self.path, timeout=10)
             self._local.connection = connection
+            self._local.identity = _file_identity(self.path)
         with connection:  # one transaction: commit on success, roll back on error
             yield connection
 
@@ -115,6 +123,15 @@ class DocStore:
                 [(d["id"], d["name"], d["content"]) for d in docs],
             )
         return self.all()
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """Which file ``path`` names now (device, inode); None when there is none."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def _insert_defaults(db: sqlite3.Connection) -> None:
