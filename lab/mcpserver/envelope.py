@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from mcp_types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
+from mcp_types import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR
 from mcp_types.methods import MONOLITH_REQUESTS
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse, Response
@@ -30,6 +30,10 @@ from lab.mcpserver.readable import describe, json_type
 #: Longest string id answered (MCP sets no bound; SDK clients send small integers or UUIDs).
 #: An id is echoed in the answer, so a 100 KB id would be a 100 KB echo.
 MAX_ID_CHARS = 256
+#: Longest method name looked up. MCP's longest is under 40 characters
+#: (``notifications/resources/list_changed``); the SDK echoes an unknown method in its -32601
+#: answer and names it in its log, whatever its length, so a 100 KB name was a 100 KB echo.
+MAX_METHOD_CHARS = 128
 #: Integer ids are exact in every JSON implementation up to here (RFC 7493 §2.2, I-JSON).
 MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -44,19 +48,41 @@ SDK_PARAMS_MESSAGE = "Invalid request parameters"
 class Refusal(Exception):
     """A JSON-RPC error answered instead of handing the message on."""
 
-    def __init__(self, code: int, message: str, id_: Any = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        id_: Any = None,
+        *,
+        data: str | None = None,
+        status: int = 400,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.id = id_  # echoed only when it is itself a valid id
+        self.data = data
+        self.status = status
 
     def response(self) -> Response:
-        body = {
-            "jsonrpc": "2.0",
-            "id": self.id,
-            "error": {"code": self.code, "message": self.message},
-        }
-        return JSONResponse(body, status_code=400)
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return JSONResponse(
+            {"jsonrpc": "2.0", "id": self.id, "error": error}, status_code=self.status
+        )
+
+
+class Dropped(Refusal):
+    """A notification no MCP method could name: accepted (202) as the SDK accepts an unknown
+    notification, and not handed on, so its name reaches no log. JSON-RPC 2.0 §4.1: a
+    notification is never answered."""
+
+    def __init__(self) -> None:
+        super().__init__(METHOD_NOT_FOUND, "dropped")
+
+    def response(self) -> Response:
+        return Response(status_code=202)
 
 
 def _no_constants(name: str) -> Any:
@@ -157,6 +183,19 @@ def check(body: bytes) -> dict[str, Any]:
                 INVALID_REQUEST,
                 f"Invalid Request: 'method' must be a string, not {json_type(message['method'])}",
                 echo,
+            )
+        if len(message["method"]) > MAX_METHOD_CHARS:
+            if not has_id:
+                raise Dropped()
+            # The SDK's own answer to an unknown method (200, -32601), its data saying what
+            # was wrong instead of echoing the name back.
+            raise Refusal(
+                METHOD_NOT_FOUND,
+                "Method not found",
+                echo,
+                data=f"a method name of {len(message['method'])} characters (MCP's methods "
+                f"have at most {MAX_METHOD_CHARS})",
+                status=200,
             )
         if "params" in message and not isinstance(message["params"], dict):
             raise Refusal(

@@ -220,3 +220,45 @@ def test_a_malformed_id_at_the_gateway_is_an_invalid_request(
     assert error["id"] is None and error["error"]["code"] == -32600, answer.text
     assert "'id' must be" in error["error"]["message"], answer.text
     assert acknowledged.status_code == 202, acknowledged.text[:200]
+
+
+def test_the_gateway_does_not_echo_an_over_long_method_name(http_gateway: RunningGateway) -> None:
+    """As at the MCP server: the SDK's -32601 echoed a method name of any length (100 KB in, 100
+    KB out); an unknown short name is still echoed (the guard)."""
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+    }
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "sweep", "version": "0"},
+        },
+    }
+    with httpx.Client(timeout=10) as client:
+        opened = client.post(http_gateway.url, json=init, headers=headers)
+        assert opened.status_code == 200, opened.text[:200]
+        headers["Mcp-Session-Id"] = opened.headers["mcp-session-id"]
+        headers["Mcp-Protocol-Version"] = "2025-06-18"
+        answers = [
+            client.post(
+                http_gateway.url, json={"jsonrpc": "2.0", "id": 2, "method": m}, headers=headers
+            )
+            for m in ("nope/nothing", "x" * 100_000)
+        ]
+    short, long = (_rpc_answer(a) for a in answers)
+    assert short["error"]["code"] == -32601 and short["error"]["data"] == "nope/nothing", short
+    assert long["id"] == 2 and long["error"]["code"] == -32601, answers[1].text[:200]
+    assert len(answers[1].content) < 1000 and "xxxxxxxxxx" not in answers[1].text
+
+
+def _rpc_answer(response: httpx.Response) -> dict:
+    """The JSON-RPC answer, sent as JSON or as the one event of an SSE stream."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        data = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+        return json.loads(data[-1])
+    return response.json()

@@ -896,3 +896,24 @@ def test_hostile_arguments_through_the_official_sdk_client(
     assert len(results) == len(calls) > 50
     assert document_ids(kit) == before
     assert not found, "\n".join(found)
+
+
+def test_an_unknown_methods_name_is_echoed_only_when_short(kit: Kit) -> None:  # noqa: F811
+    """-32601 "Method not found": the SDK echoes the method name in ``data`` whatever its
+    length, so a 100 KB name came back as a 100 KB answer (and into the logs). A name longer
+    than any MCP method is refused without the echo, as an over-long id is; a short unknown
+    name is still echoed (the guard)."""
+    short = rpc(kit, "nope/nothing")
+    assert short.json()["error"]["code"] == -32601, short.text
+    assert "nope/nothing" in short.text
+    for name in ("x" * 100_000, "tools/call" + "\x1b[2J" * 40):
+        response = rpc(kit, name)
+        assert response.status_code < 500, response.status_code
+        answer = response.json()
+        assert answer["id"] == 1 and answer["error"]["code"] == -32601, answer
+        assert len(response.content) < 1000, len(response.content)
+        assert name[:50] not in response.text
+        assert "a method name of" in answer["error"]["data"], answer
+    # A notification of such a name: accepted as any unknown notification, and not passed on.
+    dropped = post(kit, json.dumps({"jsonrpc": "2.0", "method": "y" * 100_000}).encode())
+    assert (dropped.status_code, dropped.text) == (202, ""), dropped.text[:200]
