@@ -146,6 +146,8 @@ class KeptSession:
         try:
             await asyncio.wait_for(asyncio.shield(opened), OPEN_TIMEOUT_S)
         except BaseException:
+            # The keeper may still fail after we gave up on it: nobody will read that.
+            opened.add_done_callback(lambda done: done.cancelled() or done.exception())
             await self.close()
             raise
 

@@ -35,6 +35,8 @@ class Audit:
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: Answer this many POSTs 404 (a server that no longer knows the session) before serving.
     lose_session: int = 0
+    #: Seconds every POST waits before it is served (a server too slow for the caller).
+    stall_s: float = 0.0
 
 
 class Verifier:
@@ -85,6 +87,7 @@ def create_kept_mcp_app(resource_url: str, audit: Audit) -> ASGIApp:
                 await send({"type": "http.response.start", "status": 404, "headers": []})
                 await send({"type": "http.response.body", "body": b""})
                 return
+            await anyio.sleep(audit.stall_s)
         await inner(scope, receive, send)
 
     return app

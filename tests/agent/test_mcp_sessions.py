@@ -6,6 +6,8 @@ server that lost it. No call hangs, and process exit does not wait on the kept s
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import os
 import subprocess
 import sys
@@ -295,3 +297,19 @@ def test_a_kept_session_ends_with_the_era_it_adopted(
     assert caller(whoami(kept_server.url, BOB, recorder)) == "human.bob"
     assert opens == [kept_server.url, kept_server.url]
     assert '"server/discover"' in recorder.exchanges[0].request_body
+
+
+def test_a_session_that_cannot_open_in_time_fails_the_call_quietly(
+    kept_server: KeptServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(mcp_sessions, "OPEN_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(mcp_client, "TIMEOUT_S", 0.5)  # the handshake's own request gives up
+    kept_server.audit.stall_s = 1.0
+    start = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        result = whoami(kept_server.url, ALICE)
+        assert result.is_error and "TimeoutError" in result.text
+        assert time.monotonic() - start < 5
+        SESSIONS._thread.run(lambda: asyncio.sleep(1), 5)  # the keeper's late failure has landed
+        gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
