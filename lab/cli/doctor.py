@@ -42,8 +42,13 @@ def doctor(
 
 
 def print_report(report: dict, selected: str) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from lab.render.shown import shown_markup
+
+    def escape(text: str) -> str:
+        # A detail quotes what a check found: a file the learner edits, a tool's answer.
+        return shown_markup(text, lines=True)
 
     console = common.out()
     for name, checks in report.items():
@@ -54,9 +59,9 @@ def print_report(report: dict, selected: str) -> None:
         table.add_column("detail / fix", overflow="fold")
         for check in checks:
             if check.ok:
-                table.add_row(check.name, "[green]✓[/]", escape(check.detail))
+                table.add_row(escape(check.name), "[green]✓[/]", escape(check.detail))
             else:
                 mark = "[red]✗[/]" if check.required else "[yellow]![/]"
                 fix = f"\n[bold]fix:[/] {escape(check.fix)}" if check.fix else ""
-                table.add_row(check.name, mark, escape(check.detail) + fix)
+                table.add_row(escape(check.name), mark, escape(check.detail) + fix)
         console.print(table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -192,7 +193,14 @@ def captured(
             common.ExitCode.FAILED,
         )
     value = values[name]
-    typer.echo(value if isinstance(value, str) else json.dumps(value))
+    text = value if isinstance(value, str) else json.dumps(value)
+    if sys.stdout.isatty():
+        # A value a server sent, read on a terminal: its control characters are shown as
+        # escapes. A pipe or $(lab captured …) gets the value unescaped.
+        from lab.render.shown import shown
+
+        text = shown(text)
+    typer.echo(text)
 
 
 def show_hint(step: Step) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from lab.render.run_model import step_model
+from lab.render.shown import shown_lines
 from lab.steps.model import StepResult
 
 SUITE_NAME = "idjag-lab"
@@ -42,7 +43,10 @@ def to_junit(results: Iterable[StepResult], suite_name: str = SUITE_NAME) -> str
     root = ET.Element("testsuites", name=suite_name)
     root.append(suite)
     ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+    # ElementTree writes a control character a server sent (an error text quoting a hostile
+    # value) as it is, and XML 1.0 (§2.2) has no place for most of them: one ESC made the whole
+    # report unreadable to a CI. They are written as escapes (\x1b), as a terminal shows them.
+    return shown_lines(ET.tostring(root, encoding="unicode", xml_declaration=True)) + "\n"
 
 
 def _testcase(result: StepResult) -> ET.Element:

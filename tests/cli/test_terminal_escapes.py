@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -221,3 +222,52 @@ def test_the_gateways_log_line_cannot_be_split_or_carry_controls(
 def test_an_errors_own_lines_stay_lines(capsys: pytest.CaptureFixture[str]) -> None:
     common.report_error("first line\nsecond line", None)
     assert "first line\nsecond line" in capsys.readouterr().err
+
+
+def test_doctor_shows_a_checks_detail_as_text() -> None:
+    from lab.backends import DoctorCheck
+    from lab.cli.doctor import print_report
+
+    checks = [DoctorCheck(HOSTILE, False, f"providers.json: {HOSTILE}", f"fix {HOSTILE}")]
+    out = io.StringIO()
+    console = Console(file=out, width=400, force_terminal=True, color_system=None)
+    original = common.out
+    common.out = lambda: console  # type: ignore[assignment]
+    try:
+        print_report({"embedded": checks}, "embedded")
+    finally:
+        common.out = original  # type: ignore[assignment]
+    assert_shown(out.getvalue())
+    assert "[link=http://evil]" in out.getvalue()
+
+
+def test_a_captured_value_is_shown_on_a_terminal_and_unescaped_in_a_pipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lab captured NAME` prints what a server answered: on a terminal its controls are
+    escapes; ``$(lab captured NAME)`` and pipes get the value unescaped."""
+    from lab.cli.steps import captured
+    from lab.config import Settings
+    from lab.steps.captures import save_captures
+
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "home"))
+    save_captures(Settings.from_env(), {"error": HOSTILE}, set())
+    captured("error")
+    piped = capsys.readouterr().out  # not escaped (click's echo drops ESC sequences itself)
+    assert "\r\u202eevil" in piped and "\\x" not in piped and "\\u" not in piped, piped
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    captured("error")
+    assert_shown(capsys.readouterr().out)
+
+
+def test_decode_shows_a_pasted_tokens_hostile_claims_as_text(lab: Lab) -> None:
+    """A guard (right before this sweep): `lab decode` prints the header and claims as
+    ASCII-escaped JSON and quotes an unknown issuer with repr."""
+    from lab.oauth.jose import SigningKey
+
+    key = SigningKey.load_or_create(lab.home / "k.pem")
+    token = key.sign({"iss": HOSTILE, "sub": HOSTILE, HOSTILE: 1}, typ="at+jwt")
+    decoded = lab.invoke("decode", token)
+    for raw in RAW:
+        assert raw not in decoded.output, (raw, decoded.output)
+    assert "[link=http://evil]" in decoded.output

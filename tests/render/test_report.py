@@ -64,3 +64,15 @@ def test_junit_counts_failures_and_errors(tmp_path: Path) -> None:
     )
     error = cases[2].find("error")
     assert error is not None and "connection refused" in (error.get("message") or "")
+
+
+def test_junit_with_a_servers_control_characters_is_still_xml(tmp_path: Path) -> None:
+    """A failed step's message quotes what a server sent; ESC in it made the XML not well-formed
+    (XML 1.0 §2.2), and a CI then read no report at all."""
+    from tests.render.test_terminal import _hostile_result
+
+    xml = to_junit([_hostile_result(tmp_path), *passed_and_failed(tmp_path)])
+    suite = ET.fromstring(xml.split("?>", 1)[1])
+    failure = suite.find(".//failure")
+    assert failure is not None and "\\x1b[2J" in failure.get("message", ""), xml
+    assert suite.find("testsuite").get("tests") == "4"  # type: ignore[union-attr]
