@@ -10,13 +10,8 @@ once, and leave the parent's working.
 
 from __future__ import annotations
 
-import json
-import os
-import select
 import socket
-import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
@@ -27,52 +22,9 @@ from lab.serving import bind_socket
 from tests.agent.kept_mcp import USERS, Audit
 from tests.agent.test_connections import echo_app
 from tests.agent.test_mcp_sessions import start_server
+from tests.reliability.forking import in_forked_child
 
 ALICE, BOB = sorted(USERS)
-#: Every wait on the child is bounded: a hang is a failure, not a stuck test run.
-CHILD_LIMIT_S = 20.0
-
-
-def in_forked_child(work: Callable[[], Any]) -> Any:
-    """``work()`` in a forked child; its JSON answer, or a failure if it hangs or raises."""
-    if not hasattr(os, "fork"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("os.fork is missing on a CI machine")
-        pytest.skip("this platform has no fork")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        code = 0
-        try:
-            answer = json.dumps({"value": work()})
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            answer, code = json.dumps({"error": repr(exc)}), 1
-        os.write(write_end, answer.encode())
-        os._exit(code)
-    os.close(write_end)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + CHILD_LIMIT_S
-    try:
-        while (left := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([read_end], [], [], left)
-            if not ready:
-                break
-            chunk = os.read(read_end, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-        if finished == 0 and not chunks:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            pytest.fail(f"the forked child did not finish within {CHILD_LIMIT_S:.0f} s")
-        if finished == 0:
-            os.waitpid(pid, 0)
-    finally:
-        os.close(read_end)
-    answer = json.loads(b"".join(chunks))
-    assert "error" not in answer, answer["error"]
-    return answer["value"]
 
 
 @pytest.fixture
