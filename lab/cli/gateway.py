@@ -81,7 +81,10 @@ def serve(
                 f"[bold yellow]warning:[/] binding {host}: anyone who can reach this port and "
                 "learns the URL calls the lab as the signed-in user."
             )
-    endpoints = common.backend(settings).endpoints()
+    if not stdio:
+        common.backend(settings).endpoints()  # at a terminal: say `lab up` now, exit 3
+    # An AI client launches `--stdio` whenever it starts, lab up or not: the gateway speaks MCP
+    # at once and finds the lab at each request (a tool error names `lab up` while it is down).
     _configure_logging(settings.logs_dir)
     plan = SignInPlan(
         mode=HEADLESS if headless else BROWSER,
@@ -89,7 +92,8 @@ def serve(
         password=password,
         opener=_open_browser,
     )
-    gateway = Gateway.create(settings, endpoints, plan, margin_s=margin, reuse=not every_call)
+    locate = _lab_locator(settings)
+    gateway = Gateway.find_lab(settings, locate, plan, margin_s=margin, reuse=not every_call)
     try:
         if stdio:
             anyio.run(run_stdio, gateway)
@@ -158,6 +162,28 @@ def config(
     result = config_for(client, launch, name)
     sys.stdout.write(result.text + "\n")
     common.err().print(f"({chosen}: {result.where})", soft_wrap=True)
+
+
+def _lab_locator(settings: Any) -> Any:
+    """Where the lab runs now, and an identity that changes when it restarts (the runtime
+    record); ChainBroken naming `lab up` when it is down."""
+    import hashlib
+
+    from lab.backends.base import BackendError
+    from lab.gateway.attach import lab_not_running
+
+    def locate() -> tuple[str, Any]:
+        try:
+            endpoints = common.backend(settings).endpoints()
+        except BackendError as exc:
+            raise lab_not_running(exc.message, exc.fix) from None
+        try:
+            record = settings.runtime_file.read_bytes()
+        except OSError:
+            record = b""
+        return hashlib.sha256(record).hexdigest(), endpoints
+
+    return locate
 
 
 def _gateway_settings(cls: Any) -> Any:

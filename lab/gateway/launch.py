@@ -1,8 +1,9 @@
 """Put the gateway together and run it over stdio or Streamable HTTP.
 
-``Gateway.create`` wires the agent (the lab's :class:`~lab.agent.Agent`, identified by a
-``User-Agent`` that names the gateway), the token keeper, the hop log, the upstream MCP client
-and the SDK server; ``run_stdio`` and ``run_http`` serve it.
+``wire`` builds the agent (the lab's :class:`~lab.agent.Agent`, identified by a ``User-Agent``
+that names the gateway), the token keeper, the hop log and the upstream MCP client for one lab;
+``Gateway.create`` does it for a lab already up, ``Gateway.find_lab`` at each request for
+whichever lab runs then (:mod:`lab.gateway.attach`); ``run_stdio`` and ``run_http`` serve it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -20,10 +20,12 @@ from mcp.server.stdio import stdio_server
 
 from lab.agent import Agent, Exchange, Recorder
 from lab.config import Endpoints, Settings
+from lab.gateway.attach import Attachment, Locate, Wiring
 from lab.gateway.chain import SignInPlan, TokenKeeper
 from lab.gateway.hops import HopLog
 from lab.gateway.http import build_http_app, gateway_url, new_secret
 from lab.gateway.links import ChainBroken
+from lab.gateway.listing import SavedListing
 from lab.gateway.proxy import GatewayProxy
 from lab.gateway.server import build_server, package_version
 from lab.gateway.settings import PORT_VARIABLE, check_bind
@@ -34,13 +36,12 @@ from lab.serving import bind_socket, uvicorn_config
 log = logging.getLogger("lab.gateway")
 
 
-@dataclass
 class Gateway:
-    agent: Agent
-    keeper: TokenKeeper
-    proxy: GatewayProxy
-    server: Server[Any]
-    hops: HopLog
+    """The SDK server and the proxy behind it, attached to a lab now or at each request."""
+
+    def __init__(self, proxy: GatewayProxy, server: Server[Any]) -> None:
+        self.proxy = proxy
+        self.server = server
 
     @classmethod
     def create(
@@ -53,27 +54,44 @@ class Gateway:
         reuse: bool = True,
         retain_exchanges: list[Exchange] | None = None,
     ) -> Gateway:
-        recorder = Recorder()
-        agent = Agent(endpoints, settings, recorder)
-        user_agent = f"idjag-lab-gateway/{package_version()}"
-        agent.http.headers["User-Agent"] = user_agent
-        keeper_options: dict[str, Any] = {} if margin_s is None else {"margin_s": margin_s}
-        keeper = TokenKeeper(agent, plan, reuse=reuse, **keeper_options)
-        hops = HopLog(
-            recorder,
-            {
-                endpoints.idp_issuer: "idp",
-                endpoints.zts: "pdp",
-                endpoints.mcp: "mcp",
-            },
-            retain_exchanges,
-        )
-        upstream = Upstream(endpoints.mcp, recorder, {"User-Agent": user_agent})
-        proxy = GatewayProxy(keeper, upstream, hops)
-        return cls(agent, keeper, proxy, build_server(proxy), hops)
+        """A gateway for the lab at ``endpoints`` (a step run, a test: the lab is up)."""
+        wiring = wire(settings, endpoints, plan, margin_s, reuse, retain_exchanges)
+        proxy = GatewayProxy(Attachment.fixed(wiring))
+        return cls(proxy, build_server(proxy))
+
+    @classmethod
+    def find_lab(
+        cls,
+        settings: Settings,
+        locate: Locate,
+        plan: SignInPlan,
+        *,
+        margin_s: float | None = None,
+        reuse: bool = True,
+    ) -> Gateway:
+        """A gateway that finds the running lab at each request (``lab gateway``): it starts
+        and speaks MCP with no lab up, and follows the lab through restarts."""
+
+        def build(endpoints: Endpoints) -> Wiring:
+            return wire(settings, endpoints, plan, margin_s, reuse, None)
+
+        proxy = GatewayProxy(Attachment(locate, build), saved=SavedListing(settings.home))
+        return cls(proxy, build_server(proxy))
+
+    @property
+    def agent(self) -> Agent:
+        return self.proxy.wiring.agent
+
+    @property
+    def keeper(self) -> TokenKeeper:
+        return self.proxy.wiring.keeper
+
+    @property
+    def hops(self) -> HopLog:
+        return self.proxy.wiring.hops
 
     def close(self) -> None:
-        self.agent.close()
+        self.proxy.attachment.close()
 
     async def warm_up(self) -> None:
         """Sign in and fetch a token now; a refusal is logged, and named again at each call."""
@@ -83,6 +101,28 @@ class Gateway:
             log.warning("%s", broken.explain())
         else:
             log.info("the chain is ready: access token for %s", self.keeper.subject)
+
+
+def wire(
+    settings: Settings,
+    endpoints: Endpoints,
+    plan: SignInPlan,
+    margin_s: float | None,
+    reuse: bool,
+    retain_exchanges: list[Exchange] | None,
+) -> Wiring:
+    """The agent (named ``idjag-lab-gateway`` in ``User-Agent``), its token keeper, the hop log
+    and the upstream MCP client, for the lab at ``endpoints``."""
+    recorder = Recorder()
+    agent = Agent(endpoints, settings, recorder)
+    user_agent = f"idjag-lab-gateway/{package_version()}"
+    agent.http.headers["User-Agent"] = user_agent
+    keeper_options: dict[str, Any] = {} if margin_s is None else {"margin_s": margin_s}
+    keeper = TokenKeeper(agent, plan, reuse=reuse, **keeper_options)
+    names = {endpoints.idp_issuer: "idp", endpoints.zts: "pdp", endpoints.mcp: "mcp"}
+    hops = HopLog(recorder, names, retain_exchanges)
+    upstream = Upstream(endpoints.mcp, recorder, {"User-Agent": user_agent})
+    return Wiring(agent, keeper, upstream, hops)
 
 
 async def run_stdio(gateway: Gateway) -> None:

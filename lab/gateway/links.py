@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 #: The links, in chain order, as a learner reads them.
 LINKS = {
+    "lab": "the lab itself",
     "sign_in": "sign-in at the IdP",
     "id_jag": "the ID-JAG request at the PDP (RFC 8693 token exchange)",
     "redeem": "the jwt-bearer grant at the PDP (RFC 7523, ID-JAG redemption)",

@@ -17,9 +17,11 @@ from typing import Any, TypeVar
 import anyio
 from mcp.types import CallToolResult, TextContent, Tool
 
+from lab.gateway.attach import Attachment, Wiring
 from lab.gateway.chain import TokenKeeper
 from lab.gateway.hops import HopLog
 from lab.gateway.links import ChainBroken, tool_error_text
+from lab.gateway.listing import SavedListing
 from lab.gateway.upstream import McpRefused, Upstream
 
 log = logging.getLogger("lab.gateway")
@@ -47,27 +49,58 @@ class CorrelationIds:
 class GatewayProxy:
     def __init__(
         self,
-        keeper: TokenKeeper,
-        upstream: Upstream,
-        hops: HopLog,
+        attachment: Attachment,
         ids: CorrelationIds | None = None,
+        saved: SavedListing | None = None,
     ) -> None:
-        self.keeper = keeper
-        self.upstream = upstream
-        self.hops = hops
+        self.attachment = attachment
         self.ids = ids or CorrelationIds()
         self.tools: list[Tool] | None = None  # the last listing, served while the chain is broken
+        #: Where a gateway that finds its lab at each request keeps the listing across launches:
+        #: with none listed yet and the chain broken, it lists those (or nothing) instead of an
+        #: error; a tool call then names what is wrong.
+        self.saved = saved
         self._lock = anyio.Lock()
+
+    @property
+    def wiring(self) -> Wiring:
+        """What the proxy holds for the lab it last reached (raises ChainBroken before that)."""
+        wiring = self.attachment.wiring
+        if wiring is None:
+            raise self.attachment.check_running() or ChainBroken("lab", "not reached yet")
+        return wiring
+
+    @property
+    def keeper(self) -> TokenKeeper:
+        return self.wiring.keeper
+
+    @property
+    def upstream(self) -> Upstream:
+        return self.wiring.upstream
+
+    @property
+    def hops(self) -> HopLog:
+        return self.wiring.hops
 
     async def list_tools(self, client: str | None = None) -> list[Tool]:
         """The MCP server's tools; the last good listing when the chain breaks after one."""
+
+        async def listing(token: str, headers: dict[str, str]) -> list[Tool]:
+            return await self.upstream.list_tools(token, headers)
+
         try:
-            tools = await self._with_token(client, self.upstream.list_tools)
+            tools = await self._with_token(client, listing)
         except ChainBroken as broken:
-            if self.tools is None:
+            if self.tools is not None:
+                log.warning("tools/list: %s (serving the last listing)", broken.explain())
+                return self.tools
+            if self.saved is None:
                 raise
-            log.warning("tools/list: %s (serving the last listing)", broken.explain())
-            return self.tools
+            saved = await anyio.to_thread.run_sync(self.saved.load)
+            log.warning("tools/list: %s (serving %d saved tools)", broken.explain(), len(saved))
+            return saved
+        if self.saved is not None and tools != self.tools:
+            await anyio.to_thread.run_sync(self.saved.save, tools)
         self.tools = tools
         return tools
 
@@ -94,34 +127,47 @@ class GatewayProxy:
     async def warm_up(self) -> None:
         """Run the chain once (at launch), so sign-in happens before the first tool call."""
         async with self._lock:
-            self._correlate(None)
+            wiring = await anyio.to_thread.run_sync(self.attachment.current)
+            self._correlate(wiring, None)
             try:
-                await anyio.to_thread.run_sync(self.keeper.access_token)
+                await anyio.to_thread.run_sync(wiring.keeper.access_token)
+            except ChainBroken as broken:
+                raise self._lab_gone(broken) from None
             finally:
-                self.hops.flush()
+                wiring.hops.flush()
 
     async def _with_token(
         self, client: str | None, call: Callable[[str, dict[str, str]], Awaitable[T]]
     ) -> T:
         async with self._lock:
-            headers = self._correlate(client)
+            # Found at each request: the lab may have come up, gone down or restarted since.
+            wiring = await anyio.to_thread.run_sync(self.attachment.current)
+            headers = self._correlate(wiring, client)
             try:
                 for attempt in (1, 2):
-                    token = await anyio.to_thread.run_sync(self.keeper.access_token)
+                    token = await anyio.to_thread.run_sync(wiring.keeper.access_token)
                     try:
                         return await call(token, headers)
                     except McpRefused as refused:
                         if refused.status == 401 and attempt == 1:
-                            self.keeper.drop_access_token()  # expired or revoked: renew once
+                            wiring.keeper.drop_access_token()  # expired or revoked: renew once
                             continue
                         raise ChainBroken("mcp", refused.text, refused.status) from None
                 raise AssertionError("unreachable")  # pragma: no cover - the loop returns
+            except ChainBroken as broken:
+                raise self._lab_gone(broken) from None
             finally:
-                self.hops.flush()
+                wiring.hops.flush()
 
-    def _correlate(self, client: str | None) -> dict[str, str]:
+    def _lab_gone(self, broken: ChainBroken) -> ChainBroken:
+        """A link that got no answer at all because the lab went down names that instead."""
+        if broken.status is not None:
+            return broken
+        return self.attachment.check_running() or broken
+
+    def _correlate(self, wiring: Wiring, client: str | None) -> dict[str, str]:
         cid = self.ids.next(client)
-        self.keeper.agent.http.headers["X-Correlation-Id"] = cid
+        wiring.agent.http.headers["X-Correlation-Id"] = cid
         return {"X-Correlation-Id": cid}
 
 
