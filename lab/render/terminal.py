@@ -186,19 +186,23 @@ FENCE = re.compile(r"^```[^\n]*\n(.*?)^```\s*$", re.S | re.M)
 
 def render_prose(text: str) -> list[RenderableType]:
     """Markdown prose wrapped at word boundaries; fenced blocks kept as commands (never split
-    inside a word, so they paste). ``<role>`` placeholders stay text, not inline HTML."""
+    inside a word, so they paste). ``<role>`` placeholders stay text, not inline HTML.
+
+    A link is shown with its target, ``text (url)``, never as a terminal hyperlink (OSC 8) whose
+    target the reader cannot see: the narrative holds values a server sent (captured values
+    filled in), and ``[a harmless name](http://elsewhere)`` is one such value."""
     text = re.sub(r"<([A-Za-z][\w .-]*)>", r"&lt;\1&gt;", text)
     out: list[RenderableType] = []
     last = 0
     for match in FENCE.finditer(text):
         before = text[last : match.start()].strip()
         if before:
-            out.append(Markdown(before))
+            out.append(Markdown(before, hyperlinks=False))
         out.append(Padding(CommandBlock(match.group(1).rstrip("\n")), (0, 0, 0, INDENT)))
         last = match.end()
     rest = text[last:].strip()
     if rest:
-        out.append(Markdown(rest))
+        out.append(Markdown(rest, hyperlinks=False))
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -282,3 +283,23 @@ def test_values_a_server_sent_reach_the_terminal_as_escapes_never_as_controls(
         assert "\\x9b31m" in plain, plain
     model = step_model(result)
     assert model["actions"][0]["calls"][0]["response_body"].startswith("error: x\x1b[2J")
+
+
+def test_a_link_in_the_narrative_shows_its_target_never_a_hidden_hyperlink(
+    tmp_path: Path,
+) -> None:
+    """The narrative is filled with captured values, which servers sent: a value of
+    ``[the docs](http://evil.example/)`` was drawn as a terminal hyperlink (OSC 8) whose target
+    the learner could not see. The target is shown beside the text."""
+    ok = dataclasses.replace(
+        passed_and_failed(tmp_path)[0],
+        body="Your token's issuer is [the lab's IdP](http://evil.example/steal).\n",
+    )
+    out = io.StringIO()
+    console = Console(
+        file=out, width=80, force_terminal=True, color_system="standard", no_color=False
+    )
+    print_step_result(console, ok, verbose=True)
+    assert "\x1b]8;" not in out.getvalue(), repr(out.getvalue())
+    plain = step_result_text(ok, verbose=True)
+    assert "the lab's IdP (http://evil.example/steal)" in plain, plain
