@@ -109,8 +109,10 @@ def read_domain(client: httpx.Client, endpoints: Endpoints, name: str) -> dict[s
 
 
 def domain_tree(data: dict[str, Any]) -> object:
-    from rich.markup import escape
     from rich.tree import Tree
+
+    # What the PDP answered: names shown, never obeyed by the terminal nor read as markup.
+    from lab.render.shown import shown_markup as escape
 
     tree = Tree(f"[bold]domain {escape(data['name'])}[/]")
     roles = tree.add("roles")

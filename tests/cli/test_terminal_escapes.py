@@ -271,3 +271,20 @@ def test_decode_shows_a_pasted_tokens_hostile_claims_as_text(lab: Lab) -> None:
     for raw in RAW:
         assert raw not in decoded.output, (raw, decoded.output)
     assert "[link=http://evil]" in decoded.output
+
+
+def test_policy_shows_what_the_pdp_answered_as_text() -> None:
+    from lab.cli.policy import domain_tree
+
+    data = {
+        "name": HOSTILE,
+        "roles": [{"name": HOSTILE, "members": [HOSTILE]}],
+        "policies": [
+            {"name": HOSTILE, "assertions": [{"action": HOSTILE, "resource": HOSTILE, "role": "r"}]}
+        ],
+        "services": [HOSTILE],
+    }
+    out = io.StringIO()
+    Console(file=out, width=400, force_terminal=True, color_system=None).print(domain_tree(data))
+    assert_shown(out.getvalue())
+    assert "[link=http://evil]" in out.getvalue()
