@@ -376,7 +376,10 @@ class PartProgress:
         if self.live is not None:
             self.live.update(self.render())
         elif state != "starting" or detail:
-            suffix = f" ({detail})" if state != "healthy" and detail else ""
+            from lab.render.shown import shown_lines
+
+            # A detail may quote what answered on a part's port (another program's text).
+            suffix = f" ({shown_lines(detail)})" if state != "healthy" and detail else ""
             self.console.print(f"{part}: {state}{suffix}", markup=False)
 
     def render(self) -> RenderableType:

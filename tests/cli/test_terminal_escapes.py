@@ -288,3 +288,23 @@ def test_policy_shows_what_the_pdp_answered_as_text() -> None:
     Console(file=out, width=400, force_terminal=True, color_system=None).print(domain_tree(data))
     assert_shown(out.getvalue())
     assert "[link=http://evil]" in out.getvalue()
+
+
+def test_lab_ups_progress_shows_a_parts_detail_as_text(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`lab up`'s progress quotes what answered on a part's port (maybe another program)."""
+    from lab.cli.lifecycle import PartProgress
+
+    progress = PartProgress()
+    try:
+        progress("idp", "failed", HOSTILE)
+        rendered = io.StringIO()
+        Console(file=rendered, width=400, force_terminal=True, color_system=None).print(
+            progress.render()
+        )
+    finally:
+        progress.stop()
+    for text in (capsys.readouterr().err, rendered.getvalue()):
+        assert_shown(text)
+        assert "[link=http://evil]" in text
