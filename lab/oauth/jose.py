@@ -660,7 +660,7 @@ class JwksCache:
         keys = self._keys
         stale = time.monotonic() - self._fetched_at > self._max_age
         if stale or (kid not in keys and self._may_refresh()):
-            keys = self._refresh_once()
+            keys = self._refresh_once(kid)
         if kid is None and len(keys) == 1:
             return next(iter(keys.values()))
         if kid is None or kid not in keys:
@@ -672,14 +672,17 @@ class JwksCache:
     def _may_refresh(self) -> bool:
         return time.monotonic() - self._fetched_at >= self._min_refresh
 
-    def _refresh_once(self) -> dict[str, PublicKey]:
+    def _refresh_once(self, kid: str | None = None) -> dict[str, PublicKey]:
         """Single-flight refresh; no lock is held while waiting for the network by anyone
-        else: callers arriving during a refresh use the keys already known, and only a caller
-        with no keys at all waits (bounded by the timeout) for the first fetch to finish."""
+        else: callers arriving during a refresh use the keys already known when those hold
+        their ``kid``; a caller whose key is not known yet (no keys at all, or a key the issuer
+        just rotated in) waits, bounded by the timeout, for that fetch to finish. Answering it
+        from the old keys refused a valid token (seen under load after a rotation)."""
         deadline = time.monotonic() + self._timeout
         while not self._lock.acquire(blocking=False):
-            if self._keys or time.monotonic() > deadline:
-                return self._keys
+            known = self._keys
+            if (known and (kid is None or kid in known)) or time.monotonic() > deadline:
+                return known
             time.sleep(0.01)
         try:
             if self._keys and time.monotonic() - self._fetched_at < self._min_refresh:
