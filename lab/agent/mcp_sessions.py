@@ -64,6 +64,8 @@ class CallContext:
     watcher: RefusalWatcher
     #: HTTP requests this batch has sent (a failed attempt that sent none was never processed).
     sent: int = 0
+    #: The first error the caller's own hooks (its recorder) raised; the caller gets it.
+    hook_error: Exception | None = None
     hooks: dict[str, list[Callable[..., Any]]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -94,17 +96,29 @@ async def _on_request(request: httpx2.Request) -> None:
     if call is None:
         return
     call.sent += 1
-    for hook in call.hooks["request"]:
-        await hook(request)
+    await _run_callers_hooks(call, "request", request)
 
 
 async def _on_response(response: httpx2.Response) -> None:
     call = CURRENT_CALL.get()
     if call is None:
         return
-    for hook in call.hooks["response"]:
-        await hook(response)
+    await _run_callers_hooks(call, "response", response)
     await call.watcher.on_response(response)
+
+
+async def _run_callers_hooks(call: CallContext, event: str, message: Any) -> None:
+    """The caller's hooks; an error of theirs is the caller's alone. Raised here it would be a
+    transport failure of the shared session: the SDK closes it, and every other agent's call
+    in flight on it failed with "Connection closed". A network error stays what it is."""
+    for hook in call.hooks[event]:
+        try:
+            await hook(message)
+        except httpx2.HTTPError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to the caller after its batch
+            if call.hook_error is None:
+                call.hook_error = exc
 
 
 def shared_http_client() -> httpx2.AsyncClient:
@@ -276,7 +290,9 @@ class SessionPool:
             )
         call = CallContext(access_token, recorder, RefusalWatcher())
         budget = mcp_client.TIMEOUT_S * (len(calls) + 2)
-        return self._thread.run(lambda: self._call_tools(url, call, calls, budget), budget + 5)
+        results = self._thread.run(lambda: self._call_tools(url, call, calls, budget), budget + 5)
+        _raise_hook_error(call)
+        return results
 
     def list_tools(
         self, url: str, access_token: str | None, recorder: Recorder | None
@@ -287,7 +303,9 @@ class SessionPool:
             )
         call = CallContext(access_token, recorder, RefusalWatcher())
         budget = mcp_client.TIMEOUT_S * 2
-        return self._thread.run(lambda: self._list_tools(url, call, budget), budget + 5)
+        listing = self._thread.run(lambda: self._list_tools(url, call, budget), budget + 5)
+        _raise_hook_error(call)
+        return listing
 
     def close_all(self) -> None:
         """Close every kept session and stop the loop (at exit; a later call starts anew)."""
@@ -404,6 +422,14 @@ class SessionPool:
         for kept in list(self._kept.values()):
             await self._discard(kept)
         self._opening.clear()  # its locks belong to this loop
+
+
+def _raise_hook_error(call: CallContext) -> None:
+    """The caller's recorder failed: its record of the batch is incomplete, say so to it."""
+    if call.hook_error is not None:
+        raise RuntimeError(
+            f"recording the MCP exchange failed: {call.hook_error!r}"
+        ) from call.hook_error
 
 
 def _client(kept: KeptSession) -> Client:

@@ -1,0 +1,61 @@
+"""The agent's shared MCP session loop (lab.agent.mcp_sessions, issue #21) when one caller's
+own callback fails: a recorder hook that raises runs on the loop thread, inside the session's
+HTTP transport, next to every other agent's calls on the same session."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from lab.agent import mcp_client
+from lab.agent.mcp_client import ERAS, ToolCall, ToolResult, call_tools
+from lab.agent.recorder import Recorder
+from lab.serving import ServerThread
+from tests.agent.kept_mcp import USERS, Audit
+from tests.agent.test_mcp_sessions import start_server
+
+ALICE, BOB = sorted(USERS)
+
+
+class BrokenRecorder(Recorder):
+    """A caller's recorder with a bug: recording any answer raises."""
+
+    def _record(self, response: Any) -> None:
+        raise RuntimeError("recorder broke")
+
+
+@pytest.fixture
+def server_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setattr(mcp_client, "TIMEOUT_S", 5.0)  # a wedged call shows as a timeout
+    server: ServerThread = start_server(0, Audit())
+    url = f"http://127.0.0.1:{server.sock.getsockname()[1]}/mcp"
+    ERAS.forget(url)
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def whoami(url: str, token: str, recorder: Recorder | None = None, pause_s: float = 0.0) -> Any:
+    (result,) = call_tools(url, token, [ToolCall("whoami", {"pause_s": pause_s})], recorder)
+    return result
+
+
+def test_a_callers_raising_recorder_fails_only_that_caller(server_url: str) -> None:
+    assert whoami(server_url, ALICE).data["caller"] == "human.alice"  # the session is kept
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        others = [pool.submit(whoami, server_url, BOB, None, 0.5) for _ in range(3)]
+        time.sleep(0.1)  # their calls are in flight on the shared session
+        broken = pool.submit(whoami, server_url, ALICE, BrokenRecorder())
+        results: list[ToolResult] = [future.result(30) for future in others]
+    for result in results:  # the other agent's calls on the same session are untouched
+        assert not result.is_error, result.text
+        assert result.data["caller"] == "human.bob"
+    # The caller whose recorder broke is told, in its own thread.
+    with pytest.raises(RuntimeError, match="recording the MCP exchange failed.*recorder broke"):
+        broken.result(30)
+    assert whoami(server_url, BOB).data["caller"] == "human.bob"
