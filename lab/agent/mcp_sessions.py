@@ -147,6 +147,8 @@ class KeptSession:
         self.poolable = False
         self.closed = False
         self.last_used = time.monotonic()
+        #: Batches using this session now: one no longer kept closes when the last ends.
+        self.users = 0
         self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -380,31 +382,35 @@ class SessionPool:
         await self._sweep()
         kept = self._kept.get(url)
         if kept is not None and kept.usable():
-            kept.last_used = time.monotonic()
-            return kept, True
+            return _use(kept), True
         lock = self._opening.setdefault(url, asyncio.Lock())
         async with lock:  # one opener per URL; a failed opening leaves the next its own try
             kept = self._kept.get(url)
             if kept is not None and kept.usable():
-                kept.last_used = time.monotonic()
-                return kept, True
+                return _use(kept), True
             if kept is not None:
                 await self._discard(kept)
             kept = KeptSession(url)
             await kept.open(call)
             if kept.poolable:
                 self._kept[url] = kept
-            return kept, False
+            return _use(kept), False
 
     async def _release(self, kept: KeptSession) -> None:
-        """After a batch: a session that is not kept (never poolable, or discarded) closes."""
-        if self._kept.get(kept.url) is not kept:
+        """After a batch: a session that is not kept (never poolable, or discarded) closes
+        once no other batch is using it."""
+        kept.users -= 1
+        if self._kept.get(kept.url) is not kept and kept.users <= 0:
             await kept.close()
 
     async def _discard(self, kept: KeptSession) -> None:
+        """No new batch gets ``kept``; it closes now, or when the batches using it end.
+        Closing it under them (its era ran out, it sat idle, another caller's call failed
+        on it) failed every other agent's call in flight with "Connection closed"."""
         if self._kept.get(kept.url) is kept:
             del self._kept[kept.url]
-        await kept.close()
+        if kept.users <= 0:
+            await kept.close()
 
     async def _sweep(self) -> None:
         now = time.monotonic()
@@ -420,8 +426,15 @@ class SessionPool:
 
     async def _close_all(self) -> None:
         for kept in list(self._kept.values()):
-            await self._discard(kept)
+            del self._kept[kept.url]
+            await kept.close()  # at exit or on request: batches still running end too
         self._opening.clear()  # its locks belong to this loop
+
+
+def _use(kept: KeptSession) -> KeptSession:
+    kept.last_used = time.monotonic()
+    kept.users += 1
+    return kept
 
 
 def _raise_hook_error(call: CallContext) -> None:

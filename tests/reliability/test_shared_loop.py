@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from lab.agent import mcp_client
+from lab.agent import mcp_client, mcp_sessions
 from lab.agent.mcp_client import ERAS, ToolCall, ToolResult, call_tools
+from lab.agent.mcp_sessions import KeptSession
 from lab.agent.recorder import Recorder
 from lab.serving import ServerThread
 from tests.agent.kept_mcp import USERS, Audit
@@ -59,3 +60,28 @@ def test_a_callers_raising_recorder_fails_only_that_caller(server_url: str) -> N
     with pytest.raises(RuntimeError, match="recording the MCP exchange failed.*recorder broke"):
         broken.result(30)
     assert whoami(server_url, BOB).data["caller"] == "human.bob"
+
+
+def test_calls_in_flight_finish_when_their_session_is_replaced(
+    server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[KeptSession] = []
+    real_open = KeptSession.open
+
+    async def recording(self: KeptSession, call: mcp_sessions.CallContext) -> None:
+        opened.append(self)
+        await real_open(self, call)
+
+    monkeypatch.setattr(KeptSession, "open", recording)
+    assert whoami(server_url, ALICE).data["caller"] == "human.alice"
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        others = [pool.submit(whoami, server_url, BOB, None, 1.0) for _ in range(3)]
+        time.sleep(0.3)  # in flight on the kept session
+        ERAS.forget(server_url)  # its era ran out (the server's ttlMs): the next call replaces it
+        assert whoami(server_url, ALICE).data["caller"] == "human.alice"
+        results = [future.result(30) for future in others]
+    for result in results:  # the replaced session served its calls to their end
+        assert not result.is_error, result.text
+        assert result.data["caller"] == "human.bob"
+    assert len(opened) == 2
+    assert opened[0].closed and not opened[1].closed  # the old one closed once unused
