@@ -312,6 +312,10 @@ class SessionPool:
     def close_all(self) -> None:
         """Close every kept session and stop the loop (at exit; a later call starts anew)."""
         self._thread.stop(self._close_all)
+        # The loop has stopped: whatever its closing did not finish in time belongs to it, and
+        # a later call on a new loop would wait on it until its budget ran out.
+        self._kept = {}
+        self._opening = {}
 
     def after_fork(self) -> None:
         """In a forked child: start from nothing. The parent's loop thread does not exist here

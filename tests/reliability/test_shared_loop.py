@@ -4,6 +4,7 @@ HTTP transport, next to every other agent's calls on the same session."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ import pytest
 
 from lab.agent import mcp_client, mcp_sessions
 from lab.agent.mcp_client import ERAS, ToolCall, ToolResult, call_tools
-from lab.agent.mcp_sessions import KeptSession
+from lab.agent.mcp_sessions import SESSIONS, KeptSession
 from lab.agent.recorder import Recorder
 from lab.serving import ServerThread
 from tests.agent.kept_mcp import USERS, Audit
@@ -85,3 +86,19 @@ def test_calls_in_flight_finish_when_their_session_is_replaced(
         assert result.data["caller"] == "human.bob"
     assert len(opened) == 2
     assert opened[0].closed and not opened[1].closed  # the old one closed once unused
+
+
+def test_calls_after_a_close_all_that_timed_out_open_a_new_session(
+    server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert whoami(server_url, ALICE).data["caller"] == "human.alice"
+
+    async def never_closes(self: KeptSession) -> None:
+        await asyncio.sleep(3600)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(KeptSession, "close", never_closes)
+        SESSIONS.close_all()  # gives up after CLOSE_TIMEOUT_S and stops the loop anyway
+    after = whoami(server_url, BOB)
+    assert not after.is_error, after.text  # not a session of the stopped loop, waited out
+    assert after.data["caller"] == "human.bob"
