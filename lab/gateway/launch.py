@@ -16,7 +16,6 @@ from typing import Any
 import anyio
 import uvicorn
 from mcp.server.lowlevel import Server
-from mcp.server.stdio import stdio_server
 
 from lab.agent import Agent, Exchange, Recorder
 from lab.config import Endpoints, Settings
@@ -30,6 +29,7 @@ from lab.gateway.proxy import GatewayProxy
 from lab.gateway.server import build_server, package_version
 from lab.gateway.settings import PORT_VARIABLE, check_bind
 from lab.gateway.state import clear_state, write_state
+from lab.gateway.stdio import serve_stdio
 from lab.gateway.upstream import Upstream
 from lab.serving import bind_socket, uvicorn_config
 
@@ -126,11 +126,9 @@ def wire(
 
 
 async def run_stdio(gateway: Gateway) -> None:
-    """Serve one AI client on stdin/stdout (the client launched us); sign in on first use."""
-    async with stdio_server() as (read_stream, write_stream):
-        await gateway.server.run(
-            read_stream, write_stream, gateway.server.create_initialization_options()
-        )
+    """Serve one AI client on stdin/stdout (the client launched us); sign in on first use.
+    Returns on EOF, SIGTERM, SIGINT or SIGHUP (:mod:`lab.gateway.stdio`)."""
+    await serve_stdio(gateway.server)
 
 
 async def run_http(

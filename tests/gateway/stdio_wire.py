@@ -24,7 +24,7 @@ ANSWER_TIMEOUT_S = 60.0
 
 
 class StdioGateway:
-    def __init__(self, env: dict[str, str], *args: str) -> None:
+    def __init__(self, env: dict[str, str], *args: str, read_stdout: bool = True) -> None:
         self.process = subprocess.Popen(
             gateway_command("--stdio", "--headless", *args),
             env=env,
@@ -36,7 +36,8 @@ class StdioGateway:
         self.lines: queue.Queue[bytes | None] = queue.Queue()
         self.stdout: list[bytes] = []
         self.stderr = bytearray()
-        threading.Thread(target=self._read_stdout, daemon=True).start()
+        if read_stdout:  # off: a client that never reads its end
+            threading.Thread(target=self._read_stdout, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
         self._next_id = 0
 
@@ -81,7 +82,7 @@ class StdioGateway:
             if line is None:
                 raise AssertionError(f"stdout closed before answer {id_}; {self.describe()}")
             message = json.loads(line)
-            if message.get("id") == id_:
+            if "id" in message and message["id"] == id_:
                 return dict(message)
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -108,6 +109,13 @@ class StdioGateway:
 
     def wait(self, timeout: float = 20.0) -> int:
         return self.process.wait(timeout=timeout)
+
+    def peak_memory_kb(self) -> int:
+        """The gateway's peak resident memory (VmHWM), Linux only."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(
+            next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -1,0 +1,299 @@
+"""The gateway's stdio transport: MCP on stdin/stdout for the AI client that launched it.
+
+The SDK's ``stdio_server`` reads a line of any length into memory, drops a line that is not
+JSON-RPC without a word, and blocks in a worker thread it cannot leave, so SIGTERM, SIGINT or a
+client that stopped reading its end left the gateway hanging. This transport keeps the SDK's
+protocol (one JSON-RPC message per line, UTF-8, MCP "Transports: stdio") and adds bounds:
+
+- a line longer than :data:`MAX_MESSAGE_BYTES` is dropped as it arrives (never held whole) and
+  answered ``-32600``; a line that is not JSON is answered ``-32700 Parse error``, one that is
+  JSON but not JSON-RPC ``-32600 Invalid Request``, both with ``id: null`` (JSON-RPC 2.0 §5.1);
+- at most :data:`MAX_PENDING` requests are in flight: past that the gateway stops reading
+  stdin until answers have been written, so a client that never reads stdout costs a pipe's
+  worth of memory, not one task per request;
+- the blocking reads and writes run in daemon threads abandoned on cancellation, so SIGTERM,
+  SIGINT, SIGHUP or EOF on stdin ends the gateway at once with exit 0.
+
+While serving, fd 0 reads ``/dev/null`` and fd 1 goes to stderr (as the SDK's transport does):
+a stray ``print``, a warning or a browser launcher's output can never reach the protocol channel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import queue
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar, cast
+
+import anyio
+import anyio.lowlevel
+from anyio import CancelScope, from_thread
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.server.lowlevel import Server
+from mcp.shared.message import SessionMessage
+from mcp.types import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    jsonrpc_message_adapter,
+)
+from pydantic import ValidationError
+
+log = logging.getLogger("lab.gateway")
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # a tool call's arguments with a large document fit
+MAX_PENDING = 32
+READ_CHUNK = 64 * 1024
+T = TypeVar("T")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class Oversized:
+    """A line past the limit (dropped); what arrived of it is counted, not kept."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+
+class LineSplitter:
+    """Bytes in, whole lines out; a line over ``limit`` comes out as one :class:`Oversized`."""
+
+    def __init__(self, limit: int = MAX_MESSAGE_BYTES) -> None:
+        self.limit = limit
+        self._buffer = bytearray()
+        self._dropping: Oversized | None = None
+
+    def feed(self, chunk: bytes) -> list[bytes | Oversized]:
+        out: list[bytes | Oversized] = []
+        while chunk:
+            end = chunk.find(b"\n")
+            piece, chunk = (chunk, b"") if end < 0 else (chunk[:end], chunk[end + 1 :])
+            if self._dropping is not None:
+                self._dropping.size += len(piece)
+            elif len(self._buffer) + len(piece) > self.limit:
+                self._dropping = Oversized()
+                self._dropping.size = len(self._buffer) + len(piece)
+                self._buffer.clear()
+            else:
+                self._buffer.extend(piece)
+            if end >= 0:
+                if self._dropping is not None:
+                    out.append(self._dropping)
+                    self._dropping = None
+                else:
+                    out.append(bytes(self._buffer))
+                    self._buffer.clear()
+        return out
+
+    @property
+    def partial(self) -> int:
+        """Bytes of an unfinished last line (left over at EOF)."""
+        return self._dropping.size if self._dropping is not None else len(self._buffer)
+
+
+class Pending:
+    """Requests read but not answered yet, at most ``limit`` of them."""
+
+    def __init__(self, limit: int = MAX_PENDING) -> None:
+        self._slots = anyio.Semaphore(limit)
+        self._ids: dict[Any, int] = {}
+
+    async def admit(self, request_id: Any) -> None:
+        await self._slots.acquire()
+        self._ids[request_id] = self._ids.get(request_id, 0) + 1
+
+    def settle(self, request_id: Any) -> None:
+        """Answered, or cancelled by the client (no answer will come, MCP "Cancellation")."""
+        count = self._ids.get(request_id)
+        if not count:
+            return
+        if count == 1:
+            del self._ids[request_id]
+        else:
+            self._ids[request_id] = count - 1
+        self._slots.release()
+
+    @property
+    def count(self) -> int:
+        return sum(self._ids.values())
+
+
+def rejection(line: bytes) -> JSONRPCError | None:
+    """The answer owed to a line that is not a JSON-RPC message, None for one that is."""
+    try:
+        jsonrpc_message_adapter.validate_json(line, by_name=False)
+    except ValidationError:
+        pass
+    else:
+        return None
+    try:
+        json.loads(line)
+    except ValueError:  # not JSON, or not UTF-8
+        return _error(PARSE_ERROR, "Parse error: the line is not JSON")
+    return _error(INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
+
+
+def _error(code: int, message: str) -> JSONRPCError:
+    return JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(code=code, message=message))
+
+
+@contextlib.contextmanager
+def claimed_std_fds() -> Iterator[tuple[int, int]]:
+    """Private duplicates of fd 0 and 1 for the protocol; fd 0 reads /dev/null and fd 1 writes
+    to stderr meanwhile. Restored on exit."""
+    wire_in = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
+    wire_out = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        os.dup2(null, 0)
+        os.dup2(2, 1)
+    finally:
+        os.close(null)
+    try:
+        yield wire_in, wire_out
+    finally:
+        os.dup2(wire_in, 0)
+        os.dup2(wire_out, 1)
+        # Not closed: a reader thread abandoned at shutdown may still block on wire_in.
+
+
+class DaemonWorker:
+    """One daemon thread running blocking calls in order. anyio's worker threads are joined at
+    interpreter exit, so a read of a silent stdin or a write to a client that stopped reading
+    would keep a stopped gateway alive; this thread is abandoned instead."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            function, args, token, done, box = self._jobs.get()
+            try:
+                box.append((True, function(*args)))
+            except Exception as exc:  # noqa: BLE001 - handed to the awaiting task
+                box.append((False, exc))
+            try:
+                from_thread.run_sync(done.set, token=token)
+            except Exception:  # noqa: BLE001 - the event loop is gone: nobody waits any more
+                return
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        done = anyio.Event()
+        box: list[tuple[bool, Any]] = []
+        self._jobs.put((function, args, anyio.lowlevel.current_token(), done, box))
+        await done.wait()  # cancellable: the call goes on in the thread, its result unused
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return cast(T, value)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+async def _read_loop(
+    fd: int,
+    messages: MemoryObjectSendStream[SessionMessage | Exception],
+    answers: MemoryObjectSendStream[SessionMessage],
+    pending: Pending,
+) -> None:
+    splitter = LineSplitter()
+    reader = DaemonWorker("gateway stdin")
+    async with messages, answers:
+        while True:
+            chunk = await reader.call(os.read, fd, READ_CHUNK)
+            if not chunk:
+                if splitter.partial:
+                    log.warning(
+                        "stdin closed in the middle of a message (%d bytes dropped)",
+                        splitter.partial,
+                    )
+                return
+            for line in splitter.feed(chunk):
+                if isinstance(line, Oversized):
+                    log.warning(
+                        "dropped a %d-byte message (limit %d)", line.size, MAX_MESSAGE_BYTES
+                    )
+                    text = f"Invalid Request: message larger than {MAX_MESSAGE_BYTES} bytes"
+                    await answers.send(SessionMessage(_error(INVALID_REQUEST, text)))
+                    continue
+                if not line.strip():
+                    continue
+                refused = rejection(line)
+                if refused is not None:
+                    log.warning("stdin: %s (%d bytes)", refused.error.message, len(line))
+                    await answers.send(SessionMessage(refused))
+                    continue
+                message = jsonrpc_message_adapter.validate_json(line, by_name=False)
+                if isinstance(message, JSONRPCRequest):
+                    await pending.admit(message.id)
+                elif isinstance(message, JSONRPCNotification) and (
+                    message.method == "notifications/cancelled"
+                ):
+                    pending.settle((message.params or {}).get("requestId"))
+                await messages.send(SessionMessage(message))
+
+
+async def _write_loop(
+    fd: int, answers: MemoryObjectReceiveStream[SessionMessage], pending: Pending
+) -> None:
+    writer = DaemonWorker("gateway stdout")
+    async with answers:
+        async for outgoing in answers:
+            message = outgoing.message
+            data = message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+            await writer.call(_write_all, fd, data)
+            if isinstance(message, JSONRPCResponse | JSONRPCError) and message.id is not None:
+                pending.settle(message.id)
+
+
+@contextlib.asynccontextmanager
+async def stdio_streams(
+    wire_in: int, wire_out: int
+) -> AsyncIterator[
+    tuple[
+        MemoryObjectReceiveStream[SessionMessage | Exception],
+        MemoryObjectSendStream[SessionMessage],
+    ]
+]:
+    """The read and write streams ``Server.run`` takes, over the two protocol descriptors."""
+    read_send, read_receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    write_send, write_receive = anyio.create_memory_object_stream[SessionMessage](0)
+    pending = Pending()
+    async with anyio.create_task_group() as group:
+        group.start_soon(_read_loop, wire_in, read_send, write_send.clone(), pending)
+        group.start_soon(_write_loop, wire_out, write_receive, pending)
+        async with write_send:
+            yield read_receive, write_send
+
+
+async def serve_stdio(server: Server[Any]) -> None:
+    """Serve one client on stdin/stdout until EOF on stdin or a stop signal (then return)."""
+    with claimed_std_fds() as (wire_in, wire_out):
+        async with anyio.create_task_group() as group:
+            group.start_soon(_stop_on_signal, group.cancel_scope)
+            async with stdio_streams(wire_in, wire_out) as (read, write):
+                await server.run(read, write, server.create_initialization_options())
+            group.cancel_scope.cancel()
+
+
+async def _stop_on_signal(scope: CancelScope) -> None:
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        async for signum in signals:
+            log.info("stopping on %s", signal.Signals(signum).name)
+            scope.cancel()
+            return
