@@ -67,9 +67,10 @@ def serve(
     from lab.gateway.settings import GatewaySettings, RemoteBindRefused, check_bind
 
     settings = common.settings()
-    gateway_settings = _gateway_settings(GatewaySettings)
-    bind_port = gateway_settings.port if port is None else port
-    if not stdio:
+    bind_port = 0
+    if not stdio:  # LAB_GATEWAY_PORT means nothing to --stdio: a bad one must not stop it
+        gateway_settings = _gateway_settings(GatewaySettings)
+        bind_port = gateway_settings.port if port is None else port
         try:
             check_bind(host, allow_remote)
         except RemoteBindRefused as refused:
@@ -81,7 +82,6 @@ def serve(
                 f"[bold yellow]warning:[/] binding {host}: anyone who can reach this port and "
                 "learns the URL calls the lab as the signed-in user."
             )
-    if not stdio:
         common.backend(settings).endpoints()  # at a terminal: say `lab up` now, exit 3
     # An AI client launches `--stdio` whenever it starts, lab up or not: the gateway speaks MCP
     # at once and finds the lab at each request (a tool error names `lab up` while it is down).

@@ -22,6 +22,7 @@ from lab.gateway.chain import TokenKeeper
 from lab.gateway.hops import HopLog
 from lab.gateway.links import ChainBroken, tool_error_text
 from lab.gateway.listing import SavedListing
+from lab.gateway.threads import in_daemon_thread
 from lab.gateway.upstream import McpRefused, Upstream
 
 log = logging.getLogger("lab.gateway")
@@ -130,7 +131,7 @@ class GatewayProxy:
             wiring = await anyio.to_thread.run_sync(self.attachment.current)
             self._correlate(wiring, None)
             try:
-                await anyio.to_thread.run_sync(wiring.keeper.access_token)
+                await in_daemon_thread(wiring.keeper.access_token)
             except ChainBroken as broken:
                 raise self._lab_gone(broken) from None
             finally:
@@ -145,7 +146,7 @@ class GatewayProxy:
             headers = self._correlate(wiring, client)
             try:
                 for attempt in (1, 2):
-                    token = await anyio.to_thread.run_sync(wiring.keeper.access_token)
+                    token = await in_daemon_thread(wiring.keeper.access_token)
                     try:
                         return await call(token, headers)
                     except McpRefused as refused:

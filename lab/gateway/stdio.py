@@ -25,15 +25,12 @@ import fcntl
 import json
 import logging
 import os
-import queue
 import signal
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import anyio
-import anyio.lowlevel
-from anyio import CancelScope, from_thread
+from anyio import CancelScope
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server.lowlevel import Server
 from mcp.shared.message import SessionMessage
@@ -49,12 +46,13 @@ from mcp.types import (
 )
 from pydantic import ValidationError
 
+from lab.gateway.threads import DaemonWorker
+
 log = logging.getLogger("lab.gateway")
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # a tool call's arguments with a large document fit
 MAX_PENDING = 32
 READ_CHUNK = 64 * 1024
-T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -165,38 +163,6 @@ def claimed_std_fds() -> Iterator[tuple[int, int]]:
         os.dup2(wire_in, 0)
         os.dup2(wire_out, 1)
         # Not closed: a reader thread abandoned at shutdown may still block on wire_in.
-
-
-class DaemonWorker:
-    """One daemon thread running blocking calls in order. anyio's worker threads are joined at
-    interpreter exit, so a read of a silent stdin or a write to a client that stopped reading
-    would keep a stopped gateway alive; this thread is abandoned instead."""
-
-    def __init__(self, name: str) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        threading.Thread(target=self._run, name=name, daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            function, args, token, done, box = self._jobs.get()
-            try:
-                box.append((True, function(*args)))
-            except Exception as exc:  # noqa: BLE001 - handed to the awaiting task
-                box.append((False, exc))
-            try:
-                from_thread.run_sync(done.set, token=token)
-            except Exception:  # noqa: BLE001 - the event loop is gone: nobody waits any more
-                return
-
-    async def call(self, function: Callable[..., T], *args: Any) -> T:
-        done = anyio.Event()
-        box: list[tuple[bool, Any]] = []
-        self._jobs.put((function, args, anyio.lowlevel.current_token(), done, box))
-        await done.wait()  # cancellable: the call goes on in the thread, its result unused
-        ok, value = box[0]
-        if not ok:
-            raise value
-        return cast(T, value)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -24,9 +24,16 @@ ANSWER_TIMEOUT_S = 60.0
 
 
 class StdioGateway:
-    def __init__(self, env: dict[str, str], *args: str, read_stdout: bool = True) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *args: str,
+        read_stdout: bool = True,
+        headless: bool = True,
+    ) -> None:
+        sign_in = ("--headless",) if headless else ()
         self.process = subprocess.Popen(
-            gateway_command("--stdio", "--headless", *args),
+            gateway_command("--stdio", *sign_in, *args),
             env=env,
             cwd=ROOT,
             stdin=subprocess.PIPE,
@@ -110,6 +117,13 @@ class StdioGateway:
     def wait(self, timeout: float = 20.0) -> int:
         return self.process.wait(timeout=timeout)
 
+    def wait_for_stderr(self, text: bytes, timeout: float = ANSWER_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.stderr:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"{text!r} never reached stderr; {self.describe()}")
+            time.sleep(0.05)
+
     def peak_memory_kb(self) -> int:
         """The gateway's peak resident memory (VmHWM), Linux only."""
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -148,3 +162,30 @@ def lab_env(home: Path) -> dict[str, str]:
 
 def tool_text(answer: dict[str, Any]) -> str:
     return "\n".join(b.get("text", "") for b in answer["result"]["content"])
+
+
+def run_ts_client(transport: str, *, env: dict[str, str], url: str = "") -> dict[str, Any]:
+    """The TypeScript SDK client through the gateway; its JSON summary (tools, result, errors)."""
+    import subprocess
+
+    from tests import npmtools
+
+    npmtools.require(npmtools.TS_CLIENT)  # with CI=true never skips
+    script = Path(__file__).with_name("ts_gateway_client.mjs")
+    settings = {
+        "LAB_TS_CLIENT_DIR": str(npmtools.TS_CLIENT.package_dir),
+        "LAB_GW_TRANSPORT": transport,
+        "LAB_GW_URL": url,
+        "LAB_GW_COMMAND": json.dumps(gateway_command("--stdio", "--headless")),
+        "LAB_GW_ENV": json.dumps(env),
+    }
+    done = subprocess.run(
+        [str(npmtools.node_bin_dir() / "node"), str(script)],
+        cwd=ROOT,
+        env=npmtools.node_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"ts client exited {done.returncode}: {done.stderr[-3000:]}"
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
+import time
 from typing import Any
 
 import httpx
@@ -21,6 +23,7 @@ from lab.config import AGENT_PRINCIPAL, LEARNER_PRINCIPAL, MCP_PRINCIPAL
 from tests import npmtools
 from tests.agent.labsetup import Admin
 from tests.gateway.conftest import RunningGateway, gateway_command
+from tests.gateway.stdio_wire import StdioGateway, run_ts_client
 from tests.stack import ROOT, Stack
 
 LAB_TOOLS = {"list_docs", "get_doc", "create_doc", "delete_doc"}
@@ -262,3 +265,91 @@ def _rpc_answer(response: httpx.Response) -> dict:
         data = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
         return json.loads(data[-1])
     return response.json()
+
+
+def test_typescript_sdk_client_over_stdio_lists_and_calls_list_docs(lab_stack: Stack) -> None:
+    summary = run_ts_client("stdio", env=lab_stack.env)
+    assert summary["errors"] == [], summary
+    assert set(summary["tools"]) >= LAB_TOOLS
+    result = summary["result"]
+    assert result.get("isError") is not True, result
+    assert [doc["id"] for doc in result["structuredContent"]["docs"]] == [1, 2]
+
+
+def test_typescript_sdk_client_over_http_lists_and_calls_list_docs(
+    http_gateway: RunningGateway,
+) -> None:
+    summary = run_ts_client("http", env={}, url=http_gateway.url)
+    assert summary["errors"] == [], summary
+    assert set(summary["tools"]) >= LAB_TOOLS
+    assert [doc["id"] for doc in summary["result"]["structuredContent"]["docs"]] == [1, 2]
+
+
+def test_concurrent_stdio_calls_are_all_answered_and_no_token_is_logged(lab_stack: Stack) -> None:
+    with StdioGateway(lab_stack.env) as gateway:
+        gateway.initialize()
+        ids = [
+            gateway.request("tools/call", {"name": "list_docs", "arguments": {}}) for _ in range(8)
+        ]
+        answers = [gateway.answer(id_) for id_ in ids]
+        gateway.close_stdin()
+        assert gateway.wait() == 0, gateway.describe()
+        gateway.assert_stdout_is_only_json_rpc()
+        stderr = gateway.stderr.decode(errors="replace")
+    for answer in answers:
+        assert answer["result"].get("isError") is not True, answer
+        assert [doc["id"] for doc in answer["result"]["structuredContent"]["docs"]] == [1, 2]
+    assert "got access token jti=" in stderr  # the hops are logged, by fingerprint only
+    assert JWT.search(stderr) is None, "a whole JWT reached the gateway's stderr"
+
+
+def test_a_call_cancelled_mid_way_leaves_the_session_working(lab_stack: Stack) -> None:
+    """notifications/cancelled (MCP "Cancellation") while the chain runs: no answer is owed for
+    it, and the next call in the same session gets the documents."""
+    with StdioGateway(lab_stack.env, "--chain-every-call") as gateway:
+        gateway.initialize()
+        for _ in range(3):
+            cancelled = gateway.request("tools/call", {"name": "list_docs", "arguments": {}})
+            gateway.send(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "notifications/cancelled",
+                    "params": {"requestId": cancelled, "reason": "user pressed stop"},
+                }
+            )
+        after = gateway.call("tools/call", {"name": "list_docs", "arguments": {}})
+        assert after["result"].get("isError") is not True, after
+        assert [doc["id"] for doc in after["result"]["structuredContent"]["docs"]] == [1, 2]
+        gateway.close_stdin()
+        assert gateway.wait() == 0, gateway.describe()
+        gateway.assert_stdout_is_only_json_rpc()
+        assert b"Traceback" not in gateway.stderr, gateway.describe()
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "cancel then EOF"])
+def test_a_browser_sign_in_still_waiting_does_not_hold_the_gateway_open(
+    lab_stack: Stack, stop: str
+) -> None:
+    """The first call waits (up to 5 minutes) for the user to sign in in the browser; it ran in
+    a worker thread the interpreter joins at exit, so SIGTERM or the client leaving waited for
+    it. Now the gateway exits at once, 0."""
+    env = {**lab_stack.env, "BROWSER": "true"}  # webbrowser "opens" the page with true(1)
+    with StdioGateway(env, headless=False) as gateway:
+        gateway.initialize()
+        waiting = gateway.request("tools/call", {"name": "list_docs", "arguments": {}})
+        gateway.wait_for_stderr(b"sign in at http")
+        started = time.monotonic()
+        if stop == "SIGTERM":
+            gateway.signal(signal.SIGTERM)
+        else:
+            gateway.send(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "notifications/cancelled",
+                    "params": {"requestId": waiting},
+                }
+            )
+            gateway.close_stdin()
+        assert gateway.wait(timeout=20) == 0, gateway.describe()
+        assert time.monotonic() - started < 10
+        gateway.assert_stdout_is_only_json_rpc()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.gateway.stdio_wire import StdioGateway, lab_env, tool_text
+from tests.gateway.stdio_wire import StdioGateway, lab_env, run_ts_client, tool_text
 
 
 def test_stdio_gateway_without_a_lab_speaks_mcp_and_a_call_names_lab_up(tmp_path: Path) -> None:
@@ -25,3 +25,22 @@ def test_stdio_gateway_without_a_lab_speaks_mcp_and_a_call_names_lab_up(tmp_path
         gateway.close_stdin()
         assert gateway.wait() == 0, gateway.describe()
         gateway.assert_stdout_is_only_json_rpc()
+
+
+def test_typescript_sdk_client_connects_without_a_lab_and_reads_the_lab_up_error(
+    tmp_path: Path,
+) -> None:
+    summary = run_ts_client("stdio", env=lab_env(tmp_path / "home"))
+    assert summary["errors"] == [], summary
+    assert summary["tools"] == []
+    result = summary["result"]
+    assert result["isError"] is True and "`lab up`" in result["content"][0]["text"], result
+
+
+def test_a_bad_http_port_setting_does_not_stop_the_stdio_gateway(tmp_path: Path) -> None:
+    env = {**lab_env(tmp_path / "home"), "LAB_GATEWAY_PORT": "not-a-port"}
+    with StdioGateway(env) as gateway:
+        opened = gateway.initialize()
+        assert opened["result"]["serverInfo"]["name"] == "idjag-lab-gateway", gateway.describe()
+        gateway.close_stdin()
+        assert gateway.wait() == 0, gateway.describe()
