@@ -128,7 +128,7 @@ def wire(
 async def run_stdio(gateway: Gateway) -> None:
     """Serve one AI client on stdin/stdout (the client launched us); sign in on first use.
     Returns on EOF, SIGTERM, SIGINT or SIGHUP (:mod:`lab.gateway.stdio`)."""
-    await serve_stdio(gateway.server)
+    await serve_stdio(gateway.server, gateway.proxy.lab_came_up)
 
 
 async def run_http(

@@ -61,6 +61,7 @@ class GatewayProxy:
         #: with none listed yet and the chain broken, it lists those (or nothing) instead of an
         #: error; a tool call then names what is wrong.
         self.saved = saved
+        self.listed_without_lab = False  # the client holds a listing the lab did not give
         self._lock = anyio.Lock()
 
     @property
@@ -98,12 +99,23 @@ class GatewayProxy:
             if self.saved is None:
                 raise
             saved = await anyio.to_thread.run_sync(self.saved.load)
+            self.listed_without_lab = True
             log.warning("tools/list: %s (serving %d saved tools)", broken.explain(), len(saved))
             return saved
         if self.saved is not None and tools != self.tools:
             await anyio.to_thread.run_sync(self.saved.save, tools)
         self.tools = tools
         return tools
+
+    async def lab_came_up(self) -> bool:
+        """True once, when the lab runs again after a listing was served without it: the client
+        should list the tools again (``notifications/tools/list_changed``)."""
+        if not self.listed_without_lab:
+            return False
+        if await anyio.to_thread.run_sync(self.attachment.check_running) is not None:
+            return False
+        self.listed_without_lab = False
+        return True
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], client: str | None = None

@@ -92,6 +92,20 @@ class StdioGateway:
             if "id" in message and message["id"] == id_:
                 return dict(message)
 
+    def notification(self, method: str, timeout: float = ANSWER_TIMEOUT_S) -> dict[str, Any]:
+        """The next notification ``method`` (other messages on the way skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                raise AssertionError(f"no {method} in {timeout}s; {self.describe()}") from None
+            if line is None:
+                raise AssertionError(f"stdout closed before {method}; {self.describe()}")
+            message = json.loads(line)
+            if message.get("method") == method:
+                return dict(message)
+
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.answer(self.request(method, params))
 

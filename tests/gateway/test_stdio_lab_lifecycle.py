@@ -25,7 +25,9 @@ def test_one_stdio_session_follows_the_lab_up_and_down(tmp_path: Path) -> None:
     home.mkdir()
     env = stack_env(home, ports)
     with StdioGateway(env) as gateway:
-        gateway.initialize()
+        opened = gateway.initialize()
+        assert opened["result"]["capabilities"]["tools"]["listChanged"] is True
+        assert gateway.call("tools/list")["result"]["tools"] == []  # no lab, nothing saved
         before = call_list_docs(gateway)
         assert before["isError"] is True and "`lab up`" in before["content"][0]["text"]
 
@@ -35,6 +37,8 @@ def test_one_stdio_session_follows_the_lab_up_and_down(tmp_path: Path) -> None:
                 provision(admin, stack.settings)
             finally:
                 admin.http.close()
+            # The client was served an empty listing: told to list again once the lab runs.
+            gateway.notification("notifications/tools/list_changed")
             listed = gateway.call("tools/list")["result"]["tools"]
             assert {tool["name"] for tool in listed} >= LAB_TOOLS
             up = call_list_docs(gateway)
