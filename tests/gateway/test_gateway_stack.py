@@ -353,3 +353,16 @@ def test_a_browser_sign_in_still_waiting_does_not_hold_the_gateway_open(
         assert gateway.wait(timeout=20) == 0, gateway.describe()
         assert time.monotonic() - started < 10
         gateway.assert_stdout_is_only_json_rpc()
+
+
+async def test_the_shipped_tool_listing_is_the_labs(http_gateway: RunningGateway) -> None:
+    """lab/gateway/lab_tools.json (listed by a gateway started before the first `lab up`) is
+    what the lab's MCP server lists now: regenerate it when a tool changes."""
+    from lab.gateway.listing import SHIPPED, read_listing
+
+    async with Client(streamable_http_client(http_gateway.url)) as client:
+        live = (await client.list_tools()).tools
+    shipped = read_listing(SHIPPED)
+    assert shipped is not None
+    dump = [t.model_dump(mode="json", exclude_none=True) for t in live]
+    assert [t.model_dump(mode="json", exclude_none=True) for t in shipped] == dump
