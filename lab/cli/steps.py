@@ -129,14 +129,11 @@ def last_status(session: StepSession, number: int) -> str | None:
 def say_the_last_run_was_interrupted(number: int) -> None:
     """Ctrl-C stopped this step's last run part-way; a run over that half-done state fails for
     that reason alone (step 13 finds the membership it removes already gone). Say so."""
-    again = common.lab_command(f"reset --to {number}")
-    then = common.lab_command(f"step {number}")
-    console = common.err()
-    console.print(
+    say_run_it_again(
+        number,
         f"note: the last run of step {number} was interrupted part-way, so the lab still holds "
-        "half of it. To run it again as it was meant:"
+        "half of it.",
     )
-    console.print(f"  {again} && {then}", soft_wrap=True, highlight=False)
 
 
 def later_step_passed(session: StepSession, number: int) -> int:
@@ -153,13 +150,20 @@ def say_the_lab_is_past(number: int, ahead: int) -> None:
     """A step checks the state right before it; run again on a lab that went on (step 1 after
     `make run` finds step 14's deletions), it fails for that reason alone. Say so, and how to
     run it as it was meant, instead of leaving the learner to doubt the lab."""
+    say_run_it_again(
+        number,
+        f"note: this lab has gone on to step {ahead} since the last reset, and step {number} "
+        "checks the state right before it.",
+    )
+
+
+def say_run_it_again(number: int, why: str) -> None:
+    """``why``, then the one command that runs step ``number`` as it was meant: from a reset to
+    the state right before it."""
     again = common.lab_command(f"reset --to {number}")
     then = common.lab_command(f"step {number}")
     console = common.err()
-    console.print(
-        f"note: this lab has gone on to step {ahead} since the last reset, and step {number} "
-        "checks the state right before it. To run it again as it was meant:"
-    )
+    console.print(f"{why} To run it again as it was meant:")
     # soft_wrap: one line for the terminal to wrap, so the command pastes back whole.
     console.print(f"  {again} && {then}", soft_wrap=True, highlight=False)
 

@@ -188,17 +188,8 @@ MALFORMED_IDS = [
 ]
 
 
-@pytest.mark.parametrize("id_", MALFORMED_IDS)
-def test_a_malformed_id_at_the_gateway_is_an_invalid_request(
-    http_gateway: RunningGateway, id_: bytes
-) -> None:
-    """The gateway is an MCP server on the same SDK transport: inside a session, a message with
-    a malformed id is owed -32600 with id null (JSON-RPC 2.0 §5.1), not the empty 202 of a
-    notification; a real notification still gets 202."""
-    headers = {
-        "Accept": "application/json, text/event-stream",
-        "Content-Type": "application/json",
-    }
+def open_session(client: httpx.Client, url: str) -> dict[str, str]:
+    """Initialize an MCP session over plain HTTP; the headers its later messages carry."""
     init = {
         "jsonrpc": "2.0",
         "id": 1,
@@ -209,11 +200,23 @@ def test_a_malformed_id_at_the_gateway_is_an_invalid_request(
             "clientInfo": {"name": "sweep", "version": "0"},
         },
     }
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    opened = client.post(url, json=init, headers=headers)
+    assert opened.status_code == 200, opened.text[:200]
+    headers["Mcp-Session-Id"] = opened.headers["mcp-session-id"]
+    headers["Mcp-Protocol-Version"] = "2025-06-18"
+    return headers
+
+
+@pytest.mark.parametrize("id_", MALFORMED_IDS)
+def test_a_malformed_id_at_the_gateway_is_an_invalid_request(
+    http_gateway: RunningGateway, id_: bytes
+) -> None:
+    """The gateway is an MCP server on the same SDK transport: inside a session, a message with
+    a malformed id is owed -32600 with id null (JSON-RPC 2.0 §5.1), not the empty 202 of a
+    notification; a real notification still gets 202."""
     with httpx.Client(timeout=10) as client:
-        opened = client.post(http_gateway.url, json=init, headers=headers)
-        assert opened.status_code == 200, opened.text[:200]
-        headers["Mcp-Session-Id"] = opened.headers["mcp-session-id"]
-        headers["Mcp-Protocol-Version"] = "2025-06-18"
+        headers = open_session(client, http_gateway.url)
         body = b'{"jsonrpc":"2.0","id":' + id_ + b',"method":"tools/list"}'
         answer = client.post(http_gateway.url, content=body, headers=headers)
         note = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
@@ -228,25 +231,8 @@ def test_a_malformed_id_at_the_gateway_is_an_invalid_request(
 def test_the_gateway_does_not_echo_an_over_long_method_name(http_gateway: RunningGateway) -> None:
     """As at the MCP server: the SDK's -32601 echoed a method name of any length (100 KB in, 100
     KB out); an unknown short name is still echoed (the guard)."""
-    headers = {
-        "Accept": "application/json, text/event-stream",
-        "Content-Type": "application/json",
-    }
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "sweep", "version": "0"},
-        },
-    }
     with httpx.Client(timeout=10) as client:
-        opened = client.post(http_gateway.url, json=init, headers=headers)
-        assert opened.status_code == 200, opened.text[:200]
-        headers["Mcp-Session-Id"] = opened.headers["mcp-session-id"]
-        headers["Mcp-Protocol-Version"] = "2025-06-18"
+        headers = open_session(client, http_gateway.url)
         answers = [
             client.post(
                 http_gateway.url, json={"jsonrpc": "2.0", "id": 2, "method": m}, headers=headers
