@@ -24,6 +24,11 @@ SPENT_CODE_MEMORY_S = 600
 #: signing in again and again grows the IdP by one session per sign-in for the whole idle
 #: timeout (30 minutes): issue #21's RSS creep.
 MAX_SESSIONS_PER_USER_CLIENT = 32
+#: A sign-in still on its way (its session started, its first code not redeemed yet, within the
+#: code's lifespan) is not ended for that bound: a burst of concurrent sign-ins of one user (200
+#: agent chains over six users) would otherwise end sign-ins before they finish ("Session not
+#: active" at the code redemption). Those in flight are bounded by this hard cap instead.
+MAX_SIGN_INS_IN_FLIGHT_PER_USER_CLIENT = 256
 
 
 @dataclass(frozen=True)
@@ -192,8 +197,21 @@ class IdpStore:
             live[:] = [sid for sid in live if sid in self._sessions.items]
             live.append(session.sid)
             while len(live) > MAX_SESSIONS_PER_USER_CLIENT:
-                self._forget_session(live.pop(0))
+                finished = next((sid for sid in live if not self._in_flight(sid, now)), None)
+                if finished is None and len(live) <= MAX_SIGN_INS_IN_FLIGHT_PER_USER_CLIENT:
+                    break
+                self._forget_session(live[0] if finished is None else finished)
         return session
+
+    def _in_flight(self, sid: str, now: float) -> bool:
+        """A sign-in not finished yet (lock held): no code of its session redeemed, and started
+        recently enough for its first code to be redeemed still."""
+        session = self._sessions.items.get(sid)
+        return (
+            session is not None
+            and sid not in self._spent_of
+            and session[1].started_at > now - self.code_lifespan_s
+        )
 
     def active_session(self, sid: str) -> UserSession | None:
         with self._lock:

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from lab.idp.store import MAX_SESSIONS_PER_USER_CLIENT, AuthRequest, IdpStore, _Expiring
+import time
+
+import pytest
+
+from lab.idp.store import (
+    MAX_SESSIONS_PER_USER_CLIENT,
+    MAX_SIGN_INS_IN_FLIGHT_PER_USER_CLIENT,
+    AuthRequest,
+    IdpStore,
+    UserSession,
+    _Expiring,
+)
+
+REQUEST = AuthRequest("ai.agent", "http://127.0.0.1/cb", "openid", None, None, "query", None, None)
 
 
 def test_a_sweep_removes_what_expired_and_keeps_what_lives() -> None:
@@ -41,12 +54,19 @@ def _store() -> IdpStore:
     return IdpStore(code_lifespan_s=60, session_idle_s=1800, session_max_s=36000)
 
 
+def _signed_in(store: IdpStore, user: str, client: str) -> UserSession:
+    """A finished sign-in: its session's code redeemed."""
+    session = store.start_session(user, client)
+    assert store.redeem_code(store.issue_code(REQUEST, session).code) is not None
+    return session
+
+
 def test_a_user_holds_a_bounded_number_of_sessions_per_client_the_oldest_ends() -> None:
     store = _store()
-    first = store.start_session("u1", "ai.agent")
-    other_client = store.start_session("u1", "other")
-    other_user = store.start_session("u2", "ai.agent")
-    later = [store.start_session("u1", "ai.agent") for _ in range(MAX_SESSIONS_PER_USER_CLIENT)]
+    first = _signed_in(store, "u1", "ai.agent")
+    other_client = _signed_in(store, "u1", "other")
+    other_user = _signed_in(store, "u2", "ai.agent")
+    later = [_signed_in(store, "u1", "ai.agent") for _ in range(MAX_SESSIONS_PER_USER_CLIENT)]
     assert store.active_session(first.sid) is None  # the oldest ended (Keycloak: terminate oldest)
     assert all(store.active_session(s.sid) is not None for s in later)
     assert store.active_session(other_client.sid) is not None
@@ -79,3 +99,35 @@ def test_many_sign_ins_of_one_user_keep_the_store_bounded() -> None:
     assert len(store._spent.items) <= MAX_SESSIONS_PER_USER_CLIENT
     assert len(store._sessions.heap) <= 2 * MAX_SESSIONS_PER_USER_CLIENT + 64
     assert len(store._spent.heap) <= 2 * MAX_SESSIONS_PER_USER_CLIENT + 64
+
+
+def test_sign_ins_still_on_their_way_are_not_ended_for_a_burst_of_newer_ones() -> None:
+    """200 concurrent agent chains over six users: every sign-in starts its session before any
+    redeems its code. Ending the oldest then failed a chain with "Session not active"."""
+    store = _store()
+    finished = _signed_in(store, "u1", "ai.agent")
+    burst = [store.start_session("u1", "ai.agent") for _ in range(MAX_SESSIONS_PER_USER_CLIENT + 8)]
+    codes = [store.issue_code(REQUEST, session) for session in burst]
+    assert store.active_session(finished.sid) is None  # a finished one ends first
+    assert all(store.redeem_code(code.code) is not None for code in codes)
+    assert all(store.active_session(session.sid) is not None for session in burst)
+    # Once they have finished, the bound holds again at the next sign-in.
+    _signed_in(store, "u1", "ai.agent")
+    assert len(store._sessions.items) == MAX_SESSIONS_PER_USER_CLIENT
+
+
+def test_sign_ins_in_flight_are_bounded_too_and_a_stale_one_counts_as_finished(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = _store()
+    flood = [
+        store.start_session("u1", "ai.agent")
+        for _ in range(MAX_SIGN_INS_IN_FLIGHT_PER_USER_CLIENT + 10)
+    ]
+    assert len(store._sessions.items) == MAX_SIGN_INS_IN_FLIGHT_PER_USER_CLIENT
+    assert store.active_session(flood[0].sid) is None  # past the hard cap the oldest ends
+    # A session whose first code could no longer be redeemed is not on its way any more.
+    later = time.time() + store.code_lifespan_s + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    store.start_session("u1", "ai.agent")
+    assert len(store._sessions.items) == MAX_SESSIONS_PER_USER_CLIENT
