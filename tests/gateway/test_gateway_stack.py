@@ -24,6 +24,7 @@ from tests import npmtools
 from tests.agent.labsetup import Admin
 from tests.gateway.conftest import RunningGateway, gateway_command
 from tests.gateway.stdio_wire import StdioGateway, run_ts_client
+from tests.mcpserver.test_mcp_auth import INITIALIZE, MCP_HEADERS
 from tests.stack import ROOT, Stack
 
 LAB_TOOLS = {"list_docs", "get_doc", "create_doc", "delete_doc"}
@@ -190,21 +191,11 @@ MALFORMED_IDS = [
 
 def open_session(client: httpx.Client, url: str) -> dict[str, str]:
     """Initialize an MCP session over plain HTTP; the headers its later messages carry."""
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "sweep", "version": "0"},
-        },
-    }
-    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    opened = client.post(url, json=init, headers=headers)
+    headers = dict(MCP_HEADERS)
+    opened = client.post(url, json=INITIALIZE, headers=headers)
     assert opened.status_code == 200, opened.text[:200]
     headers["Mcp-Session-Id"] = opened.headers["mcp-session-id"]
-    headers["Mcp-Protocol-Version"] = "2025-06-18"
+    headers["Mcp-Protocol-Version"] = INITIALIZE["params"]["protocolVersion"]
     return headers
 
 
