@@ -27,6 +27,7 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -39,6 +40,7 @@ from mcp.types import (
     PARSE_ERROR,
     ErrorData,
     JSONRPCError,
+    JSONRPCMessage,
     JSONRPCNotification,
     JSONRPCRequest,
     JSONRPCResponse,
@@ -127,19 +129,24 @@ class Pending:
         return sum(self._ids.values())
 
 
-def rejection(line: bytes) -> JSONRPCError | None:
-    """The answer owed to a line that is not a JSON-RPC message, None for one that is."""
+@dataclass(frozen=True)
+class Refused:
+    """A line that holds no JSON-RPC message, and the answer owed to it."""
+
+    answer: JSONRPCError
+
+
+def read_message(line: bytes) -> JSONRPCMessage | Refused:
+    """The JSON-RPC message a line holds, validated once, or why it holds none."""
     try:
-        jsonrpc_message_adapter.validate_json(line, by_name=False)
+        return jsonrpc_message_adapter.validate_json(line, by_name=False)
     except ValidationError:
         pass
-    else:
-        return None
     try:
         json.loads(line)
     except ValueError:  # not JSON, or not UTF-8
-        return _error(PARSE_ERROR, "Parse error: the line is not JSON")
-    return _error(INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
+        return Refused(_error(PARSE_ERROR, "Parse error: the line is not JSON"))
+    return Refused(_error(INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message"))
 
 
 def _error(code: int, message: str) -> JSONRPCError:
@@ -200,12 +207,12 @@ async def _read_loop(
                     continue
                 if not line.strip():
                     continue
-                refused = rejection(line)
-                if refused is not None:
-                    log.warning("stdin: %s (%d bytes)", refused.error.message, len(line))
-                    await answers.send(SessionMessage(refused))
+                message = read_message(line)
+                if isinstance(message, Refused):
+                    text = message.answer.error.message
+                    log.warning("stdin: %s (%d bytes)", text, len(line))
+                    await answers.send(SessionMessage(message.answer))
                     continue
-                message = jsonrpc_message_adapter.validate_json(line, by_name=False)
                 if isinstance(message, JSONRPCRequest):
                     await pending.admit(message.id)
                 elif isinstance(message, JSONRPCNotification) and (
