@@ -142,12 +142,12 @@ def run_sync(factory: Callable[[], Awaitable[T]]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(_await(factory))
+        return asyncio.run(await_made(factory))
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["value"] = asyncio.run(_await(factory))
+            box["value"] = asyncio.run(await_made(factory))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             box["error"] = exc
 
@@ -159,7 +159,8 @@ def run_sync(factory: Callable[[], Awaitable[T]]) -> T:
     return box["value"]
 
 
-async def _await(factory: Callable[[], Awaitable[T]]) -> T:
+async def await_made(factory: Callable[[], Awaitable[T]]) -> T:
+    """Make and await a coroutine: runs it on the loop it is handed to."""
     return await factory()
 
 

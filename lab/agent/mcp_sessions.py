@@ -38,14 +38,12 @@ import mcp_types
 from mcp import Client
 
 from lab.agent import mcp_client
-from lab.agent.mcp_client import ERAS, RefusalWatcher, ToolCall, ToolResult
+from lab.agent.mcp_client import ERAS, RefusalWatcher, ToolCall, ToolResult, await_made
 from lab.agent.recorder import Recorder
+from lab.oauth.http import KEEPALIVE_EXPIRY_S
 
 T = TypeVar("T")
 
-#: Idle keep-alive connections are dropped by the client before a server would drop them
-#: (uvicorn closes them after 5 s): a request then never races the server's close.
-KEEPALIVE_S = 2.0
 #: A session unused this long is closed (its server may be gone; reopening is cheap).
 IDLE_S = 30.0
 #: Bounded: one kept session per MCP server URL, the least recently used closed first.
@@ -129,7 +127,7 @@ def shared_http_client() -> httpx2.AsyncClient:
         timeout=mcp_client.TIMEOUT_S,
         verify=mcp_client.tls_context(),
         limits=httpx2.Limits(
-            max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_S
+            max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_EXPIRY_S
         ),
     )
 
@@ -242,7 +240,7 @@ class LoopThread:
 
     def run(self, factory: Callable[[], Awaitable[T]], timeout_s: float) -> T:
         """Run a coroutine on the loop and wait for it, at most ``timeout_s``."""
-        future = asyncio.run_coroutine_threadsafe(_await(factory), self.loop())
+        future = asyncio.run_coroutine_threadsafe(await_made(factory), self.loop())
         try:
             return future.result(timeout_s)
         except concurrent.futures.TimeoutError:
@@ -257,13 +255,9 @@ class LoopThread:
             return
         # Exiting: never hang or fail on a session's close.
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(_await(before), loop).result(CLOSE_TIMEOUT_S)
+            asyncio.run_coroutine_threadsafe(await_made(before), loop).result(CLOSE_TIMEOUT_S)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(CLOSE_TIMEOUT_S)
-
-
-async def _await(factory: Callable[[], Awaitable[T]]) -> T:
-    return await factory()
 
 
 class SessionPool:
@@ -359,7 +353,10 @@ class SessionPool:
                 if refusal is None or refusal.http_status == 404:
                     await self._discard(kept)  # a 401/403 is an answer: the session is fine
                 if attempt == 1 and reused and _never_processed(call, sent_before):
-                    continue  # the kept session had gone: the same call on a new one
+                    # The kept session had gone: the same call on a new one, whose failure (if
+                    # any) is its own, not the gone session's 404.
+                    call.watcher.last = None
+                    continue
                 return results + mcp_client.failed_calls(
                     url, exc, call.watcher, calls[len(results) :]
                 )
