@@ -356,3 +356,33 @@ def test_a_correlation_id_is_kept_only_when_it_is_a_plain_label(
         assert echoed == sent.decode()
     else:
         assert echoed != sent.decode("latin-1") and echoed.isalnum() and echoed.isascii()
+
+
+@pytest.mark.parametrize(("sent", "kept"), [(b"zms-1234.a:b_c", True), (b"a\x9b31mb", False)])
+def test_a_zms_writes_correlation_id_reaches_the_audit_trail_only_as_a_plain_label(
+    kit: Kit, sent: bytes, kept: bool
+) -> None:
+    """ZMS records every write in the audit trail with the caller's ``X-Correlation-Id``: the
+    same rule as the ZTS above, so a latin-1 ``\\x9b`` (a terminal's CSI) is never stored."""
+    from lab.config import ADMIN_PRINCIPAL
+    from lab.oauth.admin import make_admin_assertion
+    from lab.oauth.jose import SigningKey
+
+    endpoints = kit.lab.endpoints
+    key = SigningKey.load_or_create(kit.lab.settings.key_file(ADMIN_PRINCIPAL))
+    token = make_admin_assertion(ADMIN_PRINCIPAL, key, endpoints.zms)
+    name = "corr-kept" if kept else "corr-replaced"  # the lab lives for the whole module
+    body = {"name": name, "description": name, "adminUsers": [ADMIN_PRINCIPAL]}
+    written = httpx.post(
+        f"{endpoints.zms}/domain",
+        json=body,
+        headers={"Authorization": f"Bearer {token}", b"X-Correlation-Id": sent},
+    )
+    assert written.status_code < 300, written.text
+    newest = zms_get(kit, "/lab/audit?last=1").json()
+    records = newest["records"] if isinstance(newest, dict) else newest
+    stored = records[-1]["correlation_id"]
+    if kept:
+        assert stored == sent.decode()
+    else:
+        assert stored != sent.decode("latin-1") and stored.isascii() and stored.isalnum()

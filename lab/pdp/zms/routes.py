@@ -34,7 +34,7 @@ from lab.oauth.jose import (
     ybase64_decode,
 )
 from lab.oauth.starlette import NO_STORE, read_json, single_query_params
-from lab.oauth.text import checked_text
+from lab.oauth.text import checked_text, correlation_label
 from lab.pdp.audit import AuditEvent
 from lab.pdp.core import Pdp, hash_secret
 from lab.pdp.names import (
@@ -135,7 +135,10 @@ class Zms:
         non-admin key cannot flood the trail."""
         action = f"zms:{request.method.lower()}"
         resource = request.url.path.removeprefix("/zms/v1")
-        correlation_id = request.headers.get("x-correlation-id", "")[:64] or new_jti()[:16]
+        # As at the ZTS: only a plain label reaches the audit trail (lab.oauth.text).
+        correlation_id = (
+            correlation_label(request.headers.get("x-correlation-id")) or new_jti()[:16]
+        )
 
         def audit(allowed: bool, reason: str) -> None:
             record = self.pdp.audit.record(
