@@ -14,10 +14,9 @@ import contextvars
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from lab.oauth.text import MAX_CORRELATION_ID, correlation_label
+from lab.oauth.text import correlation_label
 
 HEADER = "X-Correlation-Id"
-MAX_LENGTH = MAX_CORRELATION_ID  # what the PDP keeps
 
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "correlation_id", default=None
@@ -26,10 +25,6 @@ _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 def current_correlation_id() -> str | None:
     return _current.get()
-
-
-def clean(value: str | None) -> str | None:
-    return correlation_label(value)
 
 
 class CorrelationContext:
@@ -42,7 +37,7 @@ class CorrelationContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        token = _current.set(clean(Headers(scope=scope).get(HEADER)))
+        token = _current.set(correlation_label(Headers(scope=scope).get(HEADER)))
         try:
             await self.app(scope, receive, send)
         finally:

@@ -90,22 +90,25 @@ def event_hooks(resolve_key: KeyResolver) -> dict[str, list[Callable[..., Any]]]
         if hops is None:
             return
         await response.aread()
-        pending = _pending_for(hops, response.request)
-        started = pending.started if pending is not None else 0.0
+        index = _pending_index(hops, response.request)
+        pending = hops[index] if index is not None else None
+        started = pending.started if isinstance(pending, _Pending) else 0.0
         hop = await _hop_off_the_loop_if_fetching(response, resolve_key, started)
-        for index, entry in enumerate(hops):
-            if entry is pending:  # by identity: every placeholder is an empty dict
-                hops[index] = hop
-                return
-        hops.append(hop)
+        if index is None:
+            hops.append(hop)
+        else:
+            hops[index] = hop  # the list only grows meanwhile: the index still holds
 
     return {"request": [on_request], "response": [on_response]}
 
 
-def _pending_for(hops: list[dict[str, Any]], request: httpx.Request) -> _Pending | None:
-    for hop in reversed(hops):
+def _pending_index(hops: list[dict[str, Any]], request: httpx.Request) -> int | None:
+    """Where the placeholder of ``request`` stands, the newest first (by identity: every
+    placeholder is an empty dict)."""
+    for index in range(len(hops) - 1, -1, -1):
+        hop = hops[index]
         if isinstance(hop, _Pending) and hop.request is request:
-            return hop
+            return index
     return None
 
 

@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from lab.mcpserver.correlation import CorrelationContext, clean, current_correlation_id
+from lab.mcpserver.correlation import CorrelationContext, current_correlation_id
+from lab.oauth.text import correlation_label
 
 
 @pytest.mark.parametrize(
@@ -25,7 +26,7 @@ from lab.mcpserver.correlation import CorrelationContext, clean, current_correla
     ],
 )
 def test_only_short_printable_ids_are_kept(raw: str | None, kept: str | None) -> None:
-    assert clean(raw) == kept
+    assert correlation_label(raw) == kept
 
 
 async def test_the_id_is_visible_while_the_request_is_served_and_gone_after() -> None:
