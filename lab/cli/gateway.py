@@ -173,14 +173,16 @@ def _lab_locator(settings: Any) -> Any:
     from lab.gateway.attach import lab_not_running
 
     def locate() -> tuple[str, Any]:
-        try:
-            endpoints = common.backend(settings).endpoints()
-        except BackendError as exc:
-            raise lab_not_running(exc.message, exc.fix) from None
+        # The record is read before the endpoints: a restart in between then shows as a new
+        # identity at the next call (read after, the new identity would pin the old endpoints).
         try:
             record = settings.runtime_file.read_bytes()
         except OSError:
             record = b""
+        try:
+            endpoints = common.backend(settings).endpoints()
+        except BackendError as exc:
+            raise lab_not_running(exc.message, exc.fix) from None
         return hashlib.sha256(record).hexdigest(), endpoints
 
     return locate

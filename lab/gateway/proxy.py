@@ -19,11 +19,10 @@ from mcp.types import CallToolResult, TextContent, Tool
 
 from lab.gateway.attach import Attachment, Wiring
 from lab.gateway.chain import TokenKeeper
-from lab.gateway.hops import HopLog
 from lab.gateway.links import ChainBroken, tool_error_text
 from lab.gateway.listing import SavedListing
 from lab.gateway.threads import in_daemon_thread
-from lab.gateway.upstream import McpRefused, Upstream
+from lab.gateway.upstream import McpRefused
 
 log = logging.getLogger("lab.gateway")
 
@@ -72,23 +71,11 @@ class GatewayProxy:
             raise self.attachment.check_running() or ChainBroken("lab", "not reached yet")
         return wiring
 
-    @property
-    def keeper(self) -> TokenKeeper:
-        return self.wiring.keeper
-
-    @property
-    def upstream(self) -> Upstream:
-        return self.wiring.upstream
-
-    @property
-    def hops(self) -> HopLog:
-        return self.wiring.hops
-
     async def list_tools(self, client: str | None = None) -> list[Tool]:
         """The MCP server's tools; the last good listing when the chain breaks after one."""
 
-        async def listing(token: str, headers: dict[str, str]) -> list[Tool]:
-            return await self.upstream.list_tools(token, headers)
+        async def listing(wiring: Wiring, token: str, headers: dict[str, str]) -> list[Tool]:
+            return await wiring.upstream.list_tools(token, headers)
 
         try:
             tools = await self._with_token(client, listing)
@@ -120,11 +107,14 @@ class GatewayProxy:
     async def call_tool(
         self, name: str, arguments: dict[str, Any], client: str | None = None
     ) -> CallToolResult:
-        async def call(token: str, headers: dict[str, str]) -> CallToolResult:
-            return await self.upstream.call_tool(token, name, arguments, headers)
+        async def call(
+            wiring: Wiring, token: str, headers: dict[str, str]
+        ) -> tuple[CallToolResult, TokenKeeper]:
+            # The keeper of the lab this call reached, not of one a later request rewired to.
+            return await wiring.upstream.call_tool(token, name, arguments, headers), wiring.keeper
 
         try:
-            result = await self._with_token(client, call)
+            result, keeper = await self._with_token(client, call)
         except ChainBroken as broken:
             log.warning("tools/call %s: %s", name, broken.explain())
             return error_result(broken.explain())
@@ -132,26 +122,20 @@ class GatewayProxy:
             return result
         text = "\n".join(b.text for b in result.content if isinstance(b, TextContent))
         log.warning("tools/call %s: the MCP server answered a tool error: %s", name, text)
-        named = tool_error_text(text, self.keeper.dropped_roles, self.keeper.subject)
+        named = tool_error_text(text, keeper.dropped_roles, keeper.subject)
         if named is None:
             return result
         return result.model_copy(update={"content": [TextContent(type="text", text=named)]})
 
     async def warm_up(self) -> None:
         """Run the chain once (at launch), so sign-in happens before the first tool call."""
-        async with self._lock:
-            wiring = await anyio.to_thread.run_sync(self.attachment.current)
-            self._correlate(wiring, None)
-            try:
-                await in_daemon_thread(wiring.keeper.access_token)
-            except ChainBroken as broken:
-                raise self._lab_gone(broken) from None
-            finally:
-                wiring.hops.flush()
+        await self._with_token(None, _token_only)
 
     async def _with_token(
-        self, client: str | None, call: Callable[[str, dict[str, str]], Awaitable[T]]
+        self, client: str | None, call: Callable[[Wiring, str, dict[str, str]], Awaitable[T]]
     ) -> T:
+        """``call`` with the lab found now, a fresh access token and the correlation headers;
+        a 401 renews the token once."""
         async with self._lock:
             # Found at each request: the lab may have come up, gone down or restarted since.
             wiring = await anyio.to_thread.run_sync(self.attachment.current)
@@ -160,7 +144,7 @@ class GatewayProxy:
                 for attempt in (1, 2):
                     token = await in_daemon_thread(wiring.keeper.access_token)
                     try:
-                        return await call(token, headers)
+                        return await call(wiring, token, headers)
                     except McpRefused as refused:
                         if refused.status == 401 and attempt == 1:
                             wiring.keeper.drop_access_token()  # expired or revoked: renew once
@@ -186,3 +170,7 @@ class GatewayProxy:
 
 def error_result(text: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+
+
+async def _token_only(wiring: Wiring, token: str, headers: dict[str, str]) -> None:
+    """No call: the token alone (the warm-up's sign-in)."""
