@@ -294,14 +294,15 @@ def report_error(message: str, fix: str | None) -> None:
     if fix and program != "lab":
         fix = fix.replace("`lab ", f"`{program} ")
     # soft_wrap: the terminal wraps, so a suggested command stays one copy-pasteable line.
-    console.print(f"[bold red]error:[/] {_escape(message)}", soft_wrap=True)
+    console.print(f"[bold red]error:[/] {shown_text(message)}", soft_wrap=True)
     if fix:
-        console.print(f"[bold]fix:[/] {_escape(fix)}", soft_wrap=True)
+        console.print(f"[bold]fix:[/] {shown_text(fix)}", soft_wrap=True)
 
 
-def _escape(text: str) -> str:
-    """An error's sentence quotes what a server or a file sent (an error description, a path):
-    its control characters are shown as escapes and ``[…]`` is never read as markup."""
+def shown_text(text: str) -> str:
+    """Text that quotes what a server or a file sent (an error description, a path, a health
+    detail) for a rich console: its control characters are shown as escapes and ``[…]`` is
+    never read as markup; line breaks stay."""
     from lab.render.shown import shown_markup
 
     return shown_markup(text, lines=True)

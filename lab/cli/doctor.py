@@ -44,12 +44,8 @@ def doctor(
 def print_report(report: dict, selected: str) -> None:
     from rich.table import Table
 
-    from lab.render.shown import shown_markup
-
-    def escape(text: str) -> str:
-        # A detail quotes what a check found: a file the learner edits, a tool's answer.
-        return shown_markup(text, lines=True)
-
+    # A detail quotes what a check found: a file the learner edits, a tool's answer.
+    escape = common.shown_text
     console = common.out()
     for name, checks in report.items():
         mark = " (selected)" if name == selected else ""

@@ -323,7 +323,8 @@ def print_status(console: Console, current: BackendStatus) -> None:
     from rich.table import Table
 
     if not current.running and not current.parts:
-        console.print(f"The {current.backend} backend is not running ({_escape(current.detail)}).")
+        detail = common.shown_text(current.detail)
+        console.print(f"The {current.backend} backend is not running ({detail}).")
         elsewhere = common.not_running_fix(None)
         console.print(f"But {elsewhere}." if elsewhere else "Start it with [bold]lab up[/].")
         return
@@ -333,23 +334,15 @@ def print_status(console: Console, current: BackendStatus) -> None:
     pid = f", pid {current.pid}" if current.pid else ""
     console.print(f"Backend [bold]{current.backend}[/]: {state}{pid}")
     if current.detail:
-        console.print(_escape(current.detail))
+        console.print(common.shown_text(current.detail))
     table = Table(expand=False)
     table.add_column("part")
     table.add_column("URL", overflow="fold")
     table.add_column("health", overflow="fold")
     for part in current.parts:
-        mark = "[green]✓ ok[/]" if part.healthy else f"[red]✗[/] {_escape(part.detail)}"
-        table.add_row(_escape(part.name), _escape(part.url), mark)
+        mark = "[green]✓ ok[/]" if part.healthy else f"[red]✗[/] {common.shown_text(part.detail)}"
+        table.add_row(common.shown_text(part.name), common.shown_text(part.url), mark)
     console.print(table)
-
-
-def _escape(text: str) -> str:
-    """A health detail quotes what a part answered (or a file the learner edits): shown, never
-    obeyed by the terminal nor read as markup."""
-    from lab.render.shown import shown_markup
-
-    return shown_markup(text, lines=True)
 
 
 class PartProgress:
@@ -389,7 +382,7 @@ class PartProgress:
         for name, (state, detail) in self.states.items():
             mark = {"healthy": "[green]✓[/]", "failed": "[red]✗[/]"}.get(state, "[yellow]…[/]")
             shown = detail if state == "failed" or (state == "starting" and detail) else state
-            table.add_row(mark, PART_LABELS.get(name, name), _escape(shown))
+            table.add_row(mark, PART_LABELS.get(name, name), common.shown_text(shown))
         return table
 
     def stop(self) -> None:

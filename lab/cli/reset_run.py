@@ -45,10 +45,9 @@ def reset_lab(to: int | None, json_output: bool) -> None:
                 loaded.extend(load_all_steps())
             return session.run(find_step(loaded, number)).passed
 
-    from lab.cli.lock import command_line, lab_lock
+    from lab.cli.lock import command_line, lab_lock, note_activity
 
     session.announce_interrupts = False  # a step replayed here is part of the reset
-    from lab.cli.lock import note_activity
 
     with lab_lock(session.settings.home, command_line()):
         note_activity(f"reset {to or 1}")

@@ -100,8 +100,11 @@ def step_command(
         typer.echo(session.manual(step))
         return
     with lab_lock(session.settings.home, command_line()):
-        ahead = later_step_passed(session, number)
-        was_interrupted = last_status(session, number) == "interrupted"
+        from lab.state import load_results
+
+        results = load_results(session.settings)  # before this run records its own outcome
+        ahead = later_step_passed(results, number)
+        was_interrupted = results.get(number, {}).get("status") == "interrupted"
         result = run_step_mode(session, step, check=check, solution=solution)
     if json_output:
         from lab.render.run_model import step_model
@@ -119,13 +122,6 @@ def step_command(
         raise typer.Exit(common.ExitCode.FAILED)
 
 
-def last_status(session: StepSession, number: int) -> str | None:
-    """The outcome ``lab steps`` shows for step ``number`` (None: not run since the reset)."""
-    from lab.state import load_results
-
-    return load_results(session.settings).get(number, {}).get("status")
-
-
 def say_the_last_run_was_interrupted(number: int) -> None:
     """Ctrl-C stopped this step's last run part-way; a run over that half-done state fails for
     that reason alone (step 13 finds the membership it removes already gone). Say so."""
@@ -136,11 +132,8 @@ def say_the_last_run_was_interrupted(number: int) -> None:
     )
 
 
-def later_step_passed(session: StepSession, number: int) -> int:
+def later_step_passed(results: dict[int, dict[str, Any]], number: int) -> int:
     """The highest step after ``number`` that passed since the last reset (0 if none)."""
-    from lab.state import load_results
-
-    results = load_results(session.settings)
     return max(
         (n for n, r in results.items() if n > number and r.get("status") == "passed"), default=0
     )
