@@ -177,9 +177,9 @@ class Pdp:
         view = self.view(domain)
         now = time.time()
         key = ("roles", domain, principal)
-        found = self._answers.get(key)
-        if found is not None and found[0] is view and now < found[1]:
-            return list(found[2])
+        found = self._recall(key, view, now)
+        if found is not None:
+            return list(found)
         held, until = view.roles_until(principal, now)
         self._remember(key, view, until, tuple(held))
         return held
@@ -197,14 +197,22 @@ class Pdp:
             return Decision(False, "NO_MATCH", f"Domain not found: {domain}", None)
         now = time.time()
         key = ("access", principal, action, resource)
-        found = self._answers.get(key)
-        if found is not None and found[0] is view and now < found[1]:
-            return cast(Decision, found[2])  # a frozen Decision: shared safely
+        found = self._recall(key, view, now)
+        if found is not None:
+            return cast(Decision, found)  # a frozen Decision: shared safely
         held, until = view.roles_until(principal, now)
         # Only assertions naming a held role (or a role glob) can match: indexed, not scanned.
         decision = decide(view.assertions_for(held), held, fold_case(action), fold_case(resource))
         self._remember(key, view, until, decision)
         return decision
+
+    def _recall(self, key: tuple[str, ...], view: DomainView, now: float) -> Any:
+        """The answer kept for ``key`` if it came from this very view and still holds, else
+        None (kept answers are never None: a tuple of roles or a Decision)."""
+        found = self._answers.get(key)
+        if found is not None and found[0] is view and now < found[1]:
+            return found[2]
+        return None
 
     def _remember(self, key: tuple[str, ...], view: DomainView, until: float, answer: Any) -> None:
         if len(self._answers) >= ANSWERS_KEPT:

@@ -9,7 +9,6 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from starlette.concurrency import run_in_threadpool
 
 from lab.oauth.errors import InvalidRequest, OAuthError, UnsupportedGrantType
 from lab.oauth.text import correlation_label
@@ -82,7 +81,9 @@ class TokenEndpoint:
                 outcome = replay_error(replayed.jti)
         answer = outcome
         if request.single_use:
-            answer = await run_in_threadpool(self._replay_first, request, outcome)
+            answer = await anyio.to_thread.run_sync(
+                self._replay_first, request, outcome, limiter=self._limiter
+            )
         request.single_use.clear()
         self._log(request, await self.pdp.audit.record_async(self._deny(request, answer)))
         raise answer
