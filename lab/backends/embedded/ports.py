@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,20 +15,26 @@ if TYPE_CHECKING:
     import socket
 
 
+class PortBusy(BackendError):
+    """The port is already in use (``port`` says which)."""
+
+    def __init__(self, message: str, fix: str, port: int) -> None:
+        super().__init__(message, fix)
+        self.port = port
+
+
 def bind_part_sockets(settings: Settings) -> dict[str, socket.socket]:
     """Bind every part's port now: a busy port fails here with the setting that moves it."""
     sockets: dict[str, socket.socket] = {}
-    port = 0
     try:
         for name, (variable, _default) in PORTS.items():
             if name == "idp" and settings.idp == "keycloak":
                 continue  # Keycloak binds the IdP port itself
-            port = settings.ports[name]
-            sockets[name] = listen_socket(settings.host, port, variable)
-    except BackendError as exc:
+            sockets[name] = listen_socket(settings.host, settings.ports[name], variable)
+    except PortBusy as exc:
         for sock in sockets.values():
             sock.close()
-        holder = lab_runtime_on_port(port, settings) if "already in use" in exc.message else None
+        holder = lab_runtime_on_port(exc.port, settings)
         if holder is not None:
             raise BackendError(exc.message, holder) from None
         raise
@@ -75,8 +82,7 @@ def lab_runtime_on_port(port: int, settings: Settings) -> str | None:
         except (OSError, ValueError):
             continue
         theirs = cwd / (environ.get("LAB_HOME") or ".lab")
-        ports = Settings.from_env(environ).ports if _settings_ok(environ) else {}
-        if port not in ports.values():
+        if port not in _ports_of(environ).values():
             continue
         pid = proc.name
         if theirs == home:
@@ -102,14 +108,14 @@ def _records_pid(runtime_file: Path, pid: int) -> bool:
         return False
 
 
-def _settings_ok(environ: dict[str, str]) -> bool:
+def _ports_of(environ: dict[str, str]) -> Mapping[str, int]:
+    """The ports a runtime started with ``environ`` serves (none if its settings do not read)."""
     from lab.config import SettingsError
 
     try:
-        Settings.from_env(environ)
+        return Settings.from_env(environ).ports
     except SettingsError:
-        return False
-    return True
+        return {}
 
 
 def listen_socket(host: str, port: int, variable: str) -> socket.socket:
@@ -125,10 +131,11 @@ def listen_socket(host: str, port: int, variable: str) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise BackendError(
+            raise PortBusy(
                 f"port {port} on {host} is already in use",
                 f"stop whatever holds it, or set {variable} to another port "
                 f"(e.g. `export {variable}={_suggest_port(port)}`)",
+                port,
             ) from None
         raise BackendError(
             f"cannot listen on {host}:{port}: {exc.strerror}", "check LAB_HOST"
