@@ -21,8 +21,8 @@ from lab.idp.grants import check_password
 from lab.idp.realm import Realm
 from lab.idp.store import AuthRequest, IdpStore, PendingLogin
 from lab.idp.tokens import resolve_scopes
-from lab.oauth.errors import OAuthError
-from lab.oauth.starlette import NO_STORE, read_form
+from lab.oauth.errors import InvalidRequest, OAuthError
+from lab.oauth.starlette import NO_STORE, read_form, single_query_params
 from lab.oauth.usernames import login_form_username
 
 log = logging.getLogger("lab.idp")
@@ -58,11 +58,10 @@ class Authorizer:
     # -- GET/POST /protocol/openid-connect/auth -----------------------------------------------
 
     async def authorize(self, request: Request) -> Response:
-        names = [name for name, _ in request.query_params.multi_items()]
-        if len(names) != len(set(names)):
-            # RFC 6749 §3.1: request parameters MUST NOT be included more than once.
+        try:
+            params = single_query_params(request)
+        except InvalidRequest:  # RFC 6749 §3.1: parameters MUST NOT be included more than once
             return _error_page("Invalid Request")
-        params = dict(request.query_params)
         if request.method == "POST":  # OIDC Core §3.1.2.1: the endpoint also takes form posts
             form = await read_form(request)
             if set(form) & set(params):

@@ -31,7 +31,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lab.idp.realm import Client, Realm
@@ -84,6 +84,11 @@ def resolve_placeholders(value: str, known: Mapping[str, str]) -> str:
 def _split(value: str | None) -> list[str]:
     """Keycloak's multi-valued client attributes are ``##`` separated."""
     return [item.strip() for item in (value or "").split("##") if item.strip()]
+
+
+def _as_configured(value: str, configured: Iterable[str]) -> str | None:
+    """The configured URL ``value`` names (compared as :func:`_same_url` does), or None."""
+    return next((url for url in configured if _same_url(value, url)), None)
 
 
 def _same_url(a: str, b: str) -> bool:
@@ -166,10 +171,7 @@ class IdJagIssuer:
         audience = param("audience")
         if audience is None:
             raise InvalidRequest("Missing parameter: audience")  # -04 §4.3.1: REQUIRED
-        configured = next(
-            (allowed for allowed in self.allowed_audiences(client) if _same_url(audience, allowed)),
-            None,
-        )
+        configured = _as_configured(audience, self.allowed_audiences(client))
         if configured is None:
             raise InvalidTarget(
                 f"Audience {audience} is not allowed for client {client.client_id} "
@@ -181,9 +183,7 @@ class IdJagIssuer:
         audience = configured
         resource = param("resource")
         if resource is not None:
-            known = next(
-                (k for k in self.resources_for(client, audience) if _same_url(resource, k)), None
-            )
+            known = _as_configured(resource, self.resources_for(client, audience))
             if known is None:
                 raise InvalidTarget(f"Resource {resource} is not a resource of audience {audience}")
             resource = known
