@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lab.mcpserver.readable import describe, json_type
+from lab.oauth.starlette import DuplicateMember, NotAJsonNumber, refuse_constant, unique_members
 
 #: Longest string id answered (MCP sets no bound; SDK clients send small integers or UUIDs).
 #: An id is echoed in the answer, so a 100 KB id would be a 100 KB echo.
@@ -85,21 +86,6 @@ class Dropped(Refusal):
         return Response(status_code=202)
 
 
-def _no_constants(name: str) -> Any:
-    raise Refusal(PARSE_ERROR, f"Parse error: {name} is not a JSON number (RFC 8259 §6)")
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    members = dict(pairs)
-    if len(members) != len(pairs):
-        names = [key for key, _ in pairs]
-        twice = next(key for index, key in enumerate(names) if key in names[:index])
-        # RFC 8259 §4: names SHOULD be unique; which of two values counts differs between
-        # parsers, so the lab refuses the ambiguity instead of picking one.
-        raise Refusal(PARSE_ERROR, f"Parse error: member '{twice[:100]}' appears twice")
-    return members
-
-
 #: A ``\\uD800``-``\\uDFFF`` escape: the only way a lone surrogate gets into JSON text that is
 #: valid UTF-8. A cheap filter; only a body that has one is searched exactly.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -112,9 +98,13 @@ def parse(body: bytes) -> Any:
     except UnicodeDecodeError:
         raise Refusal(PARSE_ERROR, "Parse error: the body is not UTF-8") from None
     try:
-        message = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_members)
+        # The lab's strict JSON (lab.oauth.starlette), without read_json's depth bound: how
+        # deep an MCP message may nest is the SDK's to say.
+        message = json.loads(text, parse_constant=refuse_constant, object_pairs_hook=unique_members)
     except json.JSONDecodeError as exc:
         raise Refusal(PARSE_ERROR, f"Parse error: the body is not JSON ({exc})") from None
+    except (DuplicateMember, NotAJsonNumber) as exc:
+        raise Refusal(PARSE_ERROR, f"Parse error: {exc}") from None
     except RecursionError:
         raise Refusal(PARSE_ERROR, "Parse error: the JSON nests too deeply") from None
     except ValueError:  # an integer literal of thousands of digits

@@ -277,16 +277,22 @@ def json_depth_exceeds(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
-def _refuse_constant(name: str) -> Any:
-    # RFC 8259 §6: NaN and Infinity are not JSON numbers; Python's json would accept them.
-    raise ValueError(f"{name} is not a JSON number")
+class NotAJsonNumber(ValueError):
+    """NaN or Infinity: not JSON numbers (RFC 8259 §6), though Python's json reads them."""
+
+
+def refuse_constant(name: str) -> Any:
+    """``json.loads``' ``parse_constant``: refuses NaN, Infinity and -Infinity."""
+    raise NotAJsonNumber(f"{name} is not a JSON number (RFC 8259 §6)")
 
 
 class DuplicateMember(ValueError):
     """An object names a member twice (RFC 8259 §4: names SHOULD be unique)."""
 
 
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' ``object_pairs_hook``: an object, or DuplicateMember naming the member
+    sent twice."""
     members = dict(pairs)
     if len(members) != len(pairs):
         names = [name for name, _ in pairs]
@@ -304,7 +310,7 @@ def parse_json_text(text: str) -> Any:
     if json_depth_exceeds(text):
         raise ValueError(f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_members)
+        return json.loads(text, parse_constant=refuse_constant, object_pairs_hook=unique_members)
     except RecursionError:
         raise ValueError("JSON nests too deeply") from None
 
