@@ -20,6 +20,7 @@ entries), so readers in other threads never see a half-updated index and need no
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -214,17 +215,17 @@ class DomainView:
         lowered = fold_case(principal)
         held: set[str] = set()
         until = math.inf
-        for role, member in (self.members_exact.get(lowered) or {}).items():
+        named = (self.members_exact.get(lowered) or {}).items()
+        matched = (
+            (role, member)
+            for pattern, role, member in self.members_wild
+            if member_matches(pattern, principal)
+        )
+        for role, member in itertools.chain(named, matched):
             expiry = member_expiry(member)
             if expiry is None or expiry > now:
                 held.add(role)
                 until = until if expiry is None else min(until, expiry)
-        for pattern, role, member in self.members_wild:
-            if member_matches(pattern, principal):
-                expiry = member_expiry(member)
-                if expiry is None or expiry > now:
-                    held.add(role)
-                    until = until if expiry is None else min(until, expiry)
         # The store lists roles by short name; within one domain that is the full name's order.
         return sorted(held, key=lambda role: role.split(":role.", 1)[-1]), until
 
