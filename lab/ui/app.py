@@ -142,16 +142,25 @@ def create_app(
         data["exit_code"] = code
         return JSONResponse(data, headers={"Cache-Control": "no-store"})
 
-    async def run_all(request: Request) -> Response:
-        require_token(request)
+    async def run_lab(*args: str) -> tuple[int, str, str] | Response:
+        """A lab command for the page, one at a time: its (exit code, stdout, stderr), or a 409
+        while the page's own command or a terminal's holds the lab."""
         if busy.locked():
             return conflict()
-        # `lab run`: the CLI resets to the baseline and runs every step through the same engine,
-        # saving each result as it goes, so the event stream shows them one by one.
         async with busy:
-            code, out, err = await asyncio.to_thread(runner, "run")
+            code, out, err = await asyncio.to_thread(runner, *args)
         if held_elsewhere(code, err):
             return conflict(busy_reason(err))
+        return code, out, err
+
+    async def run_all(request: Request) -> Response:
+        require_token(request)
+        # `lab run`: the CLI resets to the baseline and runs every step through the same engine,
+        # saving each result as it goes, so the event stream shows them one by one.
+        ran = await run_lab("run")
+        if isinstance(ran, Response):
+            return ran
+        code, out, err = ran
         rows = step_rows(settings)
         return JSONResponse(
             {
@@ -169,12 +178,10 @@ def create_app(
                 {"error": "not_found", "error_description": f"there is no step {number}"},
                 status_code=404,
             )
-        if busy.locked():
-            return conflict()
-        async with busy:
-            code, out, err = await asyncio.to_thread(runner, "step", str(number), "--json")
-        if held_elsewhere(code, err):
-            return conflict(busy_reason(err))
+        ran = await run_lab("step", str(number), "--json")
+        if isinstance(ran, Response):
+            return ran
+        code, out, err = ran
         try:
             record = json.loads(out)
         except ValueError:
@@ -189,13 +196,10 @@ def create_app(
         to = body.get("to") if isinstance(body, dict) else None
         if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 1):
             raise InvalidRequest('"to" must be a step number (or null for the baseline)')
-        if busy.locked():
-            return conflict()
-        args = ["reset", "--json", *(["--to", str(to)] if to else [])]
-        async with busy:
-            code, out, err = await asyncio.to_thread(runner, *args)
-        if held_elsewhere(code, err):
-            return conflict(busy_reason(err))
+        ran = await run_lab("reset", "--json", *(["--to", str(to)] if to else []))
+        if isinstance(ran, Response):
+            return ran
+        code, out, err = ran
         if code != 0:
             return JSONResponse(
                 {"error": "reset_failed", "error_description": last_line(err or out)},
