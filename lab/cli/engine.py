@@ -150,10 +150,10 @@ def interrupt_recorded(settings: Settings, step: Step, announce: bool = True) ->
         if announce:
             note_activity("")
     except KeyboardInterrupt:
+        if not announce:
+            raise  # the reset records its own interruption (reset_run: mark_interrupted)
         elapsed_ms = (time.perf_counter() - started) * 1000
         record_result(settings, step.number, step.slug, INTERRUPTED, elapsed_ms)
-        if not announce:
-            raise
         again = common.lab_command(f"reset --to {step.number}")
         then = common.lab_command(f"step {step.number}")
         console = common.err()
