@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 run: setup ## install, start the embedded backend, run every step
 	$(BIN)/lab up
 	$(BIN)/lab run
-	@echo "Type lab commands as $(BIN)/lab (e.g. $(BIN)/lab step 1), or run 'source $(BIN)/activate' once per shell and then just lab."
+	@echo "Type lab commands as $(BIN)/lab (e.g. $(BIN)/lab step 1), or run"
+	@echo "'source $(BIN)/activate' once per shell and then just lab."
 
 down: ## stop the backend
 	-$(BIN)/lab down
