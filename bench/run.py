@@ -359,6 +359,11 @@ def figures(results: dict[str, Any]) -> list[tuple[str, Any, str, float, str]]:
     return rows
 
 
+def _shown(value: Any) -> str:
+    """A figure as a person reads it: a median of two runs is 24.145, not 24.145000000000003."""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def _load(values: list[float]) -> str:
     return "/".join(f"{v:.1f}" for v in values)
 
@@ -373,19 +378,18 @@ def print_table(results: dict[str, Any], before: dict[str, Any] | None) -> None:
         table.add_column(column)
     for name, value, op, target, load in figures(results):
         if not op:
-            table.add_row(
-                name, str(value), "", "", "", str(before_rows.get(name.split(" (")[0], "")), load
-            )
+            before_value = before_rows.get(name.split(" (")[0], "")
+            table.add_row(name, _shown(value), "", "", "", _shown(before_value), load)
             continue
         met = value <= target if op == "<=" else value >= target
         ratio = f"{value / target:.2f}×" if target else ""
         table.add_row(
             name,
-            str(value),
+            _shown(value),
             f"{op} {target}",
             ratio,
             "yes" if met else "NO",
-            str(before_rows.get(name.split(" (")[0], "")),
+            _shown(before_rows.get(name.split(" (")[0], "")),
             load,
         )
     Console(width=160).print(table)
