@@ -37,6 +37,8 @@ class Audit:
     lose_session: int = 0
     #: Seconds every POST waits before it is served (a server too slow for the caller).
     stall_s: float = 0.0
+    #: How many times a tool actually ran (a call answered 404 never reached it).
+    ran: int = 0
 
 
 class Verifier:
@@ -69,6 +71,8 @@ def create_kept_mcp_app(resource_url: str, audit: Audit) -> ASGIApp:
     @mcp.tool()
     async def whoami(pause_s: float = 0.0) -> dict[str, Any]:
         """Say whose token this call carried (after an optional pause, to overlap calls)."""
+        with audit.lock:
+            audit.ran += 1
         await anyio.sleep(pause_s)
         token = get_access_token()
         return {"caller": token.subject if token else None}

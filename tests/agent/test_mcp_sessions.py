@@ -193,6 +193,28 @@ def test_a_server_that_lost_the_session_gets_the_call_on_a_new_one(
     assert opens == [kept_server.url, kept_server.url]
     # The learner sees both: the 404 and the call that then went through.
     assert [e.status for e in recorder.exchanges] == [404, 200]
+    assert kept_server.audit.ran == 2  # Alice's call, then Bob's once: the 404 ran nothing
+
+
+def test_a_second_404_after_the_new_session_is_the_calls_error_not_another_retry(
+    kept_server: KeptServer, opens: list[str]
+) -> None:
+    """The stale-session retry happens once: a server that answers 404 again (it lost the
+    new session too, or the endpoint is gone) fails the call with that 404 for the learner
+    to see, instead of a loop of new sessions."""
+    assert caller(whoami(kept_server.url, ALICE)) == "human.alice"
+    kept_server.audit.bearers.clear()
+    kept_server.audit.lose_session = 5  # more 404s than a bounded retry could use up
+    recorder = Recorder()
+    result = whoami(kept_server.url, BOB, recorder)
+    assert result.is_error and result.http_status == 404
+    assert opens == [kept_server.url, kept_server.url]  # one replacement, no more
+    assert kept_server.audit.bearers == [BOB, BOB]  # the call and its one retry
+    assert [e.status for e in recorder.exchanges] == [404, 404]
+    assert kept_server.audit.ran == 1  # only Alice's call ever reached the tool
+    # Once the server knows sessions again, the next call works on a session of its own.
+    kept_server.audit.lose_session = 0
+    assert caller(whoami(kept_server.url, ALICE)) == "human.alice"
 
 
 def test_a_kept_session_whose_transport_died_is_replaced_before_the_call_is_lost(
