@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -64,6 +65,22 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+
+
+class StepNumber(Convertor[int]):
+    """A step number in a path: at most six digits. Starlette's ``int`` takes any length, and
+    ``int()`` of more than 4300 digits raises (CPython's limit), a 500 before any handler."""
+
+    regex = "[0-9]{1,6}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("step", StepNumber())
 
 
 @dataclass
@@ -193,9 +210,17 @@ def create_app(
     async def reset(request: Request) -> Response:
         require_token(request)
         body = await read_json(request)
-        to = body.get("to") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            # A list or a string is no request for the baseline: say so, reset nothing.
+            raise InvalidRequest('the body must be a JSON object: {"to": n} or {"to": null}')
+        to = body.get("to")
         if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 1):
             raise InvalidRequest('"to" must be a step number (or null for the baseline)')
+        if to is not None and to not in {row["number"] for row in step_rows(settings)}:
+            return JSONResponse(
+                {"error": "not_found", "error_description": f"there is no step {to}"[:100]},
+                status_code=404,
+            )
         ran = await run_lab("reset", "--json", *(["--to", str(to)] if to else []))
         if isinstance(ran, Response):
             return ran
@@ -217,8 +242,8 @@ def create_app(
     routes = [
         Route("/", page),
         Route("/api/steps", steps),
-        Route("/api/runs/{number:int}", run_of),
-        Route("/api/steps/{number:int}/run", run_step, methods=["POST"]),
+        Route("/api/runs/{number:step}", run_of),
+        Route("/api/steps/{number:step}/run", run_step, methods=["POST"]),
         Route("/api/run-all", run_all, methods=["POST"]),
         Route("/api/reset", reset, methods=["POST"]),
         Route("/api/audit", audit),

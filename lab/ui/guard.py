@@ -26,14 +26,22 @@ def new_token() -> str:
 
 
 def token_matches(presented: str | None, token: str) -> bool:
-    return bool(presented) and hmac.compare_digest(str(presented), token)
+    # Compared as bytes: ``compare_digest`` raises on a str with non-ASCII characters, and a
+    # header value is latin-1 text (obs-text, RFC 9110 §5.5), so ``\xff`` would be a 500.
+    if not presented:
+        return False
+    return hmac.compare_digest(str(presented).encode("utf-8"), token.encode("utf-8"))
 
 
 def origin_is_local(origin: str) -> bool:
     """``Origin`` of a page served by a loopback host (any port: the learner's own tools)."""
     if origin == "null":
         return False  # sandboxed frames and file:// pages
-    host = (urlsplit(origin).hostname or "").lower()
+    try:
+        parts = urlsplit(origin)
+        host, _ = (parts.hostname or "").lower(), parts.port  # .port checks the port's range
+    except ValueError:  # "http://[::1", a port past 65535: no origin a browser sends
+        return False
     return host in ("127.0.0.1", "localhost", "::1")
 
 
