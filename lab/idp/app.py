@@ -32,7 +32,14 @@ from lab.idp.store import IdpStore
 from lab.idp.tokens import Subject, TokenIssuer, resolve_scopes
 from lab.oauth.errors import InvalidGrant, InvalidRequest, InvalidToken, OAuthError
 from lab.oauth.jose import JwtValidationError, SigningKey, jwks, key_id
-from lab.oauth.starlette import NO_STORE, exception_handlers, harden, read_form
+from lab.oauth.starlette import (
+    NO_STORE,
+    Repeats,
+    exception_handlers,
+    harden,
+    read_form,
+    single_query_params,
+)
 from lab.oauth.tokens import (
     GRANT_TOKEN_EXCHANGE,
     KEYCLOAK_TYP_BEARER,
@@ -334,12 +341,15 @@ def _routes(idp: IdentityProvider) -> list[Route]:
         return JSONResponse(idp.introspect(request, form), headers=NO_STORE)
 
     async def logout(request: Request) -> Response:
-        params = dict(request.query_params)
+        # As Keycloak's logout endpoint: GET reads the query, POST the form alone, and of a
+        # repeated parameter the first value counts (lab.oauth.starlette.Repeats.FIRST).
         if request.method == "POST":
-            params.update(await read_form(request))
+            params = await read_form(request, repeats=Repeats.FIRST)
             if params.get("refresh_token"):
                 idp.logout_with_refresh_token(request, params)
                 return Response(status_code=204, headers=NO_STORE)
+        else:
+            params = single_query_params(request, Repeats.FIRST)
         return idp.logout_in_browser(params)
 
     async def ready(request: Request) -> Response:

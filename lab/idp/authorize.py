@@ -22,7 +22,7 @@ from lab.idp.realm import Realm
 from lab.idp.store import AuthRequest, IdpStore, PendingLogin
 from lab.idp.tokens import resolve_scopes
 from lab.oauth.errors import InvalidRequest, OAuthError
-from lab.oauth.starlette import NO_STORE, read_form, single_query_params
+from lab.oauth.starlette import NO_STORE, Repeats, read_form, single_query_params
 from lab.oauth.usernames import login_form_username
 
 log = logging.getLogger("lab.idp")
@@ -153,7 +153,8 @@ class Authorizer:
     # -- POST /login-actions/authenticate ------------------------------------------------------
 
     async def authenticate(self, request: Request) -> Response:
-        tab_id = request.query_params.get("tab_id", "")
+        # Keycloak's login form takes the first of a repeated parameter (Repeats.FIRST).
+        tab_id = single_query_params(request, Repeats.FIRST).get("tab_id", "")
         pending = self.store.pending_login(tab_id) if tab_id else None
         if pending is None:
             return _error_page("Your login attempt timed out. Login will start from the beginning.")
@@ -162,7 +163,7 @@ class Authorizer:
             # Login CSRF defence: the form only works in the browser that loaded it. Keycloak's
             # page and wording, so a client that drops Secure cookies on loopback fails here too.
             return _error_page(COOKIE_NOT_FOUND)
-        form = await read_form(request)
+        form = await read_form(request, repeats=Repeats.FIRST)
         username = form.get("username", "")
         user = check_password(
             self.realm.user_by_username(login_form_username(username)), form.get("password")

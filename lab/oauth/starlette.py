@@ -7,6 +7,7 @@ correlation id — the traceback goes to the log, never to the client.
 
 from __future__ import annotations
 
+import enum
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
@@ -221,12 +222,48 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-async def read_form(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, str]:
-    """Parse an ``application/x-www-form-urlencoded`` body (RFC 6749 §3.2).
+class Repeats(enum.Enum):
+    """What a parameter sent more than once means: one rule, chosen per endpoint by what the
+    endpoint is (Keycloak 26 draws the same line; the lab's embedded IdP stands in for it)."""
 
-    Repeated parameters are refused (RFC 6749 §3.1: "MUST NOT be included more than once"),
-    except ``resource`` and ``audience`` which RFC 8693 lets repeat; the lab uses their first value.
-    """
+    #: 400 ``invalid_request`` naming it: RFC 6749 §3.1 ("MUST NOT be included more than
+    #: once") for the authorization and token endpoints, and every lab API. Keycloak refuses
+    #: "duplicated parameter" at auth, token, introspect and userinfo alike.
+    REFUSE = "refuse"
+    #: The first value counts, the rest are ignored: Keycloak's RP-initiated logout and login
+    #: form read ``@QueryParam`` / ``MultivaluedMap.getFirst`` (its JAX-RS runtime takes the
+    #: first of a repeated parameter), so a client sees the same answer from either IdP.
+    FIRST = "first"
+
+
+#: RFC 8693 §2.1 lets ``resource`` and ``audience`` repeat in a token request; the lab uses
+#: their first value.
+REPEATABLE_FORM_PARAMETERS = frozenset({"resource", "audience"})
+
+
+def one_value_each(
+    pairs: Iterable[tuple[str, str]],
+    repeats: Repeats = Repeats.REFUSE,
+    may_repeat: frozenset[str] = frozenset(),
+    where: str = "parameter",
+) -> dict[str, str]:
+    """Name -> value, under ``repeats`` for a name sent twice (the first value is kept for a
+    name in ``may_repeat`` either way); :class:`InvalidRequest` naming a refused repeat."""
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            if repeats is Repeats.REFUSE and name not in may_repeat:
+                raise InvalidRequest(f"{where} {name[:40]!r} is repeated")
+            continue
+        params[name] = value
+    return params
+
+
+async def read_form(
+    request: Request, limit: int = MAX_BODY_BYTES, repeats: Repeats = Repeats.REFUSE
+) -> dict[str, str]:
+    """Parse an ``application/x-www-form-urlencoded`` body (RFC 6749 §3.2), a repeated
+    parameter under ``repeats`` (``resource`` and ``audience`` may repeat: RFC 8693)."""
     from urllib.parse import parse_qsl
 
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -241,12 +278,7 @@ async def read_form(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, 
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         raise InvalidRequest("request body is not valid UTF-8") from None
-    form: dict[str, str] = {}
-    for key, value in pairs:
-        if key in form and key not in ("resource", "audience"):
-            raise InvalidRequest(f"parameter {key!r} is repeated")
-        form.setdefault(key, value)
-    return form
+    return one_value_each(pairs, repeats, REPEATABLE_FORM_PARAMETERS)
 
 
 #: Deepest JSON nesting any lab server parses (real bodies are 3-4 levels deep).
@@ -333,15 +365,10 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
         raise InvalidRequest("request body is not valid JSON") from None
 
 
-def single_query_params(request: Request) -> dict[str, str]:
-    """The query parameters, each at most once (RFC 6749 §3.1's rule, for every lab endpoint:
-    a repeated parameter is ambiguous); 400 ``invalid_request`` naming a repeated one."""
-    params: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        if name in params:
-            raise InvalidRequest(f"query parameter {name[:40]!r} is repeated")
-        params[name] = value
-    return params
+def single_query_params(request: Request, repeats: Repeats = Repeats.REFUSE) -> dict[str, str]:
+    """The query parameters, each at most once: under :attr:`Repeats.REFUSE` (every lab API
+    and OAuth endpoint) a repeated one is 400 ``invalid_request`` naming it."""
+    return one_value_each(request.query_params.multi_items(), repeats, where="query parameter")
 
 
 def json_response(
