@@ -12,15 +12,24 @@ token after a write costs one row read, not a rebuild of the domain (issue #21).
 Writers take one in-process lock before ``BEGIN IMMEDIATE``: with up to 40 threadpool threads
 committing at once, SQLite's own busy handler sleeps with growing back-off (p99 over a second at
 concurrency 16); a lock hands the write over as soon as the previous one commits.
+
+A store belongs to the process that opened it. A child made by ``fork`` inherits the object but
+not its threads: the audit committer does not run there (an append would wait forever), a lock
+held by another thread at the fork stays held, and the views cached in memory would never see
+the parent's later policy writes (a role removed in the parent still granted in the child).
+So a forked child's every use of an inherited store raises :class:`StoreForkedError` at once,
+naming the fix: open a ``Store(path)`` of its own in the child.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -146,9 +155,25 @@ def _first_used(conn: sqlite3.Connection, single_use: Sequence[tuple[str, int]])
     return single_use[-1][0]
 
 
+class StoreForkedError(RuntimeError):
+    """An inherited store used in a forked child (see the module docstring)."""
+
+
+#: Every open store of this process, for the fork hook below (weak: a store still closes).
+_OPEN_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+def _disown_after_fork() -> None:
+    for store in list(_OPEN_STORES):
+        store._disown()
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: The process that opened the store; set to the child's refusal once forked.
+        self._owner_pid = os.getpid()
+        self._forked_into: int | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         check_store(path)  # a damaged page must be an error, never silently wrong data
         self._local = threading.local()
@@ -168,10 +193,30 @@ class Store:
         self._audit_queue_ready = threading.Condition()
         self._committer: threading.Thread | None = None
         self._conn().executescript(SCHEMA)
+        _OPEN_STORES.add(self)
+
+    # ------------------------------------------------------------------ processes
+    def _disown(self) -> None:
+        """In a forked child (``os.register_at_fork``): refuse every later use. The parent's
+        queued appends are the parent's to commit (its committer does): dropped here, so that
+        nothing in the child can ever write them a second time."""
+        self._forked_into = os.getpid()
+        self._audit_queue = []
+        self._audit_queue_ready = threading.Condition()
+
+    def _check_process(self) -> None:
+        if self._forked_into is not None:
+            raise StoreForkedError(
+                f"the PDP store {self.path} was opened in process {self._owner_pid}; this "
+                f"forked child (process {self._forked_into}) has none of its threads: open a "
+                "Store(path) of its own in the child"
+            )
 
     # ------------------------------------------------------------------ connections
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if self._forked_into is not None:
+            self._check_process()
         if conn is None:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, timeout=30, check_same_thread=True
@@ -196,6 +241,8 @@ class Store:
         next read. A write that ``changes_policy`` without saying what drops every view (safe
         default); bookkeeping writes (used jtis, audit, meta) pass ``changes_policy=False``.
         """
+        if self._forked_into is not None:
+            self._check_process()  # before the lock: another thread may have held it at the fork
         with self._write_lock:
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
@@ -387,6 +434,8 @@ class Store:
 
     def domain_view(self, domain: str) -> DomainView | None:
         """The domain's view at its current version: cached, patched, or built."""
+        if self._forked_into is not None:
+            self._check_process()  # a cached view would never see the parent's writes
         with self._lock:
             version = self._versions.get(domain, 0)
             cached = self._views.get(domain)
@@ -458,6 +507,8 @@ class Store:
 
         Token requests ask this on every ID-JAG and exchange: the endpoint → service index is
         built once per policy generation (any committed policy write rebuilds it)."""
+        if self._forked_into is not None:
+            self._check_process()
         generation = self.generation
         index = self._service_index
         if index is None or index[0] != generation:
@@ -543,6 +594,8 @@ class Store:
         """Queue an append for the committer without waiting: :meth:`append_audit` for callers
         that wait elsewhere (an event loop, woken by ``on_done`` from the committer thread,
         instead of a worker thread blocked until the fsync). ``result()`` once done."""
+        if self._forked_into is not None:
+            self._check_process()  # the committer thread does not exist in a forked child
         pending = _PendingAppend(
             build, tuple(single_use), seal, on_done=on_done, after_batch=after_batch
         )
@@ -742,3 +795,7 @@ class Store:
             json.loads(raw)
             for raw in self._all("SELECT record FROM audit WHERE seq > ? ORDER BY seq", since)
         ]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_disown_after_fork)
