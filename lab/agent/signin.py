@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import http.cookiejar
 import http.server
 import ipaddress
@@ -263,7 +264,7 @@ def sign_in_browser(
     """Open the real login page for a person; catch the redirect on a one-shot loopback listener."""
     pkce = Pkce.new()
     state = secrets.token_urlsafe(16)
-    with _CallbackListener(host, client.redirect_uri) as listener:
+    with _CallbackListener(host, client.redirect_uri, state) as listener:
         opener(authorization_url(issuer, client, listener.redirect_uri, pkce, state))
         params = listener.wait(timeout_s)
     if params is None:
@@ -452,10 +453,21 @@ def _loopback_redirect(uris: list[str]) -> str:
     return DEFAULT_REDIRECT_URI
 
 
-class _CallbackListener:
-    """One-shot HTTP listener on loopback: waits for the IdP's redirect, answers a short page."""
+#: How long the listener waits for a connection's request line and headers: a connection opened
+#: and left idle (a browser's preconnect, any local process) is dropped, never waited on.
+CALLBACK_READ_TIMEOUT_S = 10.0
 
-    def __init__(self, host: str, redirect_uri: str) -> None:
+
+class _CallbackListener:
+    """One-shot HTTP listener on loopback: waits for the IdP's redirect, answers a short page.
+
+    Each connection is read in its own thread with a timeout, so an idle one holds neither the
+    redirect nor ``shutdown()``; only a redirect carrying the sign-in's ``state`` (RFC 6749
+    §10.12) ends the wait; any other GET of the path (a web page's ``<img>``, a local process)
+    is answered 400 and the listener keeps waiting.
+    """
+
+    def __init__(self, host: str, redirect_uri: str, state: str) -> None:
         parts = urlsplit(redirect_uri)
         self.path = parts.path or "/"
         received: dict[str, list[str]] = {}
@@ -463,12 +475,19 @@ class _CallbackListener:
         expected_path = self.path
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            timeout = CALLBACK_READ_TIMEOUT_S
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 url = urlsplit(self.path)
                 if url.path != expected_path:
                     self.send_error(404)
                     return
-                received.update(parse_qs(url.query))
+                params = parse_qs(url.query)
+                sent = params.get("state", [""])[0].encode("utf-8", "replace")
+                if done.is_set() or not hmac.compare_digest(sent, state.encode()):
+                    self.send_error(400, "not the redirect this sign-in waits for")
+                    return
+                received.update(params)
                 self.send_response(200)
                 self.send_header("content-type", "text/html; charset=utf-8")
                 self.end_headers()
@@ -479,7 +498,8 @@ class _CallbackListener:
                 return  # components never print
 
         # RFC 8252 §7.3: the port may vary for loopback redirects; use the registered one if any.
-        self.server = http.server.HTTPServer((host, parts.port or 0), Handler)
+        self.server = http.server.ThreadingHTTPServer((host, parts.port or 0), Handler)
+        self.server.daemon_threads = True
         port = self.server.server_address[1]
         self.redirect_uri = f"http://{host}:{port}{self.path}"
         self._received = received

@@ -1,0 +1,113 @@
+"""The browser sign-in's loopback listener (``lab agent --browser``, the gateway's sign-in) when
+other things reach its port before the IdP's redirect does.
+
+Found by an outsider's battery (sixth session): the listener was one ``http.server.HTTPServer``
+thread with no timeout, and the first GET of its path ended the wait. So a connection opened and
+left idle (a browser's speculative preconnect, or any local process) held it forever: the real
+redirect was never read and the sign-in timed out; and any GET of the callback path, a web page's
+``<img src="http://127.0.0.1:PORT/callback">`` or ``?error=access_denied`` from anyone, ended the
+sign-in with a state mismatch. Now each connection has its own thread and a read timeout, and
+only a redirect carrying the sign-in's own ``state`` (RFC 6749 §10.12) ends the wait; others are
+answered 400. Shown failing with ``HTTPServer`` back (the first test: ``sign_in_browser`` never
+returned, its ``shutdown()`` waiting on the idle connection) and with the state check in the
+handler removed (the second).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+
+from lab.agent.signin import IdpClient, SignIn, sign_in_browser
+
+ISSUER = "http://127.0.0.1:9/realms/idjag"  # never reached: the token endpoint is mocked
+CLIENT = IdpClient("ai.agent", "secret", "http://127.0.0.1/callback")
+
+
+def token_endpoint(codes: list[str]) -> httpx.Client:
+    """The IdP's token endpoint, standing in: any authorization code gets an ID token."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        form = parse_qs(request.content.decode())
+        codes.append(form["code"][0])
+        return httpx.Response(200, json={"id_token": "h.p.s", "access_token": "a.b.c"})
+
+    return httpx.Client(transport=httpx.MockTransport(answer))
+
+
+def browser_after(*strays: dict[str, str], idle: int = 0) -> tuple[object, list[int]]:
+    """An opener that, before the real redirect, leaves ``idle`` connections open without a
+    byte and sends each of ``strays`` as the callback's query; the statuses it got."""
+    statuses: list[int] = []
+    kept: list[socket.socket] = []
+
+    def visit(url: str) -> None:
+        query = parse_qs(urlsplit(url).query)
+        redirect, state = query["redirect_uri"][0], query["state"][0]
+        port = urlsplit(redirect).port or 80
+        for _ in range(idle):
+            kept.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        with httpx.Client(timeout=2) as browser:
+            for stray in strays:
+                statuses.append(browser.get(f"{redirect}?{urlencode(stray)}").status_code)
+            real = {"code": "the-real-code", "state": state}
+            statuses.append(browser.get(f"{redirect}?{urlencode(real)}").status_code)
+
+    def opener(url: str) -> None:
+        threading.Thread(target=_safely, args=(visit, url), daemon=True).start()
+
+    return opener, statuses
+
+
+def _safely(visit: Callable[[str], None], url: str) -> None:
+    # A hung listener: the sign-in below times out and says so.
+    with contextlib.suppress(httpx.HTTPError):
+        visit(url)
+
+
+def signed_in(http: httpx.Client, opener: object) -> SignIn:
+    """``sign_in_browser`` with every wait bounded: a listener that cannot stop fails the test
+    (before the fix, ``shutdown()`` waited on the handler reading the idle connection)."""
+    outcome: list[SignIn] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(
+            sign_in_browser(http, ISSUER, CLIENT, opener=opener, timeout_s=4)  # type: ignore[arg-type]
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(8)
+    assert outcome, "sign_in_browser did not return within 8 s: the listener hung"
+    return outcome[0]
+
+
+def test_idle_connections_to_the_listener_do_not_hold_off_the_redirect() -> None:
+    codes: list[str] = []
+    opener, statuses = browser_after(idle=3)
+    started = time.monotonic()
+    with token_endpoint(codes) as http:
+        result = signed_in(http, opener)
+    assert result.ok, (result.error, result.error_description, statuses)
+    assert codes == ["the-real-code"]
+    assert time.monotonic() - started < 3
+
+
+def test_only_the_redirect_with_the_sign_ins_state_ends_the_wait() -> None:
+    codes: list[str] = []
+    opener, statuses = browser_after(
+        {},
+        {"code": "planted", "state": "guessed"},
+        {"error": "access_denied"},
+        {"error": "access_denied", "state": "guessed"},
+    )
+    with token_endpoint(codes) as http:
+        result = signed_in(http, opener)
+    assert result.ok, (result.error, result.error_description, statuses)
+    assert codes == ["the-real-code"]
+    assert statuses == [400, 400, 400, 400, 200]
