@@ -6,13 +6,21 @@ So the gateway must not need the lab to start: it speaks MCP at once, and each r
 running lab anew. With no lab, a tool call answers a tool error that says so and names
 ``lab up``; once the lab is up, the same session works. A lab started again (a new runtime
 record) gets a fresh agent and token keeper: tokens of the previous run mean nothing to it.
+
+Looking the lab up reads its runtime record (three reads and a backend lookup), so a request
+only looks again when the record changed since: one ``stat`` of it tells (:func:`record_mark`).
+A lab killed without its record changing shows in the call itself (no answer), and
+:meth:`Attachment.check_running` then always looks afresh. Both run in a worker thread, never on
+the gateway's event loop (a slow disk must not stall the other sessions' messages).
 """
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from pathlib import Path
 
 from lab.agent import Agent
 from lab.config import Endpoints
@@ -24,6 +32,23 @@ from lab.gateway.upstream import Upstream
 #: Where the lab is now: ``(identity, endpoints)``, the identity changing when the lab restarts.
 #: Raises :class:`ChainBroken` (link ``lab``) when no lab runs.
 Locate = Callable[[], tuple[str, Endpoints]]
+#: A cheap mark of where the lab is recorded: :data:`Locate` runs again only once it changes;
+#: ``None`` (no record) means look every time.
+Mark = Callable[[], Hashable | None]
+
+
+def record_mark(record: Path) -> Mark:
+    """The runtime record's identity on disk: a rewrite (``lab up`` replaces the file) changes
+    its inode or modification time, a removal (``lab down``) makes it ``None``."""
+
+    def mark() -> Hashable | None:
+        try:
+            stat = os.stat(record)
+        except OSError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
+
+    return mark
 
 
 @dataclass
@@ -49,9 +74,17 @@ def lab_not_running(message: str, fix: str | None) -> ChainBroken:
 class Attachment:
     """The :class:`Wiring` for the lab running now, built on first use and rebuilt on restart."""
 
-    def __init__(self, locate: Locate | None, build: Callable[[Endpoints], Wiring]) -> None:
+    def __init__(
+        self,
+        locate: Locate | None,
+        build: Callable[[Endpoints], Wiring],
+        mark: Mark | None = None,
+    ) -> None:
         self._locate = locate
         self._build = build
+        self._mark = mark
+        #: The mark under which the current wiring was located (None: look at the next use).
+        self._located_at: Hashable | None = None
         self._wiring: Wiring | None = None
         self._identity: str | None = None
         self._lock = threading.Lock()
@@ -74,21 +107,30 @@ class Attachment:
             if self._locate is None:
                 assert self._wiring is not None  # fixed() sets it
                 return self._wiring
+            # Marked before locating: a record rewritten in between is looked at again next time.
+            mark = self._mark() if self._mark is not None else None
+            if self._wiring is not None and mark is not None and mark == self._located_at:
+                return self._wiring
+            self._located_at = None
             identity, endpoints = self._locate()
             if self._wiring is None or identity != self._identity:
                 previous, self._wiring = self._wiring, self._build(endpoints)
                 self._identity = identity
                 if previous is not None:
                     previous.close()
+            self._located_at = mark
             return self._wiring
 
     def check_running(self) -> ChainBroken | None:
-        """After a call got no answer: the lab-down error when the lab is gone now, else None."""
+        """After a call got no answer: the lab-down error when the lab is gone now, else None.
+        Always looks afresh (a killed lab can leave its record as it was)."""
         if self._locate is None:
             return None
         try:
             self._locate()
         except ChainBroken as broken:
+            with self._lock:
+                self._located_at = None  # the next request looks again too
             return broken
         return None
 

@@ -19,7 +19,7 @@ from mcp.server.lowlevel import Server
 
 from lab.agent import Agent, Exchange, Recorder
 from lab.config import Endpoints, Settings
-from lab.gateway.attach import Attachment, Locate, Wiring
+from lab.gateway.attach import Attachment, Locate, Wiring, record_mark
 from lab.gateway.chain import SignInPlan, TokenKeeper
 from lab.gateway.hops import HopLog
 from lab.gateway.http import build_http_app, gateway_url, new_secret
@@ -75,7 +75,8 @@ class Gateway:
         def build(endpoints: Endpoints) -> Wiring:
             return wire(settings, endpoints, plan, margin_s, reuse, None)
 
-        proxy = GatewayProxy(Attachment(locate, build), saved=SavedListing(settings.home))
+        attachment = Attachment(locate, build, record_mark(settings.runtime_file))
+        proxy = GatewayProxy(attachment, saved=SavedListing(settings.home))
         return cls(proxy, build_server(proxy))
 
     @property

@@ -152,15 +152,16 @@ class GatewayProxy:
                         raise ChainBroken("mcp", refused.text, refused.status) from None
                 raise AssertionError("unreachable")  # pragma: no cover - the loop returns
             except ChainBroken as broken:
-                raise self._lab_gone(broken) from None
+                raise await self._lab_gone(broken) from None
             finally:
                 wiring.hops.flush()
 
-    def _lab_gone(self, broken: ChainBroken) -> ChainBroken:
-        """A link that got no answer at all because the lab went down names that instead."""
+    async def _lab_gone(self, broken: ChainBroken) -> ChainBroken:
+        """A link that got no answer at all because the lab went down names that instead.
+        The look reads files: in a worker thread, never on the event loop."""
         if broken.status is not None:
             return broken
-        return self.attachment.check_running() or broken
+        return await anyio.to_thread.run_sync(self.attachment.check_running) or broken
 
     def _correlate(self, wiring: Wiring, client: str | None) -> dict[str, str]:
         cid = self.ids.next(client)
