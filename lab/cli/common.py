@@ -42,12 +42,18 @@ class LabCliError(Exception):
     """An expected failure: shown as one sentence and a fix, ending with ``code``."""
 
     def __init__(
-        self, message: str, fix: str | None = None, code: int = ExitCode.ENVIRONMENT
+        self,
+        message: str,
+        fix: str | None = None,
+        code: int = ExitCode.ENVIRONMENT,
+        kind: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.fix = fix
         self.code = code
+        #: What a program running ``lab`` may act on (``lab.cli.error_marker``), else None.
+        self.kind = kind
 
 
 @dataclass
@@ -187,8 +193,13 @@ def handled_errors() -> Iterator[None]:
         if STATE.debug:
             raise
         message, fix, code = describe_error(exc)
-        report_error(message, fix)
+        report_error(message, fix, error_kind(exc))
         raise typer.Exit(code) from None
+
+
+def error_kind(exc: BaseException) -> str | None:
+    """The failure's kind for a program running ``lab`` (``lab.cli.error_marker``)."""
+    return exc.kind if isinstance(exc, LabCliError) else None
 
 
 def lab_running_above() -> Path | None:
@@ -288,7 +299,7 @@ def _describe_http_error(exc: BaseException) -> tuple[str, str | None, int] | No
     return None
 
 
-def report_error(message: str, fix: str | None) -> None:
+def report_error(message: str, fix: str | None, kind: str | None = None) -> None:
     console = err()
     program = lab_program()
     if fix and program != "lab":
@@ -297,6 +308,11 @@ def report_error(message: str, fix: str | None) -> None:
     console.print(f"[bold red]error:[/] {shown_text(message)}", soft_wrap=True)
     if fix:
         console.print(f"[bold]fix:[/] {shown_text(fix)}", soft_wrap=True)
+    from lab.cli import error_marker
+
+    if error_marker.wanted():  # a program runs us: the same failure, as data
+        sys.stderr.write(error_marker.marker_line(kind, message, fix) + "\n")
+        sys.stderr.flush()
 
 
 def shown_text(text: str) -> str:
@@ -308,8 +324,10 @@ def shown_text(text: str) -> str:
     return shown_markup(text, lines=True)
 
 
-def fail(message: str, fix: str | None = None, code: int = ExitCode.ENVIRONMENT) -> NoReturn:
-    raise LabCliError(message, fix, code)
+def fail(
+    message: str, fix: str | None = None, code: int = ExitCode.ENVIRONMENT, kind: str | None = None
+) -> NoReturn:
+    raise LabCliError(message, fix, code, kind)
 
 
 # ---------------------------------------------------------------------- the command to type next

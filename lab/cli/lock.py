@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from lab.cli import common
+from lab.cli import common, error_marker
 
 #: How long a second command waits for the first before giving up (seconds).
 DEFAULT_WAIT_S = 600.0
@@ -134,6 +134,7 @@ def _acquire(fd: int, path: Path, command: str) -> None:
         f"busy: another lab command ({_holder(path)}) still holds the lab after {limit:.0f} s",
         "wait for it to finish, or raise LAB_LOCK_WAIT_S",
         common.ExitCode.ENVIRONMENT,
+        kind=error_marker.BUSY,  # what the web view tells "busy" by, whatever the wording
     )
 
 

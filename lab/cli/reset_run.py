@@ -113,6 +113,6 @@ def plain_reset(args: list[str]) -> int | None:
         return 130  # as Typer's commands exit on Ctrl-C; the reset has said where it stopped
     except Exception as exc:  # noqa: BLE001 - as common.handled_errors: a sentence, not a trace
         message, fix, code = common.describe_error(exc)
-        common.report_error(message, fix)
+        common.report_error(message, fix, common.error_kind(exc))
         return code
     return 0

@@ -35,6 +35,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from lab.cli import error_marker
 from lab.config import Endpoints, Settings
 from lab.oauth.errors import InvalidRequest
 from lab.oauth.starlette import HostCheck, exception_handlers, read_json
@@ -93,7 +94,12 @@ class LabCommands:
     def __call__(self, *args: str) -> tuple[int, str, str]:
         done = subprocess.run(
             [sys.executable, "-m", "lab.cli", *args],
-            env={**dict(self.env), "NO_COLOR": "1", "LAB_LOCK_WAIT_S": LOCK_WAIT_S},
+            env={
+                **dict(self.env),
+                "NO_COLOR": "1",
+                "LAB_LOCK_WAIT_S": LOCK_WAIT_S,
+                error_marker.ENV: "1",  # a failure comes back as data too (busy, above all)
+            },
             cwd=self.cwd,
             capture_output=True,
             text=True,
@@ -273,18 +279,25 @@ def conflict(description: str = "another run or reset is still going") -> Respon
 
 
 def busy_reason(err: str) -> str:
-    """The CLI's "busy: another lab command (pid N: lab run) …" sentence, without "error: "."""
-    line = next((ln for ln in err.splitlines() if "busy: " in ln), last_line(err))
-    return line.strip().removeprefix("error: ")
+    """What the CLI said holds the lab ("another lab command (pid N: lab run) …")."""
+    marker = error_marker.read_marker(err)
+    return marker["message"] if marker is not None else last_line(err)
 
 
 def held_elsewhere(code: int, err: str) -> bool:
-    """The command gave up waiting for the lab lock: a `lab` command in a terminal holds it."""
-    return code == 3 and "busy: another lab command" in err
+    """The command gave up waiting for the lab lock: a `lab` command in a terminal holds it.
+    Told by the CLI's marker (``lab.cli.error_marker``), never by its wording."""
+    marker = error_marker.read_marker(err)
+    return code == 3 and marker is not None and marker.get("kind") == error_marker.BUSY
 
 
 def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    """The last line a person would read (the CLI's marker line is for this program)."""
+    lines = [
+        line.strip()
+        for line in text.strip().splitlines()
+        if line.strip() and not error_marker.is_marker(line)
+    ]
     return lines[-1][:300] if lines else "the lab command printed nothing"
 
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from lab.cli import error_marker
 from lab.config import Settings
 from lab.serving import bind_socket, serve_in_thread
 from lab.state import load_run_model, record_result, save_run_model
@@ -319,10 +320,12 @@ def test_a_lab_command_running_in_a_terminal_makes_the_page_busy_not_hung(
     ui_app.LabCommands(env={"LAB_HOME": "x"})("step", "1", "--json")
     assert float(seen["LAB_LOCK_WAIT_S"]) <= 5
 
-    held = "error: busy: another lab command (pid 7: lab run) still holds the lab after 3 s"
+    held = "busy: another lab command (pid 7: lab run) still holds the lab after 3 s"
+    fix = "wait for it to finish, or raise LAB_LOCK_WAIT_S"
 
     def busy_lab(*args: str) -> tuple[int, str, str]:
-        return 3, "", held + "\nfix: wait for it to finish, or raise LAB_LOCK_WAIT_S\n"
+        marker = error_marker.marker_line(error_marker.BUSY, held, fix)
+        return 3, "", f"error: {held}\nfix: {fix}\n{marker}\n"
 
     client = TestClient(create_app(settings, TOKEN, busy_lab), base_url=LOCAL)
     headers = {"X-Lab-UI-Token": TOKEN}
