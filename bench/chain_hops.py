@@ -7,6 +7,9 @@ agent (the path before), in alternating blocks of 10; figures per variant.
 ``--against REV``: also a lab on another revision (``git archive``, as ``bench/run.py
 --against``), its chains in blocks alternating with this checkout's, so both columns come from
 the same minutes: on a shared machine, runs minutes apart differ by more than most changes do.
+Each revision's chains are driven by that revision's agent too: two worker processes (this
+script with ``--worker``, the revision's ``lab`` first on the path), one per revision, each
+timing its own chains and CPU; this process runs the floor after every chain of either.
 
 A private lab at step 12 (as ``bench/run.py``), then ``N`` chains alternated with the floor
 (``bench/chain.py``), each timed per link from the client side: the sign-in, the two token
@@ -21,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -32,7 +37,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if "--worker" in sys.argv:
+    sys.path.append(str(ROOT))  # its revision's `lab` (PYTHONPATH) comes first
+else:
+    sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import httpx2  # noqa: E402
@@ -131,6 +139,53 @@ def chain_by_link(settings: Settings, samples: Samples | None, variant: str = ""
             samples[f"  MCP server's call to /{path}{variant}"].append(hop["elapsed_ms"] / 1000)
 
 
+class Worker:
+    """Chains run by another process: this script with ``--worker``, ``code``'s ``lab`` first on
+    its path (its agent, its recorder), against the lab whose settings ``env`` holds."""
+
+    def __init__(self, code: Path, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--worker"],
+            env={**env, "PYTHONPATH": str(code)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def chain(self, record: bool) -> Samples:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write("record\n" if record else "warm\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the worker ended")
+        return dict(json.loads(line))
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(30)
+
+
+def worker() -> int:
+    """``--worker``: one chain per line read (``record`` or ``warm``), its samples as one JSON
+    line; the settings from the environment (the coordinator's lab)."""
+    settings = Settings.from_env(dict(os.environ))
+    import lab
+
+    print(f"worker {os.getpid()}: lab from {Path(lab.__file__).parent}", file=sys.stderr)
+    requests: Samples = defaultdict(list)
+    time_requests(requests)
+    for line in sys.stdin:
+        samples: Samples = defaultdict(list)
+        requests.clear()
+        chain_by_link(settings, samples if line.strip() == "record" else None)
+        for path, values in requests.items():
+            samples[path].extend(values)
+        print(json.dumps(samples), flush=True)
+    return 0
+
+
 def runtime_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -143,7 +198,12 @@ def main() -> int:
         "--ab", action="store_true", help="also chains whose agents keep no connections"
     )
     parser.add_argument("--against", metavar="REV", help="alternate with a lab on this revision")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        return worker()
+    if args.ab and args.against:
+        parser.error("--ab compares this checkout's agent with itself: not with --against")
     from lab.agent import connections
     from lab.agent.mcp_sessions import SESSIONS
 
@@ -154,9 +214,13 @@ def main() -> int:
     samples: Samples = defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="lab-bench-hops-") as tmp:
         labs = {"": Lab(Path(tmp) / "home")}
+        codes = {"": ROOT}
         if args.against:
             code = checkout(args.against, Path(tmp) / "against")
             labs[f" [{args.against}]"] = Lab(Path(tmp) / "against-home", code=code)
+            codes[f" [{args.against}]"] = code
+        #: With --against, each revision's own agent in a process of its own.
+        workers: dict[str, Worker] = {}
         variants = {
             lab_name + session_name: (lab, keep)
             for lab_name, lab in labs.items()
@@ -167,10 +231,15 @@ def main() -> int:
             for lab in labs.values():
                 lab.run("up")
                 chain.setup_chain_state(lab.settings)
+            if args.against:
+                workers = {name: Worker(codes[name], labs[name].env) for name in labs}
             bare = BareServer()
             floor = chain.Floor(bare.url)
             for _ in range(5):
-                for lab, keep in variants.values():
+                for variant, (lab, keep) in variants.items():
+                    if workers:
+                        workers[_lab_name(variant, labs)].chain(record=False)
+                        continue
                     keep_connections(keep)
                     chain_by_link(lab.settings, None)
                 floor.once()
@@ -188,7 +257,12 @@ def main() -> int:
                     pid = pids[next(name for name, each in labs.items() if each is lab)]
                     for _ in range(min(BLOCK, args.runs - block)):
                         before = runtime_cpu_s(pid)
-                        chain_by_link(lab.settings, samples, variant)
+                        if workers:
+                            done = workers[_lab_name(variant, labs)].chain(record=True)
+                            for name, values in done.items():
+                                samples[name + variant].extend(values)
+                        else:
+                            chain_by_link(lab.settings, samples, variant)
                         server_cpu[variant] += runtime_cpu_s(pid) - before
                         for path, values in requests.items():
                             samples[path + variant].extend(values)
@@ -204,6 +278,8 @@ def main() -> int:
                         # run: its garbage is collected here, not in the next chain.
                         gc.collect()
         finally:
+            for each in workers.values():
+                each.stop()
             if bare is not None:
                 bare.stop()
             for lab in labs.values():
@@ -218,6 +294,11 @@ def main() -> int:
         name = "runtime CPU per chain (/proc)" + variant
         print(f"{name:62s} mean {cpu / args.runs * 1000:6.2f} ms")
     return 0
+
+
+def _lab_name(variant: str, labs: dict[str, Any]) -> str:
+    """The lab (and revision) a variant's name starts with."""
+    return max((name for name in labs if variant.startswith(name)), key=len)
 
 
 def _by_variant(variants: dict[str, Any]) -> Any:

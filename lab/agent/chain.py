@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from lab.agent import held
 from lab.agent.client_auth import PRIVATE_KEY_JWT, ClientAuthError, ClientCredentials
 from lab.agent.config import AgentConfig
 from lab.agent.connections import transport_options
@@ -147,13 +148,13 @@ class Agent:
     @property
     def idp_client(self) -> IdpClient:
         if self._idp_client is None:
-            self._idp_client = IdpClient.from_realm_file(self._realm_file)
+            self._idp_client = held.idp_client(self._realm_file)
         return self._idp_client
 
     @property
     def key(self) -> SigningKey:
         if self._key is None:
-            self._key = SigningKey.load_or_create(self.settings.key_file(AGENT_PRINCIPAL))
+            self._key = held.signing_key(self.settings.key_file(AGENT_PRINCIPAL))
         return self._key
 
     @property

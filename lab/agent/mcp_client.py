@@ -19,6 +19,7 @@ own. A tool call is then one HTTP round trip.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
 import ssl
@@ -31,7 +32,7 @@ from typing import Any, TypeVar
 import httpx2
 import mcp_types
 from mcp import Client
-from mcp.client.caching import CacheConfig, InMemoryResponseCacheStore
+from mcp.client.caching import CacheConfig, CacheEntry, CacheKey, InMemoryResponseCacheStore
 from mcp.client.extension import ClientExtension, advertise
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -92,9 +93,73 @@ class ServerEras:
 
 #: What this process knows about each MCP server's protocol era.
 ERAS = ServerEras()
+
+#: Until when (epoch seconds, the SDK cache's clock) the listing last served or stored in this
+#: task stays the one the store serves; set by :class:`ListingStore`.
+_SERVED_UNTIL: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "lab_mcp_listing_served_until", default=None
+)
+
+
+class ListingStore(InMemoryResponseCacheStore):
+    """The SDK's in-memory response-cache store, which also says until when the listing it
+    served (or stored) stays fresh, and counts evictions (a server's ``list_changed``).
+
+    A kept session that has absorbed a listing needs no other until then: the SDK's
+    ``list_tools`` would serve the same entry again, as a deep copy (0.1 ms per tool call)."""
+
+    def __init__(self, max_entries: int) -> None:
+        super().__init__(max_entries=max_entries)
+        self.evictions = 0
+
+    async def get(self, key: CacheKey) -> CacheEntry | None:
+        entry = await super().get(key)
+        if entry is not None and entry.expires_at is not None and entry.expires_at > time.time():
+            _SERVED_UNTIL.set(entry.expires_at)  # what the cache serves (it checks the same)
+        return entry
+
+    async def set(self, key: CacheKey, entry: CacheEntry) -> None:
+        await super().set(key, entry)
+        _SERVED_UNTIL.set(entry.expires_at)
+
+    async def delete(self, key: CacheKey) -> None:
+        # The SDK also deletes the other scope's (absent) key before each store: not an eviction.
+        if await super().get(key) is not None:
+            self.evictions += 1
+        await super().delete(key)
+
+    async def clear(self) -> None:
+        self.evictions += 1
+        await super().clear()
+
+
 #: ``tools/list`` results the server marked ``public`` (SEP-2549), shared by every session of
 #: this process; private entries stay per partition and are never shared.
-LISTINGS = InMemoryResponseCacheStore(max_entries=256)
+LISTINGS = ListingStore(max_entries=256)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A session's listing: current while the store would serve the same entry."""
+
+    until: float | None
+    evictions: int
+
+    def current(self) -> bool:
+        return (
+            self.until is not None
+            and time.time() < self.until
+            and LISTINGS.evictions == self.evictions
+        )
+
+
+async def list_for_calls(client: Client) -> Listed:
+    """The listing ``call_tool`` checks structured output against (its session absorbs it):
+    from the shared store while the server's ``ttlMs`` lasts, else one ``tools/list``."""
+    evictions = LISTINGS.evictions
+    _SERVED_UNTIL.set(None)
+    await client.list_tools()
+    return Listed(_SERVED_UNTIL.get(), evictions)
 
 
 def mcp_session(http: httpx2.AsyncClient, url: str, eras: ServerEras | None = None) -> Client:
@@ -200,12 +265,17 @@ def _http_client(
 
 
 async def run_calls(
-    client: Client, calls: Sequence[ToolCall], watcher: RefusalWatcher, results: list[ToolResult]
+    client: Client,
+    calls: Sequence[ToolCall],
+    watcher: RefusalWatcher,
+    results: list[ToolResult],
+    *,
+    listed: bool = False,
 ) -> None:
-    """Run the calls in order on an open session, appending each result as it comes."""
-    # The listing call_tool checks structured output against: from the shared store while the
-    # server's ttlMs lasts, else one tools/list for the whole batch.
-    await client.list_tools()
+    """Run the calls in order on an open session, appending each result as it comes; first
+    the listing (:func:`list_for_calls`) unless the session holds a current one (``listed``)."""
+    if not listed:
+        await list_for_calls(client)
     for call in calls:
         watcher.last = None
         result = await client.call_tool(call.name, call.arguments)

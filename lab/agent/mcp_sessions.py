@@ -143,6 +143,8 @@ class KeptSession:
         #: The ``DiscoverResult`` this session runs under, as ``ERAS`` held it when it opened.
         self.era: mcp_types.DiscoverResult | None = None
         self.poolable = False
+        #: The listing this session absorbed last (``call_tool`` checks results against it).
+        self.listed: mcp_client.Listed | None = None
         self.closed = False
         self.last_used = time.monotonic()
         #: Batches using this session now: one no longer kept closes when the last ends.
@@ -344,7 +346,11 @@ class SessionPool:
                 return results + mcp_client.failed_calls(url, exc, call.watcher, rest)
             sent_before = call.sent
             try:
-                await mcp_client.run_calls(_client(kept), rest, call.watcher, results)
+                client = _client(kept)
+                listed = kept.listed is not None and kept.listed.current()
+                if not listed:
+                    kept.listed = await mcp_client.list_for_calls(client)
+                await mcp_client.run_calls(client, rest, call.watcher, results, listed=True)
             except asyncio.CancelledError:
                 await self._discard(kept)  # out of time mid-call: its state is unknown
                 raise

@@ -4,6 +4,11 @@ The recorder hooks into httpx (the agent's own calls) and httpx2 (the MCP SDK's 
 through their ``event_hooks``. The recorded copy is safe to print: credential values become
 ``***``. The bearer tokens and assertions themselves are kept aside on ``Exchange.tokens`` so
 the harness can decode them (token lineage) without ever printing a password or secret.
+
+A hook keeps what it saw (the request's headers and body, the response's) and the redacted
+copy is built the first time any of its fields is read, the same copy as when it was built
+at once: most exchanges of a chain are never read (``lab agent``, the bench), and building
+them was a tenth of the agent's CPU per chain (the MCP call's JSON redacted and re-encoded).
 """
 
 from __future__ import annotations
@@ -128,15 +133,16 @@ class Recorder:
         request = response.request
         started = self._started.pop(id(request), None)
         elapsed_ms = (time.perf_counter() - started) * 1000 if started is not None else 0.0
-        exchange = build_exchange(
-            method=request.method,
-            url=str(request.url),
-            status=response.status_code,
-            request_headers=request.headers,
-            request_body=_request_text(request),
-            response_headers=response.headers,
-            response_body=_response_text(response),
-            elapsed_ms=elapsed_ms,
+        exchange = RecordedExchange.seen(
+            request.method,
+            str(request.url),
+            response.status_code,
+            elapsed_ms,
+            # Copies of what build_exchange reads (``items()`` joins repeated names), taken now.
+            request_headers=dict(request.headers.items()),
+            request_body=_request_content(request),
+            response_headers=dict(response.headers.items()),
+            response_body=_response_content(response),
         )
         with self._lock:
             self.exchanges.append(exchange)
@@ -146,6 +152,71 @@ class Recorder:
         exchange = Exchange(method, url, None, {}, "", {}, "", 0.0, [], error)
         with self._lock:
             self.exchanges.append(exchange)
+
+
+#: The fields of an :class:`Exchange` a :class:`RecordedExchange` builds on first read.
+_REDACTED_FIELDS = frozenset(
+    {"request_headers", "request_body", "response_headers", "response_body", "tokens"}
+)
+
+
+class RecordedExchange(Exchange):
+    """An exchange as a hook saw it: the same fields as :func:`build_exchange` gives, built the
+    first time one is read (``repr``, ``==``, ``as_dict`` included). Until then the parts are
+    held as sent and received, outside the dataclass's fields, so nothing prints them."""
+
+    @classmethod
+    def seen(
+        cls,
+        method: str,
+        url: str,
+        status: int | None,
+        elapsed_ms: float,
+        *,
+        request_headers: Mapping[str, str],
+        request_body: bytes | str,
+        response_headers: Mapping[str, str],
+        response_body: bytes | str,
+    ) -> RecordedExchange:
+        """The record of what a hook saw (the dataclass's own constructor, which
+        ``dataclasses.replace`` calls, takes the redacted fields as an ``Exchange`` does)."""
+        exchange = cls.__new__(cls)
+        exchange.method, exchange.url, exchange.status = method, url, status
+        exchange.elapsed_ms, exchange.error = elapsed_ms, None
+        seen = (request_headers, request_body, response_headers, response_body)
+        exchange.__dict__["_seen"] = seen
+        return exchange
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only for attributes not set yet: the redacted fields before their first read.
+        if name not in _REDACTED_FIELDS:
+            raise AttributeError(name)
+        with _BUILDING:  # a reader in another thread waits here, then finds the fields set
+            if name not in self.__dict__:
+                if "_seen" not in self.__dict__:
+                    raise AttributeError(name)
+                self._build()
+        return self.__dict__[name]
+
+    def _build(self) -> None:
+        request_headers, request_body, response_headers, response_body = self.__dict__["_seen"]
+        built = build_exchange(
+            method=self.method,
+            url=self.url,
+            status=self.status,
+            request_headers=request_headers,
+            request_body=_text(request_body),
+            response_headers=response_headers,
+            response_body=_text(response_body),
+            elapsed_ms=self.elapsed_ms,
+        )
+        for name in _REDACTED_FIELDS:
+            self.__dict__[name] = getattr(built, name)
+        del self.__dict__["_seen"]  # the credentials as sent are not kept past this
+
+
+#: Held while a recorded exchange builds its redacted copy (first reads only).
+_BUILDING = threading.Lock()
 
 
 # -- redaction (pure functions, unit-tested) --------------------------------------------------
@@ -263,21 +334,27 @@ def _body_is_finite(response: Any) -> bool:
     return not (response.request.method == "GET" and "text/event-stream" in content_type)
 
 
-def _request_text(request: Any) -> str:
+def _request_content(request: Any) -> bytes | str:
+    """The body as sent (bytes), or what the record shows instead (str)."""
     try:
-        content = request.content
+        content: bytes = request.content
     except Exception:  # noqa: BLE001 - a streaming upload body is not available to record
         return "<streamed body>"
-    return _decode(content)
+    return content
 
 
-def _response_text(response: Any) -> str:
+def _response_content(response: Any) -> bytes | str:
     if not _body_is_finite(response):
         return "<event stream>"
     try:
-        return _decode(response.content)
+        content: bytes = response.content
     except Exception:  # noqa: BLE001 - an unread body is simply not recorded
         return ""
+    return content
+
+
+def _text(content: bytes | str) -> str:
+    return content if isinstance(content, str) else _decode(content)
 
 
 def _decode(content: bytes) -> str:

@@ -335,3 +335,43 @@ def test_a_session_that_cannot_open_in_time_fails_the_call_quietly(
         SESSIONS._thread.run(lambda: asyncio.sleep(1), 5)  # the keeper's late failure has landed
         gc.collect()
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+@pytest.fixture
+def listings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each listing the kept sessions took (from the shared store or the wire)."""
+    taken: list[str] = []
+    original = mcp_client.list_for_calls
+
+    async def counting(client: object) -> mcp_client.Listed:
+        taken.append("listed")
+        return await original(client)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mcp_client, "list_for_calls", counting)
+    return taken
+
+
+def test_a_kept_session_lists_the_tools_once_while_the_store_serves_that_listing(
+    kept_server: KeptServer, listings: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK served the same listing from the shared store, as a deep copy, on every call."""
+    for _ in range(3):
+        assert caller(whoami(kept_server.url, ALICE)) == "human.alice"
+    assert listings == ["listed"]
+    (kept,) = SESSIONS._kept.values()
+    assert kept.listed is not None and kept.listed.until is not None
+    # The store's entry runs out (the server's ttlMs): the next call lists again.
+    later = kept.listed.until + 1
+    monkeypatch.setattr(mcp_client.time, "time", lambda: later)
+    assert caller(whoami(kept_server.url, BOB)) == "human.bob"
+    assert listings == ["listed", "listed"]
+
+
+def test_an_evicted_listing_is_taken_again_by_the_kept_session(
+    kept_server: KeptServer, listings: list[str]
+) -> None:
+    """A ``list_changed`` notification evicts the store's entry: the session lists afresh."""
+    assert caller(whoami(kept_server.url, ALICE)) == "human.alice"
+    asyncio.run(mcp_client.LISTINGS.clear())
+    assert caller(whoami(kept_server.url, ALICE)) == "human.alice"
+    assert listings == ["listed", "listed"]

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from lab.agent.recorder import REDACTED, Recorder, build_exchange
+from lab.agent.recorder import REDACTED, Exchange, RecordedExchange, Recorder, build_exchange
 
 JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
 
@@ -107,3 +109,77 @@ def test_hooks_record_real_http_exchanges_with_bodies_and_status(
         "password": REDACTED,
     }
     assert exchange.elapsed_ms >= 0
+
+
+def test_a_recorded_exchange_is_redacted_when_first_read_and_then_as_build_exchange_gives(
+    reserved_sockets: dict[str, socket.socket],
+    serve: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Most exchanges of a chain are never read: the redacted copy is built on first read."""
+    from lab.agent import recorder as recorder_module
+
+    async def token(request: Request) -> JSONResponse:
+        return JSONResponse({"access_token": JWT, "refresh_token": "r-secret"})
+
+    url = serve(
+        Starlette(routes=[Route("/token", token, methods=["POST"])]), reserved_sockets["idp"]
+    )
+    built: list[str] = []
+    original = recorder_module.build_exchange
+
+    def counting(**parts: Any) -> Exchange:
+        built.append(parts["url"])
+        return original(**parts)
+
+    monkeypatch.setattr(recorder_module, "build_exchange", counting)
+    recorder = Recorder()
+    with httpx.Client(event_hooks=recorder.sync_hooks()) as http:
+        response = http.post(
+            f"{url}/token",
+            data={"grant_type": "password", "password": "pw", "client_assertion": JWT},
+            headers={"Authorization": f"Bearer {JWT}"},
+        )
+        response.request.headers["Authorization"] = "Bearer changed.after.sending"
+    (exchange,) = recorder.exchanges
+    assert built == []
+    assert "pw" not in repr(exchange) and "r-secret" not in repr(exchange)
+    assert built == [f"{url}/token"]  # once, whatever is read after
+    expected = original(
+        method="POST",
+        url=f"{url}/token",
+        status=200,
+        request_headers={
+            **dict(response.request.headers.items()),
+            "authorization": f"Bearer {JWT}",  # as it was sent
+        },
+        request_body=response.request.content.decode(),
+        response_headers=response.headers,
+        response_body=response.text,
+        elapsed_ms=exchange.elapsed_ms,
+    )
+    for name in ("request_headers", "request_body", "response_headers", "response_body", "tokens"):
+        assert getattr(exchange, name) == getattr(expected, name), name
+    assert dict(parse_qsl(exchange.request_body))["password"] == REDACTED
+    assert exchange.as_dict()["request_headers"]["authorization"] == f"Bearer {REDACTED}"
+    assert built == [f"{url}/token"]
+    assert "_seen" not in vars(exchange)  # the credentials as sent are not kept past the read
+
+
+def test_a_recorded_exchange_can_be_copied_with_changes_as_an_exchange_can() -> None:
+    """The step engine redacts its secrets in a copy (``dataclasses.replace``)."""
+    import dataclasses
+
+    exchange = RecordedExchange.seen(
+        "POST",
+        "http://127.0.0.1/token",
+        200,
+        1.0,
+        request_headers={"content-type": "application/x-www-form-urlencoded"},
+        request_body=b"password=pw&grant_type=password",
+        response_headers={"content-type": "application/json"},
+        response_body=b"{}",
+    )
+    copied = dataclasses.replace(exchange, url="http://127.0.0.1/other", tokens=[])
+    assert copied.url == "http://127.0.0.1/other"
+    assert copied.request_body == "password=***&grant_type=password"

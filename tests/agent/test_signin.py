@@ -24,6 +24,7 @@ from lab.agent.signin import (
     Pkce,
     SignIn,
     browser_cookie_jar,
+    browser_cookies,
     browser_like,
     is_loopback_url,
     parse_login_form,
@@ -301,3 +302,42 @@ def test_secure_cookie_is_not_sent_to_a_non_loopback_http_url() -> None:
     https_request = httpx.Request("GET", "https://example.com/")
     cookies.set_cookie_header(https_request)
     assert https_request.headers["cookie"] == "AUTH_SESSION_ID=v"
+
+
+def test_a_browser_like_client_keeps_sends_and_forgets_cookies_as_a_browser_on_loopback(
+    reserved_sockets: dict[str, socket.socket], serve: Callable[..., str]
+) -> None:
+    """The browser's jar is kept beside the client (httpx's own jar stores nothing, so httpx
+    copies and sends nothing the hook would replace): a Secure cookie set over loopback http
+    comes back on the next requests, to any path it covers, and is gone once the server
+    expires it."""
+
+    async def login(request: Request) -> JSONResponse:
+        answer = JSONResponse({"sent": dict(request.cookies)})
+        answer.set_cookie("AUTH_SESSION_ID", "s1", path="/", secure=True, samesite="none")
+        return answer
+
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse({"sent": dict(request.cookies)})
+
+    async def logout(request: Request) -> JSONResponse:
+        answer = JSONResponse({"sent": dict(request.cookies)})
+        answer.delete_cookie("AUTH_SESSION_ID", path="/", secure=True, samesite="none")
+        return answer
+
+    app = Starlette(
+        routes=[Route("/login", login), Route("/a/echo", echo), Route("/logout", logout)]
+    )
+    url = serve(app, reserved_sockets["idp"])
+    recorder = Recorder()
+    with browser_like(httpx.Client(event_hooks=recorder.sync_hooks())) as client:
+        assert client.get(f"{url}/login").json()["sent"] == {}
+        assert client.get(f"{url}/a/echo").json()["sent"] == {"AUTH_SESSION_ID": "s1"}
+        assert not client.cookies  # httpx's own jar: nothing to copy into every request
+        assert [cookie.name for cookie in browser_cookies(client)] == ["AUTH_SESSION_ID"]
+        sent = client.get(f"{url}/a/echo", headers={"Cookie": "PASSED=by-hand"}).json()["sent"]
+        assert sent == {"AUTH_SESSION_ID": "s1"}  # the jar's header, as before
+        assert client.get(f"{url}/logout").json()["sent"] == {"AUTH_SESSION_ID": "s1"}
+        assert client.get(f"{url}/a/echo").json()["sent"] == {}
+        assert list(browser_cookies(client)) == []
+    assert recorder.exchanges[1].request_headers["cookie"] == REDACTED

@@ -1,0 +1,64 @@
+"""The agent's key and its IdP registration, read once per version of their files.
+
+Every ``Agent`` read and parsed both (the step engine and ``lab agent`` build one per action
+or chain): the PEM key loaded and its RFC 7638 thumbprint computed, the realm file parsed as
+JSON. A process now keeps what it read and reads again when the file changes (another inode,
+size or modification time: ``lab reset`` writes keys anew, a learner edits the realm file).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lab.config import AGENT_PRINCIPAL
+from lab.oauth.jose import SigningKey
+
+if TYPE_CHECKING:
+    from lab.agent.signin import IdpClient
+
+Stamp = tuple[int, int, int, int]
+
+_lock = threading.Lock()
+_keys: dict[Path, tuple[Stamp, SigningKey]] = {}
+_clients: dict[tuple[Path, str], tuple[Stamp, IdpClient]] = {}
+
+
+def _stamp(path: Path) -> Stamp | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+def signing_key(path: Path) -> SigningKey:
+    """``SigningKey.load_or_create(path)``, loaded again only when the file changed."""
+    stamp = _stamp(path)  # before reading: a change after it is seen by the next call
+    with _lock:
+        held = _keys.get(path)
+    if stamp is not None and held is not None and held[0] == stamp:
+        return held[1]
+    key = SigningKey.load_or_create(path)
+    if stamp is not None:  # a key just created is read back (and kept) by the next call
+        with _lock:
+            _keys[path] = (stamp, key)
+    return key
+
+
+def idp_client(path: Path, client_id: str = AGENT_PRINCIPAL) -> IdpClient:
+    """``IdpClient.from_realm_file(path, client_id)``, parsed again only when the file changed."""
+    from lab.agent.signin import IdpClient
+
+    stamp = _stamp(path)
+    with _lock:
+        held = _clients.get((path, client_id))
+    if stamp is not None and held is not None and held[0] == stamp:
+        return held[1]
+    client = IdpClient.from_realm_file(path, client_id)
+    if stamp is not None:
+        with _lock:
+            _clients[(path, client_id)] = (stamp, client)
+    return client
