@@ -358,7 +358,7 @@ def test_a_kept_session_lists_the_tools_once_while_the_store_serves_that_listing
     for _ in range(3):
         assert caller(whoami(kept_server.url, ALICE)) == "human.alice"
     assert listings == ["listed"]
-    (kept,) = SESSIONS._kept.values()
+    kept = SESSIONS._kept[kept_server.url]
     assert kept.listed is not None and kept.listed.until is not None
     # The store's entry runs out (the server's ttlMs): the next call lists again.
     later = kept.listed.until + 1
