@@ -34,6 +34,7 @@ from lab.oauth.jose import (
     verify_hmac_jwt,
     verify_jwt,
 )
+from lab.oauth.scopes import ScopeSyntaxError, scope_values
 from lab.oauth.tokens import KEYCLOAK_TYP_BEARER, KEYCLOAK_TYP_ID, KEYCLOAK_TYP_REFRESH, TYP_JWT
 
 log = logging.getLogger("lab.idp")
@@ -86,7 +87,11 @@ def resolve_scopes(client: Client, requested: str | None) -> frozenset[str]:
     Keycloak refuses a scope the client has neither as default nor optional
     (``invalid_scope`` "Invalid scopes: ..."); ``openid`` is a protocol marker, always allowed.
     """
-    asked = set((requested or "").split())
+    try:
+        # RFC 6749 §3.3 as Keycloak reads it: split on spaces only (lab.oauth.scopes).
+        asked = set(scope_values(requested or ""))
+    except ScopeSyntaxError:
+        raise InvalidScope(f"Invalid scopes: {(requested or '')[:200]}") from None
     allowed = set(client.default_scopes) | set(client.optional_scopes) | {"openid"}
     unknown = sorted(asked - allowed)
     if unknown:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from lab.oauth.errors import InvalidRequest, InvalidScope, InvalidTarget
 from lab.oauth.jose import new_jti, now
+from lab.oauth.scopes import ScopeSyntaxError, scope_values
 from lab.oauth.tokens import TYP_ACCESS_TOKEN
 from lab.pdp.core import Pdp
 from lab.pdp.names import DOMAIN_RE, SIMPLE_RE
@@ -118,14 +119,23 @@ def parse_scope(
         raise InvalidRequest(
             "missing required parameter scope", athenz_message="Invalid request: no scope provided"
         )
-    if len(scope) > MAX_SCOPE_LENGTH or len(scope.split()) > MAX_SCOPE_ITEMS:
-        raise InvalidScope(
-            f"scope is longer than {MAX_SCOPE_LENGTH} characters or {MAX_SCOPE_ITEMS} values",
-            athenz_message="Invalid scope: too long",
-        )
+    too_long = InvalidScope(
+        f"scope is longer than {MAX_SCOPE_LENGTH} characters or {MAX_SCOPE_ITEMS} values",
+        athenz_message="Invalid scope: too long",
+    )
+    if len(scope) > MAX_SCOPE_LENGTH:
+        raise too_long
+    try:
+        # RFC 6749 §3.3: split on spaces only, printable ASCII only, before lower-casing
+        # (a tab or NBSP is no separator; the Kelvin sign is no "k"): lab.oauth.scopes.
+        items = scope_values(scope)
+    except ScopeSyntaxError as odd:
+        raise InvalidScope(str(odd), athenz_message=f"Invalid scope: {odd.value[:80]!r}") from None
+    if len(items) > MAX_SCOPE_ITEMS:
+        raise too_long
     roles: list[str] = []
     all_domains: list[str] = []
-    for item in scope.split():
+    for item in items:
         item = item.lower()
         if item == "openid":
             continue
