@@ -35,6 +35,10 @@ MAX_ID_CHARS = 256
 #: (``notifications/resources/list_changed``); the SDK echoes an unknown method in its -32601
 #: answer and names it in its log, whatever its length, so a 100 KB name was a 100 KB echo.
 MAX_METHOD_CHARS = 128
+#: Longest tool name looked up: MCP 2025-11-25 (server/tools, "Tool names") says 1 to 128
+#: characters. The SDK answers an unknown tool with "Unknown tool: <name>" and the gateway logs
+#: the name, so a 100 KB name was a 100 KB answer and log line, as with method names.
+MAX_TOOL_NAME_CHARS = 128
 #: Integer ids are exact in every JSON implementation up to here (RFC 7493 §2.2, I-JSON).
 MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -193,6 +197,20 @@ def check(body: bytes) -> dict[str, Any]:
                 "Invalid params: 'params' must be a JSON object (MCP passes parameters by "
                 f"name), not {json_type(message['params'])}",
                 echo,
+            )
+        name = (message.get("params") or {}).get("name")
+        if (
+            message["method"] == "tools/call"
+            and isinstance(name, str)
+            and len(name) > MAX_TOOL_NAME_CHARS
+        ):
+            # Answered as the SDK answers bad params (200, -32602), naming the length only.
+            raise Refusal(
+                INVALID_PARAMS,
+                f"Invalid params for tools/call: 'name' is {len(name)} characters long; "
+                f"a tool name has at most {MAX_TOOL_NAME_CHARS}",
+                echo,
+                status=200,
             )
         return message
     if not is_response:

@@ -236,6 +236,26 @@ def test_the_gateway_does_not_echo_an_over_long_method_name(http_gateway: Runnin
     assert len(answers[1].content) < 1000 and "xxxxxxxxxx" not in answers[1].text
 
 
+def test_the_gateway_does_not_echo_or_log_an_over_long_tool_name(
+    http_gateway: RunningGateway,
+) -> None:
+    """``tools/call`` with a 100 KB ``name`` was forwarded to the MCP server, whose "Unknown
+    tool: <name>" came back whole, and the gateway logged the name in two 100 KB lines. Now the
+    shared envelope check answers -32602 naming the length (MCP: at most 128 characters)."""
+    with httpx.Client(timeout=30) as client:
+        headers = open_session(client, http_gateway.url)
+        call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call"}
+        long = client.post(
+            http_gateway.url,
+            json={**call, "params": {"name": "y" * 100_000, "arguments": {}}},
+            headers=headers,
+        )
+    answer = _rpc_answer(long)
+    assert answer["id"] == 3 and answer["error"]["code"] == -32602, long.text[:200]
+    assert len(long.content) < 1000 and "yyyyyyyyyy" not in long.text
+    assert "yyyyyyyyyy" not in http_gateway.log.read_text()
+
+
 def _rpc_answer(response: httpx.Response) -> dict:
     """The JSON-RPC answer, sent as JSON or as the one event of an SSE stream."""
     if response.headers.get("content-type", "").startswith("text/event-stream"):

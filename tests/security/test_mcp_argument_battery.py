@@ -917,3 +917,22 @@ def test_an_unknown_methods_name_is_echoed_only_when_short(kit: Kit) -> None:  #
     # A notification of such a name: accepted as any unknown notification, and not passed on.
     dropped = post(kit, json.dumps({"jsonrpc": "2.0", "method": "y" * 100_000}).encode())
     assert (dropped.status_code, dropped.text) == (202, ""), dropped.text[:200]
+
+
+def test_an_unknown_tools_name_is_echoed_only_when_short(kit: Kit) -> None:  # noqa: F811
+    """The same echo with the tool's name (sixth session's outsider battery): ``tools/call``
+    with a 100 KB ``name`` came back as "Unknown tool: <100 KB>" (and the gateway logged it
+    twice). A name longer than MCP's 128 characters is -32602 naming its length; a short
+    unknown name is still echoed (the guard). Shown failing without ``MAX_TOOL_NAME_CHARS``."""
+    short = call_tool(kit, "nope", {})
+    assert short.json()["result"]["isError"] is True, short.text
+    assert "Unknown tool: nope" in short.text
+    assert call_tool(kit, "n" * 128, {}).json()["result"]["isError"] is True
+    for name in ("x" * 100_000, "list_docs" + "\x1b[2J" * 40):
+        response = call_tool(kit, name, {})
+        assert response.status_code == 200, response.status_code
+        answer = response.json()
+        assert answer["id"] == 1 and answer["error"]["code"] == -32602, answer
+        assert len(response.content) < 1000, len(response.content)
+        assert name[9:60] not in response.text
+        assert f"{len(name)} characters long" in answer["error"]["message"], answer
