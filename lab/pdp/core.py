@@ -92,6 +92,11 @@ class Pdp:
         pdp.seed(baseline or BASELINE_FILE)
         return pdp
 
+    def close(self) -> None:
+        """Close the store: its queued audit records committed, its committer stopped, every
+        connection closed (a process that opens PDPs one after another, as the tests do)."""
+        self.store.close()
+
     def seed(self, baseline: Path) -> None:
         """Load the baseline once, on the very first start (state then survives restarts)."""
         if self.store.get_meta("seeded"):

@@ -159,8 +159,17 @@ class StoreForkedError(RuntimeError):
     """An inherited store used in a forked child (see the module docstring)."""
 
 
+class StoreClosedError(RuntimeError):
+    """A store used after :meth:`Store.close`."""
+
+
 #: Every open store of this process, for the fork hook below (weak: a store still closes).
 _OPEN_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+def open_stores() -> list[Store]:
+    """The stores of this process not closed yet."""
+    return list(_OPEN_STORES)
 
 
 def _disown_after_fork() -> None:
@@ -174,6 +183,12 @@ class Store:
         #: The process that opened the store; set to the child's refusal once forked.
         self._owner_pid = os.getpid()
         self._forked_into: int | None = None
+        self._closed = False
+        #: True once forked away or closed: every entry point then raises (one attribute test
+        #: on the hot path).
+        self._unusable = False
+        #: Every connection this store opened, whichever thread uses it: close() closes them.
+        self._conns: list[sqlite3.Connection] = []
         path.parent.mkdir(parents=True, exist_ok=True)
         check_store(path)  # a damaged page must be an error, never silently wrong data
         self._local = threading.local()
@@ -201,30 +216,56 @@ class Store:
         queued appends are the parent's to commit (its committer does): dropped here, so that
         nothing in the child can ever write them a second time."""
         self._forked_into = os.getpid()
+        self._unusable = True
         self._audit_queue = []
         self._audit_queue_ready = threading.Condition()
 
-    def _check_process(self) -> None:
+    def _check_usable(self) -> None:
         if self._forked_into is not None:
             raise StoreForkedError(
                 f"the PDP store {self.path} was opened in process {self._owner_pid}; this "
                 f"forked child (process {self._forked_into}) has none of its threads: open a "
                 "Store(path) of its own in the child"
             )
+        if self._closed:
+            raise StoreClosedError(f"the PDP store {self.path} is closed")
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Commit what is queued, stop the committer and close every connection the store
+        opened (each thread's own). Later use raises :class:`StoreClosedError`. Idempotent."""
+        if self._closed or self._forked_into is not None:
+            return  # a forked child never touches the parent's connections
+        with self._audit_queue_ready:
+            self._closed = True  # no new append; the committer commits the queued, then ends
+            committer = self._committer
+            self._audit_queue_ready.notify_all()
+        if committer is not None and committer is not threading.current_thread():
+            committer.join(timeout_s)
+        self._unusable = True
+        _OPEN_STORES.discard(self)
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     # ------------------------------------------------------------------ connections
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
-        if self._forked_into is not None:
-            self._check_process()
+        if self._unusable:
+            self._check_usable()
         if conn is None:
+            # Still one connection per thread (thread-local); not checked per call so that
+            # close() can close every thread's from the closing thread.
             conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=30, check_same_thread=True
+                self.path, isolation_level=None, timeout=30, check_same_thread=False
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
         return conn
 
     @contextlib.contextmanager
@@ -241,8 +282,8 @@ class Store:
         next read. A write that ``changes_policy`` without saying what drops every view (safe
         default); bookkeeping writes (used jtis, audit, meta) pass ``changes_policy=False``.
         """
-        if self._forked_into is not None:
-            self._check_process()  # before the lock: another thread may have held it at the fork
+        if self._unusable:
+            self._check_usable()  # before the lock: another thread may have held it at the fork
         with self._write_lock:
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
@@ -434,8 +475,8 @@ class Store:
 
     def domain_view(self, domain: str) -> DomainView | None:
         """The domain's view at its current version: cached, patched, or built."""
-        if self._forked_into is not None:
-            self._check_process()  # a cached view would never see the parent's writes
+        if self._unusable:
+            self._check_usable()  # a cached view would never see the parent's writes
         with self._lock:
             version = self._versions.get(domain, 0)
             cached = self._views.get(domain)
@@ -507,8 +548,8 @@ class Store:
 
         Token requests ask this on every ID-JAG and exchange: the endpoint → service index is
         built once per policy generation (any committed policy write rebuilds it)."""
-        if self._forked_into is not None:
-            self._check_process()
+        if self._unusable:
+            self._check_usable()
         generation = self.generation
         index = self._service_index
         if index is None or index[0] != generation:
@@ -594,12 +635,14 @@ class Store:
         """Queue an append for the committer without waiting: :meth:`append_audit` for callers
         that wait elsewhere (an event loop, woken by ``on_done`` from the committer thread,
         instead of a worker thread blocked until the fsync). ``result()`` once done."""
-        if self._forked_into is not None:
-            self._check_process()  # the committer thread does not exist in a forked child
+        if self._unusable:
+            self._check_usable()  # the committer thread does not exist in a forked child
         pending = _PendingAppend(
             build, tuple(single_use), seal, on_done=on_done, after_batch=after_batch
         )
         with self._audit_queue_ready:
+            if self._closed:
+                self._check_usable()  # closed meanwhile: its committer may have ended
             self._audit_queue.append(pending)
             if self._committer is None:
                 self._committer = threading.Thread(
@@ -629,6 +672,8 @@ class Store:
         while True:
             with self._audit_queue_ready:
                 while not self._audit_queue:
+                    if self._closed:
+                        return  # close(): everything queued before it is committed
                     self._audit_queue_ready.wait()
                 batch = self._audit_queue[: self.AUDIT_BATCH]
                 del self._audit_queue[: self.AUDIT_BATCH]

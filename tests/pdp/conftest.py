@@ -3,7 +3,9 @@ lab's world (domains api/human/ai, services, roles, policies) built through ZMS 
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from lab.oauth.tokens import (
     TOKEN_TYPE_ID_JAG,
     TOKEN_TYPE_ID_TOKEN,
 )
+from lab.pdp import store as pdp_store
 from lab.pdp.app import create_app
 
 LEARNER = "human.idjag-learner"
@@ -241,6 +244,40 @@ def idp_app(key: SigningKey) -> Starlette:
     return Starlette(routes=[Route("/realms/idjag/protocol/openid-connect/certs", certs)])
 
 
+#: Descriptors a test module may leave open (a kept HTTP connection, a worker's pipe); a store
+#: left open costs 3 per thread that used it (database, WAL, shared memory).
+FD_GROWTH_PER_MODULE = 24
+
+
+def open_fds() -> int:
+    gc.collect()  # what only the collector would close is not a leak
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_descriptor_leak() -> Iterator[None]:
+    """Fails a module that leaves SQLite connections (or anything else) open: a full run of
+    tests/pdp used to keep ~1,000 descriptors, the stores of the PDPs its tests opened."""
+    if not os.path.isdir("/proc/self/fd"):
+        yield  # the count needs /proc (Linux); elsewhere the guard is off
+        return
+    before = open_fds()
+    yield
+    grown = open_fds() - before
+    assert grown <= FD_GROWTH_PER_MODULE, f"this module left {grown} file descriptors open"
+
+
+@pytest.fixture(autouse=True)
+def _stores_closed() -> Iterator[None]:
+    """Every PDP store a test opened (a PDP app, ``Pdp.open``, a bare ``Store``) is closed
+    after it: its committer thread ends and each thread's connection closes."""
+    before = {id(store) for store in pdp_store.open_stores()}
+    yield
+    for store in pdp_store.open_stores():
+        if id(store) not in before:
+            store.close()
+
+
 @pytest.fixture
 def pdp_lab(
     request: pytest.FixtureRequest,
@@ -250,15 +287,20 @@ def pdp_lab(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[PdpLab]:
     app = create_app(lab_settings)
-    if request.config.getoption("--pdp-in-process"):
-        yield from _in_process(app, lab_settings, monkeypatch)
-        return
-    serve(app, reserved_sockets["zts"])
-    serve(app, reserved_sockets["zms"])
-    idp_key = SigningKey.load_or_create(lab_settings.key_file("idp-signing"), "RS256")
-    serve(idp_app(idp_key), reserved_sockets["idp"])
-    with httpx.Client(timeout=10) as http:
-        yield PdpLab(settings=lab_settings, http=http, idp_key=idp_key)
+    try:
+        if request.config.getoption("--pdp-in-process"):
+            yield from _in_process(app, lab_settings, monkeypatch)
+            return
+        serve(app, reserved_sockets["zts"])
+        serve(app, reserved_sockets["zms"])
+        idp_key = SigningKey.load_or_create(lab_settings.key_file("idp-signing"), "RS256")
+        serve(idp_app(idp_key), reserved_sockets["idp"])
+        with httpx.Client(timeout=10) as http:
+            yield PdpLab(settings=lab_settings, http=http, idp_key=idp_key)
+    finally:
+        # Its SQLite connections (one per thread that used it) and its committer thread:
+        # left open, a full run kept ~1,000 descriptors (tests/pdp/conftest.py's fd guard).
+        app.state.pdp.close()
 
 
 def _in_process(
