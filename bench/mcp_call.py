@@ -7,6 +7,11 @@ token exchange, the document API); the MCP server itself is built in this proces
 ``time.process_time``: this process holds the MCP server, its two outgoing HTTP clients and the
 ASGI client, not the parts that answer. CPU time is what a loaded machine stretches least;
 the load average is printed beside it. ``--profile`` adds a cProfile (CPU clock) of the calls.
+
+``--part docapi``: the same for the protected document API's answer to the MCP server's call
+(``GET /api/docs`` with a token exchanged for ``api:role.docs-getter``): its app built by
+``lab.docapi.app.create_app`` in this process, each call with a token of its own, exchanged
+beforehand at the lab's PDP (as in the chain, where every tool call brings a new one).
 """
 
 from __future__ import annotations
@@ -105,11 +110,58 @@ async def calls(settings: Settings, token: str, runs: int, profile: cProfile.Pro
     return cpu / runs, wall / runs
 
 
+async def exchanged_tokens(settings: Settings, token: str, count: int) -> list[str]:
+    """``count`` tokens for the document API, each from its own exchange at the lab's PDP."""
+    from lab.config import API_DOMAIN, MCP_DOMAIN, MCP_PRINCIPAL
+    from lab.mcpserver.app import ROLE_GET
+    from lab.mcpserver.exchange import Exchanger
+
+    exchanger = Exchanger(
+        token_endpoint=settings.endpoints.zts_token,
+        issuer=settings.endpoints.zts,
+        client_id=MCP_PRINCIPAL,
+        key_path=settings.key_file(MCP_PRINCIPAL),
+        source_domain=MCP_DOMAIN,
+        audience=API_DOMAIN,
+    )
+    tokens = [await exchanger.exchange(token, ROLE_GET) for _ in range(count)]
+    await exchanger.http.aclose()
+    return tokens
+
+
+async def docapi_calls(
+    settings: Settings, tokens: list[str], runs: int, profile: cProfile.Profile | None
+) -> Any:
+    from lab.docapi.app import create_app
+
+    app = create_app(settings, protected=True)
+    url = f"{settings.endpoints.docapi_protected}/api/docs"
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport) as client:
+
+        async def one(token: str) -> None:
+            response = await client.get(url, headers={"authorization": f"Bearer {token}"})
+            assert response.status_code == 200 and response.json()["docs"], response.text
+
+        for token in tokens[runs:]:
+            await one(token)
+        if profile is not None:
+            profile.enable()
+        cpu, wall = time.process_time(), time.perf_counter()
+        for token in tokens[:runs]:
+            await one(token)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        if profile is not None:
+            profile.disable()
+    return cpu / runs, wall / runs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="cProfile the calls (CPU clock)")
+    parser.add_argument("--part", choices=("mcpserver", "docapi"), default="mcpserver")
     args = parser.parse_args()
     profile = cProfile.Profile(time.thread_time) if args.profile else None
     with tempfile.TemporaryDirectory(prefix="lab-bench-mcp-") as tmp:
@@ -127,9 +179,15 @@ def main() -> int:
             logging.getLogger().handlers[0].stream = stderr  # type: ignore[attr-defined]
             for _ in range(args.rounds):
                 load = loadavg()
-                cpu, wall = asyncio.run(calls(lab.settings, token, args.runs, profile))
+                if args.part == "docapi":
+                    tokens = asyncio.run(exchanged_tokens(lab.settings, token, args.runs + 20))
+                    load = loadavg()
+                    cpu, wall = asyncio.run(docapi_calls(lab.settings, tokens, args.runs, profile))
+                else:
+                    cpu, wall = asyncio.run(calls(lab.settings, token, args.runs, profile))
+                what = "GET /api/docs" if args.part == "docapi" else "tools/call"
                 print(
-                    f"tools/call x{args.runs}: CPU {cpu * 1000:.3f} ms, wall {wall * 1000:.3f} ms"
+                    f"{what} x{args.runs}: CPU {cpu * 1000:.3f} ms, wall {wall * 1000:.3f} ms"
                     f" per call (load {load})"
                 )
             stderr.close()

@@ -28,6 +28,7 @@ from lab.oauth.jose import (
     JwksCache,
     JwtValidationError,
     KeyResolver,
+    VerifiedTokens,
     token_fingerprint,
     verify_jwt,
 )
@@ -49,12 +50,15 @@ def verify_access_token(
     *,
     issuer: str,
     audience: str | Iterable[str],
+    cache: VerifiedTokens | None = None,
 ) -> dict[str, Any]:
     """Check a PDP access token; return its claims or raise :class:`InvalidToken`.
 
     RFC 9068 §4: the header ``typ`` must be ``at+jwt`` (so an ID token or ID-JAG cannot be used
     as an access token), ``iss`` must be the PDP, ``aud`` must name this resource server, and
-    the token must be signed by a key in the PDP's JWKS and not expired.
+    the token must be signed by a key in the PDP's JWKS and not expired. ``cache``: a token
+    that passed these checks before is answered from it while it holds (see
+    :class:`~lab.oauth.jose.VerifiedTokens`).
     """
     try:
         return verify_jwt(
@@ -64,6 +68,7 @@ def verify_access_token(
             issuer=issuer,
             audience=audience,
             required=("exp", "iat", "iss", "sub", "aud"),
+            cache=cache,
         )
     except JwtValidationError as exc:
         reason = exc.reason
