@@ -22,6 +22,7 @@ import cProfile
 import dataclasses
 import json
 import logging
+import os
 import pstats
 import sys
 import tempfile
@@ -195,6 +196,8 @@ def main() -> int:
             lab.down()
     if profile is not None:
         stats = pstats.Stats(profile)
+        if os.environ.get("BENCH_PROFILE_DUMP"):
+            stats.dump_stats(os.environ["BENCH_PROFILE_DUMP"])
         stats.sort_stats("cumulative").print_stats(60)
         stats.sort_stats("tottime").print_stats(30)
     return 0

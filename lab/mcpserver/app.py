@@ -529,10 +529,12 @@ class DocApiClient:
     async def call(
         self, method: str, path: str, token: str, body: dict[str, Any] | None
     ) -> dict[str, Any]:
-        url = f"{self.base_url}{path}"
         try:
             response = await self.http.get().request(
-                method, url, json=body, headers={"Authorization": f"Bearer {token}"}
+                method,
+                _url(self.base_url, path),
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
             )
         except httpx.HTTPError as exc:
             raise ToolError(
@@ -558,6 +560,12 @@ class DocApiClient:
                 token_fingerprint(token),
             )
         return data
+
+
+@functools.lru_cache(maxsize=64)
+def _url(base_url: str, path: str) -> httpx.URL:
+    """``base_url + path`` parsed once for the paths in use (httpx parses a str URL per request)."""
+    return httpx.URL(f"{base_url}{path}")
 
 
 def answer_text(result: dict[str, Any]) -> str:

