@@ -7,11 +7,15 @@ back to the client on the redirect as ``error`` / ``error_description`` / ``stat
 
 from __future__ import annotations
 
+import functools
 import hmac
+import ipaddress
 import logging
+import re
 import secrets
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
+from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -30,6 +34,8 @@ log = logging.getLogger("lab.idp")
 #: Keycloak binds a login form to the browser with this cookie.
 AUTH_SESSION_COOKIE = "AUTH_SESSION_ID"
 _RESPONSE_MODES = ("query", "fragment")
+#: A cookie value ``http.cookies`` writes unquoted: the base64url alphabet of the keys made here.
+_PLAIN_COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]+")
 #: Keycloak 26.7's page (400, "We are sorry...") when the login form comes back without its
 #: cookies (AUTH_SESSION_ID and KC_RESTART), e.g. from a client that drops Secure cookies on http.
 COOKIE_NOT_FOUND = (
@@ -54,6 +60,14 @@ class Authorizer:
         self.store = store
         self.issuer = issuer
         self.cookie_path = "/realms/" + realm.name + "/"
+        # What follows the value in the browser cookie's Set-Cookie header, by secure context:
+        # byte for byte what Starlette's ``set_cookie`` writes (its ``SimpleCookie`` sorts the
+        # attributes), built once rather than through ``http.cookies`` on every login page.
+        self._cookie_attributes = {
+            secure: f"; HttpOnly; Path={self.cookie_path}; SameSite={'none' if secure else 'lax'}"
+            + ("; Secure" if secure else "")
+            for secure in (True, False)
+        }
 
     # -- GET/POST /protocol/openid-connect/auth -----------------------------------------------
 
@@ -219,6 +233,12 @@ class Authorizer:
         # request comes from a secure context, and a browser counts http://127.0.0.1 and
         # http://localhost as one. Clients that do not (a plain cookie jar) lose the cookie and
         # meet "Cookie not found" on the login POST: the lab behaves the same way on purpose.
+        if _PLAIN_COOKIE_VALUE.fullmatch(value):
+            # The values this IdP makes (``secrets.token_urlsafe``) need no quoting; anything
+            # else a browser sent back goes through ``http.cookies``, which quotes it.
+            header = f"{AUTH_SESSION_COOKIE}={value}{self._cookie_attributes[secure]}"
+            response.raw_headers.append((b"set-cookie", header.encode("latin-1")))
+            return
         response.set_cookie(
             AUTH_SESSION_COOKIE,
             value,
@@ -231,14 +251,32 @@ class Authorizer:
 
 def secure_context(request: Request) -> bool:
     """W3C Secure Contexts §3.1: https, or a loopback host (``127.0.0.0/8``, ``::1``, localhost)."""
-    if request.url.scheme == "https":
+    scope = request.scope
+    host = next((value for key, value in scope["headers"] if key == b"host"), None)
+    return _secure_context(scope.get("scheme", "http"), host, scope.get("server"))
+
+
+@functools.lru_cache(maxsize=64)
+def _secure_context(scheme: str, host: bytes | None, server: tuple[str, int] | None) -> bool:
+    """:func:`secure_context` for one (scheme, Host header, server address): the answer depends
+    on nothing else, and a lab is reached under a handful of names, so it is worked out once per
+    name rather than on every authorization request (building ``request.url`` and parsing an
+    IP address cost more than the rest of the check). The URL is the one Starlette builds."""
+    url = URL(
+        scope={
+            "scheme": scheme,
+            "server": server,
+            "path": "/",
+            "query_string": b"",
+            "headers": [] if host is None else [(b"host", host)],
+        }
+    )
+    if url.scheme == "https":
         return True
-    return is_loopback_host(request.url.hostname or "")
+    return is_loopback_host(url.hostname or "")
 
 
 def is_loopback_host(host: str) -> bool:
-    import ipaddress
-
     name = host.strip("[]").lower().rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
         return True
@@ -249,12 +287,33 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _redirect(redirect_uri: str, mode: str, params: dict[str, str | None]) -> Response:
-    encoded = urlencode({k: v for k, v in params.items() if v is not None})
+    # What urlencode() writes (the names here need no escaping), with the issuer's escaped form
+    # kept: a URL takes quote_plus's slow path, character by character, on every sign-in.
+    encoded = "&".join(
+        _iss_param(value) if name == "iss" else f"{name}={quote_plus(value)}"
+        for name, value in params.items()
+        if value is not None
+    )
     if mode == "fragment":
         target = f"{redirect_uri}#{encoded}"
     else:
         target = f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{encoded}"
-    return RedirectResponse(target, status_code=302, headers=NO_STORE)
+    if not _UNCHANGED_BY_REDIRECT_QUOTE.fullmatch(target):
+        return RedirectResponse(target, status_code=302, headers=NO_STORE)
+    # The same response as RedirectResponse's, whose quote() would leave this target as it is.
+    response = Response(status_code=302, headers=NO_STORE)
+    response.raw_headers.append((b"location", target.encode("ascii")))
+    return response
+
+
+@functools.lru_cache(maxsize=16)
+def _iss_param(issuer: str) -> str:
+    return f"iss={quote_plus(issuer)}"
+
+
+#: A URL Starlette's RedirectResponse writes unchanged: only characters its quote() keeps
+#: (RFC 3986 unreserved, plus the ``safe`` set it passes: ``:/%#?=@[]!$&'()*+,;``).
+_UNCHANGED_BY_REDIRECT_QUOTE = re.compile(r"[A-Za-z0-9_.~\-:/%#?=@\[\]!$&'()*+,;]+")
 
 
 def _error_page(message: str) -> Response:

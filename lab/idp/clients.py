@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import re
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
@@ -69,6 +70,15 @@ def redirect_uri_allowed(client: Client, redirect_uri: str) -> bool:
     Loopback redirects (RFC 8252 §7.3) match whatever port the native app picked: the port
     is dropped before comparing, so ``http://127.0.0.1/*`` admits ``http://127.0.0.1:53127/cb``.
     """
+    return _redirect_uri_allowed(client, redirect_uri)
+
+
+#: A client's registration never changes in a running IdP (the realm file is read once), so the
+#: answer for one (client, URI) pair is kept: an agent signs in again and again with the same
+#: redirect URI, and parsing it costs more than the rest of the authorization request's checks.
+#: Bounded, so URIs made up by a caller only push older answers out.
+@functools.lru_cache(maxsize=128)
+def _redirect_uri_allowed(client: Client, redirect_uri: str) -> bool:
     if _UNSAFE_IN_URI.search(redirect_uri):
         # Controls, spaces and backslashes: a browser reads "\\" as "/" (WHATWG URL), so what
         # it would visit is not what was matched here. RFC 3986 §2 allows none of them.

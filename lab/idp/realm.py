@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -220,7 +221,7 @@ class Realm:
     brute_force: BruteForcePolicy | None = None
 
     def client(self, client_id: str) -> Client | None:
-        return next((c for c in self.clients if c.client_id == client_id), None)
+        return self._clients_by_id.get(client_id)
 
     def user_by_username(self, username: str) -> User | None:
         # Keycloak stores usernames lower-cased and also accepts the email when
@@ -229,13 +230,39 @@ class Realm:
         wanted = normalize_username(username)
         if wanted is None:
             return None
-        for user in self.users:
-            if user.username == wanted or (user.email and normalize_username(user.email) == wanted):
-                return user
-        return None
+        return self._users_by_login.get(wanted)
 
     def user_by_id(self, user_id: str) -> User | None:
-        return next((u for u in self.users if u.id == user_id), None)
+        return self._users_by_id.get(user_id)
+
+    # The realm never changes once read, so its look-ups are indexed once per process instead
+    # of scanned (and every user's email normalized again) on each sign-in and token request.
+    # Each index keeps the first entry in file order, as the scans it replaces returned.
+
+    @cached_property
+    def _clients_by_id(self) -> dict[str, Client]:
+        index: dict[str, Client] = {}
+        for client in self.clients:
+            index.setdefault(client.client_id, client)
+        return index
+
+    @cached_property
+    def _users_by_id(self) -> dict[str, User]:
+        index: dict[str, User] = {}
+        for user in self.users:
+            index.setdefault(user.id, user)
+        return index
+
+    @cached_property
+    def _users_by_login(self) -> dict[str, User]:
+        """Username or (normalized) email -> the first user in file order that has it."""
+        index: dict[str, User] = {}
+        for user in self.users:
+            index.setdefault(user.username, user)
+            email = normalize_username(user.email) if user.email else None
+            if email is not None:
+                index.setdefault(email, user)
+        return index
 
 
 def load_realm(path: Path) -> Realm:
