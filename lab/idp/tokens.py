@@ -18,6 +18,7 @@ import hashlib
 import logging
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +48,11 @@ _SCOPES_IN_TOKEN = frozenset(
 #: What Keycloak's built-in ``default-roles-<realm>`` composite expands to.
 _DEFAULT_REALM_ROLES = ("offline_access", "uma_authorization")
 _DEFAULT_ACCOUNT_ROLES = ("manage-account", "manage-account-links", "view-profile")
+
+
+#: Claim shapes kept (:meth:`TokenIssuer._claims`): a realm's users × clients × scope sets in
+#: use stay far below it; past it the shapes are built again, not kept without bound.
+_MAX_SHAPES = 1024
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,8 @@ class TokenIssuer:
         # Keycloak's "hmac-generated-hs512" key: random per process, as sessions are.
         self._refresh_key = secrets.token_bytes(64)
         self._refresh_kid = str(uuid.uuid4())
+        #: Claim shapes by (type, subject, client, scopes, acr, which of auth_time/nonce/sid).
+        self._shapes: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     # -- issuing ------------------------------------------------------------------------------
 
@@ -137,12 +145,68 @@ class TokenIssuer:
         body["scope"] = scope_string(grant.scopes)
         return body
 
-    def _base(self, grant: Grant, typ: str, lifespan: int) -> dict[str, Any]:
+    def access_claims(self, grant: Grant) -> dict[str, Any]:
+        lifespan = self.realm.access_token_lifespan
+        return self._claims(grant, KEYCLOAK_TYP_BEARER, lifespan, self._access_shape)
+
+    def id_claims(self, grant: Grant, access_token: str) -> dict[str, Any]:
+        lifespan = self.realm.access_token_lifespan
+        claims = self._claims(grant, KEYCLOAK_TYP_ID, lifespan, self._id_shape)
+        # OIDC Core §3.1.3.6: at_hash = base64url(left half of SHA-256(access_token)).
+        claims["at_hash"] = b64url(hashlib.sha256(access_token.encode("ascii")).digest()[:16])
+        return claims
+
+    def refresh_claims(self, grant: Grant) -> dict[str, Any]:
+        lifespan = max(grant.session_expires_in, 1)
+        return self._claims(grant, KEYCLOAK_TYP_REFRESH, lifespan, self._refresh_shape)
+
+    def _claims(
+        self, grant: Grant, typ: str, lifespan: int, shape: Callable[[Grant], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A token's claims: its shape for this kind of grant, with this token's own values.
+
+        Everything but the times, the jti, auth_time, nonce and sid follows from the token type,
+        the subject, the client, the scopes and the acr, and the realm never changes in a running
+        IdP: the shape (names in Keycloak's order, the fixed values) is built once per such
+        combination and copied (a nested value is shared between tokens: read, never changed).
+        Which of auth_time, nonce and sid appear is part of the key too, so the copy only ever
+        overwrites names the shape has, and keeps their order."""
+        key = (
+            typ,
+            grant.subject,
+            grant.client.client_id,
+            grant.scopes,
+            grant.acr,
+            grant.auth_time is not None,
+            bool(grant.nonce),
+            bool(grant.sid),
+        )
+        template = self._shapes.get(key)
+        if template is None:
+            if len(self._shapes) >= _MAX_SHAPES:
+                self._shapes.clear()
+            template = self._shapes[key] = shape(grant)
+        claims = template.copy()
         issued = now()
+        claims["exp"] = issued + lifespan
+        claims["iat"] = issued
+        claims["jti"] = str(uuid.uuid4())
+        if "auth_time" in claims:
+            claims["auth_time"] = grant.auth_time
+        if "nonce" in claims:
+            claims["nonce"] = grant.nonce
+        if "sid" in claims:
+            claims["sid"] = grant.sid
+        return claims
+
+    # The shapes: every claim of a token of this kind, in Keycloak's order. The per-token values
+    # (:meth:`_claims`) are placeholders here.
+
+    def _base(self, grant: Grant, typ: str) -> dict[str, Any]:
         claims: dict[str, Any] = {
-            "exp": issued + lifespan,
-            "iat": issued,
-            "jti": str(uuid.uuid4()),
+            "exp": 0,
+            "iat": 0,
+            "jti": "",
             "iss": self.issuer,
             "sub": grant.subject.id,
             "typ": typ,
@@ -156,8 +220,8 @@ class TokenIssuer:
             claims["sid"] = grant.sid
         return claims
 
-    def access_claims(self, grant: Grant) -> dict[str, Any]:
-        claims = self._base(grant, KEYCLOAK_TYP_BEARER, self.realm.access_token_lifespan)
+    def _access_shape(self, grant: Grant) -> dict[str, Any]:
+        claims = self._base(grant, KEYCLOAK_TYP_BEARER)
         if "acr" in grant.scopes:
             claims["acr"] = grant.acr
         if "web-origins" in grant.scopes and grant.client.web_origins:
@@ -171,18 +235,17 @@ class TokenIssuer:
         claims.update(self.identity_claims(grant.subject, grant.scopes))
         return _keycloak_order(claims)
 
-    def id_claims(self, grant: Grant, access_token: str) -> dict[str, Any]:
-        claims = self._base(grant, KEYCLOAK_TYP_ID, self.realm.access_token_lifespan)
+    def _id_shape(self, grant: Grant) -> dict[str, Any]:
+        claims = self._base(grant, KEYCLOAK_TYP_ID)
         claims["aud"] = grant.client.client_id
-        # OIDC Core §3.1.3.6: at_hash = base64url(left half of SHA-256(access_token)).
-        claims["at_hash"] = b64url(hashlib.sha256(access_token.encode("ascii")).digest()[:16])
+        claims["at_hash"] = ""
         if "acr" in grant.scopes:
             claims["acr"] = grant.acr
         claims.update(self.identity_claims(grant.subject, grant.scopes))
         return _keycloak_order(claims)
 
-    def refresh_claims(self, grant: Grant) -> dict[str, Any]:
-        claims = self._base(grant, KEYCLOAK_TYP_REFRESH, max(grant.session_expires_in, 1))
+    def _refresh_shape(self, grant: Grant) -> dict[str, Any]:
+        claims = self._base(grant, KEYCLOAK_TYP_REFRESH)
         claims["aud"] = self.issuer
         claims["scope"] = scope_string(grant.scopes)
         return _keycloak_order(claims)

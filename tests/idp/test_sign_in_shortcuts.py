@@ -3,7 +3,8 @@
 The authorization request and the login form skip work that the answer does not depend on: the
 login cookie's header is written directly, the redirect's ``Location`` without Starlette's
 quote pass when that would change nothing, the secure-context check and the redirect-URI check
-are kept per (scheme, host) and per (client, URI), the realm's look-ups are indexed. Each test
+are kept per (scheme, host) and per (client, URI), the realm's look-ups are indexed, and a
+token's claims are copied from a shape kept per kind of grant. Each test
 holds a shortcut to the path it replaced, byte for byte, or shows that what it keeps is keyed by
 everything the answer depends on.
 """
@@ -11,6 +12,7 @@ everything the answer depends on.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 import string
 from pathlib import Path
@@ -25,6 +27,8 @@ from lab.idp.authorize import AUTH_SESSION_COOKIE, Authorizer, _redirect, secure
 from lab.idp.clients import redirect_uri_allowed
 from lab.idp.realm import Realm, User, load_realm
 from lab.idp.store import IdpStore
+from lab.idp.tokens import Grant, Subject, TokenIssuer
+from lab.oauth.jose import SigningKey
 from lab.oauth.starlette import NO_STORE, single_query_params
 from lab.oauth.usernames import normalize_username
 
@@ -209,3 +213,38 @@ def test_realm_lookups_find_the_first_user_in_file_order(tmp_path: Path) -> None
 def test_single_query_params_reads_the_query_as_starlette_does(query: bytes) -> None:
     scope = {"type": "http", "method": "GET", "path": "/", "query_string": query, "headers": []}
     assert single_query_params(Request(scope)) == dict(Request(scope).query_params.multi_items())
+
+
+def test_token_claims_from_kept_shapes_are_those_of_a_fresh_issuer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Claims built after other grants' shapes were kept equal (in Keycloak's order) those of an
+    issuer that kept nothing: a shape keyed by less than the claims depend on would leak one
+    user's, client's or scope set's claims into another's token."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    monkeypatch.setattr("lab.idp.tokens.now", lambda: 1_700_000_000)  # one second for both
+    realm = load_realm(DEFAULT_REALM_FILE)
+    key = SigningKey(rsa.generate_private_key(public_exponent=65537, key_size=2048), "k1")
+    warm = TokenIssuer(realm, "http://127.0.0.1:9090/realms/idjag", key)
+    agent = realm.clients[0]
+    other = dataclasses.replace(agent, client_id="other", web_origins=())
+    subjects = [Subject.of_user(u) for u in realm.users[:2]] + [Subject.service_account(agent)]
+    scope_sets = [
+        frozenset({"openid"}),
+        frozenset({"openid", "profile", "email", "roles", "acr", "web-origins"}),
+        frozenset({"profile", "roles"}),
+    ]
+    combinations = itertools.product(
+        subjects, (agent, other), scope_sets, ("1", "0"), (None, 5), (None, "n-1"), (None, "sid-1")
+    )
+    for subject, client, scopes, acr, auth_time, nonce, sid in combinations:
+        grant = Grant(subject, client, scopes, sid, auth_time, nonce, acr, session_expires_in=9)
+        fresh = TokenIssuer(realm, warm.issuer, key)
+        for ours, theirs in [
+            (warm.access_claims(grant), fresh.access_claims(grant)),
+            (warm.id_claims(grant, "at"), fresh.id_claims(grant, "at")),
+            (warm.refresh_claims(grant), fresh.refresh_claims(grant)),
+        ]:
+            assert ours.pop("jti") != theirs.pop("jti")
+            assert list(ours.items()) == list(theirs.items()), (subject.username, scopes)
