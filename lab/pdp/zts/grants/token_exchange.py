@@ -163,6 +163,17 @@ class TokenExchangeGrant(Grant):
             )
         target = scope.domain
         request.resource = scope.text()
+        resource = request.param("resource")
+        if resource is not None:
+            # RFC 8707 §2, RFC 8693 §2.2.2: this exchange issues a token for a domain (Athenz's
+            # audience) and cannot audience-restrict it to a URL, so a resource is a target it
+            # cannot serve: refused, never silently dropped (the token would not be the
+            # resource's).
+            raise InvalidTarget(
+                f"resource {resource[:200]} cannot be the target of an access-token exchange: "
+                f"it issues tokens for a domain (here {target}); leave resource out",
+                athenz_message=f"Invalid resource: {resource[:200]}",
+            )
         self.pdp.view(source)  # Athenz: 404 for an unknown source domain
         roles = granted_roles(self.pdp, subject, scope)  # 404 for an unknown target domain
         self._check_narrowing(claims, source, scope)
