@@ -8,6 +8,10 @@ protocol (one JSON-RPC message per line, UTF-8, MCP "Transports: stdio") and add
 - a line longer than :data:`MAX_MESSAGE_BYTES` is dropped as it arrives (never held whole) and
   answered ``-32600``; a line that is not JSON is answered ``-32700 Parse error``, one that is
   JSON but not JSON-RPC ``-32600 Invalid Request``, both with ``id: null`` (JSON-RPC 2.0 §5.1);
+- every line passes the same envelope check as a message POSTed to the gateway's HTTP
+  endpoint or the MCP server (:mod:`lab.mcpserver.envelope`): ids beyond 2^53 or of 100 KB,
+  a member named twice, ``NaN``, a lone surrogate, a method or tool name of 100 KB are answered
+  as there, never echoed back or passed on to be logged;
 - at most :data:`MAX_PENDING` requests are in flight: past that the gateway stops reading
   stdin until answers have been written, so a client that never reads stdout costs a pipe's
   worth of memory, not one task per request;
@@ -49,6 +53,7 @@ from mcp.types import (
 from pydantic import ValidationError
 
 from lab.gateway.threads import DaemonWorker
+from lab.mcpserver import envelope
 
 log = logging.getLogger("lab.gateway")
 
@@ -108,10 +113,17 @@ class Pending:
     def __init__(self, limit: int = MAX_PENDING) -> None:
         self._slots = anyio.Semaphore(limit)
         self._ids: dict[Any, int] = {}
+        self._requests: dict[Any, JSONRPCRequest] = {}
 
-    async def admit(self, request_id: Any) -> None:
+    async def admit(self, request_id: Any, request: JSONRPCRequest | None = None) -> None:
         await self._slots.acquire()
         self._ids[request_id] = self._ids.get(request_id, 0) + 1
+        if request is not None:
+            self._requests[request_id] = request
+
+    def request(self, request_id: Any) -> JSONRPCRequest | None:
+        """The request still waiting for its answer under ``request_id``, if one was kept."""
+        return self._requests.get(request_id)
 
     def settle(self, request_id: Any) -> None:
         """Answered, or cancelled by the client (no answer will come, MCP "Cancellation")."""
@@ -120,6 +132,7 @@ class Pending:
             return
         if count == 1:
             del self._ids[request_id]
+            self._requests.pop(request_id, None)
         else:
             self._ids[request_id] = count - 1
         self._slots.release()
@@ -136,8 +149,18 @@ class Refused:
     answer: JSONRPCError
 
 
-def read_message(line: bytes) -> JSONRPCMessage | Refused:
-    """The JSON-RPC message a line holds, validated once, or why it holds none."""
+def read_message(line: bytes) -> JSONRPCMessage | Refused | None:
+    """The JSON-RPC message a line holds, validated once, or why it holds none; None for a
+    notification to drop unanswered (a method name no MCP method has)."""
+    try:
+        envelope.check(line)
+    except envelope.Dropped:
+        return None
+    except envelope.Refusal as refusal:
+        error = ErrorData(code=refusal.code, message=refusal.message)
+        if refusal.data is not None:
+            error.data = refusal.data
+        return Refused(JSONRPCError(jsonrpc="2.0", id=refusal.id, error=error))
     try:
         return jsonrpc_message_adapter.validate_json(line, by_name=False)
     except ValidationError:
@@ -208,13 +231,15 @@ async def _read_loop(
                 if not line.strip():
                     continue
                 message = read_message(line)
+                if message is None:
+                    continue
                 if isinstance(message, Refused):
                     text = message.answer.error.message
                     log.warning("stdin: %s (%d bytes)", text, len(line))
                     await answers.send(SessionMessage(message.answer))
                     continue
                 if isinstance(message, JSONRPCRequest):
-                    await pending.admit(message.id)
+                    await pending.admit(message.id, message)
                 elif isinstance(message, JSONRPCNotification) and (
                     message.method == "notifications/cancelled"
                 ):
@@ -228,11 +253,31 @@ async def _write_loop(
     writer = DaemonWorker("gateway stdout")
     async with answers:
         async for outgoing in answers:
-            message = outgoing.message
+            message = _worded(outgoing.message, pending)
             data = message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
             await writer.call(_write_all, fd, data)
             if isinstance(message, JSONRPCResponse | JSONRPCError) and message.id is not None:
                 pending.settle(message.id)
+
+
+def _worded(message: JSONRPCMessage, pending: Pending) -> JSONRPCMessage:
+    """The SDK's bare -32602 "Invalid request parameters" reworded as the HTTP side words it
+    (:func:`lab.mcpserver.envelope.params_problem`: the member, what it must be, what came)."""
+    if not (
+        isinstance(message, JSONRPCError)
+        and message.error.message == envelope.SDK_PARAMS_MESSAGE
+        and message.id is not None
+    ):
+        return message
+    request = pending.request(message.id)
+    if request is None:
+        return message
+    problem = envelope.params_problem({"method": request.method, "params": request.params})
+    if problem is None:
+        return message
+    words = f"Invalid params for {request.method[:100]}: {problem}"
+    error = ErrorData(code=message.error.code, message=words)
+    return JSONRPCError(jsonrpc="2.0", id=message.id, error=error)
 
 
 @contextlib.asynccontextmanager

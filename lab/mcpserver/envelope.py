@@ -289,6 +289,12 @@ def precise_params_errors(send: Send, message: Mapping[str, Any]) -> Send:
             return
         start, held = held, None
         body = event.get("body", b"")
+        if SDK_PARAMS_MESSAGE.encode() in body and _is_event_stream(start):
+            # A stateful session (the gateway) answers as Server-Sent Events: the same answer
+            # in a ``data:`` line of a stream that has no Content-Length to correct.
+            await send(start)
+            await send({**event, "body": _rewritten_events(body, message)})
+            return
         if event.get("more_body", False) or SDK_PARAMS_MESSAGE.encode() not in body:
             await send(start)
             await send(event)
@@ -300,6 +306,24 @@ def precise_params_errors(send: Send, message: Mapping[str, Any]) -> Send:
         await send({**event, "body": body})
 
     return answered
+
+
+def _is_event_stream(start: Message) -> bool:
+    return any(
+        key.lower() == b"content-type" and value.lower().startswith(b"text/event-stream")
+        for key, value in start.get("headers", [])
+    )
+
+
+def _rewritten_events(body: bytes, message: Mapping[str, Any]) -> bytes:
+    """Each SSE ``data:`` line carrying the SDK's bare params error, reworded; the rest as is."""
+    lines = body.split(b"\n")
+    for index, line in enumerate(lines):
+        text = line.rstrip(b"\r")
+        if text.startswith(b"data:") and SDK_PARAMS_MESSAGE.encode() in text:
+            reworded = _rewritten(text[5:].strip(), message)
+            lines[index] = b"data: " + reworded + line[len(text) :]
+    return b"\n".join(lines)
 
 
 def _rewritten(body: bytes, message: Mapping[str, Any]) -> bytes:

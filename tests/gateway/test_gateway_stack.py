@@ -256,6 +256,39 @@ def test_the_gateway_does_not_echo_or_log_an_over_long_tool_name(
     assert "yyyyyyyyyy" not in http_gateway.log.read_text()
 
 
+GATEWAY_PARAMS_REFUSALS = [
+    (
+        "tools/call",
+        {"name": "get_doc", "arguments": [1]},
+        "Invalid params for tools/call: 'arguments' must be a JSON object, not an array",
+    ),
+    (
+        "tools/call",
+        {"name": 1},
+        "Invalid params for tools/call: 'name' must be a string, not an integer",
+    ),
+    (
+        "tools/list",
+        {"cursor": {}},
+        "Invalid params for tools/list: 'cursor' must be a string, not an object",
+    ),
+]
+
+
+def test_bad_params_at_the_gateway_are_refused_in_words(http_gateway: RunningGateway) -> None:
+    """As at the MCP server: the SDK's -32602 says only "Invalid request parameters". The
+    gateway shares the rewording (``envelope.precise_params_errors``), but its stateful
+    transport answers as a Server-Sent Events stream, which the rewording passed unchanged
+    (sixth session's outsider battery). Shown failing with the event-stream branch removed."""
+    with httpx.Client(timeout=30) as client:
+        headers = open_session(client, http_gateway.url)
+        for n, (method, params, words) in enumerate(GATEWAY_PARAMS_REFUSALS):
+            message = {"jsonrpc": "2.0", "id": 10 + n, "method": method, "params": params}
+            answer = client.post(http_gateway.url, json=message, headers=headers)
+            error = _rpc_answer(answer)["error"]
+            assert error == {"code": -32602, "message": words}, (answer.headers, error)
+
+
 def _rpc_answer(response: httpx.Response) -> dict:
     """The JSON-RPC answer, sent as JSON or as the one event of an SSE stream."""
     if response.headers.get("content-type", "").startswith("text/event-stream"):

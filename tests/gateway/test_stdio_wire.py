@@ -6,6 +6,7 @@ never reads its stdout cannot make the gateway grow, and EOF or a stop signal en
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -52,22 +53,23 @@ async def test_pending_admits_up_to_its_limit_and_settles_each_id_once() -> None
 
 
 @pytest.mark.parametrize(
-    ("line", "code"),
+    ("line", "code", "id_"),
     [
-        (b"hello", -32700),
-        (b"\xff\xfe\x00garbage", -32700),
-        (b'{"jsonrpc":"2.0","id":5,"method":', -32700),
-        (b"[1, 2]", -32600),
-        (b'{"jsonrpc":"1.0","id":5,"method":"tools/list"}', -32600),
+        (b"hello", -32700, None),
+        (b"\xff\xfe\x00garbage", -32700, None),
+        (b'{"jsonrpc":"2.0","id":5,"method":', -32700, None),
+        (b"[1, 2]", -32600, None),
+        # JSON-RPC 2.0 §5.1: id null only when it could not be read; this one could.
+        (b'{"jsonrpc":"1.0","id":5,"method":"tools/list"}', -32600, 5),
     ],
 )
 def test_a_line_that_is_not_json_rpc_is_answered_with_id_null(
-    env: dict[str, str], line: bytes, code: int
+    env: dict[str, str], line: bytes, code: int, id_: int | None
 ) -> None:
     with StdioGateway(env) as gateway:
         gateway.initialize()
         gateway.write(line + b"\n")
-        answer = gateway.answer(None)  # type: ignore[arg-type]
+        answer = gateway.answer(id_)  # type: ignore[arg-type]
         assert answer["error"]["code"] == code, answer
         listed = gateway.call("tools/list")  # the session goes on
         assert "result" in listed, listed
@@ -162,3 +164,69 @@ def test_a_tool_call_answer_is_json_rpc_only_on_stdout(env: dict[str, str]) -> N
         assert gateway.wait() == 0
         gateway.assert_stdout_is_only_json_rpc()
         assert b"lab up" in gateway.stderr  # the log went to stderr
+
+
+#: (a line, the answer's id, code and words): what the HTTP side answers for the same message
+#: (lab.mcpserver.envelope), each line sent on stdin in one session.
+ENVELOPE_LINES: list[tuple[bytes, object, int, str]] = [
+    (json.dumps({"jsonrpc": "2.0", "id": 7, "method": "x" * 100_000}).encode(), 7, -32601, ""),
+    (
+        json.dumps(
+            {"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "y" * 100_000}}
+        ).encode(),
+        8,
+        -32602,
+        "'name' is 100000 characters long",
+    ),
+    (b'{"jsonrpc":"2.0","id":1180591620717411303424,"method":"tools/list"}', None, -32600, "'id'"),
+    (
+        json.dumps({"jsonrpc": "2.0", "id": "z" * 100_000, "method": "tools/list"}).encode(),
+        None,
+        -32600,
+        "not a string of 100000 characters",
+    ),
+    (b'{"jsonrpc":"2.0","id":9,"id":10,"method":"tools/list"}', None, -32700, "appears twice"),
+    (
+        b'{"jsonrpc":"2.0","id":11,"method":"tools/call","params":'
+        b'{"name":"get_doc","arguments":{"id":NaN}}}',
+        None,
+        -32700,
+        "NaN is not a JSON number",
+    ),
+    (b'{"jsonrpc":"2.0","id":12,"method":"tools/list","params":[1]}', 12, -32602, "JSON object"),
+    (
+        b'{"jsonrpc":"2.0","id":13,"method":"tools/call","params":{"name":"get_doc",'
+        b'"arguments":[1]}}',
+        13,
+        -32602,
+        "Invalid params for tools/call: 'arguments' must be a JSON object, not an array",
+    ),
+]
+
+
+def test_stdin_lines_pass_the_envelope_check_of_the_http_side(env: dict[str, str]) -> None:
+    """Sixth session's outsider battery: stdio lines were checked by the SDK's models only, so
+    a 100 KB method name came back whole in -32601's ``data``, a 100 KB tool name was logged
+    whole, ids past 2^53 or of 100 KB were echoed, a member named twice was read as its last
+    value, ``NaN`` passed, and the SDK's -32602 said only "Invalid request parameters". Now
+    every line passes :func:`lab.mcpserver.envelope.check` and bare params errors are worded
+    as at the MCP server. An over-long notification is dropped unanswered. Shown failing with
+    ``read_message`` and ``_worded`` back as they were (7 of the 8 lines)."""
+    with StdioGateway(env) as gateway:
+        gateway.initialize()
+        for line, *_ in ENVELOPE_LINES:
+            gateway.write(line + b"\n")
+        gateway.write(json.dumps({"jsonrpc": "2.0", "method": "n" * 100_000}).encode() + b"\n")
+        assert "result" in gateway.call("tools/list"), gateway.describe()
+        answers = [json.loads(line) for line in gateway.stdout[1:-1]]
+        gateway.close_stdin()
+        assert gateway.wait() == 0, gateway.describe()
+    found = []
+    for (line, id_, code, words), answer in zip(ENVELOPE_LINES, answers, strict=True):
+        error = answer.get("error", {})
+        text = f"{error.get('message', '')} {error.get('data', '')}"
+        if (answer.get("id"), error.get("code")) != (id_, code) or words not in text:
+            found.append(f"{line[:60]!r}: {json.dumps(answer)[:200]}")
+    assert not found, "\n".join(found)
+    assert max(len(line) for line in gateway.stdout) < 2000
+    assert max(len(line) for line in bytes(gateway.stderr).splitlines()) < 2000
