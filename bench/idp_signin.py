@@ -9,6 +9,11 @@ both columns come from the same minutes. The runtime serves nothing else meanwhi
 per sign-in is the IdP's handlers plus uvicorn/h11 for three requests (and whatever the idle
 parts do in the background, the same for both). Medians and the load average beside them.
 
+``--floor``: rounds alternate with the sign-in's share of the chain's floor in the same minutes:
+three POSTs to ``bench/bare_server.py`` (uvicorn with the lab's config, one ES256 signature
+each) with the same kind of client, counted in that server's CPU from ``/proc``, plus the two
+RS256 signatures the floor counts (timed in this process's thread CPU).
+
 ``--in-process``: the same alternation, but each round is a fresh process per checkout driving
 the IdP's ASGI app directly (``bench/idp_inproc.py``): no sockets and no HTTP server, so the
 IdP's own CPU per sign-in and per endpoint shows with much less noise.
@@ -32,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.load import loadavg  # noqa: E402
+from bench.load import BareServer, loadavg  # noqa: E402
 from bench.run import Lab, checkout  # noqa: E402
 from lab.config import LEARNER_USERNAME  # noqa: E402
 
@@ -61,6 +66,30 @@ def sign_ins(lab: Lab, count: int) -> tuple[float, float]:
         wall = time.perf_counter() - start
         cpu = process_cpu_s(pid) - cpu
     return cpu * 1000 / count, wall * 1000 / count
+
+
+def floor_share(server: BareServer, count: int) -> tuple[float, float]:
+    """The sign-in's share of the floor, ``count`` times: (server CPU ms + RS256 ms, wall ms)."""
+    import httpx
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with httpx.Client(timeout=10) as client:
+        client.post(server.url, data={"grant_type": "floor"}).raise_for_status()
+        cpu = process_cpu_s(server.proc.pid)
+        start = time.perf_counter()
+        for _ in range(count):
+            for _ in range(3):
+                client.post(server.url, data={"grant_type": "floor"}).raise_for_status()
+        wall = time.perf_counter() - start
+        cpu = process_cpu_s(server.proc.pid) - cpu
+    signing = time.thread_time()
+    for _ in range(count):
+        for _ in range(2):
+            jwt.encode({"sub": "x", "aud": "y"}, key, algorithm="RS256")
+    signing = time.thread_time() - signing
+    return (cpu + signing) * 1000 / count, wall * 1000 / count
 
 
 def in_process(code: Path, count: int) -> dict[str, float]:
@@ -107,6 +136,7 @@ def main() -> int:
     parser.add_argument("--per-round", type=int, default=300)
     parser.add_argument("--against", metavar="REV", help="alternate with a lab on this revision")
     parser.add_argument("--in-process", action="store_true", help="the IdP app alone, no HTTP")
+    parser.add_argument("--floor", action="store_true", help="alternate with the floor's share")
     args = parser.parse_args()
     if args.in_process:
         return main_in_process(args)
@@ -115,6 +145,7 @@ def main() -> int:
         if args.against:
             code = checkout(args.against, Path(tmp) / "code")
             labs[args.against] = Lab(Path(tmp) / "home-against", code=code)
+        bare: BareServer | None = None
         try:
             for name, lab in labs.items():
                 lab.run("up")
@@ -126,20 +157,27 @@ def main() -> int:
                 while True:
                     sign_ins(lab, args.per_round)
             results: dict[str, list[tuple[float, float]]] = {name: [] for name in labs}
+            bare = BareServer() if args.floor else None
+            if bare is not None:
+                results["floor's share"] = []
             loads = [loadavg()[0]]
             for _ in range(args.rounds):
                 for name, lab in labs.items():
                     results[name].append(sign_ins(lab, args.per_round))
+                if bare is not None:
+                    results["floor's share"].append(floor_share(bare, args.per_round))
                 loads.append(loadavg()[0])
         finally:
             for lab in labs.values():
                 lab.down()
+            if bare is not None:
+                bare.stop()
     print(f"load average {min(loads):.1f}-{max(loads):.1f}, {args.per_round} sign-ins per round")
     for name, rounds in results.items():
         cpus = [cpu for cpu, _ in rounds]
         walls = [wall for _, wall in rounds]
         print(
-            f"{name:>16}: runtime CPU {statistics.median(cpus):.3f} ms/sign-in "
+            f"{name:>16}: server CPU {statistics.median(cpus):.3f} ms/sign-in "
             f"(rounds {min(cpus):.3f}-{max(cpus):.3f}), client wall "
             f"{statistics.median(walls):.3f} ms (rounds {min(walls):.3f}-{max(walls):.3f})"
         )
