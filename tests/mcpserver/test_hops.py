@@ -79,6 +79,17 @@ def test_the_meta_key_is_the_one_the_run_model_reads() -> None:
     assert reported_hops({"result": {"_meta": meta}}) == [{"method": "GET", "status": 200}]
 
 
+def test_meta_is_a_json_safe_copy_that_shares_nothing_with_the_recorded_hops() -> None:
+    claims = {"sub": "human.idjag-learner", "act": {"sub": "mcp.api-mcp"}, "scp": ["a"]}
+    recorded = [{"tokens": [{"claims": claims}], "pair": ("x", 1), 7: object()}]
+    shown = hops.meta(recorded)[hops.HOPS_META_KEY]
+    # What a JSON round trip with default=str gives: lists for tuples, text for the rest.
+    assert shown == json.loads(json.dumps(recorded, default=str))
+    shown[0]["tokens"][0]["claims"]["act"]["sub"] = "changed"
+    shown[0]["tokens"][0]["claims"]["scp"].append("b")
+    assert claims == {"sub": "human.idjag-learner", "act": {"sub": "mcp.api-mcp"}, "scp": ["a"]}
+
+
 async def test_an_answered_call_never_builds_a_record_of_itself_as_unanswered(
     pdp_key: SigningKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
