@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from lab import nonblocking
+
 if TYPE_CHECKING:
     import httpx
 
@@ -656,10 +658,26 @@ class JwksCache:
         self._fetched_at = 0.0
         self._lock = threading.Lock()
 
+    def held(self, kid: str | None) -> PublicKey | None:
+        """The key :meth:`resolve` answers for ``kid`` without fetching, or None whenever it
+        could fetch first: keys past ``max_age``, a ``kid`` not held, or no ``kid`` at all
+        (:meth:`resolve` refetches before picking a lone key). The one freshness rule."""
+        if kid is None or time.monotonic() - self._fetched_at > self._max_age:
+            return None
+        return self._keys.get(kid)
+
     def resolve(self, kid: str | None) -> PublicKey:
+        """The key for ``kid``, fetching the JWKS when the keys are past their age or ``kid``
+        is not held (rate-limited). Inside :func:`lab.nonblocking.forbidden` a fetch is
+        :class:`~lab.nonblocking.WouldBlock` instead (the caller retries in a worker thread):
+        the embedded runtime's event loop serves the JWKS it would fetch."""
+        held = self.held(kid)
+        if held is not None:
+            return held
         keys = self._keys
         stale = time.monotonic() - self._fetched_at > self._max_age
         if stale or (kid not in keys and self._may_refresh()):
+            nonblocking.check(f"a fetch of {self.url}")
             keys = self._refresh_once(kid)
         if kid is None and len(keys) == 1:
             return next(iter(keys.values()))

@@ -36,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lab import nonblocking
 from lab.homefiles import check_store
 from lab.pdp.view import DomainView
 
@@ -251,6 +252,9 @@ class Store:
 
     # ------------------------------------------------------------------ connections
     def _conn(self) -> sqlite3.Connection:
+        # Every statement starts here: work tried on an event loop (a token request's
+        # decision) goes to a worker thread instead of reading the database on it.
+        nonblocking.check("a SQLite statement")
         conn = getattr(self._local, "conn", None)
         if self._unusable:
             self._check_usable()

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from lab import nonblocking
 from lab.oauth.errors import InvalidRequest, OAuthError, UnsupportedGrantType
 from lab.oauth.text import correlation_label
 from lab.pdp.audit import AuditEvent
@@ -64,15 +65,23 @@ class TokenEndpoint:
         raise answer
 
     async def handle_async(self, form: dict[str, str], headers: Mapping[str, str]) -> GrantResult:
-        """:meth:`handle` for the route: the grant's work runs in a worker thread, the wait for
-        the audit record's commit (an fsync, shared by a batch) on the event loop, so a worker
-        thread is busy only while there is work and the pool contending for the GIL stays
-        small. The same decisions, records and order as :meth:`handle`."""
+        """:meth:`handle` for the route. The decision runs on the event loop when it needs no
+        I/O (every key held, every policy view and index cached: the usual case), else in a
+        worker thread; the wait for the audit record's commit (an fsync, shared by a batch) is
+        on the loop. A request held in memory thus goes loop → committer → loop, with no
+        worker thread's hand-offs. The same decisions, records and order as :meth:`handle`."""
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(WORKER_THREADS)
-        request, outcome = await anyio.to_thread.run_sync(
-            self.decide, form, headers, limiter=self._limiter
-        )
+        try:
+            # A JWKS fetch (served by this very loop in the embedded runtime) or a SQLite read
+            # (a view rebuilt after a write, a client secret) is WouldBlock, raised before it
+            # happens and before any outcome: decide only reads until then, so it runs again.
+            with nonblocking.forbidden():
+                request, outcome = self.decide(form, headers)
+        except nonblocking.WouldBlock:
+            request, outcome = await anyio.to_thread.run_sync(
+                self.decide, form, headers, limiter=self._limiter
+            )
         if isinstance(outcome, GrantResult):
             try:
                 self._log(request, await self.pdp.audit.record_async(self._allow(request)))
