@@ -707,9 +707,10 @@ class Store:
         one statement (SQLite undoes a failed statement whole), so a replay or a record that
         cannot be built writes nothing and needs no rollback. Only a statement failing after
         part of an append was written would need one: then the transaction is rolled back
-        and the batch runs again with a savepoint per append, as it always did. Per append
-        that is 2 statements instead of 4-5, each of which gives up and takes back the GIL
-        the request threads contend for."""
+        and the batch runs again with a savepoint per append, as it always did. The batch's
+        jtis and records go in one statement each (:meth:`_append_batch`), one append at a
+        time only when a jti of the batch was used: each statement gives up and takes back
+        the GIL the event loop contends for."""
         try:
             self._commit_audit_transaction(batch, savepoints=False)
         except _NeedsSavepoints:
@@ -722,18 +723,22 @@ class Store:
             row = conn.execute(_LAST_HASH).fetchone()
             seq = 0 if row is None else int(row[0])
             prev_hash = "" if row is None else str(row[1])
+            appended = None if savepoints else self._append_batch(conn, batch, seq, prev_hash)
+            if appended is None:  # with savepoints, or a used jti somewhere in the batch
+                appended = []
+                for item in batch:
+                    item.error = None
+                    if savepoints:
+                        one = self._append_with_savepoint(conn, item, seq, prev_hash)
+                    else:
+                        one = self._append_at_once(conn, item, seq, prev_hash)
+                    if one is not None:
+                        appended.append((item, *one))
+                        seq += 1
+                        prev_hash = str(one[0]["hash"])
             prune = False
             head: Any = None  # the sealed head of the batch's last sealed record
-            for item in batch:
-                if savepoints:
-                    appended = self._append_with_savepoint(conn, item, seq, prev_hash)
-                else:
-                    appended = self._append_at_once(conn, item, seq, prev_hash)
-                if appended is None:
-                    continue
-                record, sealed = appended
-                seq += 1
-                prev_hash = str(record["hash"])
+            for item, record, sealed in appended:
                 item.record = record
                 head = sealed if sealed is not None else head
                 prune = prune or bool(item.single_use)
@@ -746,6 +751,61 @@ class Store:
                 conn.execute("DELETE FROM used_jti WHERE exp < ?", (int(time.time()) - 3600,))
         # The records exist only once the transaction committed: a failed COMMIT raises above
         # and the caller marks every record of the batch failed.
+
+    @staticmethod
+    def _append_batch(
+        conn: sqlite3.Connection, batch: list[_PendingAppend], seq: int, prev_hash: str
+    ) -> list[tuple[_PendingAppend, dict[str, Any], Any]] | None:
+        """The whole batch in two statements: every single-use jti in one ``INSERT``, every
+        record in another. Each statement gives up the GIL and must take it back from the
+        event loop deciding the next requests; per append that was 2 statements, each a
+        wait of up to a switch interval while the loop is busy. ``None`` when a jti of the
+        batch is used (or repeated within it): that statement wrote nothing (SQLite undoes a
+        failed statement whole), and the caller appends one by one, so only the replay fails.
+        A record that cannot be built fails alone, having written nothing."""
+        built: list[tuple[_PendingAppend, dict[str, Any], str, Any]] = []
+        for item in batch:
+            try:
+                record = item.build(seq + 1, prev_hash)
+                encoded = json.dumps(record)
+                sealed = item.seal(seq + 1, str(record["hash"])) if item.seal is not None else None
+            except Exception as exc:  # noqa: BLE001 - this append fails, the batch goes on
+                item.error = exc
+                continue
+            built.append((item, record, encoded, sealed))
+            seq += 1
+            prev_hash = str(record["hash"])
+        jtis = [value for item, *_ in built for pair in item.single_use for value in pair]
+        if jtis:
+            rows = ", ".join("(?, ?)" for _ in range(len(jtis) // 2))
+            try:
+                conn.execute(f"INSERT INTO used_jti (jti, exp) VALUES {rows}", jtis)  # noqa: S608
+            except sqlite3.IntegrityError:
+                return None
+        if not built:
+            return []
+        try:
+            rows = ", ".join("(?, ?)" for _ in built)
+            conn.execute(
+                f"INSERT INTO audit (seq, record) VALUES {rows}",  # noqa: S608 - placeholders
+                [value for _, record, encoded, _ in built for value in (record["seq"], encoded)],
+            )
+            checkpoints = [
+                (record["seq"], record["hash"], sealed["checkpoint"])
+                for _, record, _, sealed in built
+                if sealed is not None and sealed.get("checkpoint")
+            ]
+            for checkpoint in checkpoints:
+                conn.execute(
+                    "INSERT OR REPLACE INTO audit_checkpoints (seq, hash, mac) VALUES (?, ?, ?)",
+                    checkpoint,
+                )
+        except Exception:
+            raise _NeedsSavepoints from None  # jtis are written: roll back the batch
+        return [
+            (item, record, sealed["head"] if sealed is not None else None)
+            for item, record, _, sealed in built
+        ]
 
     @staticmethod
     def _append_at_once(

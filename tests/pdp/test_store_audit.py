@@ -314,3 +314,38 @@ def test_appends_that_fail_in_a_batch_write_nothing_and_the_rest_commit(tmp_path
     assert verify_chain(records) == []
     head = json.loads(store.get_meta("audit_head") or "{}")
     assert (head["seq"], head["hash"]) == (3, records[-1]["hash"])
+
+
+def test_a_batch_writes_all_its_jtis_in_one_statement_and_all_its_records_in_another(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each statement gives up the GIL and waits to take it back from the busy event loop:
+    per batch, not per append (issue #21). A replay in a batch still fails alone (above)."""
+    from lab.pdp.audit import AuditLog
+
+    statements: list[str] = []
+    connect = Store._conn
+
+    def traced(self: Store) -> Any:
+        conn = connect(self)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(Store, "_conn", traced)
+    store = Store(tmp_path / "pdp.db")
+    seal = AuditLog(store)._seal
+    pending = _held_batch(
+        store,
+        [
+            (_record(f"r{n}"), [(f"client:{n}", 2**31), (f"jag:{n}", 2**31)], seal)
+            for n in range(6)
+        ],
+    )
+    assert all(item.error is None for item in pending)
+    # The first append commits alone (no jtis), the six others as one batch.
+    assert sum(s.startswith("INSERT INTO used_jti") for s in statements) == 1
+    assert sum(s.startswith("INSERT INTO audit (") for s in statements) == 2
+    assert all(store.jti_seen(f"{kind}:{n}") for kind in ("client", "jag") for n in range(6))
+    records = store.audit_records()
+    assert [r["reason"] for r in records] == ["first", *(f"r{n}" for n in range(6))]
+    assert verify_chain(records) == []
