@@ -115,17 +115,27 @@ async def _one(app: Any, path: str, body: bytes) -> int:
     return status[0] if status else 0
 
 
-async def _drive(app: Any, path: str, bodies: list[bytes], concurrency: int) -> None:
-    """Every body through ``app``, ``concurrency`` at a time; each answer must be a 200."""
+async def _drive(app: Any, path: str, bodies: list[bytes], concurrency: int) -> list[float]:
+    """Every body through ``app``, ``concurrency`` at a time; each answer must be a 200.
+    Returns each request's latency in ms (sent to answered, the app's queueing included)."""
     queue = list(reversed(bodies))
+    latencies: list[float] = []
 
     async def client() -> None:
         while queue:
+            started = time.perf_counter()
             status = await _one(app, path, queue.pop())
+            latencies.append((time.perf_counter() - started) * 1e3)
             if status != 200:
                 raise RuntimeError(f"answered {status}")
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
+    return latencies
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 def asgi(lab: Lab, count: int, rounds: int, concurrency: int) -> None:
@@ -146,21 +156,27 @@ def asgi(lab: Lab, count: int, rounds: int, concurrency: int) -> None:
             await _drive(pdp, path, encoded, concurrency)
             await _drive(bare, "/", encoded, concurrency)
         figures: dict[str, list[float]] = {}
+        tails: dict[str, list[float]] = {}
         for _ in range(rounds):
             made = forms_for(lab, count)
             for name, batch in made.items():
                 encoded = [load.urlencode(form).encode() for form in batch]
                 for label, app, where in (("bare", bare, "/"), (name, pdp, path)):
                     start = time.process_time()
-                    await _drive(app, where, encoded, concurrency)
+                    latencies = await _drive(app, where, encoded, concurrency)
                     used = (time.process_time() - start) / len(encoded) * 1e6
                     figures.setdefault(label, []).append(used)
-        print(f"load {os.getloadavg()[0]:.2f}, concurrency {concurrency}, CPU µs/request")
+                    tails.setdefault(label, []).append(_p99(latencies))
+        print(
+            f"load {os.getloadavg()[0]:.2f}, concurrency {concurrency}, CPU µs/request"
+            " (p99 ms of each round)"
+        )
         for label, values in figures.items():
             shown = " ".join(f"{v:.0f}" for v in values)
+            p99 = " ".join(f"{v:.1f}" for v in tails[label])
             print(
                 f"{label:11s} min {min(values):.0f} median {statistics.median(values):.0f}"
-                f" ({shown})"
+                f" ({shown}) p99 {p99}"
             )
 
     asyncio.run(main())
