@@ -336,10 +336,7 @@ def test_a_batch_writes_all_its_jtis_in_one_statement_and_all_its_records_in_ano
     seal = AuditLog(store)._seal
     pending = _held_batch(
         store,
-        [
-            (_record(f"r{n}"), [(f"client:{n}", 2**31), (f"jag:{n}", 2**31)], seal)
-            for n in range(6)
-        ],
+        [(_record(f"r{n}"), [(f"client:{n}", 2**31), (f"jag:{n}", 2**31)], seal) for n in range(6)],
     )
     assert all(item.error is None for item in pending)
     # The first append commits alone (no jtis), the six others as one batch.
