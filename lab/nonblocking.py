@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 _state = threading.local()
 
@@ -27,27 +27,34 @@ class WouldBlock(BaseException):  # noqa: N818 - a signal, not an error
     ``KeyboardInterrupt``: no ``except Exception`` on the way (a malformed-input guard, a
     "refuse anything unexpected" handler) may turn "must go to a thread" into an answer."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, prepare: Callable[[], object] | None = None) -> None:
         super().__init__(what)
         self.what = what
+        #: The blocking part alone (a JWKS fetch), for the caller to run where a wait on the
+        #: network holds nothing others need, before it runs the work again; None: no such.
+        self.prepare = prepare
 
 
 @contextlib.contextmanager
-def forbidden() -> Iterator[None]:
-    """Within this block, on this thread, :func:`check` raises :class:`WouldBlock`."""
+def forbidden(*, preparable_only: bool = False) -> Iterator[None]:
+    """Within this block, on this thread, :func:`check` raises :class:`WouldBlock`.
+    ``preparable_only``: only the checks that offer a ``prepare`` (a wait on the network that
+    can run elsewhere first), for work on a worker thread that may read the disk."""
     previous = getattr(_state, "forbidden", False)
-    _state.forbidden = True
+    _state.forbidden = "preparable" if preparable_only else True
     try:
         yield
     finally:
         _state.forbidden = previous
 
 
-def check(what: str) -> None:
+def check(what: str, prepare: Callable[[], object] | None = None) -> None:
     """Call before anything that may block (network, disk): :class:`WouldBlock` inside
-    :func:`forbidden`, nothing otherwise."""
-    if getattr(_state, "forbidden", False):
-        raise WouldBlock(what)
+    :func:`forbidden`, nothing otherwise. ``prepare``: the blocking part alone, which may
+    raise (the work run again says what failed)."""
+    mode = getattr(_state, "forbidden", False)
+    if mode is True or (mode == "preparable" and prepare is not None):
+        raise WouldBlock(what, prepare)
 
 
 def is_forbidden() -> bool:

@@ -677,7 +677,9 @@ class JwksCache:
         keys = self._keys
         stale = time.monotonic() - self._fetched_at > self._max_age
         if stale or (kid not in keys and self._may_refresh()):
-            nonblocking.check(f"a fetch of {self.url}")
+            # The fetch (or the wait for one under way) is prepared on threads of the caller's
+            # choosing before the work runs again in a worker (lab.pdp.zts.dispatcher).
+            nonblocking.check(f"a fetch of {self.url}", prepare=lambda: self._refresh_once(kid))
             keys = self._refresh_once(kid)
         if kid is None and len(keys) == 1:
             return next(iter(keys.values()))
@@ -703,8 +705,10 @@ class JwksCache:
                 return known
             time.sleep(0.01)
         try:
-            if self._keys and time.monotonic() - self._fetched_at < self._min_refresh:
-                return self._keys  # another caller just refreshed
+            if time.monotonic() - self._fetched_at < self._min_refresh:
+                # Another caller just refreshed - or tried and failed: with no keys held, a
+                # waiter that found the lock free fetched again (another whole timeout).
+                return self._keys
             self._refresh()
             return self._keys
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Mapping
@@ -34,6 +35,10 @@ GRANT_CLASSES: tuple[type[Grant], ...] = (
 #: Worker threads running token requests' CPU work at once (the GIL runs one anyway; more
 #: threads only add GIL hand-offs and context switches). The wait for the commit is not on them.
 WORKER_THREADS = 4
+#: Threads that wait on the network for a request before it runs again in a worker: a trusted
+#: provider's JWKS fetched (WouldBlock.prepare). Apart from the workers, so a provider whose
+#: JWKS endpoint hangs holds none of the threads every client's token request needs.
+KEY_FETCH_THREADS = 16
 
 
 def replay_error(jti_key: str) -> OAuthError:
@@ -48,6 +53,7 @@ class TokenEndpoint:
         self.pdp = pdp
         self.grants = {cls.grant_type: cls(pdp) for cls in GRANT_CLASSES}
         self._limiter: anyio.CapacityLimiter | None = None
+        self._key_limiter: anyio.CapacityLimiter | None = None
 
     def handle(self, form: dict[str, str], headers: Mapping[str, str]) -> GrantResult:
         request, outcome = self.decide(form, headers)
@@ -78,10 +84,8 @@ class TokenEndpoint:
             # happens and before any outcome: decide only reads until then, so it runs again.
             with nonblocking.forbidden():
                 request, outcome = self.decide(form, headers)
-        except nonblocking.WouldBlock:
-            request, outcome = await anyio.to_thread.run_sync(
-                self.decide, form, headers, limiter=self._limiter
-            )
+        except nonblocking.WouldBlock as blocked:
+            request, outcome = await self._decide_in_workers(form, headers, blocked)
         if isinstance(outcome, GrantResult):
             try:
                 self._log(request, await self.pdp.audit.record_async(self._allow(request)))
@@ -96,6 +100,35 @@ class TokenEndpoint:
         request.single_use.clear()
         self._log(request, await self.pdp.audit.record_async(self._deny(request, answer)))
         raise answer
+
+    async def _decide_in_workers(
+        self, form: dict[str, str], headers: Mapping[str, str], blocked: nonblocking.WouldBlock
+    ) -> tuple[TokenRequest, GrantResult | OAuthError]:
+        """:meth:`decide` on a worker, never waiting there on the network: a JWKS fetch it
+        meets (``WouldBlock.prepare``) runs first on threads of its own, then decide again.
+        Fetched inside decide, a trusted provider's hung JWKS held a worker for the fetch's
+        timeout: four such requests held all four, and every other client's token request
+        that needed a worker waited behind them. A fetch's failure is decide's to name."""
+        for _ in range(2):
+            if blocked.prepare is not None:
+                if self._key_limiter is None:
+                    self._key_limiter = anyio.CapacityLimiter(KEY_FETCH_THREADS)
+                with contextlib.suppress(Exception):
+                    await anyio.to_thread.run_sync(blocked.prepare, limiter=self._key_limiter)
+            try:
+                return await anyio.to_thread.run_sync(
+                    self._decide_off_the_network, form, headers, limiter=self._limiter
+                )
+            except nonblocking.WouldBlock as again:
+                blocked = again
+        # Keys that a fetch just made could not hold (rotated again?): as before, on a worker.
+        return await anyio.to_thread.run_sync(self.decide, form, headers, limiter=self._limiter)
+
+    def _decide_off_the_network(
+        self, form: dict[str, str], headers: Mapping[str, str]
+    ) -> tuple[TokenRequest, GrantResult | OAuthError]:
+        with nonblocking.forbidden(preparable_only=True):
+            return self.decide(form, headers)
 
     def decide(
         self, form: dict[str, str], headers: Mapping[str, str]
