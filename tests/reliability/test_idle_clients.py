@@ -103,7 +103,7 @@ def test_held_and_unread_connections_leave_every_part_answering(tmp_path: Path) 
             started = time.monotonic()
             user, why = chain(lab, DEFAULT_REALM_FILE, "idjag-learner")
             assert why is None, why
-            assert time.monotonic() - started < 5.0
-            assert a_normal_request(lab) < 2.0
-        assert a_normal_request(lab) < 2.0
+            assert time.monotonic() - started < 10.0
+            assert a_normal_request(lab) < 3.0
+        assert a_normal_request(lab) < 3.0
     assert not [key for key in counts if key.endswith("5xx")], counts
