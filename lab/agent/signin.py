@@ -12,6 +12,7 @@ redirect on a one-shot loopback listener.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import http.cookiejar
@@ -127,7 +128,9 @@ class LoopbackSecureCookiePolicy(http.cookiejar.DefaultCookiePolicy):
     """
 
     def return_ok_secure(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        if is_loopback_url(request.get_full_url()):
+        # Asked per cookie and per request: the verdict is the request's host's (its netloc,
+        # as urllib's Request parsed it from the URL), kept per host.
+        if _loopback_netloc(request.host):
             return True
         return bool(super().return_ok_secure(cookie, request))
 
@@ -137,11 +140,12 @@ def browser_cookie_jar() -> http.cookiejar.CookieJar:
     return http.cookiejar.CookieJar(policy=LoopbackSecureCookiePolicy())
 
 
-class _NeverStore(http.cookiejar.DefaultCookiePolicy):
-    """The policy of the jar httpx keeps on a :func:`browser_like` client: it stores nothing."""
+class _StoresNothing(http.cookiejar.CookieJar):
+    """The jar httpx keeps on a :func:`browser_like` client: what a response sets is kept by the
+    browser's jar beside it, so this one does not even parse it."""
 
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
 
 
 def browser_like(client: httpx.Client) -> httpx.Client:
@@ -158,7 +162,7 @@ def browser_like(client: httpx.Client) -> httpx.Client:
     """
     jar = browser_cookie_jar()
     cookies = httpx.Cookies(jar)
-    client.cookies = http.cookiejar.CookieJar(policy=_NeverStore())  # type: ignore[assignment]
+    client.cookies = _StoresNothing()  # type: ignore[assignment]
 
     def cookie_header(request: httpx.Request) -> None:
         request.headers.pop("cookie", None)  # one a caller passed per request: the jar's wins
@@ -186,6 +190,11 @@ _BROWSER_JARS: weakref.WeakKeyDictionary[httpx.Client, http.cookiejar.CookieJar]
 def browser_cookies(client: httpx.Client) -> http.cookiejar.CookieJar:
     """The cookies a :func:`browser_like` client keeps and sends."""
     return _BROWSER_JARS[client]
+
+
+@functools.lru_cache(maxsize=256)
+def _loopback_netloc(netloc: str) -> bool:
+    return is_loopback_url(f"http://{netloc}/")
 
 
 def is_loopback_url(url: str) -> bool:
