@@ -183,6 +183,9 @@ def worker() -> int:
         for path, values in requests.items():
             samples[path].extend(values)
         print(json.dumps(samples), flush=True)
+        # As in the in-process loop (after every floor): a chain's garbage, and the start-up's
+        # first full pass, are collected between chains, not in the next chain's figures.
+        gc.collect()
     return 0
 
 
