@@ -639,22 +639,28 @@ class Store:
         """Queue an append for the committer without waiting: :meth:`append_audit` for callers
         that wait elsewhere (an event loop, woken by ``on_done`` from the committer thread,
         instead of a worker thread blocked until the fsync). ``result()`` once done."""
-        if self._unusable:
-            self._check_usable()  # the committer thread does not exist in a forked child
         pending = _PendingAppend(
             build, tuple(single_use), seal, on_done=on_done, after_batch=after_batch
         )
+        self.enqueue_audit([pending])
+        return pending
+
+    def enqueue_audit(self, appends: Sequence[_PendingAppend]) -> None:
+        """Hand appends made by :meth:`submit_audit`'s caller to the committer at once, in
+        order: an event loop collects the appends of one pass over its ready requests and
+        wakes the committer once for them (see ``AuditLog.record_async``)."""
+        if self._unusable:
+            self._check_usable()  # the committer thread does not exist in a forked child
         with self._audit_queue_ready:
             if self._closed:
                 self._check_usable()  # closed meanwhile: its committer may have ended
-            self._audit_queue.append(pending)
+            self._audit_queue.extend(appends)
             if self._committer is None:
                 self._committer = threading.Thread(
                     target=self._commit_audit_forever, name="audit-committer", daemon=True
                 )
                 self._committer.start()
             self._audit_queue_ready.notify()
-        return pending
 
     @staticmethod
     def _write_checkpoint(conn: sqlite3.Connection, seq: int, record_hash: str, seal: Any) -> Any:

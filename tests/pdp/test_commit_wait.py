@@ -156,3 +156,52 @@ def test_one_commit_wakes_the_event_loop_once_for_all_its_records(tmp_path: Any)
     assert store.audit_last_seq() == 9
     assert sum(batches) == 8 and len(batches) <= 2  # the committer took one, or all
     assert len(wakes) == len(batches)  # one wake-up of the loop per commit, not per record
+
+
+def test_the_records_of_one_pass_of_the_loop_reach_the_committer_together(tmp_path: Any) -> None:
+    """Requests decided in one pass of the event loop hand their records to the committer in
+    one go, in order (one wake-up, one batch), not one by one as each is decided."""
+    from lab.pdp.audit import AuditEvent, AuditLog
+
+    store = Store(tmp_path / "pdp.db")
+    log = AuditLog(store)
+    handed: list[list[str]] = []
+    enqueue = store.enqueue_audit
+
+    def counted(appends: Any) -> None:
+        handed.append([item.build(0, "")["correlation_id"] for item in appends])
+        enqueue(appends)
+
+    store.enqueue_audit = counted  # type: ignore[method-assign]
+
+    def event(index: int) -> AuditEvent:
+        return AuditEvent(f"c{index}", "ai.agent", LEARNER, "api:docs", "get", True, "test")
+
+    async def run() -> list[Any]:
+        return await asyncio.gather(*(log.record_async(event(n)) for n in range(6)))
+
+    records = asyncio.run(run())
+    assert handed == [[f"c{n}" for n in range(6)]]
+    assert [r["correlation_id"] for r in records] == [f"c{n}" for n in range(6)]
+    assert [r["seq"] for r in records] == list(range(1, 7))
+    store.close()
+
+
+def test_a_store_that_refuses_the_hand_over_fails_its_waiters_instead_of_hanging_them(
+    tmp_path: Any,
+) -> None:
+    from lab.pdp.audit import AuditEvent, AuditLog
+    from lab.pdp.store import StoreClosedError
+
+    store = Store(tmp_path / "pdp.db")
+    log = AuditLog(store)
+    event = AuditEvent("c0", "ai.agent", LEARNER, "api:docs", "get", True, "test")
+    asyncio.run(log.record_async(event))
+    store.close()
+
+    async def run() -> list[Any]:
+        waits = (log.record_async(event) for _ in range(3))
+        return await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 10)
+
+    outcomes = asyncio.run(run())
+    assert [type(outcome) for outcome in outcomes] == [StoreClosedError] * 3
