@@ -31,7 +31,10 @@ from lab.oauth.starlette import NO_STORE, read_form  # noqa: E402
 from lab.serving import bind_socket, uvicorn_config  # noqa: E402
 
 
-def create_app() -> Starlette:
+def create_app(on_loop: bool = False) -> Starlette:
+    """The baseline app; ``on_loop`` signs on the event loop instead of in the thread pool
+    (the token endpoint decides on the loop when nothing blocks: `bench/token_micro.py
+    --asgi` shows both baselines, the thread pool's hand-off being ~80 µs of CPU)."""
     private = generate_private_key("ES256")
     key = SigningKey(private, key_id(private))
 
@@ -49,7 +52,7 @@ def create_app() -> Starlette:
 
     async def token(request: Request) -> Response:
         form = await read_form(request)
-        body = await run_in_threadpool(sign, form)
+        body = sign(form) if on_loop else await run_in_threadpool(sign, form)
         return JSONResponse(body, headers=NO_STORE)
 
     async def health(request: Request) -> Response:

@@ -147,6 +147,9 @@ def asgi(lab: Lab, count: int, rounds: int, concurrency: int) -> None:
 
     pdp = pdp_app(lab.settings)
     bare = bare_app()
+    # The same bare POST signing on the loop: the token endpoint decides there when nothing
+    # blocks, so this is the baseline without the thread pool's hand-off.
+    bare_loop = bare_app(on_loop=True)
     path = "/zts/v1/oauth2/token"
 
     async def main() -> None:
@@ -155,13 +158,18 @@ def asgi(lab: Lab, count: int, rounds: int, concurrency: int) -> None:
             encoded = [load.urlencode(form).encode() for form in batch]
             await _drive(pdp, path, encoded, concurrency)
             await _drive(bare, "/", encoded, concurrency)
+            await _drive(bare_loop, "/", encoded, concurrency)
         figures: dict[str, list[float]] = {}
         tails: dict[str, list[float]] = {}
         for _ in range(rounds):
             made = forms_for(lab, count)
             for name, batch in made.items():
                 encoded = [load.urlencode(form).encode() for form in batch]
-                for label, app, where in (("bare", bare, "/"), (name, pdp, path)):
+                for label, app, where in (
+                    ("bare", bare, "/"),
+                    ("bare_loop", bare_loop, "/"),
+                    (name, pdp, path),
+                ):
                     start = time.process_time()
                     latencies = await _drive(app, where, encoded, concurrency)
                     used = (time.process_time() - start) / len(encoded) * 1e6
