@@ -28,6 +28,10 @@ log = logging.getLogger("lab.gateway")
 
 T = TypeVar("T")
 CORRELATION_PREFIX = "gw"
+#: How long a request waits for the one before it (requests are served one at a time). Behind
+#: a call the MCP server does not answer (it ends at the upstream's 30 s read timeout) the k-th
+#: request waited k x 30 s; past this it is answered that the gateway is busy.
+QUEUE_WAIT_S = 60.0
 MAX_CORRELATION_LEN = 64  # the PDP keeps at most 64 characters of X-Correlation-Id
 
 
@@ -46,12 +50,20 @@ class CorrelationIds:
         return value[:MAX_CORRELATION_LEN]
 
 
+class Busy(ChainBroken):
+    """The request before this one is still under way after ``queue_wait_s``."""
+
+    def explain(self) -> str:
+        return f"lab gateway: busy: {self.detail}"
+
+
 class GatewayProxy:
     def __init__(
         self,
         attachment: Attachment,
         ids: CorrelationIds | None = None,
         saved: SavedListing | None = None,
+        queue_wait_s: float = QUEUE_WAIT_S,
     ) -> None:
         self.attachment = attachment
         self.ids = ids or CorrelationIds()
@@ -62,6 +74,7 @@ class GatewayProxy:
         self.saved = saved
         self.listed_without_lab = False  # the client holds a listing the lab did not give
         self._lock = anyio.Lock()
+        self.queue_wait_s = queue_wait_s
 
     @property
     def wiring(self) -> Wiring:
@@ -135,8 +148,20 @@ class GatewayProxy:
         self, client: str | None, call: Callable[[Wiring, str, dict[str, str]], Awaitable[T]]
     ) -> T:
         """``call`` with the lab found now, a fresh access token and the correlation headers;
-        a 401 renews the token once."""
-        async with self._lock:
+        a 401 renews the token once. Waits at most ``queue_wait_s`` for the request before it
+        (:class:`Busy` then: the request never reaches the MCP server)."""
+        acquired = False
+        with anyio.move_on_after(self.queue_wait_s):
+            await self._lock.acquire()
+            acquired = True
+        if not acquired:
+            raise Busy(
+                "gateway",
+                f"the request before this one has been under way for over "
+                f"{self.queue_wait_s:.0f} s (a sign-in, or a call the MCP server has not "
+                "answered yet); call again in a moment",
+            )
+        try:
             # Found at each request: the lab may have come up, gone down or restarted since.
             wiring = await anyio.to_thread.run_sync(self.attachment.current)
             headers = self._correlate(wiring, client)
@@ -155,6 +180,8 @@ class GatewayProxy:
                 raise await self._lab_gone(broken) from None
             finally:
                 wiring.hops.flush()
+        finally:
+            self._lock.release()
 
     async def _lab_gone(self, broken: ChainBroken) -> ChainBroken:
         """A link that got no answer at all because the lab went down names that instead.
