@@ -29,8 +29,8 @@ REDIRECT_URI = "http://127.0.0.1:40123/callback"
 SCOPE = "openid profile email"
 
 
-def make_app() -> Any:
-    os.environ["LAB_HOME"] = tempfile.mkdtemp(prefix="lab-bench-idp-")
+def make_app(home: str) -> Any:
+    os.environ["LAB_HOME"] = home
     os.environ["LAB_IDP_PORT"] = HOST.decode().rsplit(":", 1)[1]
     import logging
 
@@ -156,8 +156,8 @@ class Driver:
             raise RuntimeError(f"code redemption: {status} {page[:200]!r}")
 
 
-async def measure(count: int) -> dict[str, Any]:
-    driver = Driver(make_app())
+async def measure(count: int, home: str) -> dict[str, Any]:
+    driver = Driver(make_app(home))
     for _ in range(max(count // 10, 20)):  # warm-up: first-use paths, caches
         await driver.sign_in()
     driver.cpu.clear()
@@ -170,4 +170,6 @@ async def measure(count: int) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 500))))
+    with tempfile.TemporaryDirectory(prefix="lab-bench-idp-") as lab_home:
+        count = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+        print(json.dumps(asyncio.run(measure(count, lab_home))))
