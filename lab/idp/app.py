@@ -30,7 +30,13 @@ from lab.idp.own_key import load_own_rsa_key
 from lab.idp.realm import Realm, load_realm
 from lab.idp.store import IdpStore
 from lab.idp.tokens import Subject, TokenIssuer, resolve_scopes
-from lab.oauth.errors import InvalidGrant, InvalidRequest, InvalidToken, OAuthError
+from lab.oauth.errors import (
+    InvalidBearerRequest,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidToken,
+    OAuthError,
+)
 from lab.oauth.jose import JwtValidationError, SigningKey, jwks, key_id
 from lab.oauth.starlette import (
     NO_STORE,
@@ -192,7 +198,7 @@ class IdentityProvider:
         client = self.realm.client(str(claims.get("azp", "")))
         if subject is None or client is None:
             raise InvalidToken("Token verification failed", realm=self.realm.name)
-        scopes = resolve_scopes(client, str(claims.get("scope", "")))
+        scopes = resolve_scopes(client, str(claims.get("scope", "")), as_sent=False)
         return {"sub": subject.id, **self.tokens.identity_claims(subject, scopes)}
 
     def _subject_of(self, claims: dict[str, Any]) -> Subject | None:
@@ -333,7 +339,11 @@ def _routes(idp: IdentityProvider) -> list[Route]:
     async def userinfo(request: Request) -> Response:
         token_value = _bearer(request)
         if token_value is None and request.method == "POST":
-            token_value = (await read_form(request)).get("access_token")
+            try:
+                token_value = (await read_form(request)).get("access_token")
+            except InvalidRequest as malformed:
+                # Keycloak answers a repeated parameter here with the RFC 6750 challenge.
+                raise InvalidBearerRequest(malformed.description, realm=idp.realm.name) from None
         return JSONResponse(idp.userinfo(token_value), headers=NO_STORE)
 
     async def introspect(request: Request) -> Response:

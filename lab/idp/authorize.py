@@ -25,8 +25,15 @@ from lab.idp.grants import check_password
 from lab.idp.realm import Realm
 from lab.idp.store import AuthRequest, IdpStore, PendingLogin
 from lab.idp.tokens import resolve_scopes
-from lab.oauth.errors import InvalidRequest, OAuthError
-from lab.oauth.starlette import NO_STORE, Repeats, read_form, single_query_params
+from lab.oauth.errors import OAuthError
+from lab.oauth.starlette import (
+    NO_STORE,
+    Repeats,
+    one_value_each,
+    query_pairs,
+    read_form,
+    single_query_params,
+)
 from lab.oauth.usernames import login_form_username
 
 log = logging.getLogger("lab.idp")
@@ -72,9 +79,14 @@ class Authorizer:
     # -- GET/POST /protocol/openid-connect/auth -----------------------------------------------
 
     async def authorize(self, request: Request) -> Response:
-        try:
-            params = single_query_params(request)
-        except InvalidRequest:  # RFC 6749 §3.1: parameters MUST NOT be included more than once
+        # RFC 6749 §3.1: a parameter MUST NOT be included more than once. As Keycloak 26
+        # (AuthzEndpointQueryStringParser): a repeated client_id is its error page; any other
+        # repeat is read by its first value, and once the client, its redirect URI and the
+        # response type check out, answered invalid_request at that redirect URI (§4.1.2.1).
+        pairs = query_pairs(request)
+        params = one_value_each(pairs, Repeats.FIRST)
+        repeated = len(params) < len(pairs)
+        if [name for name, _ in pairs].count("client_id") > 1:
             return _error_page("Invalid Request")
         if request.method == "POST":  # OIDC Core §3.1.2.1: the endpoint also takes form posts
             form = await read_form(request)
@@ -102,7 +114,9 @@ class Authorizer:
                 },
             )
         try:
-            auth_request = self._validate(client.client_id, redirect_uri, state, mode, params)
+            auth_request = self._validate(
+                client.client_id, redirect_uri, state, mode, params, repeated
+            )
         except ClientRedirectError as exc:
             return _redirect(
                 redirect_uri,
@@ -127,6 +141,7 @@ class Authorizer:
         state: str | None,
         mode: str,
         params: dict[str, str],
+        repeated: bool = False,
     ) -> AuthRequest:
         client = self.realm.client(client_id)
         assert client is not None
@@ -141,6 +156,8 @@ class Authorizer:
                 "Client is not allowed to initiate browser login "
                 "with given response_type. Standard flow is disabled for the client.",
             )
+        if repeated:
+            raise ClientRedirectError("invalid_request", "duplicated parameter")
         try:
             resolve_scopes(client, params.get("scope"))
             method = pkce.check_challenge(

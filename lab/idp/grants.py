@@ -98,7 +98,7 @@ class Grants:
         user = self.realm.user_by_id(code.user_id)
         if session is None or user is None or not user.enabled:
             raise InvalidGrant("Session not active")
-        scopes = resolve_scopes(client, code.request.scope)
+        scopes = resolve_scopes(client, code.request.scope, as_sent=False)
         return self._respond(
             Subject.of_user(user), client, scopes, session, nonce=code.request.nonce
         )
@@ -108,7 +108,7 @@ class Grants:
     def password(self, client: Client, form: dict[str, str]) -> dict[str, Any]:
         if not client.direct_access_grants:
             raise UnauthorizedClient("Client not allowed for direct access grants")
-        scopes = resolve_scopes(client, param(form, "scope"))
+        scopes = resolve_scopes(client, form.get("scope"))  # "" is sent, and refused
         username = param(form, "username")
         known = self.realm.user_by_username(username or "")
         # Keycloak's brute-force detection: a locked user gets the wrong-password answer
@@ -148,7 +148,7 @@ class Grants:
         user = self.realm.user_by_id(str(claims.get("sub")))
         if session is None or user is None or not user.enabled:
             raise InvalidGrant("Session not active")
-        granted = resolve_scopes(client, str(claims.get("scope", "")))
+        granted = resolve_scopes(client, str(claims.get("scope", "")), as_sent=False)
         requested = param(form, "scope")
         if requested is not None:
             # RFC 6749 §6: the new scope MUST NOT include any scope not originally granted.
@@ -165,7 +165,7 @@ class Grants:
             raise UnauthorizedClient("Public client not allowed to retrieve service account")
         if not client.service_accounts:
             raise UnauthorizedClient("Client not enabled to retrieve service account")
-        scopes = resolve_scopes(client, param(form, "scope"))
+        scopes = resolve_scopes(client, form.get("scope"))  # "" is sent, and refused
         # Keycloak 26: a transient session, no refresh token, no sid.
         grant = Grant(
             Subject.service_account(client), client, scopes, sid=None, auth_time=None, refresh=False

@@ -44,7 +44,7 @@ from lab.oauth.errors import (
     UnauthorizedClient,
 )
 from lab.oauth.jose import JwtValidationError, SigningKey, now
-from lab.oauth.scopes import ScopeSyntaxError, scope_values
+from lab.oauth.scopes import ScopeSyntaxError, keycloak_scope_values
 from lab.oauth.tokens import (
     KEYCLOAK_TYP_ID,
     TOKEN_TYPE_ID_JAG,
@@ -192,9 +192,9 @@ class IdJagIssuer:
         if scope is not None:
             # The ID-JAG carries the scope as text its redeemer splits again: RFC 6749 §3.3's
             # grammar only (a NUL, a line break, NBSP or the Kelvin sign never reaches a
-            # signed token), with the runs of spaces a client may send closed up.
+            # signed token), read as the IdP's other grants read it (Keycloak's reading).
             try:
-                scope = " ".join(scope_values(scope)) or None
+                scope = " ".join(keycloak_scope_values(scope)) or None
             except ScopeSyntaxError as odd:
                 raise InvalidScope(f"Invalid scopes: {odd.value[:200]}") from None
         allowed_scopes = _split(self.attribute(client, ATTR_SCOPES))

@@ -35,7 +35,7 @@ from lab.oauth.jose import (
     verify_hmac_jwt,
     verify_jwt,
 )
-from lab.oauth.scopes import ScopeSyntaxError, scope_values
+from lab.oauth.scopes import ScopeSyntaxError, keycloak_scope_values, scope_values
 from lab.oauth.tokens import KEYCLOAK_TYP_BEARER, KEYCLOAK_TYP_ID, KEYCLOAK_TYP_REFRESH, TYP_JWT
 
 log = logging.getLogger("lab.idp")
@@ -87,15 +87,21 @@ class Grant:
     session_expires_in: int = 0
 
 
-def resolve_scopes(client: Client, requested: str | None) -> frozenset[str]:
+def resolve_scopes(
+    client: Client, requested: str | None, *, as_sent: bool = True
+) -> frozenset[str]:
     """The client scopes in effect: all defaults plus requested optional ones.
 
     Keycloak refuses a scope the client has neither as default nor optional
     (``invalid_scope`` "Invalid scopes: ..."); ``openid`` is a protocol marker, always allowed.
+    ``requested`` as a client sent it (None: not sent) is read as Keycloak reads it, where an
+    empty value is an unknown scope; ``as_sent=False`` for scope text the IdP wrote itself
+    (a token's claim, a stored authorization request, "" when none was asked).
     """
     try:
-        # RFC 6749 §3.3 as Keycloak reads it: split on spaces only (lab.oauth.scopes).
-        asked = set(scope_values(requested or ""))
+        # RFC 6749 §3.3, split on spaces only, as Keycloak reads it (lab.oauth.scopes).
+        read = keycloak_scope_values if as_sent and requested is not None else scope_values
+        asked = set(read(requested or ""))
     except ScopeSyntaxError:
         raise InvalidScope(f"Invalid scopes: {(requested or '')[:200]}") from None
     allowed = set(client.default_scopes) | set(client.optional_scopes) | {"openid"}

@@ -207,6 +207,14 @@ class InvalidToken(_BearerError):
     status = 401
 
 
+class InvalidBearerRequest(_BearerError):
+    """A malformed request at a resource server, e.g. a parameter sent twice (RFC 6750 §3.1:
+    400, the challenge carrying ``invalid_request``)."""
+
+    error = "invalid_request"
+    status = 400
+
+
 class InsufficientScope(_BearerError):
     """The request requires higher privileges than provided by the access token
     (RFC 6750 §3.1)."""

@@ -368,12 +368,16 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
 def single_query_params(request: Request, repeats: Repeats = Repeats.REFUSE) -> dict[str, str]:
     """The query parameters, each at most once: under :attr:`Repeats.REFUSE` (every lab API
     and OAuth endpoint) a repeated one is 400 ``invalid_request`` naming it."""
+    return one_value_each(query_pairs(request), repeats, where="query parameter")
+
+
+def query_pairs(request: Request) -> list[tuple[str, str]]:
+    """The query's ``(name, value)`` pairs in order, repeats included."""
     from urllib.parse import parse_qsl
 
     # What ``request.query_params.multi_items()`` lists (Starlette parses the raw query the same
     # way), without building its multidict: this runs on every authorization request.
-    pairs = parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
-    return one_value_each(pairs, repeats, where="query parameter")
+    return parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
 
 
 def json_response(

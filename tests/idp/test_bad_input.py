@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from lab.config import Settings
 from lab.idp.app import create_app
 from lab.oauth.jose import ensure_private_key
-from tests.idp.helpers import CLIENT_ID, CLIENT_SECRET, Idp, Pkce, auth_params
+from tests.idp.helpers import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, Idp, Pkce, auth_params
 
 _FIELDS = st.sampled_from(
     [
@@ -77,8 +77,22 @@ def test_oversized_body_is_413(idp: Idp) -> None:
     assert response.status_code == 413
 
 
-def test_repeated_authorization_parameter_is_refused_without_redirect(idp: Idp) -> None:
+def test_repeated_authorization_parameter_is_refused_at_the_first_redirect_uri_only(
+    idp: Idp,
+) -> None:
+    """As Keycloak 26: the first ``redirect_uri`` is checked and gets ``invalid_request``;
+    the second one, unregistered, is never redirected to (tests/idp/hostile_requests.py)."""
     params = list(auth_params(Pkce.new()).items()) + [("redirect_uri", "https://evil.example/cb")]
+    response = httpx.get(idp.auth_url, params=params)
+    assert response.status_code == 302
+    location = httpx.URL(response.headers["location"])
+    assert str(location.copy_with(query=None)) == REDIRECT_URI
+    assert location.params["error"] == "invalid_request"
+    assert location.params["error_description"] == "duplicated parameter"
+
+
+def test_a_repeated_client_id_is_the_error_page(idp: Idp) -> None:
+    params = list(auth_params(Pkce.new()).items()) + [("client_id", "ai.agent")]
     response = httpx.get(idp.auth_url, params=params)
     assert response.status_code == 400
     assert "location" not in response.headers

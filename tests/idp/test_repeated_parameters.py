@@ -1,6 +1,8 @@
 """A parameter sent twice, at every IdP endpoint that reads parameters, by one shared rule
 (``lab.oauth.starlette.Repeats``), the line Keycloak 26 draws: the OAuth endpoints
-(authorize, token, introspect, userinfo) refuse it as ``invalid_request`` (RFC 6749 §3.1);
+(authorize, token, introspect, userinfo) refuse it as ``invalid_request`` (RFC 6749 §3.1; the
+authorization endpoint by a redirect to the first redirect URI, userinfo by an RFC 6750
+challenge - both recorded from Keycloak in ``tests/idp/hostile_requests.py``);
 RP-initiated logout and the login form take its first value (Keycloak reads them with JAX-RS
 ``@QueryParam`` / ``MultivaluedMap.getFirst``), never the last."""
 

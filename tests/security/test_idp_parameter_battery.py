@@ -636,9 +636,10 @@ def test_token_password_grant_one_hostile_parameter(idp: Idp, parameter: str) ->
         asked = set((value or "").split()) if parameter == "scope" else set()
         widest = GENUINE_SCOPE | asked | ({"profile", "email"} if parameter == "scope" else set())
         found += token_problems(response, CLIENT_ID, widest, described)
+        # Keycloak refuses an empty `scope=` as an unknown (empty) scope: tests/keycloak shows it.
         genuine = (
             parameter == "username" and value in (*LEGITIMATE_AT_THE_PASSWORD_GRANT, "idjag-other")
-        ) or (parameter == "scope" and value in (None, "", " ", "openid address"))
+        ) or (parameter == "scope" and value in (None, " ", "openid address"))
         if response.status_code == 200 and not genuine:
             found.append(f"{described}: accepted")
         elif response.status_code != 200 and genuine:

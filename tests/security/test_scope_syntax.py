@@ -9,7 +9,10 @@ and the IdP wrote whatever ``scope`` it was sent (NUL, line breaks, look-alikes)
 ID-JAG it signed. No role was granted that the principal did not hold, but one text had two
 readings. Now ``lab.oauth.scopes.scope_values`` is the one reading: at each PDP grant, the
 IdP's ID-JAG issuance and its own grants, a value outside the grammar is 400 ``invalid_scope``.
-Shown failing with ``parse_scope``, ``resolve_scopes`` and the IdP's ID-JAG back on
+The IdP, standing in for Keycloak, reads a request's scope as Keycloak does
+(``keycloak_scope_values``: a leading or doubled space is an empty, unknown value;
+``tests/keycloak/test_hostile_requests_against_keycloak.py`` compares). Shown failing with
+``parse_scope``, ``resolve_scopes`` and the IdP's ID-JAG back on
 ``str.split()`` (every case below but the guards).
 """
 
@@ -22,7 +25,7 @@ import pytest
 
 from lab.oauth.errors import InvalidScope
 from lab.oauth.jose import unverified_claims
-from lab.oauth.scopes import ScopeSyntaxError, scope_values
+from lab.oauth.scopes import ScopeSyntaxError, keycloak_scope_values, scope_values
 from lab.pdp.zts.grants.base import parse_scope
 from tests.idp.helpers import Idp
 from tests.security.test_idp_parameter_battery import (  # noqa: F401  (module fixture)
@@ -48,6 +51,17 @@ def test_scope_values_split_on_spaces_only_and_refuse_the_rest() -> None:
         with pytest.raises(ScopeSyntaxError) as refused:
             scope_values(f"api:role.a{odd}b")
         assert f"U+{ord(odd[0]):04X}" in str(refused.value)
+
+
+def test_keycloaks_reading_keeps_a_leading_or_inner_empty_value_and_drops_trailing_ones() -> None:
+    """Java's ``"a  b".split(" ")`` is ``[a, "", b]``; ``"a b  ".split(" ")`` is ``[a, b]``."""
+    assert keycloak_scope_values("openid profile  ") == ["openid", "profile"]
+    assert keycloak_scope_values("   ") == []
+    for text in ("openid  profile", " openid", ""):
+        with pytest.raises(ScopeSyntaxError):
+            keycloak_scope_values(text)
+    with pytest.raises(ScopeSyntaxError):
+        keycloak_scope_values("openid\tprofile")
 
 
 @pytest.mark.parametrize("value", ["api:role.\u212aey", "\u212api:domain", "api:role.a\u3000"])
@@ -109,9 +123,13 @@ def test_the_idps_id_jag_carries_no_scope_outside_the_grammar(idp: Idp) -> None:
         form = {**jag_form(idp, subject), "scope": f"api:role.docs-getter{odd}mcp:role.x"}
         found += _refused(token(idp, form), f"ID-JAG scope with {odd!r}")
     assert not found, "\n".join(found)
-    spaced = token(idp, {**jag_form(idp, subject), "scope": f"  {JAG_SCOPE.replace(' ', '  ')} "})
-    assert spaced.status_code == 200, spaced.text
-    assert unverified_claims(spaced.json()["access_token"])["scope"] == JAG_SCOPE
+    trailing = token(idp, {**jag_form(idp, subject), "scope": f"{JAG_SCOPE}  "})
+    assert trailing.status_code == 200, trailing.text
+    assert unverified_claims(trailing.json()["access_token"])["scope"] == JAG_SCOPE
+    # The IdP reads scope as Keycloak does: a doubled or leading space is an empty value.
+    for spaced in (JAG_SCOPE.replace(" ", "  "), f" {JAG_SCOPE}"):
+        found += _refused(token(idp, {**jag_form(idp, subject), "scope": spaced}), repr(spaced))
+    assert not found, "\n".join(found)
 
 
 def test_the_idps_own_grants_split_a_scope_on_spaces_only(idp: Idp) -> None:  # noqa: F811
@@ -120,5 +138,9 @@ def test_the_idps_own_grants_split_a_scope_on_spaces_only(idp: Idp) -> None:  # 
         form = {**password_form(), "scope": f"openid{odd}profile"}
         found += _refused(token(idp, form), f"password grant scope with {odd!r}")
     assert not found, "\n".join(found)
-    fine = token(idp, {**password_form(), "scope": "openid  profile "})
+    fine = token(idp, {**password_form(), "scope": "openid profile  "})
     assert fine.status_code == 200, fine.text
+    # Keycloak's reading (Java's split(" ")): an inner or leading empty value is unknown.
+    for spaced in ("openid  profile", " openid", ""):
+        found += _refused(token(idp, {**password_form(), "scope": spaced}), repr(spaced))
+    assert not found, "\n".join(found)
