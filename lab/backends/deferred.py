@@ -28,11 +28,17 @@ READY_TIMEOUT_S = 30.0
 
 class DeferredApp:
     def __init__(
-        self, part: str, build: Callable[[], ASGIApp], fallback: Callable[[str, str], ASGIApp]
+        self,
+        part: str,
+        build: Callable[[], ASGIApp],
+        fallback: Callable[[str, str], ASGIApp],
+        on_built: Callable[[], None] | None = None,
     ) -> None:
         self.part = part
         self._build = build
         self._fallback = fallback
+        #: Run in the build thread once the app (or its stand-in) is in place.
+        self._on_built = on_built
         self._app: ASGIApp | None = None
         self._built = threading.Event()
         self._started: asyncio.Event | None = None  # created in the serving loop
@@ -66,6 +72,11 @@ class DeferredApp:
             self._app = self._fallback(self.part, f"{type(exc).__name__}: {exc}")
         log.info("built %s in the background in %.0f ms", self.part, _ms(started))
         self._built.set()
+        if self._on_built is not None:
+            try:
+                self._on_built()
+            except Exception:  # noqa: BLE001 - the part is built and serves whatever this does
+                log.exception("after building %s", self.part)
 
     @property
     def app(self) -> ASGIApp | None:

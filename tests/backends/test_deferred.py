@@ -103,3 +103,26 @@ def test_a_delayed_build_starts_by_itself_when_its_time_comes() -> None:
 
     DeferredApp("mcp", build, unavailable_app).start_building(after_s=0.05)
     assert done.wait(10)
+
+
+def test_on_built_runs_once_in_the_build_thread_after_the_app_is_in_place() -> None:
+    seen: list[tuple[str, bool]] = []
+    deferred: DeferredApp
+
+    def on_built() -> None:
+        seen.append((threading.current_thread().name, deferred.app is not None))
+
+    deferred = DeferredApp("mcp", lambda: _real_app([]), unavailable_app, on_built=on_built)
+    deferred.start_building()
+    deferred._thread.join(10)
+    assert seen == [("build-mcp", True)]
+
+
+def test_a_failing_on_built_leaves_the_part_serving() -> None:
+    def on_built() -> None:
+        raise RuntimeError("boom")
+
+    deferred = DeferredApp("mcp", lambda: _real_app([]), unavailable_app, on_built=on_built)
+    deferred.start_building()
+    with serve_in_thread(deferred, bind_socket("127.0.0.1", 0)) as url:
+        assert httpx.get(f"{url}/hello", timeout=30).status_code == 200

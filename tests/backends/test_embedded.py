@@ -145,6 +145,101 @@ def test_logs_are_collected_per_part(backend: EmbeddedBackend, tmp_path: Path) -
     assert tmp_path / "collected" / "embedded.log" in copied
 
 
+def test_the_runtime_freezes_its_start_up_heap_once_every_part_is_built(
+    backend: EmbeddedBackend,
+) -> None:
+    # The MCP server is built in the background after `up` returns: the freeze waits for it,
+    # so its SDK's models are left out of the collector's passes too (issue #21).
+    backend.up()
+    log = backend.log_file("embedded")
+    deadline = time.monotonic() + 60
+    while "built mcp in the background" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    while "start-up heap frozen" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    lines = log.read_text().splitlines()
+    built = next(i for i, line in enumerate(lines) if "built mcp in the background" in line)
+    frozen = [i for i, line in enumerate(lines) if "start-up heap frozen" in line]
+    assert len(frozen) == 1 and frozen[0] > built
+    assert int(lines[frozen[0]].split("frozen: ")[1].split()[0]) > 10_000
+
+
+def test_build_apps_runs_when_built_after_the_deferred_part_only(
+    lab_settings: Settings,
+) -> None:
+    calls: list[str] = []
+    apps = build_apps(lab_settings, deferred=("mcp",), when_built=lambda: calls.append("all"))
+    assert calls == []  # the MCP server is still to be built (0.5 s from now)
+    deferred = apps["mcp"]
+    deferred.start_building()
+    deferred._thread.join(60)
+    assert deferred.app is not None
+    assert calls == ["all"]
+
+
+def test_build_apps_runs_when_built_at_once_when_nothing_is_deferred(
+    lab_settings: Settings,
+) -> None:
+    calls: list[str] = []
+    build_apps(lab_settings, when_built=lambda: calls.append("all"))
+    assert calls == ["all"]
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """configure_logging sets up the process's logging (the runtime's): put it back after."""
+    import logging
+
+    from lab.backends.embedded.logs import LOGGERS
+
+    names = ["", "httpx", *(n for names in LOGGERS.values() for n in names)]
+    saved = {}
+    for name in names:
+        logger = logging.getLogger(name)
+        saved[name] = (logger.level, list(logger.handlers), logger.propagate)
+    yield
+    for name, (level, handlers, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_the_runtime_logs_no_httpx_request_lines_at_info(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from lab.backends.embedded.logs import configure_logging
+
+    configure_logging(replace(Settings(), home=tmp_path, log_level="info"))
+    logging.getLogger("httpx").info("HTTP Request: GET http://127.0.0.1/x")
+    logging.getLogger("httpx").warning("a library warning still shows")
+    logging.getLogger("lab.embedded").info("the runtime's own line")
+    embedded_log = capsys.readouterr().err  # the runtime's stderr is embedded.log
+    assert "HTTP Request" not in embedded_log
+    assert "WARNING httpx: a library warning still shows" in embedded_log
+    assert "INFO lab.embedded: the runtime's own line" in embedded_log
+    assert logging.getLogger("lab.pdp").isEnabledFor(logging.INFO)
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_the_runtime_logs_httpx_request_lines_at_debug(tmp_path: Path) -> None:
+    import logging
+
+    from lab.backends.embedded.logs import configure_logging
+
+    configure_logging(replace(Settings(), home=tmp_path, log_level="debug"))
+    assert logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    assert logging.getLogger("httpx").isEnabledFor(logging.DEBUG)
+
+
 def test_an_unknown_log_name_lists_the_choices(backend: EmbeddedBackend) -> None:
     with pytest.raises(BackendError) as caught:
         backend.log_file("kafka")

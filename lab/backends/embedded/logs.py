@@ -35,6 +35,13 @@ LOGGERS: dict[str, tuple[str, ...]] = {
     "mcpserver": ("lab.mcpserver", "mcp"),
 }
 
+#: Libraries whose INFO lines repeat what a part logs already: httpx writes "HTTP Request: ..."
+#: for every call a part makes (the MCP server's token exchange and document API call, each
+#: resource server's policy refresh): two or three lines a chain in ``embedded.log`` (~7 µs
+#: each to format, escape and write), while the part's own line says what the call was for
+#: (its jti, the decision). They show from ``LAB_LOG_LEVEL=debug`` on.
+LIBRARY_INFO_LOGGERS: tuple[str, ...] = ("httpx",)
+
 
 def configure_logging(settings: Settings) -> None:
     """Runtime messages to stderr (``embedded.log``); each room's loggers to its own file."""
@@ -54,6 +61,8 @@ def configure_logging(settings: Settings) -> None:
     formatter = ShownFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = logging.getLogger()
     root.setLevel(level)
+    for name in LIBRARY_INFO_LOGGERS:
+        logging.getLogger(name).setLevel(level if level < logging.INFO else logging.WARNING)
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(formatter)
     root.addHandler(stderr)

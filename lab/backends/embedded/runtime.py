@@ -8,6 +8,7 @@ import functools
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
@@ -110,23 +111,51 @@ DEFERRED_PARTS = ("mcp",)
 DEFERRED_BUILD_AFTER_S = 0.5
 
 
-def build_apps(settings: Settings, deferred: tuple[str, ...] = ()) -> dict[str, Any]:
+class WhenAllBuilt:
+    """Runs ``action`` once, when the last of ``count`` parts reports built (any thread)."""
+
+    def __init__(self, count: int, action: Callable[[], None]) -> None:
+        self._left = count
+        self._action = action
+        self._lock = threading.Lock()
+
+    def one_built(self) -> None:
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self._action()
+
+
+def build_apps(
+    settings: Settings,
+    deferred: tuple[str, ...] = (),
+    when_built: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """One app per port; a failed part is logged and replaced by :func:`unavailable_app`.
 
     Parts named in ``deferred`` start building in a background thread and are served by a
-    :class:`~lab.backends.deferred.DeferredApp` meanwhile."""
+    :class:`~lab.backends.deferred.DeferredApp` meanwhile. ``when_built`` runs once every part
+    is built, deferred ones included (before this returns when none is deferred)."""
     import logging
 
     log = logging.getLogger("lab.embedded")
     built: dict[str, Any] = {}
     later = []
+    count = sum(1 for key in FACTORIES if key in deferred)
+    all_built = WhenAllBuilt(count, when_built) if when_built is not None and count else None
     for key, factory in FACTORIES.items():
         if key == "idp" and settings.idp == "keycloak":
             continue  # real Keycloak serves the IdP port
         if key in deferred:
             from lab.backends.deferred import DeferredApp
 
-            app = DeferredApp(key, functools.partial(factory, settings), unavailable_app)
+            app = DeferredApp(
+                key,
+                functools.partial(factory, settings),
+                unavailable_app,
+                on_built=all_built.one_built if all_built is not None else None,
+            )
             built[key] = app
             later.append(app)
             continue
@@ -137,6 +166,8 @@ def build_apps(settings: Settings, deferred: tuple[str, ...] = ()) -> dict[str, 
             log.exception("part %s failed to start", key)
             built[key] = unavailable_app(key, f"{type(exc).__name__}: {exc}")
         log.info("built %s in %.0f ms", key, (time.perf_counter() - started) * 1000)
+    if when_built is not None and not count:
+        when_built()
     for app in later:
         app.start_building(after_s=DEFERRED_BUILD_AFTER_S)
     apps = {
@@ -226,7 +257,19 @@ def main() -> None:
         settings = replace(settings, home=settings.home.resolve(), ports=ports)
         write_runtime(settings, os.getpid(), settings.endpoints)  # so `lab status` sees it
     ensure_lab_keys(settings)
-    apps = build_apps(settings, deferred=DEFERRED_PARTS)
+
+    def freeze() -> None:
+        from lab.startup import freeze_start_up_heap
+
+        started = time.perf_counter()
+        frozen = freeze_start_up_heap()
+        log.info(
+            "start-up heap frozen: %d objects out of the collector's passes (%.0f ms)",
+            frozen,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    apps = build_apps(settings, deferred=DEFERRED_PARTS, when_built=freeze)
     log.info(
         "runtime %s ready to serve after %.0f ms",
         os.getpid(),
