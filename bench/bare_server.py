@@ -6,11 +6,18 @@ to the thread pool with ``run_in_threadpool``, and answers JSON with the same no
 The work is exactly one ES256 signature of a small claim set (a token endpoint does at least that
 plus its checks), so ``token endpoint / bare`` says how much the checks cost, not the stack.
 
-    python bench/bare_server.py PORT
+    python bench/bare_server.py PORT [--on-loop]
+
+Two baselines, both shown by ``make bench``: the thread-pool one (the default; the issue's "bare
+POST that does one signature in the same thread-pool stack") and ``--on-loop``, which signs on
+the event loop as the token endpoint now does when nothing blocks (docs/dev/performance.md,
+"Token endpoints, fifth pass"): like for like with the endpoint's path, without the thread
+pool's hand-off (~80 µs of CPU per request).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
@@ -61,10 +68,23 @@ def create_app(on_loop: bool = False) -> Starlette:
     return Starlette(routes=[Route("/", token, methods=["POST"]), Route("/", health)])
 
 
-def main() -> None:
-    port = int(sys.argv[1])
-    sock = bind_socket("127.0.0.1", port)
-    asyncio.run(uvicorn.Server(uvicorn_config(create_app())).serve(sockets=[sock]))
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="the bare-POST baseline of bench/load.py")
+    parser.add_argument("port", type=int)
+    parser.add_argument(
+        "--on-loop",
+        action="store_true",
+        help="sign on the event loop (as the token endpoint does when nothing blocks), "
+        "not in the thread pool",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    sock = bind_socket("127.0.0.1", args.port)
+    app = create_app(on_loop=args.on_loop)
+    asyncio.run(uvicorn.Server(uvicorn_config(app)).serve(sockets=[sock]))
 
 
 if __name__ == "__main__":

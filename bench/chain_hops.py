@@ -11,6 +11,10 @@ Each revision's chains are driven by that revision's agent too: two worker proce
 script with ``--worker``, the revision's ``lab`` first on the path), one per revision, each
 timing its own chains and CPU; this process runs the floor after every chain of either.
 
+The floor is run against both bare servers (``bench/bare_server.py``, signing in the thread
+pool and on the event loop), one after the other after every chain; the chain's p50 is printed
+against each, the verdict against the stricter (lower) one, as ``bench/run.py`` does.
+
 A private lab at step 12 (as ``bench/run.py``), then ``N`` chains alternated with the floor
 (``bench/chain.py``), each timed per link from the client side: the sign-in, the two token
 requests, the tool call (and the tool call's own HTTP request inside it), every HTTP request by
@@ -46,7 +50,7 @@ import httpx  # noqa: E402
 import httpx2  # noqa: E402
 
 from bench import chain  # noqa: E402
-from bench.load import BareServer, loadavg  # noqa: E402
+from bench.load import BASELINE_LABELS, bare_servers, loadavg  # noqa: E402
 from bench.run import Lab, checkout  # noqa: E402
 from lab.config import LEARNER_USERNAME, Settings  # noqa: E402
 from lab.mcpserver import HOPS_META_KEY  # noqa: E402
@@ -229,15 +233,18 @@ def main() -> int:
             for lab_name, lab in labs.items()
             for session_name, keep in sessions.items()
         }
-        bare = None
+        bares: dict[str, Any] = {}
         try:
             for lab in labs.values():
                 lab.run("up")
                 chain.setup_chain_state(lab.settings)
             if args.against:
                 workers = {name: Worker(codes[name], labs[name].env) for name in labs}
-            bare = BareServer()
-            floor = chain.Floor(bare.url)
+            bares = bare_servers()
+            floors = {
+                f"floor on the {BASELINE_LABELS[name]}": chain.Floor(bare.url)
+                for name, bare in bares.items()
+            }
             for _ in range(5):
                 for variant, (lab, keep) in variants.items():
                     if workers:
@@ -245,8 +252,9 @@ def main() -> int:
                         continue
                     keep_connections(keep)
                     chain_by_link(lab.settings, None)
-                floor.once()
-            # Each request's time goes under its chain's variant (the floor's under none).
+                for floor in floors.values():
+                    floor.once()
+            # Each request's time goes under its chain's variant (a floor's under its name).
             requests: Samples = defaultdict(list)
             time_requests(requests)
             pids = {name: lab.backend_pid() for name, lab in labs.items()}
@@ -270,20 +278,21 @@ def main() -> int:
                         for path, values in requests.items():
                             samples[path + variant].extend(values)
                         requests.clear()
-                        # The floor after every chain, whatever its variant: what runs just
+                        # The floors after every chain, whatever its variant: what runs just
                         # before a chain (the floor's server finishing its work, the collector)
                         # must be the same for all, or the first variant pays for it.
-                        samples["floor"].append(floor.once())
-                        for path, values in requests.items():
-                            samples[path].extend(values)
-                        requests.clear()
+                        for floor_name, floor in floors.items():
+                            samples[floor_name].append(floor.once())
+                            for path, values in requests.items():
+                                samples[f"{path} ({floor_name})"].extend(values)
+                            requests.clear()
                         # The floor builds an httpx client (a TLS context, its CA bundle) per
                         # run: its garbage is collected here, not in the next chain.
                         gc.collect()
         finally:
             for each in workers.values():
                 each.stop()
-            if bare is not None:
+            for bare in bares.values():
                 bare.stop()
             for lab in labs.values():
                 lab.down()
@@ -296,7 +305,32 @@ def main() -> int:
     for variant, cpu in server_cpu.items():
         name = "runtime CPU per chain (/proc)" + variant
         print(f"{name:62s} mean {cpu / args.runs * 1000:6.2f} ms")
+    for line in floor_ratios(samples, list(variants), list(floors)):
+        print(line)
     return 0
+
+
+def floor_ratios(samples: Samples, variants: list[str], floors: list[str]) -> list[str]:
+    """Each variant's chain p50 over each floor's p50, and the verdict (target <= 1.5) against
+    the stricter, lower, floor."""
+    p50 = {name: statistics.median(samples[name]) for name in floors if samples.get(name)}
+    if not p50:
+        return []
+    stricter = min(p50, key=lambda name: p50[name])
+    lines = []
+    for variant in variants:
+        chains = samples.get("chain" + variant)
+        if not chains:
+            continue
+        chain_p50 = statistics.median(chains)
+        for name, floor_p50 in p50.items():
+            label = f"chain{variant} p50 / {name}"
+            lines.append(f"{label:62s} {chain_p50 / floor_p50:5.2f}x")
+        ratio = chain_p50 / p50[stricter]
+        verdict = "met" if ratio <= 1.5 else "NOT met"
+        label = f"chain{variant} p50 / stricter floor (target <= 1.5)"
+        lines.append(f"{label:62s} {ratio:5.2f}x  {verdict} ({stricter})")
+    return lines
 
 
 def _lab_name(variant: str, labs: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Load with wrk: each token endpoint and the bare-POST baseline, interleaved in one run.
+"""Load with wrk: each token endpoint and both bare-POST baselines, interleaved in one run.
 
 The load generator must not be the bottleneck: a Python client on the same two cores caps a bare
 endpoint at a few hundred requests per second, so every figure here comes from ``wrk`` (C, one
@@ -249,16 +249,31 @@ def write_bodies(forms: list[dict[str, str]], directory: Path, name: str) -> Pat
 # ---------------------------------------------------------------------------------- baseline
 
 
-class BareServer:
-    """``bench/bare_server.py`` in its own process (like the lab's runtime, one process)."""
+#: The two bare-POST baselines (``bench/bare_server.py``), by the key their runs and figures
+#: go under: signing in the thread pool (the issue's baseline; the key older results used) and
+#: on the event loop (like for like with the token endpoint's path when nothing blocks).
+BASELINES: dict[str, bool] = {"bare": False, "bare_on_loop": True}
+#: How the table and the docs name each baseline.
+BASELINE_LABELS = {"bare": "thread-pool bare POST", "bare_on_loop": "on-loop bare POST"}
 
-    def __init__(self) -> None:
+
+class BareServer:
+    """``bench/bare_server.py`` in its own process (like the lab's runtime, one process);
+    ``on_loop`` signs on the event loop instead of in the thread pool."""
+
+    def __init__(self, on_loop: bool = False) -> None:
         sock = bind_socket("127.0.0.1", 0)
         self.port = sock.getsockname()[1]
         sock.close()
+        self.on_loop = on_loop
         self.url = f"http://127.0.0.1:{self.port}/"
         self.proc = subprocess.Popen(
-            [sys.executable, str(BENCH / "bare_server.py"), str(self.port)],
+            [
+                sys.executable,
+                str(BENCH / "bare_server.py"),
+                str(self.port),
+                *(["--on-loop"] if on_loop else []),
+            ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -293,30 +308,43 @@ def _median_of(runs: list[dict[str, Any]], key: str) -> float | None:
     return round(_median(values), 1) if values else None
 
 
+def bare_servers() -> dict[str, BareServer]:
+    """Both baselines started (each in its own process), by their ``BASELINES`` key."""
+    servers: dict[str, BareServer] = {}
+    try:
+        for name, on_loop in BASELINES.items():
+            servers[name] = BareServer(on_loop=on_loop)
+    except BaseException:
+        for server in servers.values():
+            server.stop()
+        raise
+    return servers
+
+
+ENDPOINTS = ("id_jag", "jwt_bearer", "exchange")
+
+
 def token_endpoints(
     settings: Settings, *, rounds: int, duration_s: float, connections: int
 ) -> dict[str, Any]:
-    """Rounds of [bare, id_jag, bare, jwt_bearer, bare, exchange], each a wrk run; every
-    endpoint's ratio is its median rate over the median bare rate of the same run."""
+    """Rounds of [bare, bare_on_loop, id_jag, bare, bare_on_loop, jwt_bearer, …], each a wrk
+    run fed the same bodies; every endpoint's ratio is its median rate over each baseline's
+    median rate of the same run."""
     zts_token = settings.endpoints.zts_token
     id_token = sign_in(settings)
     access = access_token_for_mcp(settings, id_token)
     lab_pid = int(json.loads(settings.runtime_file.read_text())["pid"])
-    bare = BareServer()
-    runs: dict[str, list[dict[str, Any]]] = {
-        "bare": [],
-        "id_jag": [],
-        "jwt_bearer": [],
-        "exchange": [],
-    }
+    bares = bare_servers()
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in (*BASELINES, *ENDPOINTS)}
     try:
         with tempfile.TemporaryDirectory(prefix="lab-bench-wrk-") as tmp:
             directory = Path(tmp)
-            # Warm-up: both servers, long enough for the thread pools and caches to fill; its
+            # Warm-up: every server, long enough for the thread pools and caches to fill; its
             # rate sizes the body files (2.5× the warm-up rate, so no body is ever reused).
             warm_forms = id_jag_forms(settings, id_token, 3000)
             warm = write_bodies(warm_forms, directory, "warm")
-            run_wrk(bare.url, warm, len(warm_forms), duration_s=2, connections=connections)
+            for bare in bares.values():
+                run_wrk(bare.url, warm, len(warm_forms), duration_s=2, connections=connections)
             rate = run_wrk(zts_token, warm, len(warm_forms), duration_s=2, connections=connections)[
                 "rps"
             ]
@@ -332,16 +360,17 @@ def token_endpoints(
                 for name, make in makers.items():
                     forms = make()
                     path = write_bodies(forms, directory, name)
-                    runs["bare"].append(
-                        run_wrk(
-                            bare.url,
-                            path,
-                            count,
-                            duration_s=duration_s,
-                            connections=connections,
-                            server_pid=bare.proc.pid,
+                    for baseline, bare in bares.items():
+                        runs[baseline].append(
+                            run_wrk(
+                                bare.url,
+                                path,
+                                count,
+                                duration_s=duration_s,
+                                connections=connections,
+                                server_pid=bare.proc.pid,
+                            )
                         )
-                    )
                     runs[name].append(
                         run_wrk(
                             zts_token,
@@ -353,22 +382,37 @@ def token_endpoints(
                         )
                     )
     finally:
-        bare.stop()
-    bare_rps = round(_median([r["rps"] for r in runs["bare"]]), 1)
-    summary: dict[str, Any] = {
-        "bare_rps": bare_rps,
-        "bare_cpu_us_per_request": _median_of(runs["bare"], "server_cpu_us_per_request"),
-        "connections": connections,
-        "runs": runs,
-    }
-    for name in ("id_jag", "jwt_bearer", "exchange"):
+        for bare in bares.values():
+            bare.stop()
+    return summarise(runs, connections)
+
+
+def summarise(runs: dict[str, list[dict[str, Any]]], connections: int) -> dict[str, Any]:
+    """Medians of the wrk runs: each baseline's rate and CPU per request (``bare_rps``,
+    ``bare_cpu_us_per_request`` for the thread-pool one, the keys older results used;
+    ``bare_on_loop_…`` for the other), and each endpoint's ratio against each baseline
+    (``ratio`` against the thread-pool one, ``ratio_on_loop`` against the on-loop one)."""
+    summary: dict[str, Any] = {"connections": connections, "runs": runs}
+    for baseline in BASELINES:
+        if runs.get(baseline):
+            summary[f"{baseline}_rps"] = round(_median([r["rps"] for r in runs[baseline]]), 1)
+            summary[f"{baseline}_cpu_us_per_request"] = _median_of(
+                runs[baseline], "server_cpu_us_per_request"
+            )
+    for name in ENDPOINTS:
+        if not runs.get(name):
+            continue
+        rps = _median([r["rps"] for r in runs[name]])
         summary[name] = {
             "cpu_us_per_request": _median_of(runs[name], "server_cpu_us_per_request"),
             "switches_per_request": _median_of(runs[name], "server_switches_per_request"),
-            "rps": round(_median([r["rps"] for r in runs[name]]), 1),
-            "ratio": round(_median([r["rps"] for r in runs[name]]) / bare_rps, 3),
+            "rps": round(rps, 1),
             "p99_ms": _median([r["p99_ms"] for r in runs[name]]),
             "p50_ms": _median([r["p50_ms"] for r in runs[name]]),
             "non2xx": sum(r["non2xx"] for r in runs[name]),
         }
+        for baseline in BASELINES:
+            if summary.get(f"{baseline}_rps"):
+                key = "ratio" + baseline.removeprefix("bare")
+                summary[name][key] = round(rps / summary[f"{baseline}_rps"], 3)
     return summary
