@@ -107,21 +107,30 @@ def percentile(samples: list[float], q: float) -> float:
 def chain_vs_floor(settings: Settings, floors: dict[str, Floor], runs: int) -> dict[str, Any]:
     """The chain and each floor (by its baseline's name) alternated run by run, after a few
     warm-up runs of each; the ratio against every floor, and ``ratio`` (the verdict's) against
-    the lowest, the strictest."""
+    the lowest, the strictest. The floors take turns going first after the chain: whichever
+    runs right after the chain (its servers still finishing, the collector) or second would
+    otherwise always be the same one."""
     from bench.load import loadavg
 
-    for _ in range(3):
+    for run in range(3):
         run_chain_once(settings)
-        for floor in floors.values():
+        for floor in floors_in_turn(floors, run).values():
             floor.once()
     chains: list[float] = []
     floor_runs: dict[str, list[float]] = {name: [] for name in floors}
     load_before = loadavg()
-    for _ in range(runs):
+    for run in range(runs):
         chains.append(run_chain_once(settings))
-        for name, floor in floors.items():
+        for name, floor in floors_in_turn(floors, run).items():
             floor_runs[name].append(floor.once())
     return floor_verdict(chains, floor_runs, load_before, loadavg())
+
+
+def floors_in_turn(floors: dict[str, Floor], run: int) -> dict[str, Floor]:
+    """``floors`` rotated by ``run``: each goes first after the chain as often as the others."""
+    items = list(floors.items())
+    shift = run % len(items) if items else 0
+    return dict(items[shift:] + items[:shift])
 
 
 def floor_verdict(

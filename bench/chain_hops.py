@@ -245,14 +245,14 @@ def main() -> int:
                 f"floor on the {BASELINE_LABELS[name]}": chain.Floor(bare.url)
                 for name, bare in bares.items()
             }
-            for _ in range(5):
+            for warm in range(5):
                 for variant, (lab, keep) in variants.items():
                     if workers:
                         workers[_lab_name(variant, labs)].chain(record=False)
                         continue
                     keep_connections(keep)
                     chain_by_link(lab.settings, None)
-                for floor in floors.values():
+                for floor in chain.floors_in_turn(floors, warm).values():
                     floor.once()
             # Each request's time goes under its chain's variant (a floor's under its name).
             requests: Samples = defaultdict(list)
@@ -281,7 +281,9 @@ def main() -> int:
                         # The floors after every chain, whatever its variant: what runs just
                         # before a chain (the floor's server finishing its work, the collector)
                         # must be the same for all, or the first variant pays for it.
-                        for floor_name, floor in floors.items():
+                        # In turns: each floor goes first after as many chains as the other.
+                        turn = len(samples[next(iter(floors))])
+                        for floor_name, floor in chain.floors_in_turn(floors, turn).items():
                             samples[floor_name].append(floor.once())
                             for path, values in requests.items():
                                 samples[f"{path} ({floor_name})"].extend(values)
