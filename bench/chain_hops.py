@@ -50,7 +50,7 @@ import httpx  # noqa: E402
 import httpx2  # noqa: E402
 
 from bench import chain  # noqa: E402
-from bench.load import BASELINE_LABELS, bare_servers, loadavg  # noqa: E402
+from bench.load import loadavg  # noqa: E402
 from bench.run import Lab, checkout  # noqa: E402
 from lab.config import LEARNER_USERNAME, Settings  # noqa: E402
 from lab.mcpserver import HOPS_META_KEY  # noqa: E402
@@ -186,10 +186,11 @@ def worker() -> int:
         chain_by_link(settings, samples if line.strip() == "record" else None)
         for path, values in requests.items():
             samples[path].extend(values)
-        print(json.dumps(samples), flush=True)
         # As in the in-process loop (after every floor): a chain's garbage, and the start-up's
-        # first full pass, are collected between chains, not in the next chain's figures.
+        # first full pass, are collected between chains, not in the next chain's figures; and
+        # before answering, not while the coordinator runs the floor right after.
         gc.collect()
+        print(json.dumps(samples), flush=True)
     return 0
 
 
@@ -211,6 +212,9 @@ def main() -> int:
         return worker()
     if args.ab and args.against:
         parser.error("--ab compares this checkout's agent with itself: not with --against")
+    # Here, not at the top: a --worker has the revision's own `bench` first on its path, which
+    # may predate the two baselines.
+    from bench.load import BASELINE_LABELS, bare_servers
     from lab.agent import connections
     from lab.agent.mcp_sessions import SESSIONS
 
