@@ -41,10 +41,20 @@ def token_endpoint(codes: list[str]) -> httpx.Client:
     return httpx.Client(transport=httpx.MockTransport(answer))
 
 
-def browser_after(*strays: dict[str, str], idle: int = 0) -> tuple[object, list[int]]:
+# Generous bounds: this machine may be at load 10. They only tell "answered" from "hung"; the
+# listener's read timeout (CALLBACK_READ_TIMEOUT_S, 10 s) is what an idle connection would cost.
+BROWSER_TIMEOUT_S = 10
+SIGN_IN_TIMEOUT_S = 20
+
+
+def browser_after(
+    *strays: dict[str, str], idle: int = 0
+) -> tuple[object, list[int], threading.Event]:
     """An opener that, before the real redirect, leaves ``idle`` connections open without a
-    byte and sends each of ``strays`` as the callback's query; the statuses it got."""
+    byte and sends each of ``strays`` as the callback's query; the statuses it got, and an
+    event set once the browser has read its last answer (the sign-in may return before)."""
     statuses: list[int] = []
+    finished = threading.Event()
     kept: list[socket.socket] = []
 
     def visit(url: str) -> None:
@@ -52,23 +62,26 @@ def browser_after(*strays: dict[str, str], idle: int = 0) -> tuple[object, list[
         redirect, state = query["redirect_uri"][0], query["state"][0]
         port = urlsplit(redirect).port or 80
         for _ in range(idle):
-            kept.append(socket.create_connection(("127.0.0.1", port), timeout=2))
-        with httpx.Client(timeout=2) as browser:
+            kept.append(socket.create_connection(("127.0.0.1", port), timeout=BROWSER_TIMEOUT_S))
+        with httpx.Client(timeout=BROWSER_TIMEOUT_S) as browser:
             for stray in strays:
                 statuses.append(browser.get(f"{redirect}?{urlencode(stray)}").status_code)
             real = {"code": "the-real-code", "state": state}
             statuses.append(browser.get(f"{redirect}?{urlencode(real)}").status_code)
 
     def opener(url: str) -> None:
-        threading.Thread(target=_safely, args=(visit, url), daemon=True).start()
+        threading.Thread(target=_safely, args=(visit, url, finished), daemon=True).start()
 
-    return opener, statuses
+    return opener, statuses, finished
 
 
-def _safely(visit: Callable[[str], None], url: str) -> None:
+def _safely(visit: Callable[[str], None], url: str, finished: threading.Event) -> None:
     # A hung listener: the sign-in below times out and says so.
-    with contextlib.suppress(httpx.HTTPError):
-        visit(url)
+    try:
+        with contextlib.suppress(httpx.HTTPError):
+            visit(url)
+    finally:
+        finished.set()
 
 
 def signed_in(http: httpx.Client, opener: object) -> SignIn:
@@ -77,30 +90,37 @@ def signed_in(http: httpx.Client, opener: object) -> SignIn:
     outcome: list[SignIn] = []
     worker = threading.Thread(
         target=lambda: outcome.append(
-            sign_in_browser(http, ISSUER, CLIENT, opener=opener, timeout_s=4)  # type: ignore[arg-type]
+            sign_in_browser(
+                http,
+                ISSUER,
+                CLIENT,
+                opener=opener,  # type: ignore[arg-type]
+                timeout_s=SIGN_IN_TIMEOUT_S,
+            )
         ),
         daemon=True,
     )
     worker.start()
-    worker.join(8)
-    assert outcome, "sign_in_browser did not return within 8 s: the listener hung"
+    worker.join(SIGN_IN_TIMEOUT_S + 10)
+    assert outcome, "sign_in_browser did not return: the listener hung"
     return outcome[0]
 
 
 def test_idle_connections_to_the_listener_do_not_hold_off_the_redirect() -> None:
     codes: list[str] = []
-    opener, statuses = browser_after(idle=3)
+    opener, statuses, _ = browser_after(idle=3)
     started = time.monotonic()
     with token_endpoint(codes) as http:
         result = signed_in(http, opener)
     assert result.ok, (result.error, result.error_description, statuses)
     assert codes == ["the-real-code"]
-    assert time.monotonic() - started < 3
+    # Not a speed check: one idle connection read to its timeout alone would take 10 s.
+    assert time.monotonic() - started < 8
 
 
 def test_only_the_redirect_with_the_sign_ins_state_ends_the_wait() -> None:
     codes: list[str] = []
-    opener, statuses = browser_after(
+    opener, statuses, finished = browser_after(
         {},
         {"code": "planted", "state": "guessed"},
         {"error": "access_denied"},
@@ -109,5 +129,7 @@ def test_only_the_redirect_with_the_sign_ins_state_ends_the_wait() -> None:
     with token_endpoint(codes) as http:
         result = signed_in(http, opener)
     assert result.ok, (result.error, result.error_description, statuses)
+    # The sign-in returns once the redirect is read; the browser reads its 200 just after.
+    assert finished.wait(BROWSER_TIMEOUT_S)
     assert codes == ["the-real-code"]
     assert statuses == [400, 400, 400, 400, 200]
