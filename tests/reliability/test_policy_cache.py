@@ -43,6 +43,8 @@ class StubPdp:
         self.status = 200
         self.expires_in = 3600.0
         self.calls = 0
+        #: The client address of each call: one per TCP connection the cache opened.
+        self.peers: list[tuple[str, int] | None] = []
 
     def document(self) -> dict[str, Any]:
         stamp = time.time() + self.expires_in
@@ -59,6 +61,7 @@ class StubPdp:
     def app(self) -> Starlette:
         async def signed_policy(request: Request) -> Response:
             self.calls += 1
+            self.peers.append(tuple(request.client) if request.client else None)  # type: ignore[arg-type]
             while not self.release.is_set():
                 await anyio.sleep(0.01)
             if self.status != 200:
@@ -85,6 +88,19 @@ def stub(tmp_path: Path, serve: Callable[..., str]) -> tuple[StubPdp, str]:
     pdp = StubPdp(SigningKey.load_or_create(tmp_path / "pdp.pem"))
     url = serve(pdp.app(), bind_socket("127.0.0.1", 0))
     return pdp, url
+
+
+def test_refreshes_reuse_one_connection_to_the_pdp(stub: tuple[StubPdp, str]) -> None:
+    # A new client (and TCP connection) per refresh was most of a refresh's CPU (issue #21).
+    pdp, url = stub
+    cache = make_cache(url, pdp.key)  # refresh_s=0: every read refreshes
+    for _ in range(3):
+        assert cache.current() is not None
+    assert pdp.calls == 3
+    assert len(set(pdp.peers)) == 1 and pdp.peers[0] is not None
+    timeout = cache._http().timeout  # the cache's, as a client per fetch had it
+    assert (timeout.read, timeout.connect) == (2.0, 2.0)
+    assert make_cache(url, pdp.key)._http() is not cache._http()  # one client per cache
 
 
 def test_readers_get_the_last_good_copy_while_one_refresh_waits(

@@ -203,7 +203,7 @@ def test_a_copy_fetched_confirmed_or_found_missing_is_dated_by_when_its_request_
 ) -> None:
     # The PDP answers 5 s after the request left: a step that changed the policy within
     # those 5 s must not take this copy for one fetched after its change.
-    from lab.oauth import http as lab_http
+    from types import SimpleNamespace
 
     clock = [1_700_000_000.0]
 
@@ -212,8 +212,8 @@ def test_a_copy_fetched_confirmed_or_found_missing_is_dated_by_when_its_request_
         return _Answer(status)
 
     monkeypatch.setattr(resource_server.time, "time", lambda: clock[0])
-    monkeypatch.setattr(lab_http, "get", get)
     cache = _cache()
+    monkeypatch.setattr(cache, "_http", lambda: SimpleNamespace(get=get))  # the PDP's client
     cache._cached = _Cached(_Policy(), '"v1"', fetched_at=0.0, fetched_wall=0.0)
     assert cache._revalidate() is True
     assert cache.held()["fetched_at"] == 1_700_000_000.0

@@ -19,7 +19,6 @@ import anyio
 import httpx
 import pytest
 
-import lab.oauth.http as lab_http
 import lab.oauth.resource_server as rs
 from lab.oauth.resource_server import PolicyCache, PolicyUnavailable
 
@@ -73,10 +72,20 @@ class Pdp:
         )
 
 
+class _Client:
+    """Stands in for the cache's client (built once, with the cache's timeout)."""
+
+    def __init__(self, pdp: Pdp, timeout: float) -> None:
+        self.pdp, self.timeout = pdp, timeout
+
+    def get(self, url: str, **options: Any) -> httpx.Response:
+        return self.pdp.get(url, **options, timeout=self.timeout)
+
+
 @pytest.fixture
 def pdp(monkeypatch: pytest.MonkeyPatch) -> Pdp:
     fake = Pdp()
-    monkeypatch.setattr(lab_http, "get", fake.get)
+    monkeypatch.setattr(PolicyCache, "_http", lambda self: _Client(fake, self._timeout))
     return fake
 
 
