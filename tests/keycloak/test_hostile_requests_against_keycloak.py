@@ -35,6 +35,7 @@ def test_keycloak_and_the_lab_idp_answer_a_hostile_request_alike(
 ) -> None:
     keycloak, lab = issuers
     answers = {"keycloak": case.send(keycloak), "lab": case.send(lab)}
-    assert answers == {"keycloak": case.keycloak, "lab": case.lab_answer}
+    assert answers["keycloak"] in case.keycloak_answers, answers
+    assert answers["lab"] == case.lab_answer, answers
     if case.lab is None:  # no recorded difference: the two answers are one class
         assert answers["keycloak"] == answers["lab"]
