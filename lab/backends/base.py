@@ -133,6 +133,11 @@ class Backend(Protocol):
         """The URLs of the running parts; raises :class:`BackendNotRunning` when down."""
         ...
 
+    def endpoints_in(self, record: Any) -> Endpoints:
+        """:meth:`endpoints`, from ``runtime.json`` already read and parsed (None: absent),
+        for a caller that reads it once per look (the gateway)."""
+        ...
+
     def collect_logs(self, dest: Path) -> list[Path]:
         """Copy every part's log into ``dest``; returns the files written."""
         ...

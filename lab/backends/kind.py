@@ -609,7 +609,10 @@ class KindBackend:
         return BackendStatus(self.name, running=True, parts=parts, detail=detail)
 
     def endpoints(self) -> Endpoints:
-        record = read_runtime(self.settings)
+        return self.endpoints_in(read_runtime(self.settings))
+
+    def endpoints_in(self, runtime: Any) -> Endpoints:
+        record = kind_record(runtime)
         if record is None:
             raise BackendNotRunning(self.name)
         return Endpoints.from_dict(record["endpoints"])
@@ -907,7 +910,11 @@ def wait_http_ok(url: str, timeout_s: float) -> bool:
 
 
 def read_runtime(settings: Settings) -> dict[str, Any] | None:
-    data = _read_json(settings.runtime_file)
+    return kind_record(_read_json(settings.runtime_file))
+
+
+def kind_record(data: Any) -> dict[str, Any] | None:
+    """``data`` (a parsed runtime file) if the kind backend wrote it, else None."""
     if not isinstance(data, dict) or data.get("backend") != "kind" or "endpoints" not in data:
         return None
     return data

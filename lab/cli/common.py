@@ -152,22 +152,33 @@ def settings() -> Settings:
 
 def backend_name(current: Settings) -> str:
     """``--backend``, else ``LAB_BACKEND``, else the backend that wrote the runtime file."""
+    if STATE.backend or os.environ.get("LAB_BACKEND"):
+        return chosen_backend_name(current, None)
+    try:
+        record = json.loads(current.runtime_file.read_text())
+    except (OSError, ValueError):
+        record = None
+    return chosen_backend_name(current, record)
+
+
+def chosen_backend_name(current: Settings, record: Any) -> str:
+    """:func:`backend_name` with the runtime file already read and parsed (None: absent)."""
     if STATE.backend:
         return STATE.backend
     if os.environ.get("LAB_BACKEND"):
         return current.backend
-    try:
-        recorded = json.loads(current.runtime_file.read_text()).get("backend")
-    except (OSError, ValueError, AttributeError):
-        recorded = None
+    recorded = record.get("backend") if isinstance(record, dict) else None
     return recorded if recorded in ("embedded", "kind") else current.backend
 
 
-def backend(current: Settings | None = None) -> Backend:
+def backend(current: Settings | None = None, record: Any = None) -> Backend:
+    """The backend for ``current``: chosen by :func:`backend_name`, or - given the runtime
+    file's parsed ``record`` - by :func:`chosen_backend_name` without reading it again."""
     from lab.backends import get_backend
 
     current = current or settings()
-    return get_backend(backend_name(current), current)
+    name = backend_name(current) if record is None else chosen_backend_name(current, record)
+    return get_backend(name, current)
 
 
 def running_endpoints(chosen: Backend) -> Endpoints:

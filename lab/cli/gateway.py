@@ -168,22 +168,29 @@ def _lab_locator(settings: Any) -> Any:
     """Where the lab runs now, and an identity that changes when it restarts (the runtime
     record); ChainBroken naming `lab up` when it is down."""
     import hashlib
+    import json
 
     from lab.backends.base import BackendError
     from lab.gateway.attach import lab_not_running
 
     def locate() -> tuple[str, Any]:
-        # The record is read before the endpoints: a restart in between then shows as a new
-        # identity at the next call (read after, the new identity would pin the old endpoints).
+        # One read of the record per look: its bytes are the identity, and the same bytes,
+        # parsed, choose the backend and give the endpoints (identity and endpoints can
+        # never come from two different runs of the lab).
         try:
-            record = settings.runtime_file.read_bytes()
+            raw = settings.runtime_file.read_bytes()
+            record = json.loads(raw)
         except OSError:
-            record = b""
+            raw, record = b"", None
+        except ValueError:
+            record = None
         try:
-            endpoints = common.backend(settings).endpoints()
+            # {}: the file was read and records nothing, so do not read it again to choose.
+            chosen = common.backend(settings, record if isinstance(record, dict) else {})
+            endpoints = chosen.endpoints_in(record)
         except BackendError as exc:
             raise lab_not_running(exc.message, exc.fix) from None
-        return hashlib.sha256(record).hexdigest(), endpoints
+        return hashlib.sha256(raw).hexdigest(), endpoints
 
     return locate
 

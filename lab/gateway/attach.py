@@ -7,8 +7,10 @@ running lab anew. With no lab, a tool call answers a tool error that says so and
 ``lab up``; once the lab is up, the same session works. A lab started again (a new runtime
 record) gets a fresh agent and token keeper: tokens of the previous run mean nothing to it.
 
-Looking the lab up reads its runtime record (three reads and a backend lookup), so a request
-only looks again when the record changed since: one ``stat`` of it tells (:func:`record_mark`).
+Looking the lab up reads its runtime record (once: the same bytes are the run's identity, name
+the backend and give the endpoints; ``lab.cli.gateway._lab_locator``) and asks the backend
+whether that run is alive, so a request only looks again when the record changed since: one
+``stat`` of it tells (:func:`record_mark`).
 A lab killed without its record changing shows in the call itself (no answer), and
 :meth:`Attachment.check_running` then always looks afresh. Both run in a worker thread, never on
 the gateway's event loop (a slow disk must not stall the other sessions' messages).

@@ -37,6 +37,7 @@ from lab.backends.embedded.process import (
 )
 from lab.backends.embedded.runtime_file import (
     clear_runtime,
+    embedded_record,
     read_runtime,
     record_keycloak,
     write_runtime,
@@ -142,7 +143,10 @@ class EmbeddedBackend:
         return BackendStatus(self.name, running=True, parts=parts, detail=detail, pid=pid)
 
     def endpoints(self) -> Endpoints:
-        runtime = read_runtime(self.settings)
+        return self.endpoints_in(read_runtime(self.settings))
+
+    def endpoints_in(self, record: Any) -> Endpoints:
+        runtime = embedded_record(record)
         if runtime is None or not process_alive(runtime.get("pid")):
             raise BackendNotRunning(self.name)
         return Endpoints.from_dict(runtime["endpoints"])

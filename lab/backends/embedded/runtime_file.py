@@ -16,6 +16,11 @@ def read_runtime(settings: Settings) -> dict[str, Any] | None:
         data = json.loads(settings.runtime_file.read_text())
     except (FileNotFoundError, ValueError):
         return None
+    return embedded_record(data)
+
+
+def embedded_record(data: Any) -> dict[str, Any] | None:
+    """``data`` (a parsed runtime file) if the embedded backend wrote it, else None."""
     if not isinstance(data, dict) or data.get("backend") != "embedded" or "endpoints" not in data:
         return None
     return data
