@@ -21,6 +21,7 @@ from lab.agent import Agent, Exchange, Recorder
 from lab.config import Endpoints, Settings
 from lab.gateway.attach import Attachment, Locate, Wiring, record_mark
 from lab.gateway.chain import SignInPlan, TokenKeeper
+from lab.gateway.changes import ToolChanges
 from lab.gateway.hops import HopLog
 from lab.gateway.http import build_http_app, gateway_url, new_secret
 from lab.gateway.links import ChainBroken
@@ -39,9 +40,19 @@ log = logging.getLogger("lab.gateway")
 class Gateway:
     """The SDK server and the proxy behind it, attached to a lab now or at each request."""
 
-    def __init__(self, proxy: GatewayProxy, server: Server[Any]) -> None:
+    def __init__(
+        self, proxy: GatewayProxy, server: Server[Any], changes: ToolChanges | None = None
+    ) -> None:
         self.proxy = proxy
         self.server = server
+        #: How clients are told to list the tools again (None: the lab is fixed, never told).
+        self.changes = changes
+
+    async def watch_lab(self) -> None:
+        """Until cancelled: tell the clients when the lab comes up after a listing it did not
+        give was served (:mod:`lab.gateway.changes`)."""
+        if self.changes is not None:
+            await self.changes.watch(self.proxy.lab_came_up)
 
     @classmethod
     def create(
@@ -77,7 +88,8 @@ class Gateway:
 
         attachment = Attachment(locate, build, record_mark(settings.runtime_file))
         proxy = GatewayProxy(attachment, saved=SavedListing(settings.home))
-        return cls(proxy, build_server(proxy))
+        changes = ToolChanges()
+        return cls(proxy, build_server(proxy, changes), changes)
 
     @property
     def agent(self) -> Agent:
@@ -129,7 +141,7 @@ def wire(
 async def run_stdio(gateway: Gateway) -> None:
     """Serve one AI client on stdin/stdout (the client launched us); sign in on first use.
     Returns on EOF, SIGTERM, SIGINT or SIGHUP (:mod:`lab.gateway.stdio`)."""
-    await serve_stdio(gateway.server, gateway.proxy.lab_came_up)
+    await serve_stdio(gateway.server, gateway.watch_lab)
 
 
 async def run_http(
@@ -163,6 +175,7 @@ async def run_http(
                     group.cancel_scope.cancel()  # a browser sign-in still waiting ends too
 
             group.start_soon(serve)
+            group.start_soon(gateway.watch_lab)  # list_changed, on each session's own channel
             while not server.started:
                 await anyio.sleep(0.02)
             announce(url)

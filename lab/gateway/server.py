@@ -20,6 +20,7 @@ from mcp.types import (
     PaginatedRequestParams,
 )
 
+from lab.gateway.changes import GatewayServer, ToolChanges
 from lab.gateway.links import ChainBroken
 from lab.gateway.proxy import GatewayProxy
 
@@ -47,23 +48,38 @@ def client_name(ctx: Any) -> str | None:
     return str(name) if name else None
 
 
-def build_server(proxy: GatewayProxy) -> Server[Any]:
+def session_key(ctx: Any) -> str:
+    """Which client session a request came on: its ``Mcp-Session-Id`` over Streamable HTTP,
+    the one pipe over stdio."""
+    request = getattr(ctx, "request", None)
+    headers = getattr(request, "headers", None)
+    return str(headers.get("mcp-session-id") or "http") if headers is not None else "stdio"
+
+
+def build_server(proxy: GatewayProxy, changes: ToolChanges | None = None) -> Server[Any]:
+    """The gateway's MCP server; with ``changes`` (a gateway that finds its lab at each
+    request) it declares ``tools.listChanged`` and serves ``subscriptions/listen``."""
+
     async def list_tools(ctx: Any, params: PaginatedRequestParams | None) -> ListToolsResult:
         try:
             tools = await proxy.list_tools(client_name(ctx))
         except ChainBroken as broken:
             # Nothing to list yet: a JSON-RPC error is the only answer tools/list has.
             raise MCPError(INTERNAL_ERROR, broken.explain()) from None
+        if changes is not None:
+            changes.listed(ctx.session, session_key(ctx))
         return ListToolsResult(tools=tools)
 
     async def call_tool(ctx: Any, params: CallToolRequestParams) -> CallToolResult:
         return await proxy.call_tool(params.name, dict(params.arguments or {}), client_name(ctx))
 
-    return Server(
+    return GatewayServer(
         NAME,
         version=package_version(),
         title="ID-JAG lab gateway",
         instructions=INSTRUCTIONS,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_subscriptions_listen=changes.listen if changes is not None else None,
+        tools_change=changes is not None,
     )

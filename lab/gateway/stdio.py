@@ -30,14 +30,14 @@ import json
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 from anyio import CancelScope
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from mcp.server.lowlevel import NotificationOptions, Server
+from mcp.server.lowlevel import Server
 from mcp.shared.message import SessionMessage
 from mcp.types import (
     INVALID_REQUEST,
@@ -60,7 +60,6 @@ log = logging.getLogger("lab.gateway")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # a tool call's arguments with a large document fit
 MAX_PENDING = 32
 READ_CHUNK = 64 * 1024
-WATCH_INTERVAL_S = 2.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -301,15 +300,13 @@ async def stdio_streams(
 
 
 async def serve_stdio(
-    server: Server[Any], tools_changed: Callable[[], Awaitable[bool]] | None = None
+    server: Server[Any], watch: Callable[[], Coroutine[Any, Any, None]] | None = None
 ) -> None:
     """Serve one client on stdin/stdout until EOF on stdin or a stop signal (then return).
 
-    ``tools_changed``, polled every :data:`WATCH_INTERVAL_S`, says when to send
-    ``notifications/tools/list_changed`` (the capability is declared only then)."""
-    options = server.create_initialization_options(
-        NotificationOptions(tools_changed=tools_changed is not None)
-    )
+    ``watch`` runs beside the session (the gateway's lab watcher, which tells the client when to
+    list the tools again through the SDK: :mod:`lab.gateway.changes`)."""
+    options = server.create_initialization_options()
     with claimed_std_fds() as (wire_in, wire_out):
         async with anyio.create_task_group() as group:
             group.start_soon(_stop_on_signal, group.cancel_scope)
@@ -317,23 +314,11 @@ async def serve_stdio(
                 stdio_streams(wire_in, wire_out) as (read, write),
                 anyio.create_task_group() as session,
             ):
-                if tools_changed is not None:
-                    session.start_soon(_announce_tool_changes, tools_changed, write.clone())
+                if watch is not None:
+                    session.start_soon(watch)
                 await server.run(read, write, options)
-                session.cancel_scope.cancel()  # the announcer's stream closes: the writer ends
+                session.cancel_scope.cancel()  # the watcher ends with the session
             group.cancel_scope.cancel()
-
-
-async def _announce_tool_changes(
-    changed: Callable[[], Awaitable[bool]], write: MemoryObjectSendStream[SessionMessage]
-) -> None:
-    note = JSONRPCNotification(jsonrpc="2.0", method="notifications/tools/list_changed")
-    async with write:
-        while True:
-            await anyio.sleep(WATCH_INTERVAL_S)
-            if await changed():
-                log.info("the lab is up: telling the client to list the tools again")
-                await write.send(SessionMessage(note))
 
 
 async def _stop_on_signal(scope: CancelScope) -> None:
