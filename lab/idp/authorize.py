@@ -270,7 +270,12 @@ def secure_context(request: Request) -> bool:
     """W3C Secure Contexts §3.1: https, or a loopback host (``127.0.0.0/8``, ``::1``, localhost)."""
     scope = request.scope
     host = next((value for key, value in scope["headers"] if key == b"host"), None)
-    return _secure_context(scope.get("scheme", "http"), host, scope.get("server"))
+    # ASGI lets ``server`` be any two-item iterable (Starlette's TestClient passes a list): a
+    # tuple is what the cache below can hash.
+    server = scope.get("server")
+    return _secure_context(
+        scope.get("scheme", "http"), host, None if server is None else tuple(server)
+    )
 
 
 @functools.lru_cache(maxsize=64)

@@ -100,7 +100,9 @@ def test_redirects_to_the_client_are_what_redirect_response_writes() -> None:
         ), (uri, mode, params)
 
 
-def _request(scheme: str, host: bytes | None, server: tuple[str, int] | None) -> Request:
+def _request(
+    scheme: str, host: bytes | None, server: tuple[str, int] | list[object] | None
+) -> Request:
     headers = [] if host is None else [(b"host", host)]
     return Request(
         {
@@ -248,3 +250,11 @@ def test_token_claims_from_kept_shapes_are_those_of_a_fresh_issuer(
         ]:
             assert ours.pop("jti") != theirs.pop("jti")
             assert list(ours.items()) == list(theirs.items()), (subject.username, scopes)
+
+
+def test_secure_context_takes_a_server_given_as_a_list() -> None:
+    """ASGI's ``server`` may be any two-item iterable; Starlette's TestClient passes a list,
+    which the per-address cache could not hash (a 500 at /auth)."""
+    for _ in range(2):
+        assert secure_context(_request("http", None, ["127.0.0.1", 9090])) is True
+        assert secure_context(_request("http", None, ["10.0.0.7", 9090])) is False
