@@ -145,6 +145,32 @@ class _NeedsSavepoints(Exception):
     """An append failed after part of it was written: the batch runs again with savepoints."""
 
 
+#: Most variables one statement may bind: 999 in SQLite before 3.32 (its
+#: ``SQLITE_MAX_VARIABLE_NUMBER``), which Python's ``sqlite3`` may be built against.
+_MOST_VARIABLES = 999
+
+
+def _insert_rows(conn: sqlite3.Connection, into: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``INSERT INTO {into} VALUES`` every row, in as few statements as the variable limit
+    allows. A failed statement is undone whole, those before it are not: the first statement's
+    error propagates as it is (nothing was written), a later one's as :class:`_NeedsSavepoints`
+    (roll the batch back and run it again append by append)."""
+    width = len(rows[0])
+    step = max(1, _MOST_VARIABLES // width)
+    row = "(" + ", ".join("?" * width) + ")"
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        try:
+            conn.execute(
+                f"INSERT INTO {into} VALUES {', '.join([row] * len(chunk))}",  # noqa: S608
+                [value for each in chunk for value in each],
+            )
+        except sqlite3.Error:
+            if start:
+                raise _NeedsSavepoints from None
+            raise
+
+
 def _first_used(conn: sqlite3.Connection, single_use: Sequence[tuple[str, int]]) -> str:
     """The first of an append's jtis already used (or repeated within the append itself): the
     one a row-by-row insert would have failed on."""
@@ -763,11 +789,12 @@ class Store:
         conn: sqlite3.Connection, batch: list[_PendingAppend], seq: int, prev_hash: str
     ) -> list[tuple[_PendingAppend, dict[str, Any], Any]] | None:
         """The whole batch in two statements: every single-use jti in one ``INSERT``, every
-        record in another. Each statement gives up the GIL and must take it back from the
-        event loop deciding the next requests; per append that was 2 statements, each a
-        wait of up to a switch interval while the loop is busy. ``None`` when a jti of the
-        batch is used (or repeated within it): that statement wrote nothing (SQLite undoes a
-        failed statement whole), and the caller appends one by one, so only the replay fails.
+        record in another (more only past SQLite's variable limit: :func:`_insert_rows`).
+        Each statement gives up the GIL and must take it back from the event loop deciding
+        the next requests; per append that was 2 statements, each a wait of up to a switch
+        interval while the loop is busy. ``None`` when a jti of the batch is used (or
+        repeated within it): that statement wrote nothing (SQLite undoes a failed statement
+        whole), and the caller appends one by one, so only the replay fails.
         A record that cannot be built fails alone, having written nothing."""
         built: list[tuple[_PendingAppend, dict[str, Any], str, Any]] = []
         for item in batch:
@@ -781,20 +808,19 @@ class Store:
             built.append((item, record, encoded, sealed))
             seq += 1
             prev_hash = str(record["hash"])
-        jtis = [value for item, *_ in built for pair in item.single_use for value in pair]
+        jtis = [pair for item, *_ in built for pair in item.single_use]
         if jtis:
-            rows = ", ".join("(?, ?)" for _ in range(len(jtis) // 2))
             try:
-                conn.execute(f"INSERT INTO used_jti (jti, exp) VALUES {rows}", jtis)  # noqa: S608
+                _insert_rows(conn, "used_jti (jti, exp)", jtis)
             except sqlite3.IntegrityError:
                 return None
         if not built:
             return []
         try:
-            rows = ", ".join("(?, ?)" for _ in built)
-            conn.execute(
-                f"INSERT INTO audit (seq, record) VALUES {rows}",  # noqa: S608 - placeholders
-                [value for _, record, encoded, _ in built for value in (record["seq"], encoded)],
+            _insert_rows(
+                conn,
+                "audit (seq, record)",
+                [(record["seq"], encoded) for _, record, encoded, _ in built],
             )
             checkpoints = [
                 (record["seq"], record["hash"], sealed["checkpoint"])
@@ -827,12 +853,8 @@ class Store:
             item.error = exc
             return None
         if item.single_use:
-            rows = ", ".join("(?, ?)" for _ in item.single_use)
             try:
-                conn.execute(
-                    f"INSERT INTO used_jti (jti, exp) VALUES {rows}",  # noqa: S608 - placeholders
-                    [value for pair in item.single_use for value in pair],
-                )
+                _insert_rows(conn, "used_jti (jti, exp)", item.single_use)
             except sqlite3.IntegrityError:
                 item.error = ReplayDetected(_first_used(conn, item.single_use))
                 return None

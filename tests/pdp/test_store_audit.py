@@ -346,3 +346,68 @@ def test_a_batch_writes_all_its_jtis_in_one_statement_and_all_its_records_in_ano
     records = store.audit_records()
     assert [r["reason"] for r in records] == ["first", *(f"r{n}" for n in range(6))]
     assert verify_chain(records) == []
+
+
+def _old_sqlite_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every connection binds at most 999 variables per statement, as SQLite before 3.32."""
+    import sqlite3
+
+    connect = Store._conn
+
+    def limited(self: Store) -> Any:
+        conn = connect(self)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        return conn
+
+    monkeypatch.setattr(Store, "_conn", limited)
+
+
+def test_a_batch_binding_more_than_999_variables_commits_on_an_old_sqlite(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full batch (256 appends of two jtis: 1024 variables) once failed whole with "too many
+    SQL variables" on SQLite before 3.32: its statements are split under the limit."""
+    from lab.pdp.audit import AuditLog
+
+    _old_sqlite_limit(monkeypatch)
+    store = Store(tmp_path / "pdp.db")
+    seal = AuditLog(store)._seal
+    count = Store.AUDIT_BATCH
+    pending = _held_batch(
+        store,
+        [
+            (_record(f"r{n}"), [(f"client:{n}", 2**31), (f"jag:{n}", 2**31)], seal)
+            for n in range(count)
+        ],
+    )
+    assert [item.error for item in pending] == [None] * count
+    assert all(store.jti_seen(f"{kind}:{n}") for kind in ("client", "jag") for n in range(count))
+    records = store.audit_records()
+    assert [r["reason"] for r in records] == ["first", *(f"r{n}" for n in range(count))]
+    assert verify_chain(records) == []
+
+
+def test_a_replay_past_the_first_split_statement_fails_alone(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The used jti is in the batch's second jti statement: the first one's rows were written,
+    so the batch is rolled back and run again append by append; only the replay fails."""
+    from lab.pdp.audit import AuditLog
+
+    _old_sqlite_limit(monkeypatch)
+    store = Store(tmp_path / "pdp.db")
+    store.append_audit(_record("first use"), [("jag:used", 2**31)])
+    seal = AuditLog(store)._seal
+    submit = [
+        (_record(f"r{n}"), [(f"client:{n}", 2**31), (f"jag:{n}", 2**31)], seal) for n in range(255)
+    ]
+    submit[-1] = (_record("replay"), [("client:last", 2**31), ("jag:used", 2**31)], seal)
+    pending = _held_batch(store, submit)
+    assert [item.error is None for item in pending] == [True] * 254 + [False]
+    assert isinstance(pending[-1].error, ReplayDetected)
+    assert pending[-1].error.jti == "jag:used"
+    assert not store.jti_seen("client:last")
+    assert all(store.jti_seen(f"client:{n}") for n in range(254))
+    records = store.audit_records()
+    assert [r["reason"] for r in records] == ["first use", "first", *(f"r{n}" for n in range(254))]
+    assert verify_chain(records) == []
