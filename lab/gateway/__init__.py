@@ -10,7 +10,8 @@ from their own assistant.
 Modules, one job each: ``settings`` (port, host, bind policy), ``links`` (a broken link and its
 wording), ``hops`` (token fingerprints in the log), ``chain`` (tokens kept fresh), ``upstream``
 (MCP calls to the lab's server), ``attach`` (the running lab, found at each request),
-``listing`` (the tool listing kept for a gateway started before the lab), ``proxy`` (the
+``listing`` (the tool listing kept for a gateway started before the lab), ``changes`` (telling
+clients to list the tools again, as each transport and protocol era listens), ``proxy`` (the
 gateway's tools), ``server`` (the SDK server), ``http`` (loopback guard and secret path),
 ``stdio`` (the bounded stdio transport), ``state`` (the running gateway's URL) and ``clients``
 (configuration snippets for each AI client).

@@ -38,6 +38,7 @@ WATCH_INTERVAL_S = 2.0
 #: Handshake-era sessions remembered to be told (the oldest is forgotten past this: a client
 #: that reconnects lists again anyway).
 MAX_SESSIONS = 256
+SEND_TIMEOUT_S = 5.0
 
 
 class ToolChanges:
@@ -63,7 +64,9 @@ class ToolChanges:
         await self.bus.publish(ToolsListChanged())
         for key, session in list(self._sessions.items()):
             try:
-                await session.send_tool_list_changed()
+                # A session stuck on its way out must not hold up the others' notice.
+                with anyio.fail_after(SEND_TIMEOUT_S):
+                    await session.send_tool_list_changed()
             except Exception as exc:  # a session that ended: nobody left to tell
                 log.debug("tools/list_changed not sent to %s: %s", key, exc)
                 self._sessions.pop(key, None)
