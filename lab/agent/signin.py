@@ -508,6 +508,9 @@ class _CallbackListener:
         self.path = parts.path or "/"
         received: dict[str, list[str]] = {}
         done = threading.Event()
+        # Connections are handled in threads: two redirects with the right state could both
+        # pass the check before either set ``done``. Check, keep and set under one lock.
+        first = threading.Lock()
         expected_path = self.path
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -520,15 +523,20 @@ class _CallbackListener:
                     return
                 params = parse_qs(url.query)
                 sent = params.get("state", [""])[0].encode("utf-8", "replace")
-                if done.is_set() or not hmac.compare_digest(sent, state.encode()):
+                with first:
+                    ours = not done.is_set() and hmac.compare_digest(sent, state.encode())
+                    if ours:
+                        received.update(params)
+                        # Before the page: a browser that drops the connection meanwhile
+                        # must not leave wait() to its timeout.
+                        done.set()
+                if not ours:
                     self.send_error(400, "not the redirect this sign-in waits for")
                     return
-                received.update(params)
                 self.send_response(200)
                 self.send_header("content-type", "text/html; charset=utf-8")
                 self.end_headers()
                 self.wfile.write(b"<!doctype html><p>Signed in. You can close this window.</p>")
-                done.set()
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 return  # components never print

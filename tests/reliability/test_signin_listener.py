@@ -16,6 +16,7 @@ handler removed (the second).
 from __future__ import annotations
 
 import contextlib
+import http.server
 import socket
 import threading
 import time
@@ -23,8 +24,9 @@ from collections.abc import Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+import pytest
 
-from lab.agent.signin import IdpClient, SignIn, sign_in_browser
+from lab.agent.signin import IdpClient, SignIn, _CallbackListener, sign_in_browser
 
 ISSUER = "http://127.0.0.1:9/realms/idjag"  # never reached: the token endpoint is mocked
 CLIENT = IdpClient("ai.agent", "secret", "http://127.0.0.1/callback")
@@ -133,3 +135,60 @@ def test_only_the_redirect_with_the_sign_ins_state_ends_the_wait() -> None:
     assert finished.wait(BROWSER_TIMEOUT_S)
     assert codes == ["the-real-code"]
     assert statuses == [400, 400, 400, 400, 200]
+
+
+def _slow_page(monkeypatch: pytest.MonkeyPatch, error: Exception | None = None) -> None:
+    """The listener's page is written slowly (or the write fails, as to a browser that
+    dropped the connection): ``end_headers`` waits, then raises ``error`` if given."""
+    end_headers = http.server.BaseHTTPRequestHandler.end_headers
+
+    def slow(self: http.server.BaseHTTPRequestHandler) -> None:
+        time.sleep(0.5)
+        if error is not None and self.command == "GET" and "code=" in self.path:
+            raise error
+        end_headers(self)
+
+    monkeypatch.setattr(http.server.BaseHTTPRequestHandler, "end_headers", slow)
+
+
+def test_two_redirects_with_the_right_state_at_once_only_the_first_is_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Connections are handled in threads: both redirects once passed the check before either
+    had written its page and ended the wait, and both were kept (the later one's code won)."""
+    _slow_page(monkeypatch)
+    with _CallbackListener("127.0.0.1", "http://127.0.0.1/callback", "the-state") as listener:
+        statuses: dict[str, int] = {}
+
+        def redirect(code: str) -> None:
+            query = urlencode({"code": code, "state": "the-state"})
+            with httpx.Client(timeout=BROWSER_TIMEOUT_S) as browser:
+                statuses[code] = browser.get(f"{listener.redirect_uri}?{query}").status_code
+
+        browsers = [threading.Thread(target=redirect, args=(c,)) for c in ("one", "two")]
+        for browser in browsers:
+            browser.start()
+        received = listener.wait(SIGN_IN_TIMEOUT_S)
+        for browser in browsers:
+            browser.join(SIGN_IN_TIMEOUT_S)
+    assert sorted(statuses.values()) == [200, 400], statuses
+    taken = next(code for code, status in statuses.items() if status == 200)
+    assert received is not None and received["code"] == [taken]
+
+
+def test_the_wait_ends_when_the_browser_drops_the_connection_before_the_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The redirect is what the sign-in waits for, not the page: ``done`` was set only after
+    the page was written, so a failed write left ``wait()`` to its whole timeout."""
+    _slow_page(monkeypatch, ConnectionResetError("the browser went away"))
+    with _CallbackListener("127.0.0.1", "http://127.0.0.1/callback", "the-state") as listener:
+        query = urlencode({"code": "the-code", "state": "the-state"})
+        with socket.create_connection(
+            ("127.0.0.1", urlsplit(listener.redirect_uri).port or 80)
+        ) as s:
+            s.sendall(f"GET /callback?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            started = time.monotonic()
+            received = listener.wait(5)
+    assert received is not None and received["code"] == ["the-code"]
+    assert time.monotonic() - started < 5
