@@ -40,6 +40,7 @@ from lab.oauth.errors import (
 from lab.oauth.jose import JwtValidationError, SigningKey, jwks, key_id
 from lab.oauth.starlette import (
     NO_STORE,
+    RepeatedParameter,
     Repeats,
     exception_handlers,
     harden,
@@ -341,8 +342,9 @@ def _routes(idp: IdentityProvider) -> list[Route]:
         if token_value is None and request.method == "POST":
             try:
                 token_value = (await read_form(request)).get("access_token")
-            except InvalidRequest as malformed:
-                # Keycloak answers a repeated parameter here with the RFC 6750 challenge.
+            except RepeatedParameter as malformed:
+                # Keycloak answers a repeated parameter here with the RFC 6750 challenge; any
+                # other malformed form (content type, encoding, length) stays invalid_request.
                 raise InvalidBearerRequest(malformed.description, realm=idp.realm.name) from None
         return JSONResponse(idp.userinfo(token_value), headers=NO_STORE)
 

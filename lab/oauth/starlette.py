@@ -236,6 +236,11 @@ class Repeats(enum.Enum):
     FIRST = "first"
 
 
+class RepeatedParameter(InvalidRequest):
+    """A parameter sent more than once where :attr:`Repeats.REFUSE` applies: apart from the
+    rest of a malformed request because userinfo answers it with a bearer challenge."""
+
+
 #: RFC 8693 §2.1 lets ``resource`` and ``audience`` repeat in a token request; the lab uses
 #: their first value.
 REPEATABLE_FORM_PARAMETERS = frozenset({"resource", "audience"})
@@ -248,12 +253,12 @@ def one_value_each(
     where: str = "parameter",
 ) -> dict[str, str]:
     """Name -> value, under ``repeats`` for a name sent twice (the first value is kept for a
-    name in ``may_repeat`` either way); :class:`InvalidRequest` naming a refused repeat."""
+    name in ``may_repeat`` either way); :class:`RepeatedParameter` naming a refused repeat."""
     params: dict[str, str] = {}
     for name, value in pairs:
         if name in params:
             if repeats is Repeats.REFUSE and name not in may_repeat:
-                raise InvalidRequest(f"{where} {name[:40]!r} is repeated")
+                raise RepeatedParameter(f"{where} {name[:40]!r} is repeated")
             continue
         params[name] = value
     return params

@@ -195,3 +195,29 @@ def test_a_refresh_token_is_no_bearer_token_and_introspects_as_a_refresh_token(i
     url = f"{idp.issuer}/protocol/openid-connect/token/introspect"
     found = httpx.post(url, data={"token": token}, auth=(CLIENT_ID, CLIENT_SECRET)).json()
     assert found["active"] is True and found["typ"] == "Refresh"
+
+
+def test_a_userinfo_form_that_cannot_be_read_is_invalid_request_not_a_challenge(idp: Idp) -> None:
+    """Only a repeated parameter gets the RFC 6750 challenge (as Keycloak answers it); a form of
+    the wrong type or not UTF-8 is an ordinary ``invalid_request``, without ``WWW-Authenticate``
+    (a Content-Length that is not a number never reaches the app: uvicorn refuses it first)."""
+    form = "application/x-www-form-urlencoded"
+    for headers, body in [
+        ({"Content-Type": "text/plain"}, b"access_token=x"),
+        ({"Content-Type": form}, b"access_token=\xff"),
+    ]:
+        response = httpx.post(idp.userinfo_url, content=body, headers=headers)
+        assert response.status_code == 400, (headers, response.text)
+        assert response.json()["error"] == "invalid_request"
+        assert "www-authenticate" not in response.headers, headers
+
+
+def test_a_repeated_userinfo_parameter_gets_the_bearer_challenge(idp: Idp) -> None:
+    response = httpx.post(
+        idp.userinfo_url,
+        content=b"access_token=a&access_token=b",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert 'error="invalid_request"' in response.headers["www-authenticate"]
