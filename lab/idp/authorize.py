@@ -29,6 +29,7 @@ from lab.oauth.errors import OAuthError
 from lab.oauth.starlette import (
     NO_STORE,
     Repeats,
+    form_pairs,
     one_value_each,
     query_pairs,
     read_form,
@@ -83,13 +84,19 @@ class Authorizer:
         # (AuthzEndpointQueryStringParser): a repeated client_id is its error page; any other
         # repeat is read by its first value, and once the client, its redirect URI and the
         # response type check out, answered invalid_request at that redirect URI (§4.1.2.1).
+        # A form post (OIDC Core §3.1.2.1) is read by the same rule as the query.
         pairs = query_pairs(request)
         params = one_value_each(pairs, Repeats.FIRST)
         repeated = len(params) < len(pairs)
-        if [name for name, _ in pairs].count("client_id") > 1:
+        if repeated and _client_id_repeated(pairs):
             return _error_page("Invalid Request")
-        if request.method == "POST":  # OIDC Core §3.1.2.1: the endpoint also takes form posts
-            form = await read_form(request)
+        if request.method == "POST":
+            posted = await form_pairs(request)
+            form = one_value_each(posted, Repeats.FIRST)
+            if len(form) < len(posted):
+                if _client_id_repeated(posted):
+                    return _error_page("Invalid Request")
+                repeated = True
             if set(form) & set(params):
                 # The same parameter in the query and the form is included more than once, too:
                 # the form would silently win over what the query says.
@@ -264,6 +271,10 @@ class Authorizer:
             secure=secure,
             samesite="none" if secure else "lax",
         )
+
+
+def _client_id_repeated(pairs: list[tuple[str, str]]) -> bool:
+    return sum(name == "client_id" for name, _ in pairs) > 1
 
 
 def secure_context(request: Request) -> bool:

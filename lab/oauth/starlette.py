@@ -269,6 +269,12 @@ async def read_form(
 ) -> dict[str, str]:
     """Parse an ``application/x-www-form-urlencoded`` body (RFC 6749 §3.2), a repeated
     parameter under ``repeats`` (``resource`` and ``audience`` may repeat: RFC 8693)."""
+    return one_value_each(await form_pairs(request, limit), repeats, REPEATABLE_FORM_PARAMETERS)
+
+
+async def form_pairs(request: Request, limit: int = MAX_BODY_BYTES) -> list[tuple[str, str]]:
+    """An ``application/x-www-form-urlencoded`` body's ``(name, value)`` pairs in order,
+    repeats included (:func:`read_form` applies the rule for repeats)."""
     from urllib.parse import parse_qsl
 
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -280,10 +286,9 @@ async def read_form(
         )
     raw = await read_body(request, limit)
     try:
-        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        return parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         raise InvalidRequest("request body is not valid UTF-8") from None
-    return one_value_each(pairs, repeats, REPEATABLE_FORM_PARAMETERS)
 
 
 #: Deepest JSON nesting any lab server parses (real bodies are 3-4 levels deep).

@@ -107,3 +107,36 @@ def test_an_ec_key_in_place_of_the_idp_key_is_a_clear_error(lab_settings: Settin
     ensure_private_key(lab_settings.key_file("idp-signing"), "ES256")
     with pytest.raises(ValueError, match="needs RS256"):
         create_app(lab_settings)
+
+
+def _posted(idp: Idp, pairs: list[tuple[str, str]]) -> httpx.Response:
+    """The authorization request as a form post (OIDC Core §3.1.2.1), repeats as given."""
+    return httpx.post(
+        idp.auth_url,
+        content=str(httpx.QueryParams(pairs)).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+
+def test_a_repeated_parameter_in_a_posted_authorization_request_is_answered_as_in_the_query(
+    idp: Idp,
+) -> None:
+    """One rule for the query and the form: invalid_request at the first redirect URI (a form
+    post once got a JSON 400 from the form reader instead)."""
+    params = list(auth_params(Pkce.new()).items()) + [("redirect_uri", "https://evil.example/cb")]
+    for response in (httpx.get(idp.auth_url, params=params), _posted(idp, params)):
+        assert response.status_code == 302, response.text
+        location = httpx.URL(response.headers["location"])
+        assert str(location.copy_with(query=None)) == REDIRECT_URI
+        assert location.params["error"] == "invalid_request"
+        assert location.params["error_description"] == "duplicated parameter"
+
+
+def test_a_repeated_client_id_in_a_posted_authorization_request_is_the_error_page(
+    idp: Idp,
+) -> None:
+    params = list(auth_params(Pkce.new()).items()) + [("client_id", "ai.agent")]
+    for response in (httpx.get(idp.auth_url, params=params), _posted(idp, params)):
+        assert response.status_code == 400
+        assert "location" not in response.headers
+        assert "Invalid Request" in response.text
