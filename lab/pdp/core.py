@@ -146,7 +146,12 @@ class Pdp:
         if cached is not None and cached[0] == generation:
             return cached[1]
         keys = self._load_service_keys(principal)
-        self._key_cache[principal] = (generation, keys)
+        if keys:
+            self._key_cache[principal] = (generation, keys)
+        else:
+            # The principal comes from an unverified iss: keeping "no keys" per made-up name
+            # would grow this cache without bound. Only registered keys are kept.
+            self._key_cache.pop(principal, None)
         return keys
 
     def _load_service_keys(self, principal: str) -> dict[str, PublicKey]:

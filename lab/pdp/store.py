@@ -30,6 +30,7 @@ import sqlite3
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -228,8 +229,14 @@ class Store:
         self._versions: dict[str, int] = {}
         self._epoch = 0  # bumped by writes that replace everything (import_state)
         self._changes: dict[str, list[tuple[int, str, str | None]]] = {}
-        self._views: dict[str, DomainView | None] = {}
+        #: Views of existing domains only (never one per unknown name a request asks about).
+        self._views: dict[str, DomainView] = {}
         self._view_versions: dict[str, int] = {}
+        #: Names found absent, at the domain version they were looked up at: a refusal of an
+        #: unknown domain is decided without SQLite (on the event loop). Bounded: the names
+        #: come from requests, the least recently asked is forgotten first.
+        #: Keyed with the epoch too: a write replacing everything may create any name.
+        self._absent: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._service_index: tuple[int, dict[str, dict[str, Any]]] | None = None
         self._audit_queue: list[_PendingAppend] = []
         self._audit_queue_ready = threading.Condition()
@@ -331,6 +338,7 @@ class Store:
             self._generation += 1
             if not changed:
                 self._epoch += 1
+                self._absent.clear()  # anything may exist now (and entries name the epoch)
                 for domain in set(self._versions) | set(self._views):
                     self._bump(domain, "*", None)
                 return
@@ -502,6 +510,8 @@ class Store:
     # ------------------------------------------------------------------ views for decisions
     #: Past this many changed objects a view is rebuilt rather than patched.
     PATCH_LIMIT = 256
+    #: Most names remembered as absent (unknown domains asked about); oldest dropped first.
+    ABSENT_KEPT = 1024
 
     def domain_view(self, domain: str) -> DomainView | None:
         """The domain's view at its current version: cached, patched, or built."""
@@ -509,10 +519,14 @@ class Store:
             self._check_usable()  # a cached view would never see the parent's writes
         with self._lock:
             version = self._versions.get(domain, 0)
+            looked_up = (self._epoch, version)
             cached = self._views.get(domain)
             cached_version = self._view_versions.get(domain)
             if cached_version == version:
                 return cached
+            if cached_version is None and self._absent.get(domain) == looked_up:
+                self._absent.move_to_end(domain)
+                return None
             pending = [c for c in self._changes.get(domain, []) if c[0] > (cached_version or 0)]
         # Rows are read after the version: a write committing meanwhile bumps the version
         # again, so at worst the next reader re-applies it (patching is idempotent).
@@ -521,9 +535,25 @@ class Store:
         else:
             view = self._patch_view(cached, domain, version, pending)
         with self._lock:
-            if self._view_versions.get(domain, -1) < version:
+            kept_version = self._view_versions.get(domain, -1)
+            if view is None:
+                # No such domain: no view is kept, only the name in the bounded absent set.
+                # Names come from requests (a token request's scope, a ZMS path, a policy GET):
+                # a view kept per name let an outsider grow the PDP's memory without bound.
+                # A deleted domain's older view goes too. Its change log stays: a reader
+                # storing an older view after this must still find the changes since (the log
+                # grows only with writes, never with requests).
+                if kept_version <= version:
+                    self._views.pop(domain, None)
+                    self._view_versions.pop(domain, None)
+                    self._absent[domain] = looked_up
+                    self._absent.move_to_end(domain)
+                    while len(self._absent) > self.ABSENT_KEPT:
+                        self._absent.popitem(last=False)
+            elif kept_version < version:
                 self._views[domain] = view
                 self._view_versions[domain] = version
+                self._absent.pop(domain, None)
                 log = self._changes.get(domain)
                 if log:
                     self._changes[domain] = [c for c in log if c[0] > version]

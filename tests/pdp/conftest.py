@@ -39,6 +39,7 @@ from lab.oauth.tokens import (
 )
 from lab.pdp import store as pdp_store
 from lab.pdp.app import create_app
+from lab.pdp.core import Pdp
 
 LEARNER = "human.idjag-learner"
 MCP = "mcp.api-mcp"
@@ -51,6 +52,8 @@ class PdpLab:
     http: httpx.Client
     idp_key: SigningKey
     keys: dict[str, SigningKey] = field(default_factory=dict)
+    #: The PDP behind the sockets (its caches, for tests that bound them).
+    pdp: Pdp | None = None
 
     @property
     def zms(self) -> str:
@@ -296,7 +299,7 @@ def pdp_lab(
         idp_key = SigningKey.load_or_create(lab_settings.key_file("idp-signing"), "RS256")
         serve(idp_app(idp_key), reserved_sockets["idp"])
         with httpx.Client(timeout=10) as http:
-            yield PdpLab(settings=lab_settings, http=http, idp_key=idp_key)
+            yield PdpLab(settings=lab_settings, http=http, idp_key=idp_key, pdp=app.state.pdp)
     finally:
         # Its SQLite connections (one per thread that used it) and its committer thread:
         # left open, a full run kept ~1,000 descriptors (tests/pdp/conftest.py's fd guard).
@@ -327,7 +330,7 @@ def _in_process(
 
         monkeypatch.setattr(lab_http, "get", get)
         with TestClient(app, base_url=settings.endpoints.zts, **options) as http:
-            yield PdpLab(settings=settings, http=http, idp_key=idp_key)
+            yield PdpLab(settings=settings, http=http, idp_key=idp_key, pdp=app.state.pdp)
 
 
 @pytest.fixture
