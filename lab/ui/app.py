@@ -9,7 +9,8 @@ Routes::
     GET  /api/runs/{n}          step n's last run model (404 before its first run), each
                                 token's signature checked against its issuer's JWKS
     GET  /api/audit             `lab audit --verify --json`: the current run's records and the
-                                verdict on the whole hash chain
+                                verdict on the whole hash chain (requests that arrive while
+                                one runs share its answer: one audit process at a time)
     GET  /api/events            Server-Sent Events: "changed" whenever a step result is saved
     POST /api/steps/{n}/run     run step n (`lab step n --json`); needs the launch token
     POST /api/run-all           run every step in order (`lab run`); needs the launch token
@@ -41,6 +42,7 @@ from lab.oauth.errors import InvalidRequest
 from lab.oauth.starlette import HostCheck, exception_handlers, read_json
 from lab.ui.guard import TOKEN_HEADER, OriginCheck, token_matches
 from lab.ui.redaction import redact_run
+from lab.ui.shared_run import SharedRun
 from lab.ui.signatures import Signatures
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -147,9 +149,15 @@ def create_app(
         # Checked with the raw tokens; served without them (lab.ui.redaction).
         return JSONResponse(redact_run(record), headers={"Cache-Control": "no-store"})
 
-    async def audit(request: Request) -> Response:
+    async def run_audit() -> tuple[int, str, str]:
         # The CLI's own command: the same records, the same hash-chain and seal verification.
-        code, out, err = await asyncio.to_thread(runner, "audit", "--verify", "--json")
+        return await asyncio.to_thread(runner, "audit", "--verify", "--json")
+
+    # Concurrent requests share one run (lab.ui.shared_run): one audit process at a time.
+    shared_audit = SharedRun(run_audit)
+
+    async def audit(request: Request) -> Response:
+        code, out, err = await shared_audit()
         try:
             data = json.loads(out)
         except ValueError:
@@ -258,12 +266,14 @@ def create_app(
     ]
     handlers = exception_handlers()
     handlers[Forbidden] = forbidden
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers=handlers,
         # Outermost first: Host (DNS rebinding, nosniff), then Origin (other pages).
         middleware=[Middleware(HostCheck), Middleware(OriginCheck)],
     )
+    app.state.audit_run = shared_audit
+    return app
 
 
 class Forbidden(Exception):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import re
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -337,3 +339,41 @@ def test_a_lab_command_running_in_a_terminal_makes_the_page_busy_not_hung(
         assert response.status_code == 409, response.text
         assert response.json()["error"] == "busy"
         assert "pid 7: lab run" in response.json()["error_description"]
+
+
+def test_concurrent_audit_requests_share_one_audit_run(settings: Settings) -> None:
+    """Each `GET /api/audit` started its own `lab audit` process: a flood ran as many at once
+    and the page's step runs waited behind them. Requests arriving while one runs share it."""
+    calls: list[tuple[str, ...]] = []
+    release = threading.Event()
+
+    def slow_audit(*args: str) -> tuple[int, str, str]:
+        calls.append(args)
+        assert release.wait(60), "the test never let the audit finish"
+        return 0, json.dumps(AUDIT), ""
+
+    app = create_app(settings, TOKEN, slow_audit)
+
+    async def requests() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=LOCAL, timeout=60) as client:
+            pending = [asyncio.ensure_future(client.get("/api/audit")) for _ in range(10)]
+            # Every request waits for the one run (a condition, bounded: never a fixed sleep);
+            # the old way, a second run started at once.
+            try:
+                for _ in range(6000):
+                    if app.state.audit_run.callers == len(pending) or len(calls) > 1:
+                        break
+                    await asyncio.sleep(0.01)
+                assert len(calls) == 1, calls
+                assert app.state.audit_run.callers == len(pending)
+            finally:
+                release.set()
+            answers = list(await asyncio.gather(*pending))
+            answers.append(await client.get("/api/audit"))  # after it ended: a fresh run
+            return answers
+
+    answers = asyncio.run(requests())
+    assert [answer.status_code for answer in answers] == [200] * 11
+    assert all(answer.json()["records"] == AUDIT["records"] for answer in answers)
+    assert calls == [("audit", "--verify", "--json")] * 2
