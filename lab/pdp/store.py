@@ -172,6 +172,51 @@ def _insert_rows(conn: sqlite3.Connection, into: str, rows: Sequence[Sequence[An
             raise
 
 
+#: An append made ready to write: ``(item, record, record as JSON, what sealing it returned)``.
+_Built = tuple[_PendingAppend, dict[str, Any], str, Any]
+
+
+def _built(item: _PendingAppend, seq: int, prev_hash: str) -> _Built | None:
+    """``item`` built, encoded and sealed as record ``seq + 1``, before anything of it is
+    written; ``None`` when that failed (``item.error`` says why)."""
+    try:
+        record = item.build(seq + 1, prev_hash)
+        encoded = json.dumps(record)
+        sealed = item.seal(seq + 1, str(record["hash"])) if item.seal is not None else None
+    except Exception as exc:  # noqa: BLE001 - this append fails, the batch goes on
+        item.error = exc
+        return None
+    return item, record, encoded, sealed
+
+
+def _write_built(
+    conn: sqlite3.Connection, built: list[_Built]
+) -> list[tuple[_PendingAppend, dict[str, Any], Any]]:
+    """Write built appends' records and checkpoints (their jtis are in already): ``(item,
+    record, sealed head)`` each. A failure here comes after the jtis were written, so it raises
+    :class:`_NeedsSavepoints` (roll the batch back, run it again with savepoints)."""
+    if not built:
+        return []
+    try:
+        _insert_rows(
+            conn,
+            "audit (seq, record)",
+            [(record["seq"], encoded) for _, record, encoded, _ in built],
+        )
+        for _, record, _, sealed in built:
+            if sealed is not None and sealed.get("checkpoint"):
+                conn.execute(
+                    "INSERT OR REPLACE INTO audit_checkpoints (seq, hash, mac) VALUES (?, ?, ?)",
+                    (record["seq"], record["hash"], sealed["checkpoint"]),
+                )
+    except Exception:
+        raise _NeedsSavepoints from None
+    return [
+        (item, record, sealed["head"] if sealed is not None else None)
+        for item, record, _, sealed in built
+    ]
+
+
 def _first_used(conn: sqlite3.Connection, single_use: Sequence[tuple[str, int]]) -> str:
     """The first of an append's jtis already used (or repeated within the append itself): the
     one a row-by-row insert would have failed on."""
@@ -826,48 +871,20 @@ class Store:
         repeated within it): that statement wrote nothing (SQLite undoes a failed statement
         whole), and the caller appends one by one, so only the replay fails.
         A record that cannot be built fails alone, having written nothing."""
-        built: list[tuple[_PendingAppend, dict[str, Any], str, Any]] = []
+        built: list[_Built] = []
         for item in batch:
-            try:
-                record = item.build(seq + 1, prev_hash)
-                encoded = json.dumps(record)
-                sealed = item.seal(seq + 1, str(record["hash"])) if item.seal is not None else None
-            except Exception as exc:  # noqa: BLE001 - this append fails, the batch goes on
-                item.error = exc
-                continue
-            built.append((item, record, encoded, sealed))
-            seq += 1
-            prev_hash = str(record["hash"])
+            one = _built(item, seq, prev_hash)
+            if one is not None:
+                built.append(one)
+                seq += 1
+                prev_hash = str(one[1]["hash"])
         jtis = [pair for item, *_ in built for pair in item.single_use]
         if jtis:
             try:
                 _insert_rows(conn, "used_jti (jti, exp)", jtis)
             except sqlite3.IntegrityError:
                 return None
-        if not built:
-            return []
-        try:
-            _insert_rows(
-                conn,
-                "audit (seq, record)",
-                [(record["seq"], encoded) for _, record, encoded, _ in built],
-            )
-            checkpoints = [
-                (record["seq"], record["hash"], sealed["checkpoint"])
-                for _, record, _, sealed in built
-                if sealed is not None and sealed.get("checkpoint")
-            ]
-            for checkpoint in checkpoints:
-                conn.execute(
-                    "INSERT OR REPLACE INTO audit_checkpoints (seq, hash, mac) VALUES (?, ?, ?)",
-                    checkpoint,
-                )
-        except Exception:
-            raise _NeedsSavepoints from None  # jtis are written: roll back the batch
-        return [
-            (item, record, sealed["head"] if sealed is not None else None)
-            for item, record, _, sealed in built
-        ]
+        return _write_built(conn, built)
 
     @staticmethod
     def _append_at_once(
@@ -875,12 +892,8 @@ class Store:
     ) -> tuple[dict[str, Any], Any] | None:
         """Append ``item`` as record ``seq + 1`` with no savepoint (see _commit_audit_batch);
         ``None`` when it failed having written nothing (``item.error`` says why)."""
-        try:
-            record = item.build(seq + 1, prev_hash)
-            encoded = json.dumps(record)
-            sealed = item.seal(seq + 1, str(record["hash"])) if item.seal is not None else None
-        except Exception as exc:  # noqa: BLE001 - this append fails, the batch goes on
-            item.error = exc
+        built = _built(item, seq, prev_hash)
+        if built is None:
             return None
         if item.single_use:
             try:
@@ -888,16 +901,8 @@ class Store:
             except sqlite3.IntegrityError:
                 item.error = ReplayDetected(_first_used(conn, item.single_use))
                 return None
-        try:
-            conn.execute("INSERT INTO audit (seq, record) VALUES (?, ?)", (seq + 1, encoded))
-            if sealed is not None and sealed.get("checkpoint"):
-                conn.execute(
-                    "INSERT OR REPLACE INTO audit_checkpoints (seq, hash, mac) VALUES (?, ?, ?)",
-                    (seq + 1, record["hash"], sealed["checkpoint"]),
-                )
-        except Exception:
-            raise _NeedsSavepoints from None  # part of this append is written: roll back all
-        return record, (sealed["head"] if sealed is not None else None)
+        _, record, head = _write_built(conn, [built])[0]
+        return record, head
 
     def _append_with_savepoint(
         self, conn: sqlite3.Connection, item: _PendingAppend, seq: int, prev_hash: str
