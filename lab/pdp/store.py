@@ -750,11 +750,11 @@ class Store:
         """Hand appends made by :meth:`submit_audit`'s caller to the committer at once, in
         order: an event loop collects the appends of one pass over its ready requests and
         wakes the committer once for them (see ``AuditLog.record_async``)."""
-        if self._unusable:
-            self._check_usable()  # the committer thread does not exist in a forked child
-        with self._audit_queue_ready:
-            if self._closed:
-                self._check_usable()  # closed meanwhile: its committer may have ended
+        with self._audit_queue_ready:  # a forked child's own (see _disown): never held
+            # Forked (no committer thread here), or closed (its committer may have ended):
+            # checked under the lock close() sets ``_closed`` under.
+            if self._unusable or self._closed:
+                self._check_usable()
             self._audit_queue.extend(appends)
             if self._committer is None:
                 self._committer = threading.Thread(
