@@ -27,17 +27,18 @@ from lab import nonblocking
 from lab.oauth.jose import JwksCache
 
 T = TypeVar("T")
+K = TypeVar("K")
+
+#: The PDP's JWKS as the resource servers hold it: a :class:`~lab.oauth.jose.JwksCache` (its
+#: ``held(kid)`` says which key ``resolve`` answers without fetching). A name, not a subclass.
+HeldKeys = JwksCache
 
 
-class HeldKeys(JwksCache):
-    """The PDP's JWKS as the resource servers hold it: a :class:`~lab.oauth.jose.JwksCache`
-    (its ``held(kid)`` says which key :meth:`resolve` answers without fetching)."""
-
-
-async def verify_on_loop(check: Callable[[JwksCache], T], keys: HeldKeys) -> T:
+async def verify_on_loop(check: Callable[[K], T], keys: K) -> T:
     """``check(keys)`` on the event loop with the keys held, else in a worker thread (where
     ``keys`` may fetch). ``check`` may run twice, so it must only read: the on-loop attempt
-    stops where it would fetch, before any outcome."""
+    stops where it would fetch, before any outcome. ``keys`` may be any key resolver: one that
+    never fetches (a static key set) simply runs on the loop."""
     try:
         with nonblocking.forbidden():
             return check(keys)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic_core import to_jsonable_python
 
 from lab.agent.recorder import REDACTED, Exchange, build_exchange
-from lab.heldkeys import HeldKeys, verify_on_loop
+from lab.heldkeys import verify_on_loop
 from lab.mcpserver import HOPS_META_KEY
 from lab.oauth.jose import (
     JwtValidationError,
@@ -119,9 +119,7 @@ async def _hop_off_the_loop_if_fetching(
     """:func:`hop_of` on the loop while the PDP's key is held. Checking an issued token's
     signature with a key not held fetches the PDP's JWKS over blocking HTTP, which must not
     run on the loop (in the embedded runtime the PDP answers from that very loop)."""
-    if isinstance(resolve_key, HeldKeys):
-        return await verify_on_loop(lambda keys: hop_of(response, keys, started), resolve_key)
-    return hop_of(response, resolve_key, started)
+    return await verify_on_loop(lambda keys: hop_of(response, keys, started), resolve_key)
 
 
 def unanswered(request: httpx.Request) -> dict[str, Any]:
