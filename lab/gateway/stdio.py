@@ -156,9 +156,7 @@ def read_message(line: bytes) -> JSONRPCMessage | Refused | None:
     except envelope.Dropped:
         return None
     except envelope.Refusal as refusal:
-        error = ErrorData(code=refusal.code, message=refusal.message)
-        if refusal.data is not None:
-            error.data = refusal.data
+        error = ErrorData.model_validate(refusal.error())
         return Refused(JSONRPCError(jsonrpc="2.0", id=refusal.id, error=error))
     try:
         return jsonrpc_message_adapter.validate_json(line, by_name=False)
@@ -271,10 +269,9 @@ def _worded(message: JSONRPCMessage, pending: Pending) -> JSONRPCMessage:
     request = pending.request(message.id)
     if request is None:
         return message
-    problem = envelope.params_problem({"method": request.method, "params": request.params})
-    if problem is None:
+    words = envelope.params_message({"method": request.method, "params": request.params})
+    if words is None:
         return message
-    words = f"Invalid params for {request.method[:100]}: {problem}"
     error = ErrorData(code=message.error.code, message=words)
     return JSONRPCError(jsonrpc="2.0", id=message.id, error=error)
 

@@ -69,12 +69,16 @@ class Refusal(Exception):
         self.data = data
         self.status = status
 
-    def response(self) -> Response:
+    def error(self) -> dict[str, Any]:
+        """The JSON-RPC ``error`` member this refusal answers with."""
         error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.data is not None:
             error["data"] = self.data
+        return error
+
+    def response(self) -> Response:
         return JSONResponse(
-            {"jsonrpc": "2.0", "id": self.id, "error": error}, status_code=self.status
+            {"jsonrpc": "2.0", "id": self.id, "error": self.error()}, status_code=self.status
         )
 
 
@@ -326,6 +330,15 @@ def _rewritten_events(body: bytes, message: Mapping[str, Any]) -> bytes:
     return b"\n".join(lines)
 
 
+def params_message(message: Mapping[str, Any]) -> str | None:
+    """The SDK's bare :data:`SDK_PARAMS_MESSAGE` for ``message`` reworded: its method, the
+    member, what it must be and what came (:func:`params_problem`); None when nothing is found."""
+    problem = params_problem(message)
+    if problem is None:
+        return None
+    return f"Invalid params for {str(message.get('method'))[:100]}: {problem}"
+
+
 def _rewritten(body: bytes, message: Mapping[str, Any]) -> bytes:
     try:
         answer = json.loads(body)
@@ -334,10 +347,10 @@ def _rewritten(body: bytes, message: Mapping[str, Any]) -> bytes:
         return body
     if not isinstance(error, dict) or error.get("message") != SDK_PARAMS_MESSAGE:
         return body
-    problem = params_problem(message)
-    if problem is None:
+    reworded = params_message(message)
+    if reworded is None:
         return body
-    error["message"] = f"Invalid params for {str(message.get('method'))[:100]}: {problem}"
+    error["message"] = reworded
     error.pop("data", None)
     return json.dumps(answer).encode()
 
