@@ -152,14 +152,14 @@ def read_message(line: bytes) -> JSONRPCMessage | Refused | None:
     """The JSON-RPC message a line holds, validated once, or why it holds none; None for a
     notification to drop unanswered (a method name no MCP method has)."""
     try:
-        envelope.check(line)
+        parsed = envelope.check(line)
     except envelope.Dropped:
         return None
     except envelope.Refusal as refusal:
         error = ErrorData.model_validate(refusal.error())
         return Refused(JSONRPCError(jsonrpc="2.0", id=refusal.id, error=error))
-    try:
-        return jsonrpc_message_adapter.validate_json(line, by_name=False)
+    try:  # the message check() parsed, not the line parsed a second time
+        return jsonrpc_message_adapter.validate_python(parsed, by_name=False)
     except ValidationError:
         pass
     try:
