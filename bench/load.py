@@ -84,9 +84,15 @@ def run_wrk(
     connections: int,
     threads: int = 2,
     server_pid: int | None = None,
+    reuse_bodies: bool = False,
 ) -> dict[str, Any]:
     """One wrk run; requests/s counts only 2xx answers. With ``server_pid``, also the server's
-    CPU µs and context switches per request (every request wrk sent, answered or not)."""
+    CPU µs and context switches per request (every request wrk sent, answered or not).
+
+    Each body is sent at most once: a wrk thread out of bodies stops, and the run says how many
+    requests found none (``exhausted``). ``reuse_bodies`` wraps around instead, only for a
+    server that checks no body (the bare baselines). A run with any non-2xx answer or any
+    exhausted request is no measurement (``measured`` False): see :func:`measured`."""
     before = loadavg()
     cpu_before = cpu_ticks(server_pid) if server_pid is not None else None
     proc = subprocess.run(
@@ -103,6 +109,7 @@ def run_wrk(
             "--",
             str(bodies),
             str(threads),
+            *(["wrap"] if reuse_bodies else []),
         ],
         capture_output=True,
         text=True,
@@ -125,10 +132,24 @@ def run_wrk(
             "server_system_us_per_request": round(system * tick_us / raw["requests"], 1),
             "server_switches_per_request": round(switches / raw["requests"], 2),
         }
+    exhausted = int(raw.get("exhausted", 0))
+    if exhausted:
+        print(
+            f"  wrk ran out of bodies for {url} after {raw['requests'] - exhausted} requests "
+            f"({count} prepared): run stopped, not counted",
+            file=sys.stderr,
+        )
+    elif raw["non2xx"]:
+        print(
+            f"  {raw['non2xx']} of {raw['requests']} answers from {url} were not 2xx: "
+            "run not counted",
+            file=sys.stderr,
+        )
     return {
         "rps": round(ok / seconds, 1),
         "requests": raw["requests"],
         "non2xx": raw["non2xx"],
+        "exhausted": exhausted,
         "socket_errors": raw["socket_errors"],
         "bodies": count,
         "p50_ms": round(raw["p50_us"] / 1000, 2),
@@ -139,6 +160,26 @@ def run_wrk(
         "loadavg_after": loadavg(),
         **server,
     }
+
+
+def measured(run: dict[str, Any]) -> bool:
+    """A run every request of which was answered 2xx with a body of its own: its rate is a
+    measurement. One with refusals (a reused single-use body is one) or cut short by running
+    out of bodies is not, whatever its rate."""
+    return not run.get("non2xx") and not run.get("exhausted")
+
+
+#: Bodies prepared per second of a run at the fastest rate seen, and a floor for slow runs.
+BODY_MARGIN = 1.5
+MIN_BODIES = 200
+
+
+def bodies_needed(fastest_rps: float, duration_s: float) -> int:
+    """Enough bodies for ``duration_s`` at ``BODY_MARGIN`` × the fastest 2xx rate seen so far.
+
+    Sized from the fastest run, not the warm-up's: a warm-up on cold caches is slower than the
+    runs after it, and bodies sized from it were reused (then refused as replays) under wrk."""
+    return int(max(fastest_rps, MIN_BODIES) * duration_s * BODY_MARGIN) + MIN_BODIES
 
 
 # ---------------------------------------------------------------------------------- bodies
@@ -339,27 +380,35 @@ def token_endpoints(
     try:
         with tempfile.TemporaryDirectory(prefix="lab-bench-wrk-") as tmp:
             directory = Path(tmp)
-            # Warm-up: every server, long enough for the thread pools and caches to fill; its
-            # rate sizes the body files (2.5× the warm-up rate, so no body is ever reused).
+            # Warm-up: every server, long enough for the thread pools and caches to fill. Every
+            # later body file is sized from the fastest token-endpoint rate seen so far (this
+            # one's, then each run's), so that no body is ever reused; a run that still runs
+            # out is stopped and not counted (bench/bodies.lua), and the next is sized up.
             warm_forms = id_jag_forms(settings, id_token, 3000)
             warm = write_bodies(warm_forms, directory, "warm")
             for bare in bares.values():
-                run_wrk(bare.url, warm, len(warm_forms), duration_s=2, connections=connections)
-            rate = run_wrk(zts_token, warm, len(warm_forms), duration_s=2, connections=connections)[
-                "rps"
-            ]
-            count = int(max(rate, 200) * duration_s * 2.5) + 200
+                run_wrk(
+                    bare.url,
+                    warm,
+                    len(warm_forms),
+                    duration_s=2,
+                    connections=connections,
+                    reuse_bodies=True,
+                )
+            fastest = run_wrk(
+                zts_token, warm, len(warm_forms), duration_s=2, connections=connections
+            )["rps"]
             makers = {
-                "id_jag": lambda: id_jag_forms(settings, id_token, count),
-                "jwt_bearer": lambda: jwt_bearer_forms(
+                "id_jag": lambda count: id_jag_forms(settings, id_token, count),
+                "jwt_bearer": lambda count: jwt_bearer_forms(
                     settings, one_id_jag(settings, id_token), count
                 ),
-                "exchange": lambda: exchange_forms(settings, access, count),
+                "exchange": lambda count: exchange_forms(settings, access, count),
             }
             for _ in range(rounds):
                 for name, make in makers.items():
-                    forms = make()
-                    path = write_bodies(forms, directory, name)
+                    count = bodies_needed(fastest, duration_s)
+                    path = write_bodies(make(count), directory, name)
                     for baseline, bare in bares.items():
                         runs[baseline].append(
                             run_wrk(
@@ -369,47 +418,73 @@ def token_endpoints(
                                 duration_s=duration_s,
                                 connections=connections,
                                 server_pid=bare.proc.pid,
+                                reuse_bodies=True,  # it checks no body: reuse is harmless
                             )
                         )
-                    runs[name].append(
-                        run_wrk(
-                            zts_token,
-                            path,
-                            count,
-                            duration_s=duration_s,
-                            connections=connections,
-                            server_pid=lab_pid,
-                        )
+                    run = run_wrk(
+                        zts_token,
+                        path,
+                        count,
+                        duration_s=duration_s,
+                        connections=connections,
+                        server_pid=lab_pid,
                     )
+                    runs[name].append(run)
+                    # A run that ran out was faster than its bodies allowed: double them.
+                    fastest = max(fastest * (2 if run["exhausted"] else 1), run["rps"])
     finally:
         for bare in bares.values():
             bare.stop()
     return summarise(runs, connections)
 
 
+def _counted(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs the medians come from: the measured ones, or (none measured) every run, then
+    shown as no measurement (``measured_runs`` 0) rather than left out."""
+    return [r for r in runs if measured(r)] or runs
+
+
+def _refusals(runs: list[dict[str, Any]]) -> dict[str, int]:
+    """What is shown beside each figure: non-2xx answers and bodiless requests over all runs,
+    and how many runs were measurements."""
+    return {
+        "non2xx": sum(r.get("non2xx", 0) for r in runs),
+        "exhausted": sum(r.get("exhausted", 0) for r in runs),
+        "measured_runs": sum(1 for r in runs if measured(r)),
+        "total_runs": len(runs),
+    }
+
+
 def summarise(runs: dict[str, list[dict[str, Any]]], connections: int) -> dict[str, Any]:
     """Medians of the wrk runs: each baseline's rate and CPU per request (``bare_rps``,
     ``bare_cpu_us_per_request`` for the thread-pool one, the keys older results used;
     ``bare_on_loop_…`` for the other), and each endpoint's ratio against each baseline
-    (``ratio`` against the thread-pool one, ``ratio_on_loop`` against the on-loop one)."""
+    (``ratio`` against the thread-pool one, ``ratio_on_loop`` against the on-loop one).
+    Medians come from measured runs only (:func:`measured`); the non-2xx and exhausted counts
+    and ``measured_runs`` of ``total_runs`` go with every figure."""
     summary: dict[str, Any] = {"connections": connections, "runs": runs}
     for baseline in BASELINES:
         if runs.get(baseline):
-            summary[f"{baseline}_rps"] = round(_median([r["rps"] for r in runs[baseline]]), 1)
+            counted = _counted(runs[baseline])
+            summary[f"{baseline}_rps"] = round(_median([r["rps"] for r in counted]), 1)
             summary[f"{baseline}_cpu_us_per_request"] = _median_of(
-                runs[baseline], "server_cpu_us_per_request"
+                counted, "server_cpu_us_per_request"
+            )
+            summary.update(
+                {f"{baseline}_{key}": value for key, value in _refusals(runs[baseline]).items()}
             )
     for name in ENDPOINTS:
         if not runs.get(name):
             continue
-        rps = _median([r["rps"] for r in runs[name]])
+        counted = _counted(runs[name])
+        rps = _median([r["rps"] for r in counted])
         summary[name] = {
-            "cpu_us_per_request": _median_of(runs[name], "server_cpu_us_per_request"),
-            "switches_per_request": _median_of(runs[name], "server_switches_per_request"),
+            "cpu_us_per_request": _median_of(counted, "server_cpu_us_per_request"),
+            "switches_per_request": _median_of(counted, "server_switches_per_request"),
             "rps": round(rps, 1),
-            "p99_ms": _median([r["p99_ms"] for r in runs[name]]),
-            "p50_ms": _median([r["p50_ms"] for r in runs[name]]),
-            "non2xx": sum(r["non2xx"] for r in runs[name]),
+            "p99_ms": _median([r["p99_ms"] for r in counted]),
+            "p50_ms": _median([r["p50_ms"] for r in counted]),
+            **_refusals(runs[name]),
         }
         for baseline in BASELINES:
             if summary.get(f"{baseline}_rps"):

@@ -363,6 +363,11 @@ def figures(results: dict[str, Any]) -> list[tuple[str, Any, str, float, str]]:
         ):
             e = w[name]
             load = _load(w["runs"][name][0]["loadavg_before"])
+            # Beside every figure: its refusals. A run with any is no measurement (a reused
+            # single-use body is refused, not served): left out of the medians, and a figure
+            # with no measured run behind it gets no verdict.
+            refusals = _refusals(e)
+            unmeasured = e.get("measured_runs", 1) == 0
             # Against each bare POST (results older than the on-loop one have only the
             # thread-pool one): ratio of rates and, bare / endpoint, of server CPU per request
             # (/proc: what load does not stretch; >= 0.5 means at most twice the bare POST's).
@@ -370,11 +375,14 @@ def figures(results: dict[str, Any]) -> list[tuple[str, Any, str, float, str]]:
                 ratio = e.get("ratio" + baseline.removeprefix("bare"))
                 if ratio is None or not w.get(f"{baseline}_rps"):
                     continue
+                both = f"{refusals}; bare {_refusals(w, baseline + '_')}"
+                verdict = not unmeasured and w.get(f"{baseline}_measured_runs", 1) != 0
                 rows.append(
                     (
-                        f"{label} / {base_label} ({e['rps']} / {w[f'{baseline}_rps']} req/s)",
+                        f"{label} / {base_label} ({e['rps']} / {w[f'{baseline}_rps']} req/s; "
+                        f"{both})",
                         ratio,
-                        ">=",
+                        ">=" if verdict else "",
                         0.5,
                         load,
                     )
@@ -384,15 +392,37 @@ def figures(results: dict[str, Any]) -> list[tuple[str, Any, str, float, str]]:
                     rows.append(
                         (
                             f"{label}: {base_label} CPU / endpoint CPU ({base_cpu} / "
-                            f"{e['cpu_us_per_request']} µs per request)",
+                            f"{e['cpu_us_per_request']} µs per request; {both})",
                             round(base_cpu / e["cpu_us_per_request"], 3),
-                            ">=",
+                            ">=" if verdict else "",
                             0.5,
                             load,
                         )
                     )
-            rows.append((f"{label} p99 at c16 (ms)", e["p99_ms"], "<=", 150.0, load))
+            rows.append(
+                (
+                    f"{label} p99 at c16 (ms; {refusals})",
+                    e["p99_ms"],
+                    "" if unmeasured else "<=",
+                    150.0,
+                    load,
+                )
+            )
     return rows
+
+
+def _refusals(figures: dict[str, Any], prefix: str = "") -> str:
+    """What stands beside a wrk figure: its non-2xx answers (and bodiless requests, runs left
+    out), so that a run with refusals cannot pass as a measurement."""
+    text = f"non-2xx {figures.get(prefix + 'non2xx', 0)}"
+    if figures.get(prefix + "exhausted"):
+        text += f", out of bodies {figures[prefix + 'exhausted']}"
+    total, counted = figures.get(prefix + "total_runs"), figures.get(prefix + "measured_runs")
+    if total is not None and counted is not None and counted < total:
+        text += f", {total - counted} of {total} runs not counted"
+        if counted == 0:
+            text += ": NOT A MEASUREMENT"
+    return text
 
 
 def _shown(value: Any) -> str:
