@@ -13,8 +13,9 @@ from typing import Any
 from lab.pdp.store import Store, StoreForkedError
 from tests.reliability.forking import in_forked_child
 
-#: Far less than a hang: the child must answer at once.
-LIMIT_S = 10.0
+#: The child answers at once; the old way it waited for ever. The bound only tells the two
+#: apart, generous for a CI machine at load 15 (a fork and a few calls, never a speed check).
+LIMIT_S = 60.0
 
 
 def record(note: str) -> Any:
@@ -74,12 +75,12 @@ def test_a_lock_held_at_the_fork_does_not_hang_the_child(tmp_path: Path) -> None
     def hold() -> None:
         with store.write(changes_policy=False):
             holding.set()
-            release.wait(30)
+            release.wait(LIMIT_S * 2)
 
     holder = threading.Thread(target=hold)
     holder.start()
     try:
-        assert holding.wait(10)
+        assert holding.wait(LIMIT_S)
         messages = in_forked_child(
             lambda: [
                 refusal(lambda: store.set_meta("k", "v")),
@@ -89,7 +90,7 @@ def test_a_lock_held_at_the_fork_does_not_hang_the_child(tmp_path: Path) -> None
         )
     finally:
         release.set()
-        holder.join(10)
+        holder.join(LIMIT_S)
     assert all("forked child" in message for message in messages)
 
 
