@@ -40,7 +40,7 @@ def test_health_answers_while_building_and_requests_wait_for_the_real_app() -> N
     events: list[str] = []
 
     def build() -> Starlette:
-        gate.wait(10)
+        gate.wait(60)
         return _real_app(events)
 
     deferred = DeferredApp("mcp", build, unavailable_app)
@@ -49,12 +49,14 @@ def test_health_answers_while_building_and_requests_wait_for_the_real_app() -> N
         assert probe_part("mcp", f"{url}/healthz").healthy  # the build has not finished
         assert deferred.app is None
         answers: list[httpx.Response] = []
-        waiter = threading.Thread(target=lambda: answers.append(httpx.get(f"{url}/hello")))
+        waiter = threading.Thread(
+            target=lambda: answers.append(httpx.get(f"{url}/hello", timeout=60))
+        )
         waiter.start()
         waiter.join(0.3)
         assert waiter.is_alive() and not answers  # held, not refused
         gate.set()
-        waiter.join(10)
+        waiter.join(60)
         assert answers[0].status_code == 200
         assert answers[0].json() == {"hello": "world", "lifespan": ["started"]}
         assert httpx.get(f"{url}/healthz").json() == {"status": "ok", "part": "real"}
@@ -102,7 +104,7 @@ def test_a_delayed_build_starts_by_itself_when_its_time_comes() -> None:
         return _real_app([])
 
     DeferredApp("mcp", build, unavailable_app).start_building(after_s=0.05)
-    assert done.wait(10)
+    assert done.wait(60)
 
 
 def test_on_built_runs_once_in_the_build_thread_after_the_app_is_in_place() -> None:
@@ -114,7 +116,7 @@ def test_on_built_runs_once_in_the_build_thread_after_the_app_is_in_place() -> N
 
     deferred = DeferredApp("mcp", lambda: _real_app([]), unavailable_app, on_built=on_built)
     deferred.start_building()
-    deferred._thread.join(10)
+    deferred._thread.join(60)
     assert seen == [("build-mcp", True)]
 
 

@@ -128,7 +128,7 @@ class StdioGateway:
     def signal(self, signum: int = signal.SIGTERM) -> None:
         os.kill(self.process.pid, signum)
 
-    def wait(self, timeout: float = 20.0) -> int:
+    def wait(self, timeout: float = ANSWER_TIMEOUT_S) -> int:
         return self.process.wait(timeout=timeout)
 
     def wait_for_stderr(self, text: bytes, timeout: float = ANSWER_TIMEOUT_S) -> None:

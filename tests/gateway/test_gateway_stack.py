@@ -11,7 +11,6 @@ import json
 import re
 import signal
 import subprocess
-import time
 from typing import Any
 
 import httpx
@@ -368,7 +367,6 @@ def test_a_browser_sign_in_still_waiting_does_not_hold_the_gateway_open(
         gateway.initialize()
         waiting = gateway.request("tools/call", {"name": "list_docs", "arguments": {}})
         gateway.wait_for_stderr(b"sign in at http")
-        started = time.monotonic()
         if stop == "SIGTERM":
             gateway.signal(signal.SIGTERM)
         else:
@@ -380,8 +378,8 @@ def test_a_browser_sign_in_still_waiting_does_not_hold_the_gateway_open(
                 }
             )
             gateway.close_stdin()
-        assert gateway.wait(timeout=20) == 0, gateway.describe()
-        assert time.monotonic() - started < 10
+        # The bound only tells "exits" from "waits for the sign-in" (5 minutes), however loaded.
+        assert gateway.wait(timeout=60) == 0, gateway.describe()
         gateway.assert_stdout_is_only_json_rpc()
 
 
