@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -172,6 +173,8 @@ def measured(run: dict[str, Any]) -> bool:
 #: Bodies prepared per second of a run at the fastest rate seen, and a floor for slow runs.
 BODY_MARGIN = 1.5
 MIN_BODIES = 200
+#: Runs again, each with twice the bodies, after a run that ran out (then it is not counted).
+RERUNS_OUT_OF_BODIES = 2
 
 
 def bodies_needed(fastest_rps: float, duration_s: float) -> int:
@@ -180,6 +183,24 @@ def bodies_needed(fastest_rps: float, duration_s: float) -> int:
     Sized from the fastest run, not the warm-up's: a warm-up on cold caches is slower than the
     runs after it, and bodies sized from it were reused (then refused as replays) under wrk."""
     return int(max(fastest_rps, MIN_BODIES) * duration_s * BODY_MARGIN) + MIN_BODIES
+
+
+def until_enough_bodies(
+    run: Callable[[int], dict[str, Any]], fastest: float, duration_s: float
+) -> tuple[list[dict[str, Any]], float]:
+    """``run(count)`` with bodies for the fastest rate seen; after a run that ran out of them,
+    again with twice the rate's bodies (``RERUNS_OUT_OF_BODIES`` times at most). Every run made
+    (those cut short are shown, not counted) and the fastest rate seen after them."""
+    made: list[dict[str, Any]] = []
+    for attempt in range(1 + RERUNS_OUT_OF_BODIES):
+        if attempt:
+            fastest *= 2
+        result = run(bodies_needed(fastest, duration_s))
+        made.append(result)
+        fastest = max(fastest, result["rps"])
+        if not result.get("exhausted"):
+            break
+    return made, fastest
 
 
 # ---------------------------------------------------------------------------------- bodies
@@ -395,9 +416,10 @@ def token_endpoints(
                     connections=connections,
                     reuse_bodies=True,
                 )
-            fastest = run_wrk(
+            warmed = run_wrk(
                 zts_token, warm, len(warm_forms), duration_s=2, connections=connections
-            )["rps"]
+            )
+            fastest = warmed["rps"] * (2 if warmed["exhausted"] else 1)
             makers = {
                 "id_jag": lambda count: id_jag_forms(settings, id_token, count),
                 "jwt_bearer": lambda count: jwt_bearer_forms(
@@ -421,17 +443,27 @@ def token_endpoints(
                                 reuse_bodies=True,  # it checks no body: reuse is harmless
                             )
                         )
-                    run = run_wrk(
-                        zts_token,
-                        path,
-                        count,
-                        duration_s=duration_s,
-                        connections=connections,
-                        server_pid=lab_pid,
-                    )
-                    runs[name].append(run)
-                    # A run that ran out was faster than its bodies allowed: double them.
-                    fastest = max(fastest * (2 if run["exhausted"] else 1), run["rps"])
+                    prepared = {count: path}
+
+                    def endpoint_run(
+                        count: int,
+                        prepared: dict[int, Path] = prepared,
+                        make: Callable[[int], list[dict[str, str]]] = make,
+                        name: str = name,
+                    ) -> dict[str, Any]:
+                        if count not in prepared:
+                            prepared[count] = write_bodies(make(count), directory, name)
+                        return run_wrk(
+                            zts_token,
+                            prepared[count],
+                            count,
+                            duration_s=duration_s,
+                            connections=connections,
+                            server_pid=lab_pid,
+                        )
+
+                    made, fastest = until_enough_bodies(endpoint_run, fastest, duration_s)
+                    runs[name].extend(made)  # those cut short too: shown, not counted
     finally:
         for bare in bares.values():
             bare.stop()

@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from bench.load import bodies_needed, measured, run_wrk, summarise
+from bench.load import (
+    RERUNS_OUT_OF_BODIES,
+    bodies_needed,
+    measured,
+    run_wrk,
+    summarise,
+    until_enough_bodies,
+)
 from bench.run import figures
 
 
@@ -34,6 +41,27 @@ def test_bodies_cover_the_run_at_the_fastest_rate_seen() -> None:
     assert bodies_needed(1200.0, 5) >= 1200 * 5
     assert bodies_needed(3000.0, 5) > bodies_needed(1200.0, 5)
     assert bodies_needed(0.0, 5) >= 200  # a run that measured nothing still gets bodies
+
+
+def test_a_run_that_runs_out_is_made_again_with_twice_the_bodies() -> None:
+    """The warm-up is slower than the runs after it: a run that outruns its bodies is shown,
+    then made again with bodies for twice the rate, until one has enough."""
+    asked: list[int] = []
+    true_rate, duration_s = 1400.0, 3
+
+    def run(count: int) -> dict[str, Any]:
+        asked.append(count)
+        enough = count >= true_rate * duration_s
+        return _run(true_rate if enough else count / duration_s, exhausted=0 if enough else 5)
+
+    made, fastest = until_enough_bodies(run, 500.0, duration_s)
+    assert [r["exhausted"] > 0 for r in made] == [True, False]
+    assert asked[0] == bodies_needed(500.0, duration_s)
+    assert asked[1] >= bodies_needed(1000.0, duration_s)  # at least twice the rate sized for
+    assert fastest >= true_rate  # the next file is sized for at least that
+    # It gives up after RERUNS_OUT_OF_BODIES more runs: each shown, none counted.
+    never = until_enough_bodies(lambda count: _run(10.0, exhausted=1), 10.0, 1)[0]
+    assert len(never) == 1 + RERUNS_OUT_OF_BODIES and not any(measured(r) for r in never)
 
 
 def test_a_run_with_refusals_or_out_of_bodies_is_no_measurement() -> None:
