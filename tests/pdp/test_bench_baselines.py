@@ -35,19 +35,25 @@ def test_bare_server_signs_on_the_loop_only_with_on_loop() -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc (Linux)")
-@pytest.mark.parametrize(("on_loop", "threads"), [(False, 2), (True, 1)])
-def test_each_bare_server_signs_once_per_post_on_its_own_path(on_loop: bool, threads: int) -> None:
+@pytest.mark.parametrize("on_loop", [False, True])
+def test_each_bare_server_signs_once_per_post_on_its_own_path(on_loop: bool) -> None:
     # The thread-pool baseline hands each signature to a worker thread; the on-loop one never
     # starts one (the process keeps its single thread), like the endpoint's path.
     server = BareServer(on_loop=on_loop)
     try:
         for _ in range(5):
-            response = httpx.post(server.url, data={"grant_type": "bench"}, timeout=10)
+            response = httpx.post(server.url, data={"grant_type": "bench"}, timeout=60)
             assert response.status_code == 200
             assert response.headers["cache-control"] == "no-store"
         token = response.json()["access_token"]
         assert jwt.get_unverified_header(token)["alg"] == "ES256"
-        assert _threads(server.proc.pid) == threads
+        running = _threads(server.proc.pid)
+        if on_loop:
+            assert running == 1  # no worker thread was ever started
+        else:
+            # At least one worker: a loaded machine may let the pool start a second before the
+            # first counts itself idle again (exactly 2 was a race, not the point).
+            assert running >= 2
     finally:
         server.stop()
 
