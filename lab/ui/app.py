@@ -138,7 +138,7 @@ def create_app(
     async def run_of(request: Request) -> Response:
         from lab.state import load_run_model
 
-        number = int(request.path_params["number"])
+        number: int = request.path_params["number"]  # StepNumber made it an int
         record = load_run_model(settings, number)
         if record is None:
             return JSONResponse(
@@ -180,8 +180,9 @@ def create_app(
             return conflict()
         async with busy:
             code, out, err = await asyncio.to_thread(runner, *args)
-        if held_elsewhere(code, err):
-            return conflict(busy_reason(err))
+        holder = held_elsewhere(code, err)
+        if holder is not None:
+            return conflict(holder)
         return code, out, err
 
     async def run_all(request: Request) -> Response:
@@ -203,12 +204,10 @@ def create_app(
 
     async def run_step(request: Request) -> Response:
         require_token(request)
-        number = int(request.path_params["number"])
-        if number not in {row["number"] for row in step_rows(settings)}:
-            return JSONResponse(
-                {"error": "not_found", "error_description": f"there is no step {number}"},
-                status_code=404,
-            )
+        number: int = request.path_params["number"]  # StepNumber made it an int
+        missing = no_such_step(number)
+        if missing is not None:
+            return missing
         ran = await run_lab("step", str(number), "--json")
         if isinstance(ran, Response):
             return ran
@@ -230,11 +229,8 @@ def create_app(
         to = body.get("to")
         if to is not None and (not isinstance(to, int) or isinstance(to, bool) or to < 1):
             raise InvalidRequest('"to" must be a step number (or null for the baseline)')
-        if to is not None and to not in {row["number"] for row in step_rows(settings)}:
-            return JSONResponse(
-                {"error": "not_found", "error_description": f"there is no step {to}"[:100]},
-                status_code=404,
-            )
+        if to is not None and (missing := no_such_step(to)) is not None:
+            return missing
         ran = await run_lab("reset", "--json", *(["--to", str(to)] if to else []))
         if isinstance(ran, Response):
             return ran
@@ -288,17 +284,28 @@ def conflict(description: str = "another run or reset is still going") -> Respon
     return JSONResponse({"error": "busy", "error_description": description}, status_code=409)
 
 
-def busy_reason(err: str) -> str:
-    """What the CLI said holds the lab ("another lab command (pid N: lab run) …")."""
-    marker = error_marker.read_marker(err)
-    return marker["message"] if marker is not None else last_line(err)
+def no_such_step(number: int) -> Response | None:
+    """404 when the lab has no step ``number`` (the step files say; no results are read)."""
+    from lab.steps import load_steps
+
+    if any(step.number == number for step in load_steps()):
+        return None
+    return JSONResponse(
+        {"error": "not_found", "error_description": f"there is no step {number}"[:100]},
+        status_code=404,
+    )
 
 
-def held_elsewhere(code: int, err: str) -> bool:
-    """The command gave up waiting for the lab lock: a `lab` command in a terminal holds it.
-    Told by the CLI's marker (``lab.cli.error_marker``), never by its wording."""
+def held_elsewhere(code: int, err: str) -> str | None:
+    """What holds the lab ("another lab command (pid N: lab run) …") when the command gave up
+    waiting for the lab lock: a `lab` command in a terminal holds it. Told by the CLI's marker
+    (``lab.cli.error_marker``), never by its wording; None when the command was not refused."""
+    if code != 3:
+        return None
     marker = error_marker.read_marker(err)
-    return code == 3 and marker is not None and marker.get("kind") == error_marker.BUSY
+    if marker is None or marker.get("kind") != error_marker.BUSY:
+        return None
+    return str(marker["message"])
 
 
 def last_line(text: str) -> str:
