@@ -55,7 +55,3 @@ def check(what: str, prepare: Callable[[], object] | None = None) -> None:
     mode = getattr(_state, "forbidden", False)
     if mode is True or (mode == "preparable" and prepare is not None):
         raise WouldBlock(what, prepare)
-
-
-def is_forbidden() -> bool:
-    return bool(getattr(_state, "forbidden", False))
