@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from lab.config import AGENT_PRINCIPAL
 from lab.oauth.jose import SigningKey
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from lab.agent.signin import IdpClient
 
 Stamp = tuple[int, int, int, int]
+K = TypeVar("K")
+V = TypeVar("V")
 
 _lock = threading.Lock()
 _keys: dict[Path, tuple[Stamp, SigningKey]] = {}
@@ -34,31 +37,31 @@ def _stamp(path: Path) -> Stamp | None:
     return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
 
 
-def signing_key(path: Path) -> SigningKey:
-    """``SigningKey.load_or_create(path)``, loaded again only when the file changed."""
-    stamp = _stamp(path)  # before reading: a change after it is seen by the next call
+def _reloaded(table: dict[K, tuple[Stamp, V]], key: K, path: Path, load: Callable[[], V]) -> V:
+    """``load()``'s result for ``path``, kept in ``table`` under ``key`` and loaded again only
+    when the file changed. Stamped before reading: a change after it is seen by the next call;
+    a file that is missing (``load`` may create it) is read back, and kept, by the next call."""
+    stamp = _stamp(path)
     with _lock:
-        held = _keys.get(path)
+        held = table.get(key)
     if stamp is not None and held is not None and held[0] == stamp:
         return held[1]
-    key = SigningKey.load_or_create(path)
-    if stamp is not None:  # a key just created is read back (and kept) by the next call
+    value = load()
+    if stamp is not None:
         with _lock:
-            _keys[path] = (stamp, key)
-    return key
+            table[key] = (stamp, value)
+    return value
+
+
+def signing_key(path: Path) -> SigningKey:
+    """``SigningKey.load_or_create(path)``, loaded again only when the file changed."""
+    return _reloaded(_keys, path, path, lambda: SigningKey.load_or_create(path))
 
 
 def idp_client(path: Path, client_id: str = AGENT_PRINCIPAL) -> IdpClient:
     """``IdpClient.from_realm_file(path, client_id)``, parsed again only when the file changed."""
     from lab.agent.signin import IdpClient
 
-    stamp = _stamp(path)
-    with _lock:
-        held = _clients.get((path, client_id))
-    if stamp is not None and held is not None and held[0] == stamp:
-        return held[1]
-    client = IdpClient.from_realm_file(path, client_id)
-    if stamp is not None:
-        with _lock:
-            _clients[(path, client_id)] = (stamp, client)
-    return client
+    return _reloaded(
+        _clients, (path, client_id), path, lambda: IdpClient.from_realm_file(path, client_id)
+    )

@@ -14,8 +14,9 @@ from typing import Any
 
 import httpx
 
+from lab.agent import held
 from lab.oauth import http as lab_http
-from lab.oauth.jose import SigningKey, make_client_assertion
+from lab.oauth.jose import make_client_assertion
 from lab.oauth.tokens import (
     CLIENT_ASSERTION_TYPE_JWT_BEARER,
     GRANT_TOKEN_EXCHANGE,
@@ -101,24 +102,11 @@ class Exchanger:
         self.audience = audience
         self.timeout_s = timeout_s
         self.http = http or lab_http.SharedAsyncClient(timeout=timeout_s)
-        self._key: tuple[tuple[int, int], SigningKey] | None = None
-
-    def _signing_key(self) -> SigningKey:
-        # The backend (or step 5) may create or rotate the key at any time: re-read the file
-        # whenever it changed (a stat per call, not a PEM parse per call).
-        try:
-            stat = self.key_path.stat()
-            stamp = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            stamp = (0, 0)
-        if self._key is None or self._key[0] != stamp or stamp == (0, 0):
-            key = SigningKey.load_or_create(self.key_path)
-            stat = self.key_path.stat()
-            self._key = ((stat.st_mtime_ns, stat.st_size), key)
-        return self._key[1]
 
     def _assertion(self) -> str:
-        key = self._signing_key()
+        # The backend (or step 5) may create or rotate the key at any time: re-read the file
+        # whenever it changed (a stat per call, not a PEM parse per call).
+        key = held.signing_key(self.key_path)
         # RFC 7523 §3: aud = the authorization server's issuer (contracts §2).
         return make_client_assertion(self.client_id, key, self.issuer)
 
