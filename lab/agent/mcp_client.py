@@ -265,17 +265,10 @@ def _http_client(
 
 
 async def run_calls(
-    client: Client,
-    calls: Sequence[ToolCall],
-    watcher: RefusalWatcher,
-    results: list[ToolResult],
-    *,
-    listed: bool = False,
+    client: Client, calls: Sequence[ToolCall], watcher: RefusalWatcher, results: list[ToolResult]
 ) -> None:
-    """Run the calls in order on an open session, appending each result as it comes; first
-    the listing (:func:`list_for_calls`) unless the session holds a current one (``listed``)."""
-    if not listed:
-        await list_for_calls(client)
+    """Run the calls in order on an open session, appending each result as it comes. The
+    caller lists first (:func:`list_for_calls`) unless the session holds a current listing."""
     for call in calls:
         watcher.last = None
         result = await client.call_tool(call.name, call.arguments)
@@ -309,6 +302,7 @@ async def call_tools_async(
             mcp_session(http, url) as client,
         ):
             learn_era(client, url)
+            await list_for_calls(client)
             await run_calls(client, calls, watcher, results)
     except Exception as exc:  # noqa: BLE001 - transport and HTTP refusals become data
         results.extend(failed_calls(url, exc, watcher, calls[len(results) :]))

@@ -347,10 +347,9 @@ class SessionPool:
             sent_before = call.sent
             try:
                 client = _client(kept)
-                listed = kept.listed is not None and kept.listed.current()
-                if not listed:
+                if kept.listed is None or not kept.listed.current():
                     kept.listed = await mcp_client.list_for_calls(client)
-                await mcp_client.run_calls(client, rest, call.watcher, results, listed=True)
+                await mcp_client.run_calls(client, rest, call.watcher, results)
             except asyncio.CancelledError:
                 await self._discard(kept)  # out of time mid-call: its state is unknown
                 raise
