@@ -148,7 +148,7 @@ class Authorizer:
         state: str | None,
         mode: str,
         params: dict[str, str],
-        repeated: bool = False,
+        repeated: bool,
     ) -> AuthRequest:
         client = self.realm.client(client_id)
         assert client is not None

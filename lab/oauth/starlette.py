@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -275,8 +276,6 @@ async def read_form(
 async def form_pairs(request: Request, limit: int = MAX_BODY_BYTES) -> list[tuple[str, str]]:
     """An ``application/x-www-form-urlencoded`` body's ``(name, value)`` pairs in order,
     repeats included (:func:`read_form` applies the rule for repeats)."""
-    from urllib.parse import parse_qsl
-
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise InvalidRequest(
@@ -383,8 +382,6 @@ def single_query_params(request: Request, repeats: Repeats = Repeats.REFUSE) -> 
 
 def query_pairs(request: Request) -> list[tuple[str, str]]:
     """The query's ``(name, value)`` pairs in order, repeats included."""
-    from urllib.parse import parse_qsl
-
     # What ``request.query_params.multi_items()`` lists (Starlette parses the raw query the same
     # way), without building its multidict: this runs on every authorization request.
     return parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
