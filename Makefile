@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 		{ echo "the lab needs Python 3.11 or newer (found: $$($(PYTHON) --version)); set PYTHON=python3.11" >&2; exit 3; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-# (make comment, not echoed) the build backend's notices are not the learner's business
+# The build backend's notices (an editable install's advice) are not the learner's business.
 	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
