@@ -32,6 +32,20 @@ class HomeFileError(RuntimeError):
         self.fix = fix
 
 
+FileStamp = tuple[int, int, int, int, int]
+
+
+def file_stamp(path: Path) -> FileStamp | None:
+    """What a file's rewrite or replacement changes (device, inode, size, modification and
+    change times), or ``None`` when it is missing: the cheap "has it changed?" of the caches
+    that keep what they read from the lab home."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+
+
 def sqlite_problem(path: Path) -> str | None:
     """Why the SQLite file at ``path`` cannot be trusted, or None (also when it is absent)."""
     if not path.exists():

@@ -8,40 +8,31 @@ size or modification time: ``lab reset`` writes keys anew, a learner edits the r
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from lab.config import AGENT_PRINCIPAL
+from lab.homefiles import FileStamp, file_stamp
 from lab.oauth.jose import SigningKey
 
 if TYPE_CHECKING:
     from lab.agent.signin import IdpClient
 
-Stamp = tuple[int, int, int, int]
 K = TypeVar("K")
 V = TypeVar("V")
 
 _lock = threading.Lock()
-_keys: dict[Path, tuple[Stamp, SigningKey]] = {}
-_clients: dict[tuple[Path, str], tuple[Stamp, IdpClient]] = {}
+_keys: dict[Path, tuple[FileStamp, SigningKey]] = {}
+_clients: dict[tuple[Path, str], tuple[FileStamp, IdpClient]] = {}
 
 
-def _stamp(path: Path) -> Stamp | None:
-    try:
-        status = os.stat(path)
-    except OSError:
-        return None
-    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
-
-
-def _reloaded(table: dict[K, tuple[Stamp, V]], key: K, path: Path, load: Callable[[], V]) -> V:
+def _reloaded(table: dict[K, tuple[FileStamp, V]], key: K, path: Path, load: Callable[[], V]) -> V:
     """``load()``'s result for ``path``, kept in ``table`` under ``key`` and loaded again only
     when the file changed. Stamped before reading: a change after it is seen by the next call;
     a file that is missing (``load`` may create it) is read back, and kept, by the next call."""
-    stamp = _stamp(path)
+    stamp = file_stamp(path)
     with _lock:
         held = table.get(key)
     if stamp is not None and held is not None and held[0] == stamp:

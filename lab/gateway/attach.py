@@ -18,7 +18,6 @@ the gateway's event loop (a slow disk must not stall the other sessions' message
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from lab.gateway.chain import TokenKeeper
 from lab.gateway.hops import HopLog
 from lab.gateway.links import ChainBroken
 from lab.gateway.upstream import Upstream
+from lab.homefiles import file_stamp
 
 #: Where the lab is now: ``(identity, endpoints)``, the identity changing when the lab restarts.
 #: Raises :class:`ChainBroken` (link ``lab``) when no lab runs.
@@ -43,14 +43,7 @@ def record_mark(record: Path) -> Mark:
     """The runtime record's identity on disk: a rewrite (``lab up`` replaces the file) changes
     its inode or modification time, a removal (``lab down``) makes it ``None``."""
 
-    def mark() -> Hashable | None:
-        try:
-            stat = os.stat(record)
-        except OSError:
-            return None
-        return (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
-
-    return mark
+    return lambda: file_stamp(record)
 
 
 @dataclass
